@@ -1,0 +1,71 @@
+"""The iML graph: nodes and edges, nothing else.
+
+    START -> analyze -> profile -> blueprint -> track (one per plan, via Send) -> ensemble -> submit -> END
+    track: generate -> check -> execute -> finish, with debug looping back to check on failure
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from langgraph.graph import END, START, StateGraph
+
+from graph.context import RunContext
+from graph.routing import fan_out_tracks
+from graph.state import IMLState, TrackResult, TrackState, merge_tracks
+from nodes.analyze import analyze
+from nodes.blueprint import blueprint
+from nodes.check import check
+from nodes.debug import debug
+from nodes.ensemble import ensemble
+from nodes.execute import execute
+from nodes.generate import generate
+from nodes.profile import profile
+from nodes.submit import submit
+from nodes.track import after_check, after_execute, finish
+from typing_extensions import TypedDict
+
+
+class TrackOutput(TypedDict):
+    """A track hands only its result back, so parallel tracks never write the same key."""
+
+    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+
+
+def build_track_graph() -> StateGraph:
+    g = StateGraph(TrackState, context_schema=RunContext, output_schema=TrackOutput)
+    g.add_node("generate", generate)
+    g.add_node("check", check)
+    g.add_node("execute", execute)
+    g.add_node("debug", debug)
+    g.add_node("finish", finish)
+    g.add_edge(START, "generate")
+    g.add_edge("generate", "check")
+    g.add_conditional_edges("check", after_check)
+    g.add_conditional_edges("execute", after_execute)
+    g.add_edge("debug", "check")
+    g.add_edge("finish", END)
+    return g
+
+
+def build_graph() -> StateGraph:
+    g = StateGraph(IMLState, context_schema=RunContext)
+    g.add_node("analyze", analyze)
+    g.add_node("profile", profile)
+    g.add_node("blueprint", blueprint)
+    g.add_node("track", build_track_graph().compile())
+    g.add_node("ensemble", ensemble)
+    g.add_node("submit", submit)
+    g.add_edge(START, "analyze")
+    g.add_edge("analyze", "profile")
+    g.add_edge("profile", "blueprint")
+    g.add_conditional_edges("blueprint", fan_out_tracks, ["track", "ensemble"])
+    g.add_edge("track", "ensemble")
+    g.add_edge("ensemble", "submit")
+    g.add_edge("submit", END)
+    return g
+
+
+# What `langgraph dev` serves (langgraph.json): compiled without a checkpointer, as the API
+# server brings its own.
+graph = build_graph().compile()

@@ -1,0 +1,174 @@
+"""Typed state of an iML run.
+
+Everything here is serialisable (pydantic models, paths as strings, numbers), because the
+checkpointer stores it. Kernels, clients and locks live in `graph.context.RunContext`.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+TaskType = Literal["binary", "multiclass", "regression"]
+TrackName = Literal["traditional", "pretrained", "neural"]
+ColumnKind = Literal["numeric", "categorical", "text", "datetime", "id", "constant"]
+# How predictions become submission columns:
+#   label       one column of class labels (or values for regression)
+#   proba       one column holding the positive class's probability (binary)
+#   proba_cols  one column per class with its probability (multiclass, or binary with two)
+SubmissionFormat = Literal["label", "proba", "proba_cols"]
+
+
+class TaskSpec(BaseModel):
+    """What the task asks for, as `analyze` understood it from the files and the description."""
+
+    task_dir: str
+    task_type: TaskType
+    target: str
+    id_column: str | None
+    metric: str
+    greater_is_better: bool
+    submission_format: SubmissionFormat
+    submission_columns: list[str]
+    # Class labels in the order the harness encodes them (0..k-1); for binary, index 1 is
+    # the positive class. Strings, so labels like 0/1 and "Yes"/"No" are treated alike.
+    classes: list[str] = Field(default_factory=list)
+    train_file: str = "train.csv"
+    test_file: str = "test.csv"
+    sample_submission_file: str | None = "sample_submission.csv"
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ColumnProfile(BaseModel):
+    name: str
+    kind: ColumnKind
+    dtype: str
+    missing_share: float
+    cardinality: int
+    examples: list[str]
+    mean_length: float | None = None  # text columns: mean characters per value
+
+
+class TargetProfile(BaseModel):
+    kind: Literal["classes", "values"]
+    class_counts: dict[str, int] = Field(default_factory=dict)
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    skew: float | None = None
+
+
+class DataProfile(BaseModel):
+    n_train: int
+    n_test: int
+    columns: list[ColumnProfile]
+    target: TargetProfile
+    warnings: list[str] = Field(default_factory=list)
+
+    def columns_of(self, *kinds: ColumnKind) -> list[str]:
+        return [c.name for c in self.columns if c.kind in kinds]
+
+
+class ValidationScheme(BaseModel):
+    kind: Literal["kfold", "stratified", "group", "time"]
+    n_folds: int = 5
+    seed: int = 0
+    group_column: str | None = None
+    time_column: str | None = None
+
+
+class TrackPlan(BaseModel):
+    track: TrackName
+    reason: str
+    model_family: str
+    feature_steps: list[str]
+    params: dict[str, Any] = Field(default_factory=dict)
+    time_share: float  # fraction of the run's budget
+
+
+class Blueprint(BaseModel):
+    validation: ValidationScheme
+    tracks: list[TrackPlan]
+    skipped: dict[str, str] = Field(default_factory=dict)  # track -> why not
+    budget_s: float
+
+
+AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine"]
+AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory"]
+
+
+class AttemptResult(BaseModel):
+    track: str
+    attempt: int
+    source: AttemptSource
+    status: AttemptStatus
+    score: float | None = None
+    fold_scores: list[float] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    duration_s: float = 0.0
+    peak_memory_mb: float | None = None
+    dir: str  # where features.py, model.py, log.txt, result.json, oof.npy, test.npy live
+
+
+class TrackResult(BaseModel):
+    track: str
+    status: Literal["ok", "failed", "skipped"]
+    reason: str = ""
+    best_attempt: int | None = None
+    score: float | None = None
+    attempts: list[AttemptResult] = Field(default_factory=list)
+
+    @property
+    def best(self) -> AttemptResult | None:
+        for a in self.attempts:
+            if a.attempt == self.best_attempt:
+                return a
+        return None
+
+
+class EnsembleResult(BaseModel):
+    kind: Literal["single", "weighted", "baseline"]
+    weights: dict[str, float]  # member name (track or track/attempt) -> weight
+    score: float
+    oof_path: str
+    test_path: str
+    reason: str
+
+
+def merge_tracks(left: dict[str, TrackResult], right: dict[str, TrackResult]) -> dict[str, TrackResult]:
+    """Parallel track branches each write their own key; a later write for a track wins."""
+    return {**(left or {}), **(right or {})}
+
+
+class IMLState(TypedDict, total=False):
+    task_dir: str
+    run_dir: str
+    task: TaskSpec
+    profile: DataProfile
+    blueprint: Blueprint
+    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    ensemble: EnsembleResult
+    submission_path: str
+    leaderboard: list[dict[str, Any]]
+
+
+class TrackState(TypedDict, total=False):
+    """State of one track's subgraph (generate -> check -> execute -> debug)."""
+
+    run_dir: str
+    task: TaskSpec
+    profile: DataProfile
+    blueprint: Blueprint
+    plan: TrackPlan
+    code: dict[str, str]  # module name ("features", "model") -> source
+    source: AttemptSource
+    attempt: int
+    last_error: str | None
+    fell_back: bool
+    attempts: Annotated[list[AttemptResult], operator.add]
+    tracks: Annotated[dict[str, TrackResult], merge_tracks]

@@ -1,0 +1,206 @@
+"""analyze: the task folder -> TaskSpec.
+
+Offline the rules below decide everything; with an LLM they check its answer against the
+files. Every rule records why it decided, so the report can say how the task was read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, Settings
+from graph.state import IMLState, SubmissionFormat, TaskSpec, TaskType
+from runtime.data import TaskInputError, label_key, read_header, read_table
+from runtime.metrics import default_metric, get_metric, metric_from_text
+
+POSITIVE_LABELS = ("1", "yes", "true", "y", "t", "positive", "pos")
+ID_NAMES = ("id", "index", "key", "row_id", "rowid")
+
+
+def analyze(state: IMLState, runtime: Runtime[RunContext]) -> dict:
+    task = read_task(Path(state["task_dir"]), runtime.context.settings)
+    runtime.context.events.emit("task", **task.model_dump(include={"task_type", "target", "metric", "id_column"}))
+    Path(state["run_dir"], "task.json").write_text(task.model_dump_json(indent=2))
+    return {"task": task}
+
+
+def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
+    if not task_dir.is_dir():
+        raise TaskInputError(f"task folder not found: {task_dir}")
+    reasons: list[str] = []
+    train_cols = read_header(task_dir / "train.csv", "train file")
+    test_cols = read_header(task_dir / "test.csv", "test file")
+    sample_path = task_dir / "sample_submission.csv"
+    sample = read_table(sample_path, "sample submission") if sample_path.exists() else None
+    description = (task_dir / "description.md").read_text(errors="replace") if (task_dir / "description.md").exists() else ""
+
+    id_column = _find_id(train_cols, test_cols, sample, settings.id_column, reasons)
+    target = _find_target(train_cols, test_cols, sample, id_column, description, settings.target, reasons)
+    extra = sorted(set(test_cols) - set(train_cols) - {id_column})
+    if extra:
+        raise TaskInputError(f"test file has columns that train lacks: {', '.join(extra[:5])}; both files must share their feature columns")
+
+    metric_name = _find_metric(description, settings.metric, reasons)
+    y = read_table(task_dir / "train.csv", "train file")[target].dropna()
+    if y.empty:
+        raise TaskInputError(f"target column '{target}' has no values in the train file")
+    task_type = _task_type(y, metric_name, sample, target, reasons)
+    if metric_name is None:
+        metric_name = default_metric(task_type)
+        reasons.append(f"metric: the description names none; default for {task_type} is {metric_name}")
+    metric = get_metric(metric_name)
+    if task_type not in metric.task_types:
+        raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
+
+    classes: list[str] = []
+    fmt: SubmissionFormat = "label"
+    sub_cols = [c for c in (sample.columns if sample is not None else [id_column, target]) if c and c != id_column]
+    if task_type != "regression":
+        labels = sorted({label_key(v) for v in y}, key=_natural)
+        if len(sub_cols) > 1:
+            missing = [c for c in labels if c not in sub_cols]
+            if missing:
+                raise TaskInputError(f"sample submission has columns {sub_cols}, but classes {missing} have no column")
+            classes, fmt = [c for c in sub_cols if c in labels], "proba_cols"
+            reasons.append("format: one probability column per class, as the sample submission shows")
+        else:
+            classes = labels
+            if task_type == "binary":
+                classes = _order_binary(labels, y, description, reasons)
+            fmt = _single_column_format(sample, sub_cols[0], labels, metric.needs, reasons)
+    return TaskSpec(
+        task_dir=str(task_dir.resolve()),
+        task_type=task_type,
+        target=target,
+        id_column=id_column,
+        metric=metric.name,
+        greater_is_better=metric.greater_is_better,
+        submission_format=fmt,
+        submission_columns=([id_column] if id_column else []) + sub_cols,
+        classes=classes,
+        sample_submission_file=sample_path.name if sample is not None else None,
+        reasons=reasons,
+    )
+
+
+def _find_id(train_cols: list[str], test_cols: list[str], sample: pd.DataFrame | None, given: str | None, reasons: list[str]) -> str | None:
+    if given:
+        if given not in test_cols:
+            raise TaskInputError(f"id column '{given}' is not in the test file; its columns are {', '.join(test_cols[:10])}")
+        reasons.append(f"id: '{given}' from --id")
+        return given
+    if sample is not None:
+        shared = [c for c in sample.columns if c in test_cols]
+        if shared:
+            reasons.append(f"id: '{shared[0]}' is the column test and sample submission share")
+            return shared[0]
+    for col in test_cols:
+        if col.lower() in ID_NAMES or col.lower().endswith("_id") or col.endswith("Id"):
+            reasons.append(f"id: '{col}' is named like an id")
+            return col
+    reasons.append("id: none found; rows are identified by their order")
+    return None
+
+
+def _find_target(train_cols, test_cols, sample, id_column, description, given, reasons) -> str:
+    if given:
+        if given not in train_cols:
+            raise TaskInputError(f"target '{given}' is not a column of the train file; its columns are {', '.join(train_cols[:10])}")
+        reasons.append(f"target: '{given}' from --target")
+        return given
+    only_train = [c for c in train_cols if c not in test_cols and c != id_column]
+    if len(only_train) == 1:
+        reasons.append(f"target: '{only_train[0]}' is the one train column missing from test")
+        return only_train[0]
+    if sample is not None:
+        in_sample = [c for c in only_train if c in sample.columns]
+        if len(in_sample) == 1:
+            reasons.append(f"target: '{in_sample[0]}' is missing from test and named in the sample submission")
+            return in_sample[0]
+    mentioned = [c for c in only_train if c.lower() in description.lower()]
+    if len(mentioned) == 1:
+        reasons.append(f"target: '{mentioned[0]}' is missing from test and named in the description")
+        return mentioned[0]
+    if not only_train:
+        raise TaskInputError("cannot tell the target: every train column is also in test; pass --target NAME")
+    raise TaskInputError(f"cannot tell the target among {', '.join(only_train[:8])}; pass --target NAME")
+
+
+def _find_metric(description: str, given: str | None, reasons: list[str]) -> str | None:
+    if given:
+        name = get_metric(given).name  # raises the one-line unknown-metric error
+        reasons.append(f"metric: {name} from --metric")
+        return name
+    found = metric_from_text(description)
+    if found:
+        reasons.append(f"metric: {found}, named in the description")
+    return found
+
+
+def _task_type(y: pd.Series, metric_name: str | None, sample: pd.DataFrame | None, target: str, reasons: list[str]) -> TaskType:
+    n_unique = y.nunique()
+    metric = get_metric(metric_name) if metric_name else None
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    integral = numeric and bool((y.astype(float) % 1 == 0).all())
+    if metric is not None and metric.task_types == frozenset({"regression"}):
+        if not numeric:
+            raise TaskInputError(f"metric '{metric.name}' needs a numeric target, but '{target}' holds labels")
+        reasons.append(f"type: regression, because {metric.name} scores values")
+        return "regression"
+    classification = metric is not None and "regression" not in metric.task_types
+    if not classification:
+        if not numeric:
+            classification = True
+        elif integral and n_unique <= 20 and n_unique < 0.05 * len(y) + 3:
+            classification = True
+        elif sample is not None and len(sample.columns) > 2:
+            classification = True
+    if not classification:
+        reasons.append(f"type: regression ('{target}' has {n_unique} distinct numeric values)")
+        return "regression"
+    if n_unique < 2:
+        raise TaskInputError(f"target '{target}' has a single class; there is nothing to learn")
+    kind: TaskType = "binary" if n_unique == 2 else "multiclass"
+    reasons.append(f"type: {kind} ('{target}' has {n_unique} classes)")
+    return kind
+
+
+def _order_binary(labels: list[str], y: pd.Series, description: str, reasons: list[str]) -> list[str]:
+    """[negative, positive]: the positive class is the one a probability column describes."""
+    for label in labels:
+        if label.lower() in POSITIVE_LABELS:
+            reasons.append(f"positive class: '{label}'")
+            return [c for c in labels if c != label] + [label]
+    text = description.lower()
+    said = [lab for lab in labels if f"'{lab.lower()}'" in text or f'"{lab.lower()}"' in text or f"`{lab.lower()}`" in text]
+    if len(said) == 1:
+        reasons.append(f"positive class: '{said[0]}', quoted in the description")
+        return [c for c in labels if c != said[0]] + said
+    counts = y.map(label_key).value_counts()
+    minority = str(counts.idxmin())
+    reasons.append(f"positive class: '{minority}', the minority class")
+    return [c for c in labels if c != minority] + [minority]
+
+
+def _single_column_format(sample, column, labels, needs, reasons) -> SubmissionFormat:
+    if needs == "proba":
+        reasons.append("format: the positive class's probability (the metric ranks scores)")
+        return "proba"
+    if sample is not None:
+        values = sample[column].dropna()
+        as_labels = {label_key(v) for v in values}
+        if as_labels and not as_labels <= set(labels) and pd.api.types.is_float_dtype(values):
+            reasons.append("format: a probability, as the sample submission's values show")
+            return "proba"
+    reasons.append("format: class labels")
+    return "label"
+
+
+def _natural(label: str) -> tuple:
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)

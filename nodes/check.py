@@ -1,0 +1,165 @@
+"""check: stop broken modules before a full execution.
+
+Static rules run here on the source; the dynamic check runs the modules on a small sample in
+the track's kernel (`Harness.check_attempt`). Each failure is one actionable line naming the
+module, the line and the rule: the text `debug` receives.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import sys
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.state import AttemptResult, TrackState
+from nodes.track import attempt_dir, attempt_params, run_in_kernel, write_modules
+
+CONTRACT = {
+    "features": {
+        "Features": {"__init__": ["self", "task", "profile", "params"], "fit": ["self", "X", "y"], "transform": ["self", "X"]},
+    },
+    "model": {
+        "Model": {"__init__": ["self", "task", "params"], "fit": ["self", "X", "y", "X_valid", "y_valid"], "predict": ["self", "X"]},
+    },
+}
+FORBIDDEN_CALLS = {
+    "open": "must not open files; the harness passes the data",
+    "eval": "must not use eval",
+    "exec": "must not use exec",
+    "compile": "must not compile code at run time",
+    "input": "must not read input; there is no one to answer",
+    "exit": "must not exit; raise an exception instead",
+    "quit": "must not exit; raise an exception instead",
+    "__import__": "must import with import statements",
+    "breakpoint": "must not start a debugger",
+}
+FORBIDDEN_ATTRS = {
+    "system": "must not run shell commands",
+    "popen": "must not run shell commands",
+    "_exit": "must not exit the process; raise an exception instead",
+    "exit": "must not exit; raise an exception instead",
+    "remove": "must not delete files",
+    "unlink": "must not delete files",
+    "rmtree": "must not delete files",
+    "read_csv": "must not read files; the harness passes the data",
+    "read_parquet": "must not read files; the harness passes the data",
+    "to_csv": "must not write files; the harness saves predictions",
+    "read_text": "must not read files; the harness passes the data",
+    "write_text": "must not write files",
+    "savetxt": "must not write files",
+    "loadtxt": "must not read files; the harness passes the data",
+}
+# `remove`/`exit` are common method names (list.remove); only flag them on these modules.
+MODULE_ONLY_ATTRS = {"remove": {"os"}, "unlink": {"os"}, "exit": {"sys", "os"}}
+FORBIDDEN_IMPORTS = {
+    "subprocess": "must not start processes",
+    "socket": "must not use the network",
+    "urllib": "must not use the network",
+    "requests": "must not use the network",
+    "httpx": "must not use the network",
+    "http": "must not use the network",
+    "ftplib": "must not use the network",
+    "pip": "must not install packages",
+    "shutil": "must not move or delete files",
+    "multiprocessing": "must not start processes; the kernel's threads are set for it",
+}
+
+
+def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
+    folder = attempt_dir(state)
+    write_modules(folder, state["code"])
+    problems = static_problems(state["code"])
+    if not problems:
+        problems = dynamic_problems(state, runtime.context)
+    if not problems:
+        return {"last_error": None}
+    message = "\n".join(problems)
+    (folder / "log.txt").write_text("check failed:\n" + message + "\n")
+    result = AttemptResult(
+        track=state["plan"].track,
+        attempt=state["attempt"],
+        source=state["source"],
+        status="check_failed",
+        error=message,
+        params=attempt_params(state),
+        dir=str(folder),
+    )
+    (folder / "result.json").write_text(result.model_dump_json(indent=2))
+    runtime.context.events.emit("attempt", track=result.track, attempt=result.attempt, status=result.status, error=message[:300])
+    return {"last_error": message, "attempts": [result]}
+
+
+def static_problems(code: dict[str, str]) -> list[str]:
+    problems: list[str] = []
+    for module, classes in CONTRACT.items():
+        source = code.get(module)
+        if source is None:
+            problems.append(f"{module}.py: missing; a track's solution is features.py and model.py")
+            continue
+        try:
+            tree = ast.parse(source, filename=f"{module}.py")
+        except SyntaxError as e:
+            problems.append(f"{module}.py line {e.lineno}: syntax error: {e.msg}")
+            continue
+        problems += _contract_problems(module, tree, classes)
+        problems += _safety_problems(module, tree)
+    return problems
+
+
+def _contract_problems(module: str, tree: ast.Module, classes: dict[str, dict[str, list[str]]]) -> list[str]:
+    problems = []
+    defined = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for cls, methods in classes.items():
+        node = defined.get(cls)
+        if node is None:
+            problems.append(f"{module}.py: class {cls} is missing; the contract requires it at module level")
+            continue
+        funcs = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
+        for name, expected in methods.items():
+            func = funcs.get(name)
+            if func is None:
+                problems.append(f"{module}.py line {node.lineno}: {cls}.{name} is missing; expected def {name}({', '.join(expected)})")
+                continue
+            args = [a.arg for a in func.args.args]
+            required = len(args) - len(func.args.defaults)
+            if args[: len(expected)] != expected or required > len(expected):
+                problems.append(
+                    f"{module}.py line {func.lineno}: {cls}.{name}({', '.join(args)}) does not match the contract {name}({', '.join(expected)})"
+                )
+    return problems
+
+
+def _safety_problems(module: str, tree: ast.Module) -> list[str]:
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for name in names:
+                top = name.split(".")[0]
+                if top in FORBIDDEN_IMPORTS:
+                    problems.append(f"{module}.py line {node.lineno}: import {name}: generated code {FORBIDDEN_IMPORTS[top]}")
+                elif top and top not in sys.stdlib_module_names and importlib.util.find_spec(top) is None:
+                    problems.append(f"{module}.py line {node.lineno}: import {name}: package '{top}' is not installed; use an installed library")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
+                problems.append(f"{module}.py line {node.lineno}: {func.id}() is not allowed: generated code {FORBIDDEN_CALLS[func.id]}")
+            elif isinstance(func, ast.Attribute) and func.attr in FORBIDDEN_ATTRS:
+                owner = func.value.id if isinstance(func.value, ast.Name) else None
+                allowed_owners = MODULE_ONLY_ATTRS.get(func.attr)
+                if allowed_owners is None or owner in allowed_owners:
+                    problems.append(f"{module}.py line {node.lineno}: .{func.attr}() is not allowed: generated code {FORBIDDEN_ATTRS[func.attr]}")
+    return problems
+
+
+def dynamic_problems(state: TrackState, ctx: RunContext) -> list[str]:
+    folder = attempt_dir(state)
+    code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(attempt_params(state))!r}))"
+    outcome = run_in_kernel(state, ctx, code, timeout=max(30.0, min(120.0, ctx.remaining_s())))
+    if outcome.error:
+        return [f"dynamic check on a small sample failed: {outcome.error}"]
+    return json.loads((folder / "check.json").read_text())["problems"]

@@ -1,0 +1,92 @@
+"""ensemble: weights over the tracks' out-of-fold predictions.
+
+Greedy hill climbing with replacement (Caruana et al. 2004): start from the best member, add
+whichever member most improves the out-of-fold score, stop when nothing does. The blend is
+kept only when it beats the best single member out of fold. When no track produced a score,
+a constant baseline from the training target keeps the run's promise of a valid submission.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.state import EnsembleResult, IMLState, TaskSpec, TrackResult
+from runtime.data import label_key, read_table
+from runtime.metrics import Metric, get_metric
+
+MAX_STEPS = 25
+
+
+def ensemble(state: IMLState, runtime: Runtime[RunContext]) -> dict:
+    run_dir = Path(state["run_dir"])
+    result = blend(state["task"], state.get("tracks", {}), run_dir)
+    runtime.context.events.emit("ensemble", kind=result.kind, weights=result.weights, score=result.score)
+    return {"ensemble": result}
+
+
+def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> EnsembleResult:
+    metric = get_metric(task.metric)
+    y = np.load(run_dir / "y.npy") if (run_dir / "y.npy").exists() else None
+    members = {name: t.best for name, t in tracks.items() if t.status == "ok" and t.best is not None}
+    if y is None or not members:
+        return baseline(task, run_dir, metric)
+    oof = {name: np.load(Path(a.dir) / "oof.npy") for name, a in members.items()}
+    test = {name: np.load(Path(a.dir) / "test.npy") for name, a in members.items()}
+    best_name = max(members, key=lambda n: members[n].score if metric.greater_is_better else -members[n].score)
+    best_score = members[best_name].score
+    weights = hill_climb(oof, y, metric, best_name) if len(members) > 1 else Counter({best_name: 1})
+    blend_oof = _weighted(oof, weights)
+    blend_score = float(metric.score(y, blend_oof))
+    if len(weights) > 1 and metric.better(blend_score, best_score):
+        kind, score, reason = "weighted", blend_score, f"the blend beats the best track ({best_name}: {best_score:.5g}) out of fold"
+        oof_pred, test_pred = blend_oof, _weighted(test, weights)
+        total = sum(weights.values())
+        shares = {n: round(w / total, 4) for n, w in weights.items()}
+    else:
+        kind, score, shares = "single", best_score, {best_name: 1.0}
+        reason = f"{best_name} alone" + (": no blend beat it out of fold" if len(members) > 1 else ": the only scored track")
+        oof_pred, test_pred = oof[best_name], test[best_name]
+    np.save(run_dir / "ensemble_oof.npy", oof_pred)
+    np.save(run_dir / "ensemble_test.npy", test_pred)
+    return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
+                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason)
+
+
+def hill_climb(oof: dict[str, np.ndarray], y: np.ndarray, metric: Metric, start: str) -> Counter:
+    weights: Counter = Counter({start: 1})
+    current = metric.score(y, oof[start])
+    for _ in range(MAX_STEPS):
+        trials = {name: metric.score(y, _weighted(oof, weights + Counter({name: 1}))) for name in oof}
+        name = max(trials, key=lambda n: trials[n] if metric.greater_is_better else -trials[n])
+        if not metric.better(trials[name], current):
+            break
+        weights[name] += 1
+        current = trials[name]
+    return weights
+
+
+def _weighted(preds: dict[str, np.ndarray], weights: Counter) -> np.ndarray:
+    total = sum(weights.values())
+    return sum(preds[name] * (w / total) for name, w in weights.items())
+
+
+def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
+    """A constant prediction from the training target: class shares, or the mean."""
+    train = read_table(Path(task.task_dir) / task.train_file, "train file")
+    n_test = len(read_table(Path(task.task_dir) / task.test_file, "test file"))
+    y = train[task.target].dropna()
+    if task.task_type == "regression":
+        value = float(y.median() if metric.name in ("mae", "medae") else y.mean())
+        test_pred = np.full(n_test, value)
+    else:
+        shares = y.map(label_key).value_counts(normalize=True)
+        probs = np.array([shares.get(c, 0.0) for c in task.classes])
+        test_pred = np.tile(probs[1], n_test) if task.task_type == "binary" else np.tile(probs, (n_test, 1))
+    np.save(run_dir / "ensemble_test.npy", test_pred)
+    return EnsembleResult(kind="baseline", weights={}, score=float("nan"), oof_path="", test_path=str(run_dir / "ensemble_test.npy"),
+                          reason="no track produced a scored result; submitting the training target's constant baseline")

@@ -1,0 +1,154 @@
+"""profile: pandas over the real data -> DataProfile. No LLM; every prompt is grounded on it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.state import ColumnKind, ColumnProfile, DataProfile, IMLState, TargetProfile, TaskSpec
+from runtime.data import read_table
+
+TEXT_MIN_MEAN_LENGTH = 40
+TEXT_MIN_WORDS = 6
+
+
+def profile(state: IMLState, runtime: Runtime[RunContext]) -> dict:
+    task = state["task"]
+    result = profile_data(task)
+    runtime.context.events.emit("profile", rows=result.n_train, columns=len(result.columns), warnings=result.warnings)
+    Path(state["run_dir"], "profile.json").write_text(result.model_dump_json(indent=2))
+    return {"profile": result}
+
+
+def profile_data(task: TaskSpec) -> DataProfile:
+    task_dir = Path(task.task_dir)
+    train = read_table(task_dir / task.train_file, "train file")
+    test = read_table(task_dir / task.test_file, "test file")
+    features = [c for c in train.columns if c not in (task.target, task.id_column)]
+    columns = [profile_column(train[c], test[c] if c in test.columns else None) for c in features]
+    return DataProfile(
+        n_train=len(train),
+        n_test=len(test),
+        columns=columns,
+        target=profile_target(train[task.target], task),
+        warnings=find_warnings(train, test, task, columns),
+    )
+
+
+def profile_column(col: pd.Series, test_col: pd.Series | None) -> ColumnProfile:
+    values = col.dropna()
+    kind = column_kind(col)
+    mean_length = float(values.astype(str).str.len().mean()) if kind == "text" and len(values) else None
+    return ColumnProfile(
+        name=str(col.name),
+        kind=kind,
+        dtype=str(col.dtype),
+        missing_share=round(float(col.isna().mean()), 4),
+        cardinality=int(values.nunique()),
+        examples=[_short(v) for v in values.drop_duplicates().head(3)],
+        mean_length=mean_length,
+    )
+
+
+def column_kind(col: pd.Series) -> ColumnKind:
+    values = col.dropna()
+    n_unique = values.nunique()
+    if n_unique <= 1:
+        return "constant"
+    name = str(col.name).lower()
+    id_named = name in ("id", "index", "key") or name.endswith("_id") or str(col.name).endswith("Id")
+    if id_named and n_unique == len(values) and len(values) == len(col):
+        return "id"
+    if pd.api.types.is_bool_dtype(col):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(col):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return "datetime"
+    as_text = values.astype(str)
+    sample = as_text.head(500)
+    if _looks_like_dates(sample):
+        return "datetime"
+    mean_len = sample.str.len().mean()
+    mean_words = sample.str.split().str.len().mean()
+    if mean_len >= TEXT_MIN_MEAN_LENGTH or (mean_words >= TEXT_MIN_WORDS and n_unique > 0.5 * len(values)):
+        return "text"
+    return "categorical"
+
+
+def _looks_like_dates(sample: pd.Series) -> bool:
+    if not sample.str.contains(r"\d{1,4}[-/.:]\d{1,2}", regex=True).mean() > 0.9:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.9)
+
+
+def profile_target(y: pd.Series, task: TaskSpec) -> TargetProfile:
+    y = y.dropna()
+    if task.task_type == "regression":
+        v = y.astype(float)
+        return TargetProfile(kind="values", mean=float(v.mean()), std=float(v.std()), min=float(v.min()), max=float(v.max()), skew=float(v.skew()))
+    counts = y.astype(str).value_counts()
+    return TargetProfile(kind="classes", class_counts={str(k): int(n) for k, n in counts.items()})
+
+
+def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> list[str]:
+    found: list[str] = []
+    missing_target = int(train[task.target].isna().sum())
+    if missing_target:
+        found.append(f"{missing_target} train rows have no target and are dropped")
+    features = [c.name for c in columns]
+    duplicates = int(train.duplicated(subset=features).sum())
+    if duplicates:
+        found.append(f"{duplicates} train rows repeat another row's features")
+    for c in columns:
+        if c.missing_share > 0.5:
+            found.append(f"'{c.name}' is {c.missing_share:.0%} missing")
+        if c.kind == "constant":
+            found.append(f"'{c.name}' is constant and carries no signal")
+        if c.name not in test.columns:
+            continue
+        if c.kind == "numeric":
+            a, b = train[c.name].astype(float), test[c.name].astype(float)
+            spread = a.std() or 1.0
+            shift = abs(a.mean() - b.mean()) / spread
+            if shift > 0.5:
+                found.append(f"drift: '{c.name}' has mean {b.mean():.3g} in test against {a.mean():.3g} in train")
+        elif c.kind == "categorical":
+            unseen = test[c.name].dropna().isin(set(train[c.name].dropna())).mean()
+            if unseen < 0.9:
+                found.append(f"drift: {1 - unseen:.0%} of test values of '{c.name}' never occur in train")
+    found += _leakage(train, task, columns)
+    return found
+
+
+def _leakage(train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> list[str]:
+    """Columns that determine the target almost alone deserve a second look."""
+    found = []
+    y = train[task.target]
+    for c in columns:
+        if c.kind not in ("numeric", "categorical"):
+            continue
+        x = train[c.name]
+        if task.task_type == "regression" and c.kind == "numeric":
+            both = pd.concat([x, y], axis=1).dropna()
+            if len(both) > 10 and both.iloc[:, 0].std() > 0 and abs(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]) > 0.99:
+                found.append(f"possible leakage: '{c.name}' correlates {np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]:.3f} with the target")
+        elif task.task_type != "regression" and 1 < c.cardinality < 0.5 * len(train):
+            purity = pd.crosstab(x, y).max(axis=1).sum() / max(1, x.notna().sum())
+            majority = y.value_counts(normalize=True).iloc[0]
+            if purity > 0.995 and majority < 0.95:
+                found.append(f"possible leakage: '{c.name}' alone predicts the target for {purity:.1%} of rows")
+    return found
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

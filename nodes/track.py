@@ -1,0 +1,104 @@
+"""The track subgraph's shared pieces: where an attempt lives, how it runs in the track's
+kernel, the routers, and `finish`, which hands the track's best attempt to the parent graph."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.state import AttemptResult, TrackResult, TrackState
+from runtime.kernel import KernelStartError
+from runtime.metrics import get_metric
+
+MIN_ATTEMPT_TIMEOUT_S = 20.0
+
+
+def attempt_dir(state: TrackState) -> Path:
+    folder = Path(state["run_dir"]) / "tracks" / state["plan"].track / f"attempt_{state['attempt']}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def attempt_params(state: TrackState) -> dict:
+    return dict(state["plan"].params)
+
+
+def write_modules(folder: Path, code: dict[str, str]) -> None:
+    for module, source in code.items():
+        (folder / f"{module}.py").write_text(source)
+
+
+def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
+    """What is left of the track's share of the budget, and never more than the run has left."""
+    share = state["plan"].time_share * state["blueprint"].budget_s
+    used = sum(a.duration_s for a in state.get("attempts", []))
+    return max(MIN_ATTEMPT_TIMEOUT_S, min(share - used, ctx.remaining_s()))
+
+
+@dataclass
+class KernelOutcome:
+    status: Literal["ok", "error", "timeout", "died", "out_of_memory"]
+    error: str | None
+    output: str
+    duration_s: float
+    peak_memory_mb: float | None
+
+
+def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float) -> KernelOutcome:
+    """Run one cell in the track's kernel, taking an execution slot while it computes."""
+    try:
+        kernel = ctx.kernel(state["plan"].track, state["run_dir"])
+    except KernelStartError as e:
+        return KernelOutcome("error", f"the track's kernel did not start: {e}", "", 0.0, None)
+    with ctx.slots.hold():
+        result = kernel.execute("import json\n" + code, timeout=timeout)
+    error = None
+    if result.status == "error":
+        error = f"{result.error_name}: {result.error_value}"
+        if result.traceback:
+            error += "\n" + result.traceback
+    elif result.status == "timeout":
+        error = f"timed out after {timeout:.0f} s (the track's share of the time budget)"
+    elif result.status == "died":
+        error = "the kernel died (a crash in native code, or the process exited); it was restarted"
+    elif result.status == "out_of_memory":
+        error = result.error_value or "the kernel ran out of its memory limit and was restarted"
+    return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)
+
+
+def after_check(state: TrackState) -> Literal["execute", "debug", "finish"]:
+    return "execute" if state.get("last_error") is None else after_failure(state)
+
+
+def after_execute(state: TrackState) -> Literal["finish", "debug"]:
+    return "finish" if state.get("last_error") is None else after_failure(state)
+
+
+def after_failure(state: TrackState) -> Literal["debug", "finish"]:
+    # debug repairs while attempts are left and falls back to the recipe after; once the
+    # fallback itself has failed there is nothing left to try.
+    return "finish" if state.get("fell_back") else "debug"
+
+
+def finish(state: TrackState, runtime: Runtime[RunContext]) -> dict:
+    track = state["plan"].track
+    attempts = state.get("attempts", [])
+    result = summarize_track(track, attempts, get_metric(state["task"].metric))
+    runtime.context.events.emit("track", track=track, status=result.status, score=result.score, attempts=len(attempts))
+    return {"tracks": {track: result}}
+
+
+def summarize_track(track: str, attempts: list[AttemptResult], metric) -> TrackResult:
+    scored = [a for a in attempts if a.status == "ok" and a.score is not None]
+    if not scored:
+        last = attempts[-1].error if attempts else "no attempt ran"
+        return TrackResult(track=track, status="failed", reason=(last or "")[:500], attempts=attempts)
+    best = scored[0]
+    for a in scored[1:]:
+        if metric.better(a.score, best.score):
+            best = a
+    return TrackResult(track=track, status="ok", best_attempt=best.attempt, score=best.score, attempts=attempts)

@@ -1,0 +1,28 @@
+"""Fallback features: the simplest thing that works on any table.
+
+Numbers as they are, every other column as integer codes learnt at fit time (unseen -> -1).
+Used when a track's own modules failed every repair.
+"""
+
+import numpy as np
+import pandas as pd
+
+
+class Features:
+    def __init__(self, task: dict, profile: dict, params: dict):
+        kinds = {c["name"]: c["kind"] for c in profile["columns"]}
+        self.numeric = [c for c, k in kinds.items() if k == "numeric"]
+        self.coded = [c for c, k in kinds.items() if k in ("categorical", "text", "datetime")]
+        self.codes: dict[str, dict] = {}
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        for c in self.coded:
+            self.codes[c] = {v: i for i, v in enumerate(X[c].astype(str).unique())}
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        parts = [pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in self.numeric]
+        parts += [X[c].astype(str).map(self.codes[c]).fillna(-1).to_numpy(dtype=float) for c in self.coded]
+        if not parts:
+            return np.zeros((len(X), 1))
+        return np.column_stack(parts)
