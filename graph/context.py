@@ -25,6 +25,7 @@ class Settings:
     n_folds: int = 5
     seed: int = 0
     max_debug_attempts: int = 2
+    min_attempt_timeout_s: float = 20.0  # an attempt gets at least this, even when the budget is spent
     parallel_kernels: int = field(default_factory=default_slots)
     kernel_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     kernel_memory_mb: int | None = None

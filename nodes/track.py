@@ -14,9 +14,6 @@ from graph.state import AttemptResult, TrackResult, TrackState
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 
-MIN_ATTEMPT_TIMEOUT_S = 20.0
-
-
 def attempt_dir(state: TrackState) -> Path:
     folder = Path(state["run_dir"]) / "tracks" / state["plan"].track / f"attempt_{state['attempt']}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -36,7 +33,7 @@ def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
     """What is left of the track's share of the budget, and never more than the run has left."""
     share = state["plan"].time_share * state["blueprint"].budget_s
     used = sum(a.duration_s for a in state.get("attempts", []))
-    return max(MIN_ATTEMPT_TIMEOUT_S, min(share - used, ctx.remaining_s()))
+    return max(ctx.settings.min_attempt_timeout_s, min(share - used, ctx.remaining_s()))
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""Shared fixtures: small real tasks in the MLE-bench layout, built in a temp folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("LANGSMITH_TRACING", "false")
+
+
+def write_task(folder: Path, train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | None,
+               description: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    if sample is not None:
+        sample.to_csv(folder / "sample_submission.csv", index=False)
+    (folder / "description.md").write_text(description)
+    return folder
+
+
+def tabular_frame(n: int, seed: int = 0) -> pd.DataFrame:
+    """Numeric, categorical (with missing values), and a text-free signal the models can learn."""
+    rng = np.random.RandomState(seed)
+    frame = pd.DataFrame({
+        "row_key": np.arange(n) + 1000,
+        "alpha": rng.normal(size=n),
+        "beta": rng.uniform(0, 10, size=n),
+        "colour": rng.choice(["red", "green", "blue"], size=n),
+        "grade": rng.choice(["a", "b", None], size=n),
+    })
+    frame["signal"] = frame.alpha * 2 + (frame.colour == "red") * 1.5 + rng.normal(scale=0.3, size=n)
+    return frame
+
+
+@pytest.fixture
+def make_task(tmp_path):
+    """make_task(kind) -> a task folder; kind in binary, multiclass, multiclass_proba, regression."""
+
+    def build(kind: str = "binary", n: int = 240, name: str = "task", description: str | None = None) -> Path:
+        frame = tabular_frame(n)
+        if kind == "binary":
+            frame["outcome"] = np.where(frame.signal > frame.signal.median(), "yes", "no")
+            desc = "Predict the outcome. Submissions are evaluated on area under the ROC curve."
+        elif kind.startswith("multiclass"):
+            frame["outcome"] = pd.qcut(frame.signal, 3, labels=["low", "mid", "high"]).astype(str)
+            desc = "Predict the outcome class. The metric is multi-class log loss." if kind == "multiclass_proba" else \
+                "Predict the outcome class. Submissions are scored on accuracy."
+        elif kind == "regression":
+            frame["outcome"] = frame.signal * 10 + 50
+            desc = "Predict the outcome. Submissions are evaluated on root mean squared error."
+        else:
+            raise ValueError(kind)
+        frame = frame.drop(columns="signal")
+        cut = int(n * 0.8)
+        train, test = frame.iloc[:cut], frame.iloc[cut:].drop(columns="outcome")
+        if kind == "multiclass_proba":
+            sample = pd.DataFrame({"row_key": test.row_key, **{c: 1 / 3 for c in ["high", "low", "mid"]}})
+        elif kind == "binary":
+            sample = pd.DataFrame({"row_key": test.row_key, "outcome": 0.5})
+        elif kind == "regression":
+            sample = pd.DataFrame({"row_key": test.row_key, "outcome": 0.0})
+        else:
+            sample = pd.DataFrame({"row_key": test.row_key, "outcome": "low"})
+        return write_task(tmp_path / name, train, test, sample, description if description is not None else desc)
+
+    return build

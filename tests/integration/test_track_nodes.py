@@ -1,0 +1,130 @@
+"""The track's nodes on their own, against a real kernel and real LightGBM fits on tiny data.
+
+Deliberately broken modules must each end as a failed attempt with a message that names the
+module and the rule, and the kernel must stay usable for the next attempt.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, Settings
+from nodes.analyze import analyze
+from nodes.blueprint import blueprint
+from nodes.check import check
+from nodes.execute import execute
+from nodes.profile import profile
+from nodes.track import attempt_dir, write_modules
+from prompts import render_recipe
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A multiclass task analysed, profiled and planned, with one kernel for the module."""
+    from conftest import tabular_frame, write_task
+
+    root = tmp_path_factory.mktemp("track")
+    frame = tabular_frame(200)
+    frame["outcome"] = np.select([frame.signal < -1, frame.signal < 1], ["low", "mid"], "high")
+    frame = frame.drop(columns="signal")
+    task_dir = write_task(root / "task", frame.iloc[:160], frame.iloc[160:].drop(columns="outcome"), None,
+                          "Predict outcome; scored by multi-class log loss.")
+    run_dir = root / "run"
+    run_dir.mkdir()
+    ctx = RunContext(settings=Settings(time_budget_s=120, n_folds=3))
+    runtime = Runtime(context=ctx)
+    state = {"task_dir": str(task_dir), "run_dir": str(run_dir)}
+    for node in (analyze, profile, blueprint):
+        state.update(node(state, runtime))
+    yield state, runtime
+    ctx.close()
+
+
+def _attempt(prepared, name: str, features: str | None = None, model: str | None = None):
+    state, runtime = prepared
+    code = render_recipe("traditional")
+    if features is not None:
+        code["features"] = features
+    if model is not None:
+        code["model"] = model
+    track_state = {**state, "plan": state["blueprint"].tracks[0].model_copy(update={"track": name}),
+                   "code": code, "source": "recipe", "attempt": 1, "attempts": []}
+    update = check(track_state, runtime)
+    if update["last_error"] is None:
+        update = execute(track_state, runtime)
+    return update
+
+
+MODEL_HEAD = "import numpy as np\n\nclass Model:\n    def __init__(self, task, params):\n        self.k = len(task['classes'])\n    def fit(self, X, y, X_valid=None, y_valid=None):\n        return self\n"
+
+
+def test_recipe_scores_through_the_harness(prepared):
+    update = _attempt(prepared, "good")
+    [result] = update["attempts"]
+    assert result.status == "ok" and result.score is not None and len(result.fold_scores) == 3
+    folder = Path(result.dir)
+    oof, test = np.load(folder / "oof.npy"), np.load(folder / "test.npy")
+    assert oof.shape == (160, 3) and test.shape == (40, 3)
+    assert np.allclose(test.sum(axis=1), 1)
+    # the score is the harness's own: recomputing it from the saved predictions agrees
+    from runtime.metrics import get_metric
+
+    y = np.load(Path(prepared[0]["run_dir"]) / "y.npy")
+    assert get_metric("log_loss").score(y, oof) == pytest.approx(result.score)
+
+
+@pytest.mark.parametrize("name, predict, expected", [
+    ("shape", "        return np.zeros(len(X))\n", "returned shape"),
+    ("nan", "        return np.full((len(X), self.k), np.nan)\n", "NaN values"),
+    ("sums", "        return np.full((len(X), self.k), 0.5)\n", "rows must sum to 1"),
+    ("range", "        return np.full((len(X), self.k), 2.0) - 1.5\n", "rows must sum to 1|outside [0, 1]"),
+    ("random", "        p = np.random.rand(len(X), self.k)\n        return p / p.sum(axis=1, keepdims=True)\n", "not deterministic"),
+])
+def test_contract_breaches_fail_the_dynamic_check(prepared, name, predict, expected):
+    update = _attempt(prepared, name, model=MODEL_HEAD + "    def predict(self, X):\n" + predict)
+    [result] = update["attempts"]
+    assert result.status == "check_failed"
+    assert any(part in result.error for part in expected.split("|")), result.error
+    assert result.error.startswith("model.py")
+
+
+def test_features_that_drop_rows_are_caught(prepared):
+    features = render_recipe("traditional")["features"].replace("        return out\n", "        return out.iloc[1:]\n")
+    [result] = _attempt(prepared, "rows", features=features)["attempts"]
+    assert result.status == "check_failed" and "rows" in result.error and result.error.startswith("features.py")
+
+
+def test_exception_in_fit_is_an_error_with_a_traceback_into_the_module(prepared):
+    model = MODEL_HEAD.replace("        return self\n", "        raise RuntimeError('boom in fit')\n", 1) + "    def predict(self, X):\n        return None\n"
+    [result] = _attempt(prepared, "raise", model=model)["attempts"]
+    assert result.status == "check_failed"
+    assert "RuntimeError: boom in fit" in result.error
+    assert "model.py" in result.error
+
+
+def test_kernel_crash_is_an_attempt_that_died_and_the_kernel_comes_back(prepared):
+    model = MODEL_HEAD.replace("        return self\n", "        import ctypes\n        ctypes.string_at(0)\n        return self\n", 1) + \
+        "    def predict(self, X):\n        return np.full((len(X), self.k), 1 / self.k)\n"
+    [result] = _attempt(prepared, "crash", model=model)["attempts"]
+    assert result.status == "check_failed" and "died" in result.error
+    [again] = _attempt(prepared, "crash")["attempts"]  # same track, same kernel, recipe code
+    assert again.status == "ok"
+
+
+def test_endless_fit_times_out(prepared):
+    state, runtime = prepared
+    model = MODEL_HEAD + "    def predict(self, X):\n        while True:\n            pass\n"
+    code = {**render_recipe("traditional"), "model": model}
+    plan = state["blueprint"].tracks[0].model_copy(update={"track": "loop"})
+    track_state = {**state, "plan": plan, "code": code, "source": "recipe", "attempt": 1, "attempts": []}
+    write_modules(attempt_dir(track_state), code)
+    settings = runtime.context.settings
+    settings.time_budget_s, settings.min_attempt_timeout_s = 0, 3  # leaves the minimum attempt timeout
+    try:
+        update = execute(track_state, runtime)
+    finally:
+        settings.time_budget_s, settings.min_attempt_timeout_s = 120, 20
+    [result] = update["attempts"]
+    assert result.status == "timeout" and "timed out" in result.error

@@ -1,0 +1,226 @@
+"""Example tasks: layout, determinism, hidden answers, grading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runtime.metrics import get_metric, metric_from_text
+from scripts.examples import (
+    ANSWERS_DIR,
+    EXAMPLES,
+    PUBLIC_FILES,
+    GradeError,
+    grade,
+    list_examples,
+    make_example,
+)
+
+NAMES = [s.name for s in list_examples()]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every example, built once for the module (all take well under a second)."""
+    root = tmp_path_factory.mktemp("examples")
+    return {name: make_example(name, root / name) for name in NAMES}
+
+
+def _meta(task: Path) -> dict[str, object]:
+    return json.loads((task / ANSWERS_DIR / "meta.json").read_text())
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _perfect_submission(task: Path) -> pd.DataFrame:
+    """The true answers in the task's own submission layout."""
+    meta = _meta(task)
+    answers = _read(task / ANSWERS_DIR / "answers.csv")
+    sample = _read(task / "sample_submission.csv")
+    target, id_col = str(meta["target"]), str(meta["id"])
+    truth = answers[target].astype(str)
+    out = pd.DataFrame({id_col: answers[id_col]})
+    if meta["submission"] == "per_class":
+        for c in sample.columns[1:]:
+            out[c] = (truth == str(c)).astype(float)
+    elif meta["submission"] == "proba":
+        out[target] = (truth == str(meta["positive_class"])).astype(float)
+    else:
+        out[target] = answers[target]
+    # Shuffle rows: grading must align by id, not by position.
+    return out.sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+def test_registry_and_listing() -> None:
+    assert len(EXAMPLES) >= 8
+    assert NAMES == list(EXAMPLES)
+    kinds = {s.task_type for s in list_examples()}
+    assert kinds == {"binary", "multiclass", "regression"}
+    for spec in list_examples():
+        get_metric(spec.metric)  # every example names a registered metric
+        assert spec.description and "\n" not in spec.description
+        assert spec.source
+
+
+def test_unknown_example_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as err:
+        make_example("nope", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "'nope'" in msg
+    assert all(name in msg for name in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_layout(built: dict[str, Path], name: str) -> None:
+    task = built[name]
+    meta = _meta(task)
+    assert {p.name for p in task.iterdir()} == set(PUBLIC_FILES) | {ANSWERS_DIR}
+    assert {p.name for p in (task / ANSWERS_DIR).iterdir()} == {"answers.csv", "meta.json"}
+    assert meta["metric"] == EXAMPLES[name].metric and meta["task_type"] == EXAMPLES[name].task_type
+
+    train, test = _read(task / "train.csv"), _read(task / "test.csv")
+    sample, answers = _read(task / "sample_submission.csv"), _read(task / ANSWERS_DIR / "answers.csv")
+    target, id_col = str(meta["target"]), str(meta["id"])
+    assert target != "target" and target in train.columns and target not in test.columns
+    assert id_col in train.columns and id_col in test.columns
+    assert list(train.columns.drop(target)) == list(test.columns)
+
+    # 80/20 split with disjoint, unique ids; sample submission and answers follow test.
+    n = len(train) + len(test)
+    assert abs(len(test) - 0.2 * n) <= 1
+    assert train[id_col].is_unique and test[id_col].is_unique
+    assert not set(train[id_col]) & set(test[id_col])
+    assert sample[id_col].tolist() == test[id_col].tolist()
+    assert answers[id_col].tolist() == test[id_col].tolist()
+    assert sample.columns[0] == id_col
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_answers_stay_out_of_the_public_files(built: dict[str, Path], name: str) -> None:
+    task = built[name]
+    meta = _meta(task)
+    test = _read(task / "test.csv")
+    sample = _read(task / "sample_submission.csv")
+    answers = _read(task / ANSWERS_DIR / "answers.csv")
+    target = str(meta["target"])
+    assert target not in test.columns
+    assert "answers" not in (task / "description.md").read_text().lower()
+    # The sample submission is a constant, not the truth.
+    pred_cols = [c for c in sample.columns if c != meta["id"]]
+    assert all(sample[c].nunique() == 1 for c in pred_cols)
+    assert answers[target].nunique() > 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_description_reads_like_a_competition_page(built: dict[str, Path], name: str) -> None:
+    text = (built[name] / "description.md").read_text()
+    for heading in ("## Overview", "## Evaluation", "## Submission File", "## Data"):
+        assert heading in text
+    header = (built[name] / "sample_submission.csv").read_text().splitlines()[0]
+    assert header in text
+    assert "{" not in text.replace("```", "")  # no unfilled template field
+    # The rule-based reader must recover each task's metric from its prose.
+    assert metric_from_text(text) == EXAMPLES[name].metric
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_perfect_submission_beats_the_constant_sample(built: dict[str, Path], name: str, tmp_path: Path) -> None:
+    task = built[name]
+    metric = get_metric(EXAMPLES[name].metric)
+    perfect_path = tmp_path / "perfect.csv"
+    _perfect_submission(task).to_csv(perfect_path, index=False)
+
+    perfect = grade(task, perfect_path)
+    constant = grade(task, task / "sample_submission.csv")
+    assert perfect.metric == metric.name and perfect.greater_is_better == metric.greater_is_better
+    if metric.name in {"auc", "accuracy", "f1", "f1_macro", "balanced_accuracy", "mcc", "qwk", "r2"}:
+        assert perfect.score == pytest.approx(1.0)
+    else:
+        assert perfect.score == pytest.approx(0.0, abs=1e-6)
+    assert metric.better(perfect.score, constant.score)
+
+
+def test_build_is_deterministic_for_a_seed(tmp_path: Path) -> None:
+    a = make_example("penguins", tmp_path / "a", seed=3)
+    b = make_example("penguins", tmp_path / "b", seed=3)
+    c = make_example("penguins", tmp_path / "c", seed=4)
+    for f in PUBLIC_FILES:
+        assert (a / f).read_bytes() == (b / f).read_bytes()
+    assert (a / "train.csv").read_bytes() != (c / "train.csv").read_bytes()
+
+
+def test_classification_split_is_stratified(built: dict[str, Path]) -> None:
+    task = built["churn"]
+    train = _read(task / "train.csv")
+    answers = _read(task / ANSWERS_DIR / "answers.csv")
+    assert train["churn"].eq("Yes").mean() == pytest.approx(answers["churn"].eq("Yes").mean(), abs=0.01)
+
+
+def test_penguins_keeps_missing_values_and_categoricals(built: dict[str, Path]) -> None:
+    df = pd.concat([_read(built["penguins"] / "train.csv"), _read(built["penguins"] / "test.csv")])
+    assert df.isna().any().any()
+    assert df["island"].dtype == object or str(df["island"].dtype).startswith("str")
+    assert list(_read(built["penguins"] / "sample_submission.csv").columns) == ["id", "Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_per_class_grading_follows_the_submission_column_order(built: dict[str, Path], tmp_path: Path) -> None:
+    task = built["penguins"]
+    sub = _perfect_submission(task)
+    reordered = sub[["id", "Gentoo", "Adelie", "Chinstrap"]]
+    path = tmp_path / "sub.csv"
+    reordered.to_csv(path, index=False)
+    assert grade(task, path).score == pytest.approx(0.0, abs=1e-6)
+
+
+def test_binary_accepts_labels_and_probabilities(built: dict[str, Path], tmp_path: Path) -> None:
+    task = built["churn"]
+    answers = _read(task / ANSWERS_DIR / "answers.csv")
+    labels = answers.copy()  # class names instead of probabilities
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert grade(task, tmp_path / "labels.csv").score == pytest.approx(1.0)
+
+    # Probabilities that rank every churner above every stayer, but are not 0/1.
+    proba = answers.assign(churn=np.where(answers["churn"] == "Yes", 0.6, 0.4))
+    proba.to_csv(tmp_path / "proba.csv", index=False)
+    assert grade(task, tmp_path / "proba.csv").score == pytest.approx(1.0)
+
+    flipped = answers.assign(churn=np.where(answers["churn"] == "Yes", 0.1, 0.9))
+    flipped.to_csv(tmp_path / "flipped.csv", index=False)
+    assert grade(task, tmp_path / "flipped.csv").score == pytest.approx(0.0)
+
+
+def test_multiclass_labels_grade_with_a_probability_metric(built: dict[str, Path], tmp_path: Path) -> None:
+    task = built["penguins"]
+    (_read(task / ANSWERS_DIR / "answers.csv")).to_csv(tmp_path / "labels.csv", index=False)
+    assert grade(task, tmp_path / "labels.csv").score == pytest.approx(0.0, abs=1e-6)
+
+
+def test_grade_errors_are_one_line(built: dict[str, Path], tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    sub = built["iris"] / "sample_submission.csv"
+    with pytest.raises(GradeError) as err:
+        grade(bare, sub)
+    assert "\n" not in str(err.value) and "answers" in str(err.value)
+
+    short = _read(sub).iloc[:-1]
+    short.to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(GradeError, match="missing") as err:
+        grade(built["iris"], tmp_path / "short.csv")
+    assert "\n" not in str(err.value)
+
+    wrong = _read(sub).assign(species="tulip")
+    wrong.to_csv(tmp_path / "wrong.csv", index=False)
+    with pytest.raises(GradeError, match="unknown classes"):
+        grade(built["iris"], tmp_path / "wrong.csv")
+
+    no_id = _read(sub).drop(columns=["id"])
+    no_id.to_csv(tmp_path / "no_id.csv", index=False)
+    with pytest.raises(GradeError, match="id column"):
+        grade(built["iris"], tmp_path / "no_id.csv")
