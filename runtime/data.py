@@ -15,8 +15,7 @@ class TaskInputError(ValueError):
     """Bad input from the user: the message is one line that says what to fix."""
 
 
-def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
-    path = Path(path)
+def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise TaskInputError(f"{what} not found: {path}")
     if path.is_dir():
@@ -24,7 +23,7 @@ def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise TaskInputError(f"{what} is empty: {path}")
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
+        return
     try:
         with path.open("rb") as f:
             head = f.read(4096)
@@ -32,6 +31,13 @@ def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
         raise TaskInputError(f"cannot read {what} {path}: {e.strerror}") from None
     if b"\x00" in head:
         raise TaskInputError(f"{what} is not a text CSV file (binary content): {path}")
+
+
+def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
+    path = Path(path)
+    _check_file(path, what)
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
     try:
         frame = pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
@@ -49,10 +55,7 @@ def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
 def read_header(path: str | Path, what: str = "file") -> list[str]:
     """Column names only; cheap on large files."""
     path = Path(path)
-    if not path.exists():
-        raise TaskInputError(f"{what} not found: {path}")
-    if path.stat().st_size == 0:
-        raise TaskInputError(f"{what} is empty: {path}")
+    _check_file(path, what)
     try:
         return list(pd.read_csv(path, nrows=0).columns)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):

@@ -1,0 +1,1 @@
+"""The iML workflow: typed state, the graph, routing, run context and the runner."""
