@@ -252,7 +252,21 @@ class Harness:
         encode = getattr(features_mod.Features, "encode", None)
         if encode is None:
             return X, X_test
-        key = hashlib.sha1((inspect.getsource(encode) + json.dumps(params, sort_keys=True, default=str)).encode()).hexdigest()[:16]
+        # Keyed by the params the features module can read (its source names them), so a
+        # model-only change (refine moving the head's C) reuses the embeddings.
+        source = Path(features_mod.__file__).read_text() if getattr(features_mod, "__file__", None) else ""
+        used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source}
+        key = hashlib.sha1((inspect.getsource(encode) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
+        if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
+            # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.
+            rows = pd.concat([X, X_test], ignore_index=True)
+            enc = np.asarray(features_mod.Features(self.task, self.profile, dict(params)).encode(rows), dtype=np.float32)
+            enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
+            if enc.ndim != 2 or enc.shape[0] != len(rows):
+                raise ContractError(f"features.py: Features.encode returned shape {enc.shape} for {len(rows)} rows; expected (rows, dims)")
+            enc = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
+            return (pd.concat([X, enc.iloc[:len(X)].set_axis(X.index)], axis=1),
+                    pd.concat([X_test, enc.iloc[len(X):].set_axis(X_test.index)], axis=1))
         if key not in self._encoded:
             cache = self.run_dir / "cache" / f"encode_{key}.npy"
             if cache.exists():

@@ -20,7 +20,21 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+class _SklearnMetrics:
+    """sklearn.metrics, imported on first use: the registry (names, directions, parsing a
+    description) is needed long before any score, and sklearn + scipy cost ~60 MB of the
+    framework's process while the kernels compute."""
+
+    def __getattr__(self, name: str):
+        from sklearn import metrics
+
+        return getattr(metrics, name)
+
+
+skm = _SklearnMetrics()
+
 
 __all__ = [
     "ALIASES",

@@ -1,0 +1,169 @@
+"""Neural track, model: a torch MLP with embeddings for categorical codes.
+
+Input columns named `cat__*` are integer codes (0 = unseen/missing), each embedded in
+min(16, round(1.6 * V ** 0.56)) dimensions; every other column is a number. The MLP is two
+hidden layers (SiLU, dropout), trained with AdamW on mini-batches; it stops when the loss on
+the fold's validation part has not improved for `patience` epochs (without one, 10% of the
+training rows are held out for it) and keeps the best epoch's weights. Loss per task:
+binary cross-entropy, cross-entropy over all the task's classes, or MSE on the standardised
+target (log1p first for RMSLE).
+
+Runs on the GPU when there is one (with torch's deterministic algorithms switched on). Fits
+are deterministic for a fixed seed as long as `max_seconds` does not cut training short (the
+cap ends the fit after the current epoch, so a capped fit depends on the machine's speed).
+
+Params (all optional; n = training rows):
+  hidden          128 (n < 5k), 256 above   width of the first hidden layer (second: half)
+  dropout         0.1
+  lr              2e-3    AdamW learning rate
+  weight_decay    1e-4
+  batch_size      32 (n < 1k), 64 (< 5k), 128 (< 20k), 256 (< 100k), 512 above
+  max_epochs      200
+  patience        10 (n < 5k), 6 (< 50k), 4 above
+  max_seconds     clip(n / 2000, 3, 20)   time cap per fit
+  threads         1 (n < 50k), else OMP_NUM_THREADS   torch CPU threads
+  seed            0
+"""
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, n_num: int, vocab: list, out_dim: int, hidden: int, dropout: float):
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(v, min(16, round(1.6 * v ** 0.56))) for v in vocab)
+        width = n_num + sum(e.embedding_dim for e in self.embeddings)
+        self.body = nn.Sequential(
+            nn.Linear(width, hidden), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(hidden // 2, out_dim),
+        )
+
+    def forward(self, num, cat):
+        parts = [num] + [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        return self.body(torch.cat(parts, dim=1))
+
+
+class Model:
+    def __init__(self, task: dict, params: dict):
+        self.task = task
+        self.params = params
+        self.kind = task["task_type"]
+        self.log_target = task["metric"] == "rmsle"
+        self.k = len(task.get("classes") or [])
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda":
+            # Same seed, same predictions on the GPU too (the check fits twice and compares):
+            # deterministic kernels, and the cuBLAS workspace setting they need.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        p = self.params
+        n = X.shape[0]
+        seed = int(p.get("seed", 0))
+        torch.manual_seed(seed)
+        # Small batches through a small net: one thread is fastest (two were 2.3x slower on 2
+        # cores); large data may use the kernel's OMP_NUM_THREADS.
+        threads = int(os.environ.get("OMP_NUM_THREADS", 1))
+        torch.set_num_threads(int(p.get("threads", 1 if n < 50_000 else threads)))
+        if X_valid is None or y_valid is None:  # hold out 10% for early stopping
+            rng = np.random.RandomState(seed)
+            held = rng.rand(n) < 0.1
+            held[rng.randint(n)] = True  # at least one row
+            X, X_valid, y, y_valid = self._rows(X, ~held), self._rows(X, held), np.asarray(y)[~held], np.asarray(y)[held]
+            n = X.shape[0]
+        self.cat_cols = [c for c in X.columns if str(c).startswith("cat__")] if isinstance(X, pd.DataFrame) else []
+        num, cat = self._tensors(X)
+        self.vocab = [int(cat[:, i].max()) + 1 if len(cat) else 1 for i in range(cat.shape[1])]
+        target = self._target(np.asarray(y), fit=True)
+        vnum, vcat = self._tensors(X_valid)
+        vtarget = self._target(np.asarray(y_valid))
+        out_dim = self.k if self.kind == "multiclass" else 1
+        hidden = int(p.get("hidden", 128 if n < 5000 else 256))
+        self.net = Net(num.shape[1], self.vocab, out_dim, hidden, float(p.get("dropout", 0.1))).to(self.device)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=float(p.get("lr", 2e-3)),
+                                      weight_decay=float(p.get("weight_decay", 1e-4)))
+        batch = int(p.get("batch_size", 32 if n < 1000 else 64 if n < 5000 else 128 if n < 20000 else 256 if n < 100_000 else 512))
+        patience = int(p.get("patience", 10 if n < 5000 else 6 if n < 50_000 else 4))
+        max_seconds = float(p.get("max_seconds", min(20.0, max(3.0, n / 2000))))
+        generator = torch.Generator().manual_seed(seed)
+        started, best, best_state, waited = time.time(), float("inf"), None, 0
+        for _ in range(int(p.get("max_epochs", 200))):
+            self.net.train()
+            order = torch.randperm(n, generator=generator).to(self.device)
+            for start in range(0, n, batch):
+                idx = order[start:start + batch]
+                if len(idx) < 2 and n >= 2:
+                    continue
+                optimizer.zero_grad()
+                loss = self._loss(self.net(num[idx], cat[idx]), target[idx])
+                loss.backward()
+                optimizer.step()
+            valid_loss = self._loss(self._outputs(vnum, vcat), vtarget).item()
+            if valid_loss < best - 1e-6:
+                best, waited = valid_loss, 0
+                best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+            else:
+                waited += 1
+            if waited >= patience or time.time() - started > max_seconds:
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        num, cat = self._tensors(X)
+        out = self._outputs(num, cat)
+        if self.kind == "regression":
+            pred = out[:, 0].cpu().numpy().astype(float) * self.y_std + self.y_mean
+            return np.expm1(pred) if self.log_target else pred
+        if self.kind == "binary":
+            return torch.sigmoid(out[:, 0]).cpu().numpy().astype(float)
+        return torch.softmax(out, dim=1).cpu().numpy().astype(float)
+
+    # -- pieces ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _rows(X, mask):
+        return X.iloc[np.flatnonzero(mask)].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[mask]
+
+    def _tensors(self, X):
+        if isinstance(X, pd.DataFrame):
+            cat = X[self.cat_cols].to_numpy(dtype=np.int64) if self.cat_cols else np.zeros((len(X), 0), dtype=np.int64)
+            num = X.drop(columns=self.cat_cols).to_numpy(dtype=np.float32)
+        else:
+            num = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+            cat = np.zeros((len(num), 0), dtype=np.int64)
+        num = np.nan_to_num(num, nan=0.0, posinf=0.0, neginf=0.0)
+        if hasattr(self, "vocab"):  # codes never seen in training fall back to 0
+            cat = np.where(cat < np.asarray(self.vocab, dtype=np.int64), cat, 0) if cat.shape[1] else cat
+        return torch.from_numpy(num).to(self.device), torch.from_numpy(np.clip(cat, 0, None)).to(self.device)
+
+    def _target(self, y: np.ndarray, fit: bool = False) -> torch.Tensor:
+        if self.kind == "regression":
+            v = np.log1p(np.clip(y.astype(float), 0, None)) if self.log_target else y.astype(float)
+            if fit:
+                self.y_mean, self.y_std = float(v.mean()), float(v.std()) or 1.0
+            return torch.tensor((v - self.y_mean) / self.y_std, dtype=torch.float32, device=self.device)
+        if self.kind == "binary":
+            return torch.tensor(y, dtype=torch.float32, device=self.device)
+        return torch.tensor(y, dtype=torch.int64, device=self.device)
+
+    def _loss(self, out, target):
+        if self.kind == "multiclass":
+            return nn.functional.cross_entropy(out, target)
+        if self.kind == "binary":
+            return nn.functional.binary_cross_entropy_with_logits(out[:, 0], target)
+        return nn.functional.mse_loss(out[:, 0], target)
+
+    def _outputs(self, num, cat, batch: int = 4096):
+        self.net.eval()
+        with torch.no_grad():
+            return torch.cat([self.net(num[i:i + batch], cat[i:i + batch]) for i in range(0, len(num), batch)])

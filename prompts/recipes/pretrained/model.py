@@ -1,0 +1,168 @@
+"""Pretrained track, model: a linear head on the sentence embeddings, stacked with the table.
+
+The head reads the embedding columns (`enc_*`): LogisticRegression, or Ridge on the
+standardised target (log1p first for RMSLE). Its C is picked from `C_grid` by out-of-fold
+loss over `inner_folds` folds of the training rows. When the table has other columns,
+LightGBM then combines the head's prediction (out of fold on the training rows, so it is as
+noisy there as on new rows) with them, with early stopping on the fold's validation part;
+with nothing else, the head's prediction is the answer. Without embedding columns (no text)
+LightGBM reads the table alone.
+
+Params (all optional; n = training rows):
+  C                      searched   inverse regularisation of the head (Ridge alpha = 1 / C)
+  C_grid                 [0.1, 0.3, 1, 3, 10]   values tried when C is not given
+  inner_folds            5
+  learning_rate          0.05 (n < 2k), 0.1 above     (LightGBM)
+  num_leaves             15 (n < 2k), 31 above
+  min_child_samples      20
+  n_estimators           2000   upper bound; early stopping picks the number of trees
+  early_stopping_rounds  100 (n < 2k), 50 above
+  n_jobs                 1 (n < 100k), else OMP_NUM_THREADS   LightGBM's threads
+  seed                   0
+"""
+
+import os
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold
+from threadpoolctl import threadpool_limits
+
+
+class Model:
+    def __init__(self, task: dict, params: dict):
+        self.task = task
+        self.params = params
+        self.kind = task["task_type"]
+        self.log_target = task["metric"] == "rmsle"
+        self.k = len(task.get("classes") or [])
+        self.seed = int(params.get("seed", 0))
+
+    def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        y = np.asarray(y)
+        self.enc = [c for c in X.columns if str(c).startswith("enc_")]
+        self.rest = [c for c in X.columns if c not in self.enc]
+        self.head = self.trees = None
+        stacked = X[self.rest]
+        if self.enc:
+            E = X[self.enc].to_numpy(dtype=np.float64)
+            with threadpool_limits(limits=1):  # many small solver steps: threads only add hand-offs
+                oof = self._fit_head(E, y)
+            if not self.rest:
+                return self  # the head is the whole model
+            stacked = self._with_head(X[self.rest], oof)
+        valid = None
+        if X_valid is not None and y_valid is not None:
+            valid = X_valid[self.rest]
+            if self.enc:
+                valid = self._with_head(valid, self._head_predict(X_valid[self.enc].to_numpy(dtype=np.float64)))
+        self.trees = self._fit_trees(stacked, y, valid, y_valid)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        head = self._head_predict(X[self.enc].to_numpy(dtype=np.float64)) if self.enc else None
+        if self.trees is None:
+            if self.kind == "regression":
+                return np.expm1(head[:, 0]) if self.log_target else head[:, 0]
+            return head[:, 0] if self.kind == "binary" else head
+        data = X[self.rest] if head is None else self._with_head(X[self.rest], head)
+        if self.kind == "regression":
+            pred = self.trees.predict(data)
+            return np.expm1(pred) if self.log_target else pred
+        # A rare class can be absent from a fold's training part: place the columns the
+        # model knows into the task's full class order.
+        proba = np.zeros((X.shape[0], self.k))
+        proba[:, self.trees.classes_] = self.trees.predict_proba(data)
+        return proba[:, 1] if self.kind == "binary" else proba
+
+    # -- the linear head ------------------------------------------------------------------
+
+    def _fit_head(self, E: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Fit the head on all rows; return its out-of-fold predictions for those rows."""
+        target = self._head_target(y)
+        folds = self._inner_split(len(y), y)
+        grid = [float(self.params["C"])] if "C" in self.params else [float(c) for c in self.params.get("C_grid", [0.1, 0.3, 1, 3, 10])]
+        best = None
+        for C in grid:
+            oof = np.zeros((len(y), self.k if self.kind == "multiclass" else 1))
+            for tr, va in folds:
+                self.head = self._linear(C).fit(E[tr], target[tr])
+                oof[va] = self._head_predict(E[va])
+            loss = self._head_loss(target, oof)
+            if best is None or loss < best[0]:
+                best = (loss, C, oof)
+        _, self.C, oof = best
+        self.head = self._linear(self.C).fit(E, target)
+        return oof
+
+    def _head_target(self, y: np.ndarray) -> np.ndarray:
+        if self.kind != "regression":
+            return y.astype(int)
+        v = np.log1p(np.clip(y.astype(float), 0, None)) if self.log_target else y.astype(float)
+        self.y_mean, self.y_std = float(v.mean()), float(v.std()) or 1.0
+        return (v - self.y_mean) / self.y_std
+
+    def _linear(self, C: float):
+        return Ridge(alpha=1.0 / C) if self.kind == "regression" else LogisticRegression(C=C, max_iter=1000)
+
+    def _head_predict(self, E: np.ndarray) -> np.ndarray:
+        """Regression: (n, 1) on the training scale (log1p for RMSLE); binary: (n, 1) P(class 1);
+        multiclass: (n, k) probabilities in the task's class order."""
+        if self.kind == "regression":
+            return (self.head.predict(E) * self.y_std + self.y_mean).reshape(-1, 1)
+        proba = np.zeros((E.shape[0], max(self.k, 2)))
+        proba[:, self.head.classes_] = self.head.predict_proba(E)
+        return proba[:, 1:2] if self.kind == "binary" else proba
+
+    def _head_loss(self, target: np.ndarray, pred: np.ndarray) -> float:
+        if self.kind == "regression":
+            return float(np.mean((target * self.y_std + self.y_mean - pred[:, 0]) ** 2))
+        if self.kind == "binary":
+            p = np.where(target == 1, pred[:, 0], 1 - pred[:, 0])
+        else:
+            p = pred[np.arange(len(target)), target]
+        return float(-np.mean(np.log(np.clip(p, 1e-7, 1))))
+
+    def _inner_split(self, n: int, y: np.ndarray) -> list:
+        k = max(2, min(int(self.params.get("inner_folds", 5)), n // 2))
+        if self.kind != "regression":
+            counts = np.bincount(y.astype(int))
+            if counts[counts > 0].min() >= k:
+                return list(StratifiedKFold(k, shuffle=True, random_state=self.seed).split(np.zeros(n), y))
+        return list(KFold(k, shuffle=True, random_state=self.seed).split(np.zeros(n)))
+
+    @staticmethod
+    def _with_head(table, head: np.ndarray):
+        table = table.reset_index(drop=True).copy()
+        for j in range(head.shape[1]):
+            table[f"text_pred{j}"] = head[:, j]
+        return table
+
+    # -- LightGBM on the head's prediction + the table ------------------------------------
+
+    def _fit_trees(self, X, y, X_valid, y_valid):
+        p, n = self.params, X.shape[0]
+        config = dict(
+            n_estimators=int(p.get("n_estimators", 2000)),
+            learning_rate=float(p.get("learning_rate", 0.05 if n < 2000 else 0.1)),
+            num_leaves=int(p.get("num_leaves", 15 if n < 2000 else 31)),
+            min_child_samples=int(p.get("min_child_samples", 20)),
+            subsample=0.8, subsample_freq=1, reg_lambda=1.0,
+            min_data_per_group=min(100, max(10, n // 50)), cat_smooth=10,
+            n_jobs=int(p.get("n_jobs", 1 if n < 100_000 else int(os.environ.get("OMP_NUM_THREADS", 1)))),
+            random_state=self.seed, deterministic=True, force_col_wise=True, verbose=-1,
+        )
+        if self.kind == "regression":
+            trees = lgb.LGBMRegressor(**config)
+            if self.log_target:
+                y = np.log1p(np.clip(y, 0, None))
+                y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))
+        else:
+            trees = lgb.LGBMClassifier(**config)
+        fit_args = {}
+        if X_valid is not None and y_valid is not None:
+            rounds = int(p.get("early_stopping_rounds", 100 if n < 2000 else 50))
+            stop = lgb.early_stopping(rounds, verbose=False, min_delta=0.0 if self.kind == "regression" else 1e-4)
+            fit_args = dict(eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[stop])
+        return trees.fit(X, y, **fit_args)
