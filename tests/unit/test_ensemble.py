@@ -1,0 +1,89 @@
+"""ensemble: a blend is kept only when it beats the best single member out of fold; members
+are each track's top attempts (refine's candidates included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from graph.state import AttemptResult, TaskSpec, TrackResult
+from nodes.ensemble import blend, ensemble_members
+from runtime.metrics import get_metric
+
+
+def _task(tmp_path: Path) -> TaskSpec:
+    return TaskSpec(task_dir=str(tmp_path), task_type="regression", target="y", id_column="id", metric="rmse",
+                    greater_is_better=False, submission_format="label", submission_columns=["id", "y"])
+
+
+def _attempt(run_dir: Path, track: str, n: int, oof: np.ndarray, test: np.ndarray, y: np.ndarray, source="recipe") -> AttemptResult:
+    folder = run_dir / "tracks" / track / f"attempt_{n}"
+    folder.mkdir(parents=True)
+    np.save(folder / "oof.npy", oof)
+    np.save(folder / "test.npy", test)
+    score = get_metric("rmse").score(y, oof)
+    return AttemptResult(track=track, attempt=n, source=source, status="ok", score=score, dir=str(folder))
+
+
+def _track(name: str, attempts: list[AttemptResult]) -> TrackResult:
+    best = min(attempts, key=lambda a: a.score)
+    return TrackResult(track=name, status="ok", best_attempt=best.attempt, score=best.score, attempts=attempts)
+
+
+def test_blend_of_complementary_members_is_kept(tmp_path):
+    rng = np.random.RandomState(0)
+    y = rng.normal(size=400)
+    np.save(tmp_path / "y.npy", y)
+    # two members with independent errors: their mean halves the error variance
+    a = _attempt(tmp_path, "traditional", 1, y + rng.normal(scale=0.5, size=400), np.zeros(50), y)
+    b = _attempt(tmp_path, "neural", 1, y + rng.normal(scale=0.5, size=400), np.ones(50), y)
+    result = blend(_task(tmp_path), {"traditional": _track("traditional", [a]), "neural": _track("neural", [b])}, tmp_path)
+    assert result.kind == "weighted"
+    assert result.score < min(a.score, b.score)
+    assert set(result.weights) == {"traditional/attempt_1", "neural/attempt_1"}
+    assert abs(sum(result.weights.values()) - 1) < 1e-3
+    test = np.load(result.test_path)
+    assert np.all((test > 0) & (test < 1))  # a weighted mean of the members' test predictions
+
+
+def test_blend_that_does_not_help_is_dropped(tmp_path):
+    rng = np.random.RandomState(1)
+    y = rng.normal(size=400)
+    np.save(tmp_path / "y.npy", y)
+    good = _attempt(tmp_path, "traditional", 1, y + rng.normal(scale=0.1, size=400), np.zeros(50), y)
+    noise = _attempt(tmp_path, "neural", 1, rng.normal(scale=3.0, size=400), np.ones(50), y)
+    result = blend(_task(tmp_path), {"traditional": _track("traditional", [good]), "neural": _track("neural", [noise])}, tmp_path)
+    assert result.kind == "single"
+    assert result.weights == {"traditional/attempt_1": 1.0}
+    assert result.score == good.score
+    assert np.array_equal(np.load(result.test_path), np.zeros(50))
+
+
+def test_refine_candidates_of_one_track_are_members(tmp_path):
+    rng = np.random.RandomState(2)
+    y = rng.normal(size=300)
+    np.save(tmp_path / "y.npy", y)
+    attempts = [_attempt(tmp_path, "traditional", i, y + rng.normal(scale=0.4 + 0.05 * i, size=300), np.full(30, float(i)), y,
+                         source="recipe" if i == 1 else "refine") for i in range(1, 7)]
+    tracks = {"traditional": _track("traditional", attempts)}
+    members = ensemble_members(tracks, get_metric("rmse"), per_track=4)
+    assert len(members) == 4
+    best = tracks["traditional"].best_attempt
+    assert f"traditional/attempt_{best}" in members
+    ranked = sorted(attempts, key=lambda a: a.score)[:4]
+    assert set(members) == {f"traditional/attempt_{a.attempt}" for a in ranked}
+    result = blend(_task(tmp_path), tracks, tmp_path)
+    # several noisy versions of one signal with independent noise: averaging them helps
+    assert result.kind == "weighted" and len(result.weights) > 1
+    assert result.score < tracks["traditional"].score
+
+
+def test_failed_attempts_and_missing_predictions_are_not_members(tmp_path):
+    y = np.arange(10.0)
+    ok = _attempt(tmp_path, "traditional", 1, y + 0.1, np.zeros(3), y)
+    gone = _attempt(tmp_path, "traditional", 2, y + 0.2, np.zeros(3), y)
+    (Path(gone.dir) / "oof.npy").unlink()
+    failed = AttemptResult(track="traditional", attempt=3, source="refine", status="error", error="boom", dir=str(tmp_path))
+    tracks = {"traditional": _track("traditional", [ok, gone]).model_copy(update={"attempts": [ok, gone, failed]})}
+    assert list(ensemble_members(tracks, get_metric("rmse"))) == ["traditional/attempt_1"]

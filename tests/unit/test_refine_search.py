@@ -1,0 +1,60 @@
+"""refine's offline search, without a kernel: what it proposes, in which order, and how a kept
+candidate moves the base."""
+
+from __future__ import annotations
+
+from nodes.refine import MAX_RESEEDS, MOVES, ParamSearch, searchable
+
+RECIPE = '''"""A recipe.
+
+Params (all optional):
+  num_leaves      31
+  learning_rate   0.05
+  seed            0
+"""
+'''
+
+
+def _moves(*names):
+    return [m for m in MOVES if m.param in names]
+
+
+def test_only_documented_numeric_params_are_searched():
+    params = {"num_leaves": 31, "learning_rate": 0.05, "seed": 0, "min_child_samples": 20, "text": True}
+    moves = searchable({"features": "x = 1\n", "model": RECIPE}, params)
+    # min_child_samples is in the params but not documented by these modules
+    assert [m.param for m in moves] == ["num_leaves", "learning_rate"]
+    assert searchable({"model": RECIPE}, {"seed": 0}) == []  # nothing numeric to move
+
+
+def test_first_pass_then_reseeds_and_pairs_until_exhausted():
+    search = ParamSearch({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, _moves("num_leaves", "learning_rate"))
+    notes, params = [], []
+    while (cand := search.next()) is not None:
+        notes.append(cand.note)
+        params.append(tuple(sorted(cand.params.items())))
+    assert notes[:3] == ["num_leaves 16 -> 32", "num_leaves 16 -> 8", "learning_rate 0.05 -> 0.025"]
+    assert sum(n.startswith("seed") for n in notes) == MAX_RESEEDS
+    assert len(params) == len(set(params))  # never the same candidate twice
+
+
+def test_a_kept_step_becomes_the_base_and_is_repeated():
+    search = ParamSearch({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, _moves("num_leaves", "learning_rate"))
+    first = search.next()
+    assert first.params["num_leaves"] == 32
+    search.feedback(first, kept=True)
+    again = search.next()
+    assert again.params["num_leaves"] == 64 and again.note == "num_leaves 32 -> 64"
+    search.feedback(again, kept=False)
+    nxt = search.next()
+    # the other step of the same move (down) is dropped once one direction helped
+    assert nxt.params == {"num_leaves": 32, "learning_rate": 0.025, "seed": 0}
+    assert nxt.cost == 2.0  # halving the learning rate doubles the trees
+
+
+def test_rejected_candidates_leave_the_base_alone():
+    search = ParamSearch({"num_leaves": 16, "seed": 0}, _moves("num_leaves"))
+    for _ in range(3):
+        cand = search.next()
+        search.feedback(cand, kept=False)
+        assert search.current == {"num_leaves": 16, "seed": 0}
