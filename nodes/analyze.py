@@ -12,6 +12,7 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
+from graph.llm import client_for
 from graph.state import IMLState, SubmissionFormat, TaskSpec, TaskType
 from runtime.data import TaskInputError, label_key, read_header, read_table
 from runtime.metrics import default_metric, get_metric, metric_from_text
@@ -21,10 +22,16 @@ ID_NAMES = ("id", "index", "key", "row_id", "rowid")
 
 
 def analyze(state: IMLState, runtime: Runtime[RunContext]) -> dict:
-    task = read_task(Path(state["task_dir"]), runtime.context.settings)
+    client = client_for(runtime.context)
+    llm_update: dict = {}
+    if client is None:
+        task = read_task(Path(state["task_dir"]), runtime.context.settings)
+    else:
+        task, calls = read_task_with_llm(Path(state["task_dir"]), runtime.context.settings, client, runtime.context.events)
+        llm_update = {"llm_usage": calls}
     runtime.context.events.emit("task", **task.model_dump(include={"task_type", "target", "metric", "id_column"}))
     Path(state["run_dir"], "task.json").write_text(task.model_dump_json(indent=2))
-    return {"task": task}
+    return {"task": task, **llm_update}
 
 
 def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
@@ -49,8 +56,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         raise TaskInputError(f"target column '{target}' has no values in the train file")
     task_type = _task_type(y, metric_name, sample, target, reasons)
     if metric_name is None:
-        metric_name = default_metric(task_type)
-        reasons.append(f"metric: the description names none; default for {task_type} is {metric_name}")
+        metric_name = _default_metric(task_type, sample, target, y, reasons)
     metric = get_metric(metric_name)
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
@@ -168,6 +174,18 @@ def _task_type(y: pd.Series, metric_name: str | None, sample: pd.DataFrame | Non
     return kind
 
 
+def _default_metric(task_type: TaskType, sample: pd.DataFrame | None, target: str, y: pd.Series, reasons: list[str]) -> str:
+    """No metric named: a sample submission of labels asks for labels, so score labels."""
+    if task_type != "regression" and sample is not None and target in sample.columns:
+        shown = {label_key(v) for v in sample[target].dropna()}
+        if shown and shown <= {label_key(v) for v in y.unique()}:
+            reasons.append("metric: the description names none and the sample submission holds labels; accuracy")
+            return "accuracy"
+    name = default_metric(task_type)
+    reasons.append(f"metric: the description names none; default for {task_type} is {name}")
+    return name
+
+
 def _order_binary(labels: list[str], y: pd.Series, description: str, reasons: list[str]) -> list[str]:
     """[negative, positive]: the positive class is the one a probability column describes."""
     for label in labels:
@@ -204,3 +222,104 @@ def _natural(label: str) -> tuple:
         return (0, float(label), label)
     except ValueError:
         return (1, 0.0, label)
+
+
+# -- with an LLM: it reads the description, the rules above check it against the files ----------
+
+
+def read_task_with_llm(task_dir: Path, settings: Settings, client, events=None) -> tuple[TaskSpec, list]:
+    """The LLM names target, id and metric from the description; each is used only when the
+    files allow it (the target a train column absent from test, the id a test column, the
+    metric a known one that fits the task), and the rules decide the rest. Flags beat both.
+    Every correction is a reason in the TaskSpec."""
+    import dataclasses
+
+    from graph.llm import LLMError, TaskReading
+    from prompts.render import analyze_messages
+
+    if not task_dir.is_dir():
+        raise TaskInputError(f"task folder not found: {task_dir}")
+    train_cols = read_header(task_dir / "train.csv", "train file")
+    test_cols = read_header(task_dir / "test.csv", "test file")
+    sample_path = task_dir / "sample_submission.csv"
+    sample_cols = read_header(sample_path, "sample submission") if sample_path.exists() else None
+    description = (task_dir / "description.md").read_text(errors="replace") if (task_dir / "description.md").exists() else ""
+    try:
+        answer = client.ask(TaskReading, analyze_messages(task_dir, description, train_cols, test_cols, sample_cols),
+                            role="analyze", node="analyze", events=events)
+    except LLMError as e:
+        task = read_task(task_dir, settings)
+        task.reasons.append(f"LLM: no usable answer ({str(e)[:200]}); the rules decided alone")
+        return task, e.calls
+    reading = answer.value
+    hints, notes = _verified_hints(reading, train_cols, test_cols, sample_cols, settings)
+    trials = [hints]
+    if "metric" in hints:
+        trials.append({k: v for k, v in hints.items() if k != "metric"})
+    if hints:
+        trials.append({})
+    task = None
+    for trial in trials:
+        try:
+            task = read_task(task_dir, dataclasses.replace(settings, **trial))
+            break
+        except TaskInputError as e:
+            if not trial:
+                raise
+            notes.append(f"LLM: {', '.join(f'{k} {v!r}' for k, v in trial.items())} rejected by the files: {e}")
+    assert task is not None
+    flag = {"target": ("target", "--target"), "id_column": ("id", "--id"), "metric": ("metric", "--metric")}
+    for key, value in trial.items():
+        name, option = flag[key]
+        shown = f"'{value}'" if key != "metric" else value
+        task.reasons = [r.replace(f"{name}: {shown} from {option}", f"{name}: {shown}, the LLM's reading of the description"
+                                  + {"target": " (checked: a train column that test lacks)", "id_column": " (checked: a test column)",
+                                     "metric": " (checked: a known metric that fits the task)"}[key])
+                        for r in task.reasons]
+    if reading.task_type and reading.task_type != task.task_type:
+        notes.append(f"LLM: task type {reading.task_type} rejected: the target's values and the metric make it {task.task_type}")
+    text_metric = metric_from_text(description)
+    if "metric" in trial and text_metric and text_metric != task.metric:
+        notes.append(f"LLM: chose {task.metric} where the rules read {text_metric} in the description")
+    if reading.notes.strip():
+        notes.append(f"LLM notes: {reading.notes.strip()[:300]}")
+    task.reasons += notes
+    return task, answer.calls
+
+
+def _verified_hints(reading, train_cols: list[str], test_cols: list[str], sample_cols: list[str] | None,
+                    settings: Settings) -> tuple[dict, list[str]]:
+    """The parts of the LLM's reading that can be true of these files, and why the rest cannot."""
+    hints: dict = {}
+    notes: list[str] = []
+
+    def column(name: str, among: list[str]) -> str | None:
+        if name in among:
+            return name
+        folded = [c for c in among if c.lower() == name.strip().lower()]
+        return folded[0] if len(folded) == 1 else None
+
+    if reading.target and not settings.target:
+        name = column(reading.target, train_cols)
+        if name is None:
+            notes.append(f"LLM: target '{reading.target}' rejected: train.csv has no such column")
+        elif name in test_cols:
+            notes.append(f"LLM: target '{name}' rejected: test.csv has it too, so it cannot be what is predicted")
+        else:
+            hints["target"] = name
+    if reading.id_column and not settings.id_column:
+        name = column(reading.id_column, test_cols)
+        if name is None:
+            notes.append(f"LLM: id '{reading.id_column}' rejected: test.csv has no such column")
+        elif sample_cols is not None and name not in sample_cols:
+            notes.append(f"LLM: id '{name}' rejected: sample_submission.csv has no such column")
+        elif name == hints.get("target"):
+            notes.append(f"LLM: id '{name}' rejected: it is also the target")
+        else:
+            hints["id_column"] = name
+    if reading.metric and not settings.metric:
+        try:
+            hints["metric"] = get_metric(reading.metric).name
+        except ValueError:
+            notes.append(f"LLM: metric '{reading.metric}' rejected: not a known metric")
+    return hints, notes

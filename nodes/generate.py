@@ -1,15 +1,58 @@
-"""generate: write a track's modules. Offline the track's recipe is rendered as it is."""
+"""generate: write a track's modules. Offline the track's recipe is rendered as it is; with an
+LLM, the LLM writes them from a grounded prompt (the recipe as its exemplar), and the recipe
+stands in when no usable answer comes."""
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
+from graph.llm import client_for
 from graph.state import TrackState
 from prompts import render_recipe
 
 
 def generate(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     track = state["plan"].track
+    client = client_for(runtime.context)
+    if client is not None:
+        return generate_with_llm(state, runtime.context, client)
     runtime.context.events.emit("generate", track=track, source="recipe")
     return {"code": render_recipe(track), "source": "recipe", "attempt": 1, "fell_back": False, "last_error": None}
+
+
+def generate_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
+    from graph.llm import LLMError, ModuleCode
+    from prompts.render import generate_messages
+
+    track = state["plan"].track
+    recipe = render_recipe(track)
+    start = {"attempt": 1, "fell_back": False, "last_error": None}
+    try:
+        answer = client.ask(ModuleCode, generate_messages(state["task"], state["profile"], state["plan"], state.get("attempts", [])),
+                            role="generate", node="generate", track=track, events=ctx.events)
+    except LLMError as e:
+        ctx.events.emit("generate", track=track, source="recipe", why=f"LLM: {str(e)[:200]}")
+        return {"code": recipe, "source": "recipe", "llm_usage": e.calls, **start}
+    code, notes = code_from_answer(answer.value, recipe)
+    ctx.events.emit("generate", track=track, source="llm", notes=notes[:300])
+    return {"code": code, "source": "llm", "llm_usage": answer.calls, **start}
+
+
+def code_from_answer(answer, previous: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The answer's modules without markdown fences; a module the answer left empty keeps its
+    previous source (for debug: "unchanged")."""
+    from graph.llm import strip_fences
+
+    code, kept = {}, []
+    for module in ("features", "model"):
+        source = strip_fences(getattr(answer, module) or "")
+        if source.strip():
+            code[module] = source
+        else:
+            code[module] = previous[module]
+            kept.append(module)
+    notes = (answer.notes or "").strip()
+    if kept:
+        notes += f" (kept the previous {' and '.join(kept)}.py: the answer had none)"
+    return code, notes.strip()

@@ -79,3 +79,11 @@ def test_no_sample_submission_and_unusual_names(tmp_path):
     task = read_task(folder, Settings(id_column="PassengerKey"))
     assert (task.target, task.task_type, task.classes[-1]) == ("Survived?", "binary", "1")
     assert task.sample_submission_file is None
+
+
+def test_labels_in_the_sample_ask_for_a_label_metric_when_none_is_named(make_task):
+    folder = make_task("binary", description="Say which rows turn out yes.")
+    sample = __import__("pandas").read_csv(folder / "sample_submission.csv").assign(outcome="no")
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    task = read_task(folder, Settings())
+    assert (task.metric, task.submission_format) == ("accuracy", "label")

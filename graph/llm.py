@@ -1,0 +1,456 @@
+"""The LLM: settings, the chat model, structured answers that survive bad servers, and a
+record of every request.
+
+- Settings come from flags and the environment (`--model`/`IML_MODEL`, `--base-url`/
+  `OPENAI_BASE_URL`, `OPENAI_API_KEY`). No model means offline: rules and recipes take every
+  role.
+- `build_chat_model` gives a `ChatOpenAI` for OpenAI or any OpenAI-compatible server (vLLM,
+  Ollama, llama.cpp), with a timeout and retries on HTTP errors (the openai client retries
+  5xx, 429 and timeouts with backoff).
+- `LLMClient.ask(schema, messages, ...)` returns a validated pydantic answer. A server that
+  rejects the structured-output method is asked again with the next one (json_schema ->
+  function_calling -> json_mode), and the client remembers what worked. An answer that does
+  not fit the schema is re-asked with the parse error, a bounded number of times. Every
+  request becomes an `LLMCall` (tokens, cost where the price is known, seconds, outcome) that
+  the node puts into the run's state (`llm_usage`). When no usable answer comes, `LLMError`
+  carries the calls made, and the node falls back to its rules.
+
+Nodes take the chat model from `RunContext.llm` (any LangChain chat model, so tests pass
+scripted ones) through `client_for(ctx)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, Field, ValidationError
+
+from graph.state import LLMCall
+from runtime.data import TaskInputError
+
+ENV_MODEL = "IML_MODEL"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+ENV_API_KEY = "OPENAI_API_KEY"
+ENV_TIMEOUT = "IML_LLM_TIMEOUT"
+OFFLINE = "offline (no LLM configured)"
+METHODS = ("json_schema", "function_calling", "json_mode")
+# Local servers ignore the key, but the openai client insists on one.
+PLACEHOLDER_KEY = "not-needed"
+
+# OpenAI list prices in USD per million tokens (input, output). A model not listed here, or
+# served from anywhere but api.openai.com, has no known price: its cost is None, not 0.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+}
+
+
+class LLMConfigError(TaskInputError):
+    """The LLM settings cannot work (e.g. OpenAI without a key): one line for the user."""
+
+
+class LLMError(RuntimeError):
+    """The LLM gave no usable answer: HTTP failure, timeout, or unparsable after retries."""
+
+    def __init__(self, message: str, calls: list[LLMCall]):
+        super().__init__(message)
+        self.calls = calls
+
+
+# -- settings and the chat model ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 180.0
+    max_retries: int = 2
+
+    def describe(self) -> str:
+        return f"model {self.model} at {self.base_url or 'https://api.openai.com/v1'}"
+
+    def public(self) -> dict[str, Any]:
+        """What may be written to the run folder: never the key."""
+        return {"model": self.model, "base_url": self.base_url, "timeout_s": self.timeout_s, "max_retries": self.max_retries}
+
+
+def resolve_settings(model: str | None = None, base_url: str | None = None, api_key: str | None = None,
+                     env: Mapping[str, str] | None = None) -> LLMSettings | None:
+    """Flags first, then the environment; None (offline) when no model is named anywhere."""
+    env = os.environ if env is None else env
+    model = (model or env.get(ENV_MODEL) or "").strip()
+    if not model:
+        return None
+    base_url = (base_url or env.get(ENV_BASE_URL) or "").strip() or None
+    api_key = api_key or env.get(ENV_API_KEY) or None
+    if api_key is None:
+        if base_url is None or "api.openai.com" in base_url:
+            raise LLMConfigError(f"--model {model} talks to api.openai.com, which needs OPENAI_API_KEY; "
+                                 "set it, or pass --base-url for a local OpenAI-compatible server")
+        api_key = PLACEHOLDER_KEY
+    timeout = env.get(ENV_TIMEOUT)
+    try:
+        timeout_s = float(timeout) if timeout else 180.0
+    except ValueError:
+        raise LLMConfigError(f"{ENV_TIMEOUT}={timeout!r} is not a number of seconds") from None
+    return LLMSettings(model=model, base_url=base_url, api_key=api_key, timeout_s=timeout_s)
+
+
+def describe(settings: LLMSettings | None) -> str:
+    return settings.describe() if settings is not None else OFFLINE
+
+
+def build_chat_model(settings: LLMSettings):
+    """ChatOpenAI on the Chat Completions API, which every OpenAI-compatible server speaks."""
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=settings.model,
+        base_url=settings.base_url,
+        api_key=settings.api_key,
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+        use_responses_api=False,
+    )
+
+
+def price_of(model: str) -> tuple[float, float] | None:
+    """The list price of a known OpenAI model; dated snapshots (gpt-4o-2024-08-06) included."""
+    name = model.lower().split("/")[-1]
+    for known in sorted(PRICES_PER_MTOK, key=len, reverse=True):
+        if name == known or re.fullmatch(re.escape(known) + r"-\d{4}-\d{2}-\d{2}", name):
+            return PRICES_PER_MTOK[known]
+    return None
+
+
+def cost_usd(model: str, base_url: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:
+    if base_url is not None and "api.openai.com" not in base_url:
+        return None  # a local or third-party server: its price is not ours to guess
+    price = price_of(model)
+    if price is None:
+        return None
+    return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6, 6)
+
+
+# -- the answers each role asks for ---------------------------------------------------------
+
+
+class TaskReading(BaseModel):
+    """How the task description reads: what to predict and how it is scored."""
+
+    target: str | None = Field(None, description="the train.csv column to predict, exactly as named there")
+    id_column: str | None = Field(None, description="the column that identifies test rows in the submission, or null")
+    metric: str | None = Field(None, description="the metric the description names, e.g. rmse, auc, log_loss, accuracy, f1")
+    task_type: Literal["binary", "multiclass", "regression"] | None = Field(None, description="null when unsure")
+    notes: str = Field("", description="one or two sentences on anything unusual in the task")
+
+
+class TrackProposal(BaseModel):
+    track: str = Field(description="one of the tracks offered")
+    reason: str = Field(description="why this track fits this data")
+    model_family: str
+    feature_steps: list[str] = Field(default_factory=list, description="short feature-engineering steps, naming real columns")
+    params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters passed to Features and Model as params")
+    time_share: float = Field(description="share of the time budget, 0 to 1; the shares of all tracks sum to 1")
+    drop_columns: list[str] = Field(default_factory=list, description="feature columns to ignore (must exist)")
+
+
+class PlanProposal(BaseModel):
+    """A blueprint: which tracks to run, how, and the validation scheme."""
+
+    tracks: list[TrackProposal]
+    validation: Literal["kfold", "stratified", "group", "time"] | None = None
+    group_column: str | None = None
+    time_column: str | None = None
+    notes: str = ""
+
+
+class ModuleCode(BaseModel):
+    """The two modules of a track, complete source each."""
+
+    features: str = Field(description="the complete source of features.py")
+    model: str = Field(description="the complete source of model.py")
+    notes: str = Field("", description="what this code does, or what was repaired, in one or two sentences")
+
+
+class ModuleRewrite(BaseModel):
+    """A targeted rewrite of one module of the best track."""
+
+    module: Literal["features", "model"]
+    code: str = Field(description="the complete new source of that module")
+    notes: str = Field("", description="the change and why it should improve the score")
+
+
+FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
+
+
+def strip_fences(source: str) -> str:
+    """Code as a module: markdown fences (```python ... ```) around it removed, if any."""
+    text = source.strip("\n")
+    match = FENCE.match(text)
+    if match:
+        return match.group(1).strip("\n") + "\n"
+    # A fence that opens but never closes, or text around one fenced block.
+    blocks = re.findall(r"```[\w+-]*[ \t]*\n(.*?)```", text, re.DOTALL)
+    if len(blocks) == 1:
+        return blocks[0].strip("\n") + "\n"
+    if text.lstrip().startswith("```"):
+        text = text.lstrip().split("\n", 1)[1] if "\n" in text else ""
+    return text.rstrip() + "\n"
+
+
+def extract_json(text: str) -> Any:
+    """The JSON object in a free-text answer: fenced, or between the first { and the last }."""
+    text = text.strip()
+    match = FENCE.match(text)
+    if match:
+        text = match.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0:
+        raise ValueError("the answer holds no JSON object")
+    if end <= start:
+        raise ValueError("the JSON object is cut off (no closing brace)")
+    return json.loads(text[start: end + 1])
+
+
+# -- the client -----------------------------------------------------------------------------
+
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class Answer(Generic[T]):
+    value: T
+    calls: list[LLMCall]
+
+
+class LLMClient:
+    """Structured answers with method fallback and parse retries; one LLMCall per request."""
+
+    def __init__(self, chat_model: Any, *, model_name: str | None = None, base_url: str | None = None,
+                 parse_retries: int = 2, max_calls: int = 5, methods: Sequence[str] = METHODS):
+        self.chat = chat_model
+        self.model_name = model_name or _model_name(chat_model)
+        self.base_url = base_url if base_url is not None else _base_url(chat_model)
+        self.parse_retries = parse_retries
+        self.max_calls = max_calls
+        self.methods = tuple(methods)
+        self._first_method = 0  # the method that last worked; later asks start there
+        self._lock = threading.Lock()
+
+    def ask(self, schema: type[T], messages: Sequence[BaseMessage], *, role: str, node: str | None = None,
+            track: str | None = None, events: Any = None) -> Answer[T]:
+        calls: list[LLMCall] = []
+        json_schema = schema.model_json_schema()
+        with self._lock:
+            method_index = self._first_method
+        tries_on_method = 0
+        feedback: list[BaseMessage] = []
+        last_error = "no request was made"
+        while len(calls) < self.max_calls:
+            method = self.methods[method_index]
+            sent = list(messages) + _schema_hint(json_schema, method) + feedback
+            started = time.time()
+            raw, value, outcome, error = self._request(schema, json_schema, method, sent)
+            call = self._record(role, node or role, track, method, raw, time.time() - started, outcome, error)
+            calls.append(call)
+            if events is not None:
+                events.emit("llm", **call.model_dump(exclude_none=True))
+            if value is not None:
+                with self._lock:
+                    self._first_method = method_index
+                return Answer(value, calls)
+            last_error = error or outcome
+            if outcome == "unsupported" or (outcome == "parse_error" and tries_on_method >= self.parse_retries):
+                if method_index + 1 >= len(self.methods):
+                    break
+                method_index, tries_on_method, feedback = method_index + 1, 0, []
+                continue
+            if outcome != "parse_error":
+                break  # HTTP errors and timeouts were already retried by the client
+            tries_on_method += 1
+            feedback = [HumanMessage(reask_text(last_error, _raw_text(raw)))]
+        raise LLMError(f"{role}: no usable answer after {len(calls)} request(s): {last_error[:300]}", calls)
+
+    def _request(self, schema: type[T], json_schema: dict, method: str,
+                 sent: list[BaseMessage]) -> tuple[Any, T | None, str, str | None]:
+        """One request: (raw message, validated answer or None, outcome, error)."""
+        try:
+            runnable = self.chat.with_structured_output(json_schema, method=method, include_raw=True)
+        except Exception as e:  # noqa: BLE001 - this chat model cannot do this method at all
+            return None, None, "unsupported", f"{type(e).__name__}: {e}"
+        try:
+            out = runnable.invoke(sent)
+        except Exception as e:  # noqa: BLE001 - every failure is classified and recorded
+            return None, None, classify_error(e), f"{type(e).__name__}: {e}"
+        value, error = self._validate(schema, out)
+        return out.get("raw"), value, ("ok" if value is not None else "parse_error"), error
+
+    def _validate(self, schema: type[T], out: Mapping[str, Any]) -> tuple[T | None, str | None]:
+        """The answer's JSON, parsed strictly (never partially) and validated against the schema."""
+        raw = out.get("raw")
+        tool_calls = getattr(raw, "tool_calls", None) or []
+        if tool_calls:
+            data = tool_calls[0].get("args")
+        else:
+            # json_schema / json_mode answers are content; a bad tool call leaves its text in
+            # invalid_tool_calls. Fenced JSON, or JSON with prose around it, is salvaged.
+            try:
+                data = extract_json(_raw_text(raw))
+            except (ValueError, json.JSONDecodeError) as e:
+                return None, f"the answer is not a JSON object ({e})"
+        try:
+            return schema.model_validate(data), None
+        except ValidationError as e:
+            return None, f"the JSON does not match the schema: {_short_validation(e)}"
+
+    def _record(self, role, node, track, method, raw, seconds, outcome, error) -> LLMCall:
+        usage = getattr(raw, "usage_metadata", None) or {}
+        prompt, completion = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
+        return LLMCall(
+            role=role, node=node, track=track, model=self.model_name, method=method,
+            prompt_tokens=prompt, completion_tokens=completion,
+            cost_usd=cost_usd(self.model_name, self.base_url, prompt, completion),
+            seconds=round(seconds, 3), outcome=outcome, error=(error or None) and error[:500],
+        )
+
+
+def classify_error(e: BaseException) -> str:
+    """An exception from a request -> an LLMCall outcome."""
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - langchain-openai depends on it
+        openai = None
+    if openai is not None:
+        if isinstance(e, openai.APITimeoutError):
+            return "timeout"
+        if isinstance(e, openai.APIConnectionError):
+            return "http_error"
+        if isinstance(e, openai.BadRequestError) and "context" in str(e).lower() and "length" in str(e).lower():
+            return "http_error"  # the prompt is too long: another method would not help
+        if isinstance(e, (openai.BadRequestError, openai.UnprocessableEntityError)):
+            return "unsupported"
+        if isinstance(e, openai.APIStatusError):
+            return "http_error"
+        if isinstance(e, (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError)):
+            return "parse_error"
+    if isinstance(e, TimeoutError) or type(e).__name__ in ("TimeoutException", "ReadTimeout"):
+        return "timeout"
+    if isinstance(e, NotImplementedError):
+        return "unsupported"  # a chat model without this structured-output method
+    if isinstance(e, (ValidationError, json.JSONDecodeError, ValueError, KeyError, TypeError)):
+        return "parse_error"
+    return "error"
+
+
+def reask_text(error: str, previous: str) -> str:
+    excerpt = previous.strip()
+    excerpt = excerpt if len(excerpt) <= 800 else excerpt[:800] + " …"
+    text = f"Your previous answer could not be used: {error[:1500]}\n"
+    if excerpt:
+        text += f"It began:\n{excerpt}\n"
+    return text + "Answer again with one complete JSON object that follows the schema exactly."
+
+
+def _schema_hint(json_schema: dict, method: str) -> list[BaseMessage]:
+    if method != "json_mode":
+        return []  # the schema travels in response_format or the tool definition
+    return [SystemMessage(
+        "Answer with one JSON object, nothing else (no prose, no code fences), that follows this JSON schema "
+        f"({json_schema.get('title', 'Answer')}):\n" + json.dumps(json_schema, separators=(",", ":"))
+    )]
+
+
+def _raw_text(raw: Any) -> str:
+    if raw is None:
+        return ""
+    content = getattr(raw, "content", "")
+    if isinstance(content, list):
+        content = "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    text = str(content or "")
+    if not text:
+        for bad in getattr(raw, "invalid_tool_calls", None) or []:
+            text = str(bad.get("args") or "")
+            break
+    return text
+
+
+def _short_validation(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:6]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "(top level)"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _model_name(chat_model: Any) -> str:
+    for attr in ("model_name", "model"):
+        value = getattr(chat_model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return type(chat_model).__name__
+
+
+def _base_url(chat_model: Any) -> str | None:
+    value = getattr(chat_model, "openai_api_base", None)
+    if isinstance(value, str) and value:
+        return value
+    # A chat model that is not ChatOpenAI (a scripted one in tests) has no known price either.
+    return None if hasattr(chat_model, "openai_api_base") else "local"
+
+
+_clients: dict[int, tuple[Any, LLMClient]] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(ctx: Any) -> LLMClient | None:
+    """The run's LLM client, or None offline. `ctx.llm` may be a chat model or an LLMClient."""
+    llm = getattr(ctx, "llm", None)
+    if llm is None:
+        return None
+    if isinstance(llm, LLMClient):
+        return llm
+    with _clients_lock:
+        kept = _clients.get(id(llm))
+        if kept is None or kept[0] is not llm:
+            kept = (llm, LLMClient(llm))
+            _clients[id(llm)] = kept
+        return kept[1]
+
+
+# -- summaries ------------------------------------------------------------------------------
+
+
+def usage_summary(calls: Sequence[LLMCall]) -> str:
+    """One line: requests, outcomes, tokens, cost, seconds."""
+    if not calls:
+        return "llm: no requests"
+    outcomes: dict[str, int] = {}
+    for c in calls:
+        outcomes[c.outcome] = outcomes.get(c.outcome, 0) + 1
+    prompt = sum(c.prompt_tokens for c in calls)
+    completion = sum(c.completion_tokens for c in calls)
+    costs = [c.cost_usd for c in calls]
+    cost = "cost unknown" if any(x is None for x in costs) else f"${sum(costs):.4f}"
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items(), key=lambda kv: (kv[0] != "ok", kv[0])))
+    return (f"llm: {len(calls)} request(s) to {calls[0].model} ({detail}), {prompt:,} prompt + {completion:,} "
+            f"completion tokens, {cost}, {sum(c.seconds for c in calls):.1f}s")

@@ -1,0 +1,155 @@
+"""The whole graph with an LLM, and no network: a scripted chat model drives every role, and
+the real ChatOpenAI client talks to a stub server on 127.0.0.1 through the `iml` command.
+
+Bad answers are part of the script: malformed JSON, code with a syntax error, code that breaks
+the contract, code that is never fixed, a refinement that makes the score worse. Every run must
+still end with a valid submission. Refine is limited to a candidate or none (it would otherwise
+search for the whole time left)."""
+
+import json
+from pathlib import Path
+
+import pytest
+from stub_openai import DemoAnswers, Script, ScriptedChatModel, StubOpenAIServer, broken_syntax
+
+from graph.context import Settings
+import nodes.refine
+from graph.runner import run_task
+from nodes.submit import validate_submission
+from prompts import render_recipe
+
+pytestmark = pytest.mark.slow
+
+RECIPE = render_recipe("traditional")
+# Parses and has the right signatures, but its "probabilities" break the contract.
+OUT_OF_RANGE = """import numpy as np
+
+
+class Model:
+    def __init__(self, task, params):
+        self.task = task
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), 1.5)
+"""
+# Deterministic and in range, so it passes the check, but it knows nothing: AUC 0.5.
+CONSTANT = OUT_OF_RANGE.replace("np.full(len(X), 1.5)", "np.full(len(X), 0.5)")
+READING = {"target": "outcome", "id_column": "row_key", "metric": "auc", "task_type": "binary", "notes": "plain binary task"}
+
+
+def settings() -> Settings:
+    return Settings(time_budget_s=240, n_folds=3, max_debug_attempts=2)
+
+
+def attempts_of(final: dict, track: str = "traditional"):
+    return final["tracks"][track].attempts
+
+
+def test_scripted_llm_recovers_from_bad_json_bad_syntax_and_a_broken_contract(make_task, tmp_path, monkeypatch):
+    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
+    task_dir = make_task("binary")
+    script = Script({
+        "TaskReading": ['{"target": "outcome", "metric": ', READING],
+        "ModuleCode": [
+            {"features": RECIPE["features"], "model": broken_syntax(RECIPE["model"]), "notes": "first draft"},
+            {"features": RECIPE["features"], "model": OUT_OF_RANGE, "notes": "fixed the colon"},
+            {**RECIPE, "notes": "binary predictions are the positive class's probability"},
+        ],
+        "ModuleRewrite": [{"module": "model", "code": CONSTANT, "notes": "simpler is better"}],
+    })
+    final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
+
+    task = final["task"]
+    assert (task.target, task.metric) == ("outcome", "auc")
+    assert any("the LLM's reading" in r for r in task.reasons)
+    attempts = attempts_of(final)
+    assert [(a.source, a.status) for a in attempts] == [
+        ("llm", "check_failed"), ("debug", "check_failed"), ("debug", "ok"), ("refine", "ok")]
+    assert "syntax error" in attempts[0].error and attempts[0].error.startswith("model.py")
+    assert "outside [0, 1]" in attempts[1].error and attempts[1].error.startswith("model.py")
+    # the refinement made it worse (AUC 0.5): it stays on the leaderboard, but is not kept
+    assert attempts[3].score == pytest.approx(0.5) and attempts[2].score > 0.6
+    assert final["tracks"]["traditional"].best_attempt == 3 and final["tracks"]["traditional"].score == attempts[2].score
+    assert (Path(attempts[3].dir) / "model.py").read_text() == CONSTANT
+    [refine_prompt] = [p for schema, p in script.prompts if schema == "ModuleRewrite"]
+    assert f"auc {attempts[2].score:.6g}" in refine_prompt and "lgb." in refine_prompt  # the best code and its score
+
+    # the debug prompts carried the failing code and its error
+    debug_prompts = [p for schema, p in script.prompts if schema == "ModuleCode" and "The failing attempt" in p]
+    assert len(debug_prompts) == 2
+    assert "syntax error" in debug_prompts[0] and "outside [0, 1]" in debug_prompts[1] and "np.full(len(X), 1.5)" in debug_prompts[1]
+
+    # every attempt's code is on disk, as generated
+    for a in attempts:
+        folder = Path(a.dir)
+        assert (folder / "features.py").exists() and (folder / "model.py").exists()
+    assert (Path(attempts[0].dir) / "model.py").read_text() == broken_syntax(RECIPE["model"])
+
+    usage = final["llm_usage"]
+    assert [(c.role, c.outcome) for c in usage] == [
+        ("analyze", "parse_error"), ("analyze", "ok"), ("blueprint", "ok"), ("generate", "ok"), ("debug", "ok"), ("debug", "ok"),
+        ("refine", "ok")]
+    assert all(c.prompt_tokens > 0 for c in usage) and {c.track for c in usage if c.role in ("generate", "debug", "refine")} == {"traditional"}
+    assert validate_submission(task, final["submission_path"]) == []
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "llm" for e in events) == len(usage)
+
+
+def test_code_that_is_never_fixed_falls_back_to_the_recipe_and_the_run_stays_valid(make_task, tmp_path, monkeypatch):
+    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 0)
+    task_dir = make_task("regression")
+    broken = {"features": "import numpy as np\n\nclass Features:\n    pass\n", "model": "class Model:\n    pass\n", "notes": "hm"}
+    script = Script({"ModuleCode": [broken] * 10})
+    final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
+
+    attempts = attempts_of(final)
+    assert [a.source for a in attempts] == ["llm", "debug", "debug", "fallback"]
+    assert [a.status for a in attempts[:3]] == ["check_failed"] * 3 and attempts[3].status == "ok"
+    assert (Path(attempts[3].dir) / "model.py").read_text() == RECIPE["model"]  # the track's own recipe
+    assert "class Features" in attempts[0].error or "Features.__init__ is missing" in attempts[0].error
+    assert script.asked.count("ModuleCode") == 3  # one generate, then max_debug_attempts repairs, no more
+    assert validate_submission(final["task"], final["submission_path"]) == []
+
+
+def test_iml_run_against_a_stub_openai_server(make_task, tmp_path, capsys, monkeypatch):
+    from scripts.cli import main
+
+    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
+
+    task_dir = make_task("multiclass")
+    out = tmp_path / "run"
+    with StubOpenAIServer(Script(default=DemoAnswers(first_code_broken=True))) as server:
+        code = main(["run", str(task_dir), "--model", "stub-model", "--base-url", server.url, "--out", str(out),
+                     "--time-budget", "4m", "--folds", "3", "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    first = printed.strip().splitlines()[0]
+    assert first.startswith(f"iml: model stub-model at {server.url}")
+    assert "llm calls" in printed and "llm: " in printed and "parse_error" not in printed
+    for role in ("analyze", "blueprint", "generate", "debug", "refine"):
+        assert role in printed
+    # the real client went over HTTP with the structured-output request
+    assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
+    assert json.loads((out / "llm.json").read_text()) == {"model": "stub-model", "base_url": server.url, "timeout_s": 180.0, "max_retries": 2}
+    assert "api_key" not in (out / "llm.json").read_text()
+    attempts = sorted(p.name for p in (out / "tracks" / "traditional").iterdir())
+    assert attempts[:2] == ["attempt_1", "attempt_2"]
+    assert "syntax error" in (out / "tracks" / "traditional" / "attempt_1" / "log.txt").read_text()
+    assert (out / "submission.csv").exists()
+
+
+def test_an_llm_that_never_answers_leaves_the_rules_and_recipes_in_charge(make_task, tmp_path, monkeypatch):
+    from stub_openai import Reply
+
+    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 0)
+    task_dir = make_task("multiclass_proba")
+    script = Script({name: [Reply(status=500)] * 10 for name in ("TaskReading", "PlanProposal", "ModuleCode")})
+    final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
+    assert any("no usable answer" in r for r in final["task"].reasons)
+    assert any("no usable plan" in n for n in final["blueprint"].notes)
+    assert [(a.source, a.status) for a in attempts_of(final)] == [("recipe", "ok")]
+    assert [(c.role, c.outcome) for c in final["llm_usage"]] == [("analyze", "error"), ("blueprint", "error"), ("generate", "error")]
+    assert validate_submission(final["task"], final["submission_path"]) == []
