@@ -6,13 +6,21 @@ track, and survive across that track's attempts (the data is loaded once per ker
 
 from __future__ import annotations
 
+import atexit
+import functools
+import inspect
 import json
 import os
+import re
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import StateGraph
 
 from runtime.kernel import ExecutionSlots, KernelSession, default_slots
 
@@ -26,6 +34,7 @@ class Settings:
     seed: int = 0
     max_debug_attempts: int = 2
     min_attempt_timeout_s: float = 20.0  # an attempt gets at least this, even when the budget is spent
+    max_attempt_timeout_s: float | None = None  # cap on one attempt (check or execute); default: the track's share
     parallel_kernels: int = field(default_factory=default_slots)
     kernel_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
     kernel_memory_mb: int | None = None
@@ -43,11 +52,18 @@ class EventLog:
         self._lock = threading.Lock()
 
     def emit(self, event: str, **data: Any) -> None:
-        if self.path is None:
+        record = {"t": round(time.time(), 3), "event": event, **data}
+        if self.path is not None:
+            line = json.dumps(record, default=str)
+            with self._lock, self.path.open("a") as f:
+                f.write(line + "\n")
+        # Inside a graph run the same record goes to the `custom` stream (live progress,
+        # Studio); outside one there is no writer and the file is all there is.
+        try:
+            writer = get_stream_writer()
+        except RuntimeError:
             return
-        line = json.dumps({"t": round(time.time(), 3), "event": event, **data}, default=str)
-        with self._lock, self.path.open("a") as f:
-            f.write(line + "\n")
+        writer(json.loads(json.dumps(record, default=str)))
 
 
 @dataclass
@@ -95,3 +111,121 @@ class RunContext:
             for session in self._kernels.values():
                 session.shutdown()
             self._kernels.clear()
+
+
+# -- nodes invoked without a RunContext --------------------------------------------------------
+#
+# The CLI and graph.runner pass a RunContext with an event log. `langgraph dev` (Studio) and a
+# plain `compile().invoke({"task_dir": ...})` pass none: Runtime.context is then None, a
+# default-constructed RunContext (a `{}` context coerced through context_schema) or Settings
+# (the Studio graph's context form). Every node is wrapped (ContextGraph) so it gets the run's
+# own default RunContext instead: built from those settings, one per run folder, so kernels
+# are shared across nodes and tracks, and closed once the submission is written.
+
+RUNS_DIR_ENV = "IML_RUNS_DIR"  # where runs without a run_dir go (default: ./runs)
+_default_contexts: dict[str, RunContext] = {}
+_default_lock = threading.Lock()
+
+
+def settings_from(value: Any) -> Settings:
+    """Settings from a Settings, a RunContext, or a mapping of Settings fields (others ignored)."""
+    if isinstance(value, Settings):
+        return value
+    if isinstance(value, RunContext):
+        return settings_from(value.settings)
+    if isinstance(value, Mapping):
+        known = {f.name for f in fields(Settings)}
+        raw = {k: v for k, v in value.items() if k in known and v is not None}
+        if raw.get("tracks") is not None:
+            raw["tracks"] = tuple(raw["tracks"])
+        return Settings(**raw)
+    return Settings()
+
+
+def run_dir_for(task_dir: str | Path, root: str | Path | None = None) -> Path:
+    """A fresh folder name for a run of this task: <root>/<task>-<time>[-n]."""
+    root = Path(root if root is not None else os.environ.get(RUNS_DIR_ENV, "runs"))
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(task_dir).resolve().name) or "task"
+    base = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
+
+
+def _llm_from_env() -> Any:
+    """The chat model named by IML_MODEL / OPENAI_BASE_URL, or None (offline)."""
+    try:
+        from graph.llm import build_chat_model, resolve_settings
+    except ImportError:
+        return None
+    llm_settings = resolve_settings()
+    return build_chat_model(llm_settings) if llm_settings is not None else None
+
+
+def default_context(run_dir: str | Path, given: Any = None) -> RunContext:
+    """The run's default context (created on first use), with its event log in the run folder."""
+    key = str(Path(run_dir).resolve())
+    with _default_lock:
+        ctx = _default_contexts.get(key)
+        if ctx is None:
+            llm = given.llm if isinstance(given, RunContext) and given.llm is not None else _llm_from_env()
+            ctx = RunContext(settings=settings_from(given), llm=llm, events=EventLog(Path(key) / "events.jsonl"))
+            _default_contexts[key] = ctx
+        return ctx
+
+
+def release_default_context(run_dir: str | Path) -> None:
+    with _default_lock:
+        ctx = _default_contexts.pop(str(Path(run_dir).resolve()), None)
+    if ctx is not None:
+        ctx.close()
+
+
+@atexit.register
+def _close_default_contexts() -> None:
+    for key in list(_default_contexts):
+        release_default_context(key)
+
+
+def with_run_context(node: Callable) -> Callable:
+    """Wrap a node taking `runtime` so that it always sees a RunContext with an event log.
+
+    A state without run_dir (a Studio input is just {"task_dir": ...}) gets a fresh run folder
+    (run_dir_for), which the node's update carries into the state.
+    """
+    if "runtime" not in inspect.signature(node).parameters:
+        return node
+
+    @functools.wraps(node)
+    def run(state, runtime):
+        given = runtime.context
+        if isinstance(given, RunContext) and given.events.path is not None:
+            return node(state, runtime)
+        added: dict[str, Any] = {}
+        run_dir = state.get("run_dir")
+        if not run_dir:
+            run_dir = str(run_dir_for(state["task_dir"]).resolve())
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            Path(run_dir, "settings.json").write_text(json.dumps(asdict(settings_from(given)), indent=2))
+            state, added = {**state, "run_dir": run_dir}, {"run_dir": run_dir}
+        update = node(state, runtime.override(context=default_context(run_dir, given)))
+        if isinstance(update, dict):
+            update = {**added, **update}
+            if update.get("submission_path"):
+                release_default_context(run_dir)  # the run's last step: its kernels are done
+        return update
+
+    return run
+
+
+class ContextGraph(StateGraph):
+    """A StateGraph whose function nodes get a RunContext even when the caller passes none."""
+
+    def add_node(self, node, action=None, **kwargs):  # type: ignore[override]
+        if action is None and inspect.isfunction(node):
+            node = with_run_context(node)
+        elif inspect.isfunction(action):
+            action = with_run_context(action)
+        return super().add_node(node, action, **kwargs)

@@ -2,14 +2,28 @@
 
 The CLI and the Python API both come through here, so a run started either way can be
 resumed either way.
+
+Resume. The checkpointer (SQLite in the run folder, durability "sync") saves the state after
+every step of the graph and of each track's subgraph, so a run killed at any point continues
+from the last finished step: finished tracks are not run again (their results are pending
+writes of the interrupted fan-out), an interrupted track continues inside its own subgraph
+(an attempt that was executing when the process died runs again in the same attempt folder,
+while earlier attempts are kept), and kernels are started again on first use.
+
+Time. `run.json` keeps the run's clock: a heartbeat writes the seconds used so far, so a run
+killed with SIGKILL loses at most HEARTBEAT_S of its accounting. A resumed run's budget is what
+was left when it died (the budget minus the time used), unless the caller gives it a new
+allowance (`iml resume --time-budget`); stages and attempts get at least their minimum times
+either way, so a resumed run always ends with a submission.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,11 +35,16 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import state as state_module
 from graph.builder import build_graph
-from graph.context import EventLog, RunContext, Settings
+from graph.context import EventLog, RunContext, Settings, run_dir_for
 from runtime.data import TaskInputError
 
 CHECKPOINTS = "checkpoints.sqlite"
 SETTINGS = "settings.json"
+CLOCK = "run.json"
+HEARTBEAT_S = 2.0
+# on_update(mode, chunk): mode "updates" (a top-level node's update, {node: update}), "custom"
+# (an event from EventLog.emit, anywhere in the graph: {"event": ..., "t": ..., ...}), or
+# "track_step" ({"track": name or None, "node": subgraph node that just finished}).
 StreamCallback = Callable[[str, Any], None]
 
 
@@ -48,8 +67,7 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 
 
 def new_run_dir(task_dir: Path, root: Path = Path("runs")) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", task_dir.resolve().name) or "task"
-    return root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return run_dir_for(task_dir, root)
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,
@@ -58,14 +76,32 @@ def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, l
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2))
     inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir)}
-    return _stream(run_dir, inputs, settings, llm, on_update)
+    clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s)
+    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run")
 
 
-def resume_run(run_dir: str | Path, *, llm: Any = None, on_update: StreamCallback | None = None) -> dict:
-    """Continue from the last finished step; finished tracks and attempts are not redone."""
+def resume_run(run_dir: str | Path, *, llm: Any = None, on_update: StreamCallback | None = None,
+               time_budget_s: float | None = None) -> dict:
+    """Continue from the last finished step; finished tracks and attempts are not redone.
+
+    time_budget_s: seconds this resumed session may use; default what the run had left.
+    """
     run_dir = Path(run_dir).resolve()
     settings = load_settings(run_dir)
-    return _stream(run_dir, None, settings, llm, on_update)
+    clock = RunClock.load(run_dir, settings)
+    if time_budget_s is not None:
+        clock.budget_s = clock.used_s + time_budget_s
+    settings = dataclasses.replace(settings, time_budget_s=clock.budget_s)
+    finished, values = run_status(run_dir)
+    if finished:
+        return values
+    inputs = None
+    if not values:
+        # Killed before the first checkpoint: nothing to continue, so start over from the inputs.
+        if not clock.task_dir:
+            raise TaskInputError(f"the run in {run_dir} has no checkpoint and no record of its task; start it again with `iml run`")
+        inputs = {"task_dir": clock.task_dir, "run_dir": str(run_dir)}
+    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="resume")
 
 
 def load_settings(run_dir: Path) -> Settings:
@@ -73,6 +109,8 @@ def load_settings(run_dir: Path) -> Settings:
     if not path.exists():
         raise TaskInputError(f"not a run folder (no {SETTINGS}): {run_dir}")
     raw = json.loads(path.read_text())
+    known = {f.name for f in dataclasses.fields(Settings)}
+    raw = {k: v for k, v in raw.items() if k in known}  # settings written by another version
     if raw.get("tracks") is not None:
         raw["tracks"] = tuple(raw["tracks"])
     return Settings(**raw)
@@ -86,16 +124,105 @@ def run_status(run_dir: Path) -> tuple[bool, dict]:
     return (not snapshot.next and bool(snapshot.values)), dict(snapshot.values)
 
 
-def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on_update: StreamCallback | None) -> dict:
-    ctx = RunContext(settings=settings, llm=llm, events=EventLog(run_dir / "events.jsonl"))
+class RunClock:
+    """The run's time across sessions, in run.json; a heartbeat thread keeps it current."""
+
+    def __init__(self, run_dir: Path, *, task_dir: str | None, budget_s: float, used_s: float = 0.0,
+                 sessions: list[dict] | None = None):
+        self.path = run_dir / CLOCK
+        self.task_dir = task_dir
+        self.budget_s = budget_s
+        self.used_before_s = used_s  # by earlier sessions
+        self.sessions = sessions or []
+        self._session: dict | None = None
+        self._started = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, run_dir: Path, settings: Settings) -> RunClock:
+        path = run_dir / CLOCK
+        raw = json.loads(path.read_text()) if path.exists() else {}
+        return cls(run_dir, task_dir=raw.get("task_dir"), budget_s=float(raw.get("time_budget_s", settings.time_budget_s)),
+                   used_s=float(raw.get("used_s", 0.0)), sessions=raw.get("sessions", []))
+
+    @property
+    def used_s(self) -> float:
+        return self.used_before_s + (time.time() - self._started if self._session else 0.0)
+
+    def start(self, kind: str) -> None:
+        self._started = time.time()
+        self._session = {"kind": kind, "started": round(self._started, 3), "used_before_s": round(self.used_before_s, 1),
+                         "budget_left_s": round(self.budget_s - self.used_before_s, 1), "seconds": 0.0, "ended": None}
+        self.sessions.append(self._session)
+        self.write()
+        self._thread = threading.Thread(target=self._beat, name="iml-clock", daemon=True)
+        self._thread.start()
+
+    def stop(self, ended: str) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._session is not None:
+            self._session["ended"] = ended
+        self.write()
+
+    def write(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session["seconds"] = round(time.time() - self._started, 1)
+            record = {"task_dir": self.task_dir, "time_budget_s": self.budget_s, "used_s": round(self.used_s, 1),
+                      "sessions": self.sessions}
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(record, indent=2))
+            os.replace(tmp, self.path)  # never a half-written clock, whenever the process dies
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self.write()
+
+
+def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on_update: StreamCallback | None,
+            clock: RunClock, kind: str) -> dict:
+    # The context's clock starts at the time earlier sessions used, so remaining_s() is what
+    # the whole run has left.
+    ctx = RunContext(settings=settings, llm=llm, events=EventLog(run_dir / "events.jsonl"),
+                     started_at=time.time() - clock.used_before_s)
     config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": 100}
+    clock.start(kind)
+    session = {"event": "session", "kind": kind, "budget_s": round(settings.time_budget_s, 1),
+               "used_before_s": round(clock.used_before_s, 1), "left_s": round(ctx.remaining_s(), 1),
+               "sessions": len(clock.sessions)}
+    ctx.events.emit(**session)
+    if on_update is not None:
+        on_update("custom", {"t": time.time(), **session})
+    ended = "failed"
     try:
         with checkpointer(run_dir) as saver:
             app = build_graph().compile(checkpointer=saver)
-            for mode, chunk in app.stream(inputs, config, context=ctx, stream_mode=["updates", "custom"],
-                                          durability="sync", subgraphs=False):
-                if on_update is not None:
-                    on_update(mode, chunk)
-            return dict(app.get_state(config).values)
+            track_of: dict[str, str] = {}  # subgraph namespace -> track name
+            for namespace, mode, chunk in app.stream(inputs, config, context=ctx, stream_mode=["updates", "custom"],
+                                                     durability="sync", subgraphs=True):
+                if on_update is None:
+                    continue
+                if mode == "custom":
+                    if namespace and isinstance(chunk, dict) and chunk.get("track"):
+                        track_of.setdefault(namespace[0], chunk["track"])
+                    on_update("custom", chunk)
+                elif not namespace:
+                    on_update("updates", chunk)
+                else:
+                    for node in chunk:
+                        on_update("track_step", {"track": track_of.get(namespace[0]), "node": node})
+            final = dict(app.get_state(config).values)
+            ended = "finished" if final.get("submission_path") else "stopped"
+            return final
+    except KeyboardInterrupt:
+        ended = "interrupted"
+        raise
     finally:
+        clock.stop(ended)
+        ctx.events.emit("session_end", kind=kind, ended=ended, seconds=round(clock._session["seconds"], 1),
+                        used_s=round(clock.used_s, 1))
         ctx.close()

@@ -12,6 +12,8 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import EnsembleResult, IMLState, TaskSpec, TrackResult
+from nodes.report import write_report
+from nodes.solution import write_solution
 from runtime.data import TaskInputError, label_key, read_table
 
 
@@ -29,8 +31,27 @@ def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
         raise InvalidSubmissionError("submission.csv breaks the task's format: " + "; ".join(problems))
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
-    runtime.context.events.emit("submit", path=str(path), rows=len(frame))
+    ctx = runtime.context
+    ctx.events.emit("submit", path=str(path), rows=len(frame))
+    write_companions({**state, "submission_path": str(path), "leaderboard": board}, run_dir, ctx)
     return {"submission_path": str(path), "leaderboard": board}
+
+
+def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
+    """solution.py and the report. The submission is already written and valid: a failure here
+    is logged as an event and in report.md, and never costs the run its submission."""
+    for name, write in (("solution", lambda: write_solution(state, run_dir)),
+                        ("report", lambda: write_report(state, run_dir, used_s=ctx.elapsed_s()))):
+        try:
+            written = write()
+        except Exception as e:  # noqa: BLE001 - reported, never raised past a valid submission
+            message = f"{type(e).__name__}: {e}"
+            ctx.events.emit("warning", stage="submit", what=f"{name} not written", error=message[:500])
+            with (run_dir / "report.md").open("a") as f:
+                f.write(f"\n\n> {name} could not be written: {message}\n")
+        else:
+            paths = written if isinstance(written, tuple) else (written,)
+            ctx.events.emit(name, paths=[str(p) for p in paths])
 
 
 def format_submission(task: TaskSpec, test_pred: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,638 @@
+"""The run's report: report.md and a self-contained report.html (plots inline, opens offline).
+
+Sections: the task as understood (with analyze's reasons), the data (profile highlights,
+warnings, a model-free association of each column with the target), the blueprint and why,
+the results (leaderboard with per-fold scores, failures, score per attempt, the ensemble and
+its weights, out-of-fold predictions against the truth), where the time went, the LLM's
+token use, the winning code, and the files of the run.
+
+Both formats come from one list of blocks, so they say the same thing. Everything is read
+from the state and the run folder on the host: no kernel, no generated code runs here.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph.state import DataProfile, IMLState, TaskSpec, TrackResult
+from nodes.solution import member_attempts
+from runtime.metrics import get_metric
+
+MAX_COLUMNS_LISTED = 40
+MAX_ASSOCIATION_ROWS = 5000
+MAX_ASSOCIATION_FEATURES = 20
+PLOTS_DIR = "report_files"
+
+
+# -- a tiny document model, rendered to markdown and to HTML ------------------------------------
+
+
+@dataclass
+class Doc:
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.blocks.append(("h", level, text, anchor))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", items))
+
+    def table(self, headers: list[str], rows: list[list[Any]], align: str | None = None) -> None:
+        self.blocks.append(("table", headers, [[_cell(v) for v in r] for r in rows], align or "l" * len(headers)))
+
+    def code(self, text: str, lang: str = "python", title: str | None = None) -> None:
+        self.blocks.append(("code", text, lang, title))
+
+    def image(self, name: str, png: bytes, caption: str) -> None:
+        self.blocks.append(("img", name, png, caption))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.5g}"
+    return str(value)
+
+
+def _inline_html(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return out
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(doc: Doc) -> str:
+    out: list[str] = []
+    for block in doc.blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in block[1]))
+        elif kind == "table":
+            _, headers, rows, align = block
+            lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
+                     "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            out.append("\n".join(lines))
+        elif kind == "code":
+            _, text, lang, title = block
+            fence = "````" if "```" in text else "```"
+            out.append((f"**{title}**\n\n" if title else "") + f"{fence}{lang}\n{text.rstrip()}\n{fence}")
+        elif kind == "img":
+            _, name, _png, caption = block
+            alt = re.split(r"[(:]", caption, maxsplit=1)[0].strip()
+            out.append(f"![{alt}]({PLOTS_DIR}/{name})\n\n*{caption}*")
+    return "\n\n".join(out) + "\n"
+
+
+CSS = """
+body{font:15px/1.5 -apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#1d2330;max-width:1100px;margin:0 auto;padding:24px 32px 64px;background:#fff}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:36px 0 10px;padding-bottom:4px;border-bottom:1px solid #dde2ea}
+h3{font-size:16px;margin:22px 0 6px}p{margin:8px 0}ul{margin:6px 0 10px;padding-left:22px}li{margin:2px 0}
+code{font:13px/1.4 SFMono-Regular,Menlo,Consolas,monospace;background:#f2f4f8;padding:1px 4px;border-radius:3px}
+pre{background:#f6f8fb;border:1px solid #e3e7ee;border-radius:6px;padding:10px 12px;overflow-x:auto;font:12.5px/1.45 SFMono-Regular,Menlo,Consolas,monospace}
+pre code{background:none;padding:0}
+table{border-collapse:collapse;margin:8px 0 14px;font-size:13.5px}th,td{border-bottom:1px solid #e6e9ef;padding:4px 10px;text-align:left;vertical-align:top}
+th{background:#f4f6fa;font-weight:600}td.r,th.r{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:12px 0 18px}figure img{max-width:100%;border:1px solid #e3e7ee;border-radius:6px}figcaption{color:#5b6472;font-size:13px}
+nav{background:#f6f8fb;border:1px solid #e3e7ee;border-radius:6px;padding:8px 14px;margin:14px 0}nav a{margin-right:14px;color:#2856b6;text-decoration:none}
+details{margin:6px 0 12px}summary{cursor:pointer;color:#2856b6}
+.lead{font-size:16px;color:#2c3442}.muted{color:#5b6472}
+"""
+
+
+def to_html(doc: Doc, title: str) -> str:
+    body: list[str] = []
+    nav = [(b[3], b[2]) for b in doc.blocks if b[0] == "h" and b[1] == 2 and b[3]]
+    for i, block in enumerate(doc.blocks):
+        kind = block[0]
+        if kind == "h":
+            _, level, text, anchor = block
+            body.append(f"<h{level}{f' id={anchor!r}' if anchor else ''}>{_inline_html(text)}</h{level}>")
+        elif kind == "p":
+            cls = ' class="lead"' if i <= 2 else ""
+            body.append(f"<p{cls}>{_inline_html(block[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(x)}</li>" for x in block[1]) + "</ul>")
+        elif kind == "table":
+            _, headers, rows, align = block
+            cls = [' class="r"' if a == "r" else "" for a in align]
+            head = "".join(f"<th{c}>{_inline_html(h)}</th>" for h, c in zip(headers, cls))
+            head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
+            rows_html = "".join("<tr>" + "".join(f"<td{c}>{_inline_html(v)}</td>" for v, c in zip(row, cls)) + "</tr>" for row in rows)
+            body.append(f"<table>{head}<tbody>{rows_html}</tbody></table>")
+        elif kind == "code":
+            _, text, lang, title_ = block
+            pre = f"<pre><code class=\"language-{lang}\">{html.escape(text.rstrip())}</code></pre>"
+            if title_:
+                body.append(f"<details open><summary><code>{html.escape(title_)}</code></summary>{pre}</details>")
+            else:
+                body.append(pre)
+        elif kind == "img":
+            _, name, png, caption = block
+            data = base64.b64encode(png).decode()
+            alt = re.split(r"[(:]", caption, maxsplit=1)[0].strip()
+            body.append(f"<figure><img alt=\"{html.escape(alt)}\" src=\"data:image/png;base64,{data}\">"
+                        f"<figcaption>{_inline_html(caption)}</figcaption></figure>")
+    if nav:
+        links = "".join(f"<a href=\"#{a}\">{html.escape(t)}</a>" for a, t in nav)
+        # after the title and the lead paragraph
+        insert_at = next((k + 1 for k, b in enumerate(body) if b.startswith("<p")), 1)
+        body.insert(insert_at, f"<nav>{links}</nav>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+# -- reading the run ------------------------------------------------------------------------------
+
+
+def read_events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return events
+
+
+def run_times(events: list[dict]) -> list[tuple[dict, float]]:
+    """Each event with its time on the run's clock: seconds used since the run began, across
+    sessions (downtime between a crash and its resume is not counted)."""
+    out, base, offset = [], None, 0.0
+    for e in events:
+        t = float(e.get("t", 0.0))
+        if e.get("event") == "session":
+            base, offset = t, float(e.get("used_before_s", 0.0))
+        if base is None:
+            base = t
+        out.append((e, offset + t - base))
+    return out
+
+
+def stage_times(events: list[dict]) -> list[tuple[str, float]]:
+    """(stage, seconds) from the events that end each stage, in order."""
+    ends = {"task": "analyze", "profile": "profile", "blueprint": "blueprint", "track": "tracks", "ensemble": "ensemble",
+            "submit": "submit"}
+    marks: dict[str, float] = {}
+    for e, at in run_times(events):
+        kind = e.get("event", "")
+        stage = ends.get(kind) or ("refine" if kind.startswith("refine") else None)
+        if stage:
+            marks[stage] = at  # the last event of a stage ends it
+    order = ["analyze", "profile", "blueprint", "tracks", "refine", "ensemble", "submit"]
+    out, previous = [], 0.0
+    for stage in order:
+        if stage in marks:
+            out.append((stage, max(0.0, marks[stage] - previous)))
+            previous = max(previous, marks[stage])
+    return out
+
+
+def _minutes(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+# -- plots ----------------------------------------------------------------------------------------
+
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def plot_oof(task: TaskSpec, y: np.ndarray, oof: np.ndarray) -> tuple[bytes, str]:
+    plt = _pyplot()
+    if task.task_type == "regression":
+        fig, ax = plt.subplots(figsize=(5.2, 4.6))
+        n = len(y)
+        idx = np.random.RandomState(0).choice(n, min(n, 5000), replace=False)
+        ax.scatter(y[idx], oof[idx], s=8, alpha=0.45, color="#2f6fdb", edgecolors="none")
+        lo, hi = float(min(y.min(), oof.min())), float(max(y.max(), oof.max()))
+        ax.plot([lo, hi], [lo, hi], color="#d04a3a", lw=1, label="perfect prediction")
+        ax.set_xlabel(f"actual {task.target}")
+        ax.set_ylabel(f"predicted {task.target} (out of fold)")
+        ax.legend(loc="upper left", frameon=False)
+        caption = (f"Out-of-fold predictions against the truth ({len(idx)} of {n} training rows): every point was "
+                   "predicted by a model that never saw it.")
+        return _figure_png(fig), caption
+    k = len(task.classes)
+    pred = oof.argmax(axis=1) if oof.ndim == 2 else (oof >= 0.5).astype(int)
+    matrix = np.zeros((k, k), dtype=int)
+    np.add.at(matrix, (y.astype(int), pred.astype(int)), 1)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = min(9.0, 2.2 + 0.55 * k)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    labels = [c if len(c) <= 14 else c[:13] + "…" for c in task.classes]
+    ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted class (out of fold)")
+    ax.set_ylabel("true class")
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.6 else "#1d2330")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    rule = "the most probable class" if oof.ndim == 2 else "probability ≥ 0.5"
+    caption = (f"Confusion matrix of the out-of-fold predictions ({rule}); counts in the cells, "
+               "colour = share of each true class.")
+    return _figure_png(fig), caption
+
+
+def plot_attempts(tracks: dict[str, TrackResult], task: TaskSpec) -> tuple[bytes, str] | None:
+    rows = [(name, a) for name, t in tracks.items() for a in t.attempts]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    colours = ["#2f6fdb", "#e07b28", "#2a9d6f", "#9b59b6", "#c0392b"]
+    at_bottom = ax.get_xaxis_transform()  # x in data, y as a fraction of the axes: failures have no score
+    for i, (name, t) in enumerate(tracks.items()):
+        colour = colours[i % len(colours)]
+        xs = [a.attempt for a in t.attempts if a.score is not None]
+        ys = [a.score for a in t.attempts if a.score is not None]
+        ax.plot(xs, ys, "o-", color=colour, label=name, ms=7, lw=1.5)
+        if t.best_attempt is not None and t.score is not None:
+            ax.scatter([t.best_attempt], [t.score], s=220, facecolors="none", edgecolors=colour, linewidths=1.6, zorder=3)
+        for a in t.attempts:
+            folds = [s for s in a.fold_scores if not math.isnan(s)]
+            if folds:
+                ax.scatter([a.attempt + 0.08] * len(folds), folds, s=10, color=colour, alpha=0.35, zorder=1)
+            if a.score is None:
+                ax.scatter([a.attempt], [0.04], marker="x", s=50, color="#c0392b", zorder=3, transform=at_bottom,
+                           clip_on=False)
+                ax.annotate(f"{a.status} (no score)", (a.attempt, 0.04), xycoords=at_bottom, textcoords="offset points",
+                            xytext=(7, -3), fontsize=7, color="#c0392b")
+    ax.set_xlabel("attempt")
+    ax.set_ylabel(f"{task.metric} ({'higher' if task.greater_is_better else 'lower'} is better)")
+    last = max(a.attempt for _, a in rows)
+    ax.set_xlim(0.5, last + 0.5)
+    ax.set_xticks(range(1, last + 1))
+    ax.legend(frameon=False, fontsize=8, loc="best")
+    caption = ("Score of each attempt per track (large dots: out-of-fold score, ringed where it is the track's best; "
+               "faint dots: the single folds; red crosses: attempts that failed, with their status).")
+    return _figure_png(fig), caption
+
+
+def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str, str, float]]:
+    """(column, kind, mutual information with the target) on the training data, strongest first."""
+    import pandas as pd
+    from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+
+    from runtime.data import label_key, read_table
+
+    train = read_table(Path(task.task_dir) / task.train_file, "train file").dropna(subset=[task.target])
+    if len(train) > MAX_ASSOCIATION_ROWS:
+        train = train.sample(MAX_ASSOCIATION_ROWS, random_state=0)
+    columns = [c for c in profile.columns if c.kind in ("numeric", "categorical", "text", "datetime") and c.name in train]
+    if not columns:
+        return []
+    encoded, discrete = {}, []
+    for c in columns:
+        values = train[c.name]
+        if c.kind == "numeric":
+            x = pd.to_numeric(values, errors="coerce")
+            encoded[c.name] = x.fillna(x.median() if x.notna().any() else 0.0).to_numpy(dtype=float)
+            discrete.append(False)
+        elif c.kind == "text":
+            encoded[c.name] = values.fillna("").astype(str).str.len().to_numpy(dtype=float)
+            discrete.append(False)
+        elif c.kind == "datetime":
+            when = pd.to_datetime(values, errors="coerce", format="mixed")
+            seconds = (when - when.min()).dt.total_seconds()
+            encoded[c.name] = seconds.fillna(seconds.median() if seconds.notna().any() else 0.0).to_numpy(dtype=float)
+            discrete.append(False)
+        else:
+            encoded[c.name] = values.astype(str).where(values.notna(), "<missing>").astype("category").cat.codes.to_numpy(dtype=float)
+            discrete.append(True)
+    X = np.column_stack([encoded[c.name] for c in columns])
+    if task.task_type == "regression":
+        mi = mutual_info_regression(X, train[task.target].astype(float).to_numpy(), discrete_features=discrete, random_state=0)
+    else:
+        y = train[task.target].map(label_key).astype("category").cat.codes.to_numpy()
+        mi = mutual_info_classif(X, y, discrete_features=discrete, random_state=0)
+    ranked = sorted(zip([c.name for c in columns], [c.kind for c in columns], mi), key=lambda r: -r[2])
+    return [(n, k, float(v)) for n, k, v in ranked]
+
+
+def plot_association(ranked: list[tuple[str, str, float]]) -> tuple[bytes, str]:
+    plt = _pyplot()
+    top = ranked[:MAX_ASSOCIATION_FEATURES][::-1]
+    fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.28 * len(top)))
+    colours = {"numeric": "#2f6fdb", "categorical": "#e07b28", "text": "#2a9d6f", "datetime": "#9b59b6"}
+    ax.barh([n if len(n) <= 28 else n[:27] + "…" for n, _, _ in top], [v for _, _, v in top],
+            color=[colours.get(k, "#888") for _, k, _ in top])
+    ax.set_xlabel("mutual information with the target (nats)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for k, c in colours.items() if any(kk == k for _, kk, _ in top)]
+    ax.legend(handles, [k for k in colours if any(kk == k for _, kk, _ in top)], frameon=False, fontsize=8, loc="lower right")
+    shown = f"the {len(top)} strongest of {len(ranked)} columns" if len(ranked) > len(top) else f"all {len(ranked)} columns"
+    caption = (f"How much each column tells about the target on its own ({shown}): mutual information on the "
+               "training data, a model-free measure. It is not the model's own importance: a column can matter "
+               "more in combination with others, and text columns are measured by their length only.")
+    return _figure_png(fig), caption
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) -> tuple[Doc, dict[str, bytes], list[str]]:
+    """The report's blocks, its plots (file name -> PNG) and the problems met while making it."""
+    doc, plots, problems = Doc(), {}, []
+    task: TaskSpec = state["task"]
+    profile: DataProfile | None = state.get("profile")
+    blueprint = state.get("blueprint")
+    tracks: dict[str, TrackResult] = state.get("tracks", {}) or {}
+    ensemble = state.get("ensemble")
+    metric = get_metric(task.metric)
+    direction = "higher is better" if metric.greater_is_better else "lower is better"
+    events = read_events(run_dir)
+    clock = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    settings = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else {}
+    budget = clock.get("time_budget_s") or settings.get("time_budget_s")
+    if used_s is None:
+        times = run_times(events)
+        used_s = times[-1][1] if times else 0.0
+    usage = state.get("llm_usage") or []
+
+    def add_plot(name: str, make) -> None:
+        try:
+            made = make()
+        except Exception as e:  # a plot must never cost the report
+            problems.append(f"plot {name}: {type(e).__name__}: {e}")
+            return
+        if made is not None:
+            png, caption = made
+            plots[name] = png
+            doc.image(name, png, caption)
+
+    # -- title and summary
+    task_name = Path(task.task_dir).name
+    doc.h(1, f"iML report: {task_name}")
+    sub = state.get("submission_path")
+    score = ensemble.score if ensemble is not None else float("nan")
+    parts = [f"A **{task.task_type}** task: predict `{task.target}`, scored by **{metric.name}** ({direction})."]
+    if ensemble is not None and ensemble.kind != "baseline":
+        parts.append(f"Best out-of-fold {metric.name}: **{_cell(score)}** ({ensemble.kind}: {ensemble.reason}).")
+    elif ensemble is not None:
+        parts.append(f"No track produced a score; the submission is a constant baseline ({ensemble.reason}).")
+    if sub:
+        n_rows = sum(1 for _ in open(sub)) - 1 if Path(sub).exists() else 0
+        parts.append(f"Submission: `{Path(sub).name}`, {n_rows} rows, validated against the task's format.")
+    time_text = f"Time used: {_minutes(used_s)}" + (f" of a {_minutes(float(budget))} budget" if budget else "")
+    sessions = clock.get("sessions", [])
+    if len(sessions) > 1:
+        time_text += f", over {len(sessions)} sessions (the run was resumed {len(sessions) - 1} time(s))"
+    parts.append(time_text + ".")
+    parts.append("LLM: " + (f"{usage[0].model}, {len(usage)} request(s)." if usage else "none; an offline run (rules and recipes)."))
+    doc.p(" ".join(parts))
+    doc.p(f"Run folder: `{run_dir}`. Reproduce the submission without iML: `python solution.py TASK_DIR OUT.csv`.")
+
+    # -- the task
+    doc.h(2, "1. The task as understood", "task")
+    rows = [["task type", task.task_type], ["target", f"`{task.target}`"], ["id column", f"`{task.id_column}`" if task.id_column else "none (rows in order)"],
+            ["metric", f"{metric.name}: {metric.description} ({direction})"],
+            ["submission", {"label": "class labels" if task.task_type != "regression" else "values", "proba": "the positive class's probability",
+                            "proba_cols": "one probability column per class"}[task.submission_format] + f"; columns {', '.join(task.submission_columns)}"]]
+    if task.classes:
+        shown = ", ".join(task.classes[:12]) + (f", … ({len(task.classes)} in all)" if len(task.classes) > 12 else "")
+        rows.append(["classes", shown + (" (positive: " + task.classes[-1] + ")" if task.task_type == "binary" else "")])
+    rows.append(["files", ", ".join(f for f in (task.train_file, task.test_file, task.sample_submission_file) if f)])
+    doc.table(["", ""], rows)
+    doc.p("How each decision was made:")
+    doc.ul([r.replace(": ", " — ", 1) for r in task.reasons])
+
+    # -- the data
+    if profile is not None:
+        doc.h(2, "2. The data", "data")
+        kinds: dict[str, int] = {}
+        for c in profile.columns:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        doc.p(f"{profile.n_train:,} training rows and {profile.n_test:,} test rows; {len(profile.columns)} feature columns: "
+              + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])) + ".")
+        t = profile.target
+        if t.kind == "classes":
+            total = sum(t.class_counts.values()) or 1
+            doc.p("Target classes: " + ", ".join(f"`{k}` {v:,} ({v / total:.0%})" for k, v in list(t.class_counts.items())[:15]) + ".")
+        else:
+            doc.p(f"Target: mean {_cell(t.mean)}, std {_cell(t.std)}, range {_cell(t.min)} to {_cell(t.max)}, skew {_cell(t.skew)}.")
+        doc.h(3, "Warnings")
+        if profile.warnings:
+            doc.ul(profile.warnings)
+        else:
+            doc.p("None: no leakage, drift, duplicate or mostly-missing columns were found.")
+        doc.h(3, "Columns")
+        listed = profile.columns[:MAX_COLUMNS_LISTED]
+        doc.table(["column", "kind", "type", "missing", "distinct", "examples"],
+                  [[f"`{c.name}`", c.kind, c.dtype, f"{c.missing_share:.1%}", f"{c.cardinality:,}", ", ".join(e[:24] for e in c.examples[:3])]
+                   for c in listed], align="lllrrl")
+        if len(profile.columns) > len(listed):
+            doc.p(f"… and {len(profile.columns) - len(listed)} more columns (profile.json has them all).")
+        ranked: list = []
+        try:
+            ranked = feature_association(task, profile)
+        except Exception as e:
+            problems.append(f"feature association: {type(e).__name__}: {e}")
+        if ranked:
+            add_plot("association.png", lambda: plot_association(ranked))
+
+    # -- the blueprint
+    if blueprint is not None:
+        doc.h(2, "3. The blueprint", "blueprint")
+        v = blueprint.validation
+        scheme = {"kfold": "k-fold", "stratified": "stratified k-fold", "group": f"group k-fold on `{v.group_column}`",
+                  "time": f"time-ordered blocks on `{v.time_column}`"}[v.kind]
+        doc.p(f"Validation: {v.n_folds} folds, {scheme}, seed {v.seed}. The harness owns the folds: every track is scored "
+              "on the same ones, out of fold, and generated code never sees a validation label.")
+        doc.p(f"Budget at planning time: {_minutes(blueprint.budget_s)}.")
+        for plan in blueprint.tracks:
+            doc.h(3, f"Track {plan.track}: {plan.model_family}")
+            doc.p(f"Why: {plan.reason}. Time share: {plan.time_share:.0%}.")
+            doc.ul(plan.feature_steps)
+            if plan.params:
+                doc.p("Parameters: " + ", ".join(f"`{k}={v}`" for k, v in plan.params.items()))
+        if blueprint.skipped:
+            doc.h(3, "Tracks not run")
+            doc.ul([f"{name}: {why}" for name, why in blueprint.skipped.items()])
+
+    # -- results
+    doc.h(2, "4. Results", "results")
+    board = []
+    for name, t in tracks.items():
+        for a in t.attempts:
+            folds = [s for s in a.fold_scores if not math.isnan(s)]
+            board.append([f"{name}/attempt_{a.attempt}" + (" ★" if a.attempt == t.best_attempt else ""), a.source, a.status,
+                          a.score, " ".join(f"{s:.4g}" for s in a.fold_scores) or "-",
+                          float(np.std(folds)) if folds else None, f"{a.duration_s:.1f}",
+                          f"{a.peak_memory_mb:.0f}" if a.peak_memory_mb else "-"])
+    if board:
+        doc.p(f"Every attempt, scored by the harness on the out-of-fold predictions ({metric.name}, {direction}); "
+              "★ marks each track's best.")
+        doc.table(["attempt", "source", "status", "score", "per-fold scores", "fold std", "seconds", "peak MB"], board,
+                  align="lllrlrrr")
+    else:
+        doc.p("No attempt ran.")
+    failures = [f"{name}/attempt_{a.attempt} ({a.status}): {(a.error or '').strip().splitlines()[0][:300] if a.error else 'no message'}"
+                for name, t in tracks.items() for a in t.attempts if a.status != "ok"]
+    failed_tracks = [f"{name}: {t.reason[:300]}" for name, t in tracks.items() if t.status != "ok"]
+    if failures or failed_tracks:
+        doc.h(3, "What failed")
+        doc.ul(failures + [f"track {x}" for x in failed_tracks])
+    add_plot("attempts.png", lambda: plot_attempts(tracks, task))
+
+    if ensemble is not None:
+        doc.h(3, "Ensemble")
+        if ensemble.weights:
+            doc.p(f"{ensemble.kind.capitalize()}: {ensemble.reason}. Out-of-fold {metric.name}: **{_cell(ensemble.score)}**.")
+            doc.table(["member", "weight"], [[n, f"{w:.4g}"] for n, w in ensemble.weights.items()], align="lr")
+        else:
+            doc.p(ensemble.reason)
+        y_path, oof_path = run_dir / "y.npy", Path(ensemble.oof_path) if ensemble.oof_path else None
+        if oof_path is not None and oof_path.exists() and y_path.exists():
+            add_plot("oof.png", lambda: plot_oof(task, np.load(y_path), np.load(oof_path)))
+
+    # -- time
+    doc.h(2, "5. Time", "time")
+    stages = stage_times(events)
+    if stages:
+        total = sum(s for _, s in stages) or 1.0
+        doc.table(["stage", "seconds", "share"], [[s, f"{v:.1f}", f"{v / total:.0%}"] for s, v in stages], align="lrr")
+    attempts_time = [[f"{n}/attempt_{a.attempt}", f"{a.duration_s:.1f}"] for n, t in tracks.items() for a in t.attempts if a.duration_s]
+    if attempts_time:
+        doc.p("Cross-validation time of each attempt (inside the track's kernel): "
+              + ", ".join(f"{e} {s} s" for e, s in attempts_time) + ".")
+    if len(sessions) > 1:
+        doc.p("Sessions (a run killed and resumed continues from its last finished step):")
+        doc.table(["session", "started", "seconds", "budget left at start", "ended"],
+                  [[s.get("kind"), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.get("started", 0))), s.get("seconds"),
+                    s.get("budget_left_s"), s.get("ended") or "killed"] for s in sessions], align="llrrl")
+
+    # -- LLM
+    doc.h(2, "6. LLM use", "llm")
+    if not usage:
+        doc.p("No LLM was configured: rules read the task, the blueprint came from rules, and the code from the "
+              "tracks' recipes. No tokens were used.")
+    else:
+        by_role: dict[str, list] = {}
+        for call in usage:
+            by_role.setdefault(call.role, []).append(call)
+        rows = []
+        for role, calls in by_role.items():
+            costs = [c.cost_usd for c in calls]
+            rows.append([role, len(calls), f"{sum(c.prompt_tokens for c in calls):,}", f"{sum(c.completion_tokens for c in calls):,}",
+                         "unknown" if any(c is None for c in costs) else f"${sum(costs):.4f}", f"{sum(c.seconds for c in calls):.1f}",
+                         ", ".join(sorted({c.outcome for c in calls}))])
+        costs = [c.cost_usd for c in usage]
+        rows.append(["**all**", len(usage), f"{sum(c.prompt_tokens for c in usage):,}", f"{sum(c.completion_tokens for c in usage):,}",
+                     "unknown" if any(c is None for c in costs) else f"${sum(costs):.4f}", f"{sum(c.seconds for c in usage):.1f}", ""])
+        doc.p(f"Model: `{usage[0].model}`.")
+        doc.table(["role", "requests", "prompt tokens", "completion tokens", "cost", "seconds", "outcomes"], rows, align="lrrrrrl")
+
+    # -- code
+    doc.h(2, "7. The winning code", "code")
+    members = {}
+    if ensemble is not None and ensemble.kind != "baseline":
+        try:
+            members = member_attempts(tracks, ensemble)
+        except ValueError as e:
+            problems.append(f"winning code: {e}")
+    if members:
+        doc.p("The modules of each ensemble member, as the harness executed them. `solution.py` holds the same code "
+              "with the folds and the blend, and runs without iML.")
+        for name, attempt in members.items():
+            folder = Path(attempt.dir)
+            weight = ensemble.weights.get(name)
+            doc.h(3, f"{name}: attempt {attempt.attempt} ({attempt.source}), weight {weight:.4g}, score {_cell(attempt.score)}")
+            for module in ("features", "model"):
+                path = folder / f"{module}.py"
+                if path.exists():
+                    doc.code(path.read_text(), title=f"{folder.relative_to(run_dir) if folder.is_relative_to(run_dir) else folder}/{module}.py")
+    else:
+        doc.p("No member to show: the submission is a constant baseline.")
+
+    # -- files
+    doc.h(2, "8. Files of the run", "files")
+    doc.table(["file", "what it holds"], [[f"`{name}`", what] for name, what in FILES if (run_dir / name.split("/")[0]).exists()])
+    if problems:
+        doc.h(3, "Notes on this report")
+        doc.ul(problems)
+    return doc, plots, problems
+
+
+FILES = [
+    ("submission.csv", "the predictions, in the sample submission's format (validated)"),
+    ("solution.py", "standalone reproduction: `python solution.py TASK_DIR OUT.csv`, no iML needed"),
+    ("report.md", "this report (plots in report_files/)"),
+    ("report.html", "this report, self-contained"),
+    ("leaderboard.csv", "every attempt with its score, fold spread and time"),
+    ("task.json", "the task as understood, with reasons"),
+    ("profile.json", "the data profile"),
+    ("blueprint.json", "the plan: validation scheme and tracks"),
+    ("settings.json", "the run's settings"),
+    ("run.json", "the run's clock: time used and sessions (resumes)"),
+    ("events.jsonl", "one line per event of the run"),
+    ("checkpoints.sqlite", "LangGraph checkpoints: `iml resume` continues from them"),
+    ("y.npy", "the encoded training target"),
+    ("folds.npy", "the fold of each training row"),
+    ("ensemble_oof.npy", "the submitted model's out-of-fold predictions"),
+    ("tracks/", "tracks/<track>/attempt_<n>/: features.py, model.py, log.txt, result.json, oof.npy, test.npy"),
+]
+
+
+def write_report(state: IMLState, run_dir: str | Path, used_s: float | None = None) -> tuple[Path, Path]:
+    run_dir = Path(run_dir)
+    doc, plots, _ = build_report(state, run_dir, used_s)
+    if plots:
+        folder = run_dir / PLOTS_DIR
+        folder.mkdir(exist_ok=True)
+        for name, png in plots.items():
+            (folder / name).write_bytes(png)
+    md, page = run_dir / "report.md", run_dir / "report.html"
+    md.write_text(to_markdown(doc))
+    page.write_text(to_html(doc, f"iML report: {Path(state['task'].task_dir).name}"))
+    return md, page

@@ -1,0 +1,308 @@
+"""solution.py: the run's winning code as one standalone script.
+
+`python solution.py TASK_DIR OUT.csv` reproduces submission.csv in a fresh process without
+iML: it repeats the harness's folds (make_folds and label_key are copied in from the harness
+source, so the two cannot drift apart), fits each member's Features and Model once per fold
+exactly as the harness does, averages the fold models' test predictions, blends the members
+with the ensemble's weights, and formats the result like the sample submission.
+
+submit writes it; the report links to it.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+
+from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
+from runtime import data as data_module
+
+def _harness():
+    """runtime.harness, imported when solution.py is written: at import time it would bring
+    sklearn and scipy into the framework's process while the kernels compute."""
+    from runtime import harness
+
+    return harness
+
+
+MAX_ENSEMBLE_STEPS = 64  # hill climbing adds at most MAX_STEPS (25) members; room to spare
+
+
+def member_attempts(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> dict[str, AttemptResult]:
+    """Ensemble member name (a track, or track/attempt_N) -> the attempt whose predictions it used."""
+    found: dict[str, AttemptResult] = {}
+    for name in ensemble.weights:
+        track_name, _, attempt = name.partition("/")
+        track = tracks.get(track_name)
+        if track is None:
+            raise ValueError(f"ensemble member {name!r} is not a track of this run")
+        if attempt:
+            number = int(attempt.removeprefix("attempt_"))
+            match = [a for a in track.attempts if a.attempt == number]
+            if not match:
+                raise ValueError(f"ensemble member {name!r}: no such attempt")
+            found[name] = match[0]
+        elif track.best is not None:
+            found[name] = track.best
+        else:
+            raise ValueError(f"ensemble member {name!r} has no scored attempt")
+    return found
+
+
+def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], ensemble: EnsembleResult) -> dict[str, int | float]:
+    """The ensemble's integer hill-climbing counts behind its shares (rounded to 4 places),
+    when they can be recovered and reproduce its test predictions exactly; else the shares."""
+    if len(shares) == 1:
+        return {name: 1 for name in shares}
+    try:
+        saved = np.load(ensemble.test_path)
+        tests = {n: np.load(Path(a.dir) / "test.npy") for n, a in members.items()}
+    except OSError:
+        return dict(shares)
+    for total in range(len(shares), MAX_ENSEMBLE_STEPS + 1):
+        counts = {n: round(s * total) for n, s in shares.items()}
+        if sum(counts.values()) != total or any(c < 1 or abs(c / total - shares[n]) > 5.1e-5 for n, c in counts.items()):
+            continue
+        blended = sum(tests[n] * (c / total) for n, c in counts.items())
+        if np.array_equal(blended, saved):
+            return counts
+    return dict(shares)
+
+
+def literal(text: str) -> str:
+    """`text` as a Python string literal: a readable raw triple-quoted one when that is exact."""
+    candidate = "r'''" + text + "'''"
+    try:
+        if ast.literal_eval(candidate) == text:
+            return candidate
+    except (SyntaxError, ValueError):
+        pass
+    return repr(text)
+
+
+def render_solution(state: IMLState, run_dir: Path) -> str:
+    ensemble = state["ensemble"]
+    task_json = (run_dir / "task.json").read_text()
+    profile_json = (run_dir / "profile.json").read_text()
+    validation = json.loads((run_dir / "blueprint.json").read_text())["validation"]
+    members = member_attempts(state.get("tracks", {}), ensemble) if ensemble.kind != "baseline" else {}
+    weights = exact_weights(ensemble.weights, members, ensemble) if members else {}
+
+    member_lines, source_lines = [], []
+    for i, (name, attempt) in enumerate(members.items()):
+        folder = Path(attempt.dir)
+        member_lines.append(
+            f"    {{'name': {name!r}, 'weight': {weights[name]!r}, 'attempt': {str(folder.relative_to(run_dir))!r},\n"
+            f"     'score': {attempt.score!r}, 'params': json.loads({literal(json.dumps(attempt.params))}),\n"
+            f"     'features': FEATURES_{i}, 'model': MODEL_{i}}},"
+        )
+        for module in ("features", "model"):
+            source = (folder / f"{module}.py").read_text()
+            source_lines.append(f"# {'=' * 20} {name}: {folder.relative_to(run_dir)}/{module}.py {'=' * 20}\n"
+                                f"{module.upper()}_{i} = {literal(source)}\n")
+
+    score = "n/a" if ensemble.score != ensemble.score else f"{ensemble.score:.6g}"
+    header = HEADER.format(run=run_dir.name, kind=ensemble.kind, metric=json.loads(task_json)["metric"], score=score,
+                           members=", ".join(f"{n} ({w})" for n, w in ensemble.weights.items()) or "none: a constant baseline")
+    parts = [
+        header,
+        IMPORTS,
+        "# The task as the run read it (task.json), the data profile the modules were given\n"
+        "# (profile.json), and the validation scheme of the blueprint.\n"
+        f"TASK = json.loads({literal(task_json)})\n"
+        f"PROFILE = json.loads({literal(profile_json)})\n"
+        f"VALIDATION = json.loads({literal(json.dumps(validation))})\n"
+        f"ENSEMBLE_KIND = {ensemble.kind!r}\n",
+        "\n# -- copied from the iML harness (runtime/harness.py, runtime/data.py) " + "-" * 20 + "\n\n",
+        inspect.getsource(data_module.label_key) + "\n\n" + inspect.getsource(_harness().make_folds),
+        BODY,
+        "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
+        "\n".join(source_lines),
+        "\n# name, blend weight (relative: divided by the sum of the weights), attempt folder, out-of-fold score,\n# params, modules\n"
+        "MEMBERS = [\n" + "\n".join(member_lines) + "\n]\n",
+        MAIN,
+    ]
+    return "".join(parts)
+
+
+def write_solution(state: IMLState, run_dir: Path) -> Path:
+    path = run_dir / "solution.py"
+    path.write_text(render_solution(state, run_dir))
+    return path
+
+
+HEADER = '''#!/usr/bin/env python
+"""Reproduces submission.csv of the iML run {run}.
+
+    python solution.py TASK_DIR OUT.csv
+
+Ensemble: {kind} of {members}; out-of-fold {metric}: {score}.
+
+Standalone: it needs pandas, numpy, scikit-learn and what the modules import, not iML. It
+repeats the run: the same cross-validation folds, each member's Features and Model fitted
+once per fold on the other folds (the held-out fold is passed for early stopping, as in the
+run), the fold models' test predictions averaged, the members blended with the ensemble's
+weights, and the result written in the sample submission's format.
+"""
+'''
+
+IMPORTS = '''
+from __future__ import annotations
+
+import json
+import random
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+'''
+
+BODY = '''
+
+
+# -- the harness's loop over folds --------------------------------------------------------
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, low_memory=False)
+
+
+def load_module(name: str, source: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def encode_target(target: pd.Series) -> np.ndarray:
+    if TASK["task_type"] == "regression":
+        return target.astype(float).to_numpy()
+    index = {label: i for i, label in enumerate(TASK["classes"])}
+    return target.map(lambda v: index.get(label_key(v), -1)).to_numpy().astype(np.int64)
+
+
+def with_encoding(features_mod, params: dict, X: pd.DataFrame, X_test: pd.DataFrame):
+    """Raw columns plus Features.encode's columns, computed once on train + test."""
+    if getattr(features_mod.Features, "encode", None) is None:
+        return X, X_test
+    both = pd.concat([X, X_test], ignore_index=True)
+    enc = np.asarray(features_mod.Features(TASK, PROFILE, dict(params)).encode(both), dtype=np.float32)
+    enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
+    enc = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
+    n = len(X)
+    X = pd.concat([X, enc.iloc[:n].set_axis(X.index)], axis=1)
+    X_test = pd.concat([X_test, enc.iloc[n:].set_axis(X_test.index)], axis=1)
+    return X, X_test
+
+
+def predictions(model, X) -> np.ndarray:
+    pred = np.asarray(model.predict(X), dtype=float)
+    if TASK["task_type"] == "binary" and pred.ndim == 2 and pred.shape[1] == 2:
+        pred = pred[:, 1]
+    if TASK["task_type"] == "regression" and pred.ndim == 2 and pred.shape[1] == 1:
+        pred = pred[:, 0]
+    return pred
+
+
+def cross_fit(member: dict, X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
+    """One model per fold, trained on the other folds; their test predictions averaged."""
+    features_mod = load_module("features", member["features"])
+    model_mod = load_module("model", member["model"])
+    params = member["params"]
+    X, X_test = with_encoding(features_mod, params, X, X_test)
+    n_folds = int(folds.max()) + 1
+    n_classes = len(TASK["classes"])
+    test_pred = np.zeros((len(X_test), n_classes)) if TASK["task_type"] == "multiclass" else np.zeros(len(X_test))
+    for k in range(n_folds):
+        tr, va = folds != k, folds == k
+        feats = features_mod.Features(TASK, PROFILE, dict(params))
+        feats.fit(X[tr].reset_index(drop=True), y[tr])
+        Xtr = feats.transform(X[tr].reset_index(drop=True))
+        Xva = feats.transform(X[va].reset_index(drop=True))
+        Xte = feats.transform(X_test)
+        model = model_mod.Model(TASK, dict(params))
+        model.fit(Xtr, y[tr], Xva, y[va])
+        test_pred += predictions(model, Xte) / n_folds
+        print(f"  {member['name']}: fold {k + 1}/{n_folds} done", file=sys.stderr)
+    return test_pred
+
+
+def baseline(train: pd.DataFrame, n_test: int) -> np.ndarray:
+    """The run had no scored track: a constant from the training target, as the run did."""
+    y = train[TASK["target"]].dropna()
+    if TASK["task_type"] == "regression":
+        value = float(y.median() if TASK["metric"] in ("mae", "medae") else y.mean())
+        return np.full(n_test, value)
+    shares = y.map(label_key).value_counts(normalize=True)
+    probs = np.array([shares.get(c, 0.0) for c in TASK["classes"]])
+    return np.tile(probs[1], n_test) if TASK["task_type"] == "binary" else np.tile(probs, (n_test, 1))
+
+
+def format_submission(test_pred: np.ndarray, test: pd.DataFrame, train: pd.DataFrame, task_dir: Path) -> pd.DataFrame:
+    id_col = TASK["id_column"]
+    ids = test[id_col].to_numpy() if id_col else np.arange(len(test))
+    value_cols = [c for c in TASK["submission_columns"] if c != id_col]
+    if TASK["task_type"] == "regression":
+        values = {value_cols[0]: test_pred}
+    elif TASK["submission_format"] == "proba_cols":
+        probs = test_pred if test_pred.ndim == 2 else np.column_stack([1 - test_pred, test_pred])
+        values = {label: probs[:, i] for i, label in enumerate(TASK["classes"])}
+    elif TASK["submission_format"] == "proba":
+        values = {value_cols[0]: test_pred if test_pred.ndim == 1 else test_pred[:, 1]}
+    else:
+        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
+        labels = np.array(TASK["classes"], dtype=object)[codes]
+        # labels go out with the train file's type: 1 stays 1, not '1' or 1.0
+        train_y = train[TASK["target"]].dropna()
+        by_key = {label_key(v): v for v in train_y.drop_duplicates()}
+        values = {value_cols[0]: np.array([by_key.get(label, label) for label in labels], dtype=object)}
+    frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
+    sample_file = TASK.get("sample_submission_file")
+    if sample_file and id_col and (task_dir / sample_file).exists():
+        order = read_table(task_dir / sample_file)[id_col]
+        if set(order) == set(frame[id_col]) and len(order) == len(frame):
+            frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
+    return frame[TASK["submission_columns"]]
+'''
+
+MAIN = '''
+
+def main(task_dir: Path, out: Path) -> None:
+    random.seed(0)
+    np.random.seed(0)
+    raw_train = read_table(task_dir / TASK["train_file"])
+    test = read_table(task_dir / TASK["test_file"])
+    target, id_col = TASK["target"], TASK["id_column"]
+    drop = [c for c in (target, id_col) if c]
+    train = raw_train.dropna(subset=[target]).reset_index(drop=True)
+    X = train.drop(columns=[c for c in drop if c in train.columns])
+    X_test = test.drop(columns=[c for c in drop if c in test.columns])[list(X.columns)]
+    y = encode_target(train[target])
+    if ENSEMBLE_KIND == "baseline":
+        test_pred = baseline(raw_train, len(test))
+    else:
+        folds = make_folds(VALIDATION, y, train, TASK["task_type"])
+        total = sum(m["weight"] for m in MEMBERS)
+        preds = {m["name"]: cross_fit(m, X, y, X_test, folds) for m in MEMBERS}
+        if len(MEMBERS) == 1:
+            test_pred = preds[MEMBERS[0]["name"]]
+        else:
+            test_pred = sum(preds[m["name"]] * (m["weight"] / total) for m in MEMBERS)
+    frame = format_submission(test_pred, test, raw_train, task_dir)
+    frame.to_csv(out, index=False)
+    print(f"wrote {out} ({len(frame)} rows)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python solution.py TASK_DIR OUT.csv")
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
+'''

@@ -1,0 +1,158 @@
+"""solution.py reproduces submission.csv in a fresh, isolated process where iML cannot be
+imported: single-track runs of each task type, a weighted blend of two members, and the
+constant baseline."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.context import Settings
+from graph.runner import run_status, run_task
+from graph.state import AttemptResult, EnsembleResult, TrackResult
+from nodes.ensemble import _weighted, baseline
+from nodes.solution import render_solution
+from nodes.submit import format_submission, validate_submission
+from runtime.harness import Harness
+from runtime.metrics import get_metric
+
+# Runs a script with every iML package unimportable, whatever the environment has installed
+# (the project is installed editable into the venv, so -I alone would still find it).
+LAUNCHER = '''
+import runpy, sys
+BLOCKED = {"graph", "nodes", "runtime", "scripts", "prompts", "iml"}
+class Blocker:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"iML is not importable here: {name}")
+        return None
+sys.meta_path.insert(0, Blocker)
+script, *args = sys.argv[1:]
+sys.argv = [script, *args]
+runpy.run_path(script, run_name="__main__")
+'''
+
+
+def run_isolated(script: Path, task_dir: Path, out: Path, workdir: Path) -> subprocess.CompletedProcess:
+    launcher = workdir / "launch.py"
+    launcher.write_text(LAUNCHER)
+    return subprocess.run([sys.executable, "-I", str(launcher), str(script), str(task_dir), str(out)],
+                          cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def assert_same_submission(expected: Path, got: Path) -> None:
+    a, b = pd.read_csv(expected), pd.read_csv(got)
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for col in a.columns:
+        if pd.api.types.is_numeric_dtype(a[col]) and pd.api.types.is_numeric_dtype(b[col]):
+            np.testing.assert_allclose(b[col].to_numpy(float), a[col].to_numpy(float), rtol=1e-7, atol=1e-9, err_msg=col)
+        else:
+            assert (a[col].astype(str) == b[col].astype(str)).all(), col
+
+
+def solved(root: Path, kind: str) -> tuple[Path, Path]:
+    from conftest import tabular_frame, write_task
+
+    frame = tabular_frame(200, seed=1)
+    descriptions = {"binary": "Predict the outcome. Scored by area under the ROC curve.",
+                    "multiclass": "Predict the outcome class. Scored on accuracy.",
+                    "regression": "Predict the outcome. Scored by root mean squared error."}
+    if kind == "binary":
+        frame["outcome"] = np.where(frame.signal > frame.signal.median(), "yes", "no")
+    elif kind == "multiclass":
+        frame["outcome"] = pd.qcut(frame.signal, 3, labels=[1, 2, 3]).astype(int)  # integer labels go out as integers
+    else:
+        frame["outcome"] = frame.signal * 10 + 50
+    frame = frame.drop(columns="signal")
+    train, test = frame.iloc[:160], frame.iloc[160:].drop(columns="outcome")
+    sample = pd.DataFrame({"row_key": test.row_key.iloc[::-1], "outcome": 0})  # a different row order than test
+    task_dir = write_task(root / "task", train, test, sample, descriptions[kind])
+    run_dir = root / "run"
+    # refine fills whatever budget is left: a short one keeps the test short
+    run_task(task_dir, run_dir, Settings(time_budget_s=30, n_folds=3, tracks=("traditional",)))
+    return task_dir, run_dir.resolve()
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    return solved(tmp_path_factory.mktemp("solution_binary"), "binary")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_solution_reproduces_the_submission(kind, binary_run, tmp_path):
+    task_dir, run_dir = binary_run if kind == "binary" else solved(tmp_path / "solved", kind)
+    script = run_dir / "solution.py"
+    source = script.read_text()
+    assert "from graph" not in source and "import runtime" not in source and "from runtime" not in source
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    done = run_isolated(script, task_dir, workdir / "out.csv", workdir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_submission(run_dir / "submission.csv", workdir / "out.csv")
+
+
+def _blend_state(run_dir: Path, task_dir: Path, tmp_path: Path) -> tuple[dict, Path]:
+    """The binary run plus a second member (a smaller LightGBM), blended 2:1 as hill climbing would."""
+    finished, state = run_status(run_dir)
+    assert finished
+    task = state["task"]
+    first = state["tracks"]["traditional"].best
+    folder = run_dir / "tracks" / "neural" / "attempt_1"
+    folder.mkdir(parents=True, exist_ok=True)
+    for module in ("features.py", "model.py"):
+        shutil.copy(Path(first.dir) / module, folder / module)
+    params = {**first.params, "num_leaves": 4, "learning_rate": 0.1}
+    scored = Harness(run_dir).run_attempt(folder, params)
+    second = AttemptResult(track="neural", attempt=1, source="recipe", status="ok", score=scored["score"],
+                           fold_scores=scored["fold_scores"], params=params, dir=str(folder))
+    tracks = {**state["tracks"], "neural": TrackResult(track="neural", status="ok", best_attempt=1, score=second.score,
+                                                       attempts=[second])}
+    counts = Counter({"traditional": 2, "neural": 1})
+    tests = {"traditional": np.load(Path(first.dir) / "test.npy"), "neural": np.load(folder / "test.npy")}
+    blended = _weighted(tests, counts)
+    test_path = tmp_path / "blend_test.npy"
+    np.save(test_path, blended)
+    ensemble = EnsembleResult(kind="weighted", weights={"traditional": round(2 / 3, 4), "neural": round(1 / 3, 4)},
+                              score=0.0, oof_path="", test_path=str(test_path), reason="test blend")
+    expected = tmp_path / "expected.csv"
+    format_submission(task, blended).to_csv(expected, index=False)
+    assert validate_submission(task, expected) == []
+    return {**state, "tracks": tracks, "ensemble": ensemble}, expected
+
+
+@pytest.mark.slow
+def test_solution_of_a_weighted_blend(binary_run, tmp_path):
+    task_dir, run_dir = binary_run
+    state, expected = _blend_state(run_dir, task_dir, tmp_path)
+    script = tmp_path / "solution.py"
+    source = render_solution(state, run_dir)
+    assert "'weight': 2" in source and "'weight': 1" in source  # the exact hill-climbing counts, not rounded shares
+    script.write_text(source)
+    done = run_isolated(script, task_dir, tmp_path / "out.csv", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_submission(expected, tmp_path / "out.csv")
+
+
+@pytest.mark.slow
+def test_solution_of_the_constant_baseline(binary_run, tmp_path):
+    task_dir, run_dir = binary_run
+    finished, state = run_status(run_dir)
+    task = state["task"]
+    result = baseline(task, tmp_path, get_metric(task.metric))
+    expected = tmp_path / "expected.csv"
+    format_submission(task, np.load(result.test_path)).to_csv(expected, index=False)
+    script = tmp_path / "solution.py"
+    script.write_text(render_solution({**state, "tracks": {}, "ensemble": result}, run_dir))
+    done = run_isolated(script, task_dir, tmp_path / "out.csv", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_submission(expected, tmp_path / "out.csv")
