@@ -1,18 +1,19 @@
 """The iML graph: nodes and edges, nothing else.
 
-    START -> analyze -> profile -> blueprint -> track (one per plan, via Send) -> ensemble -> submit -> END
+    START -> analyze -> profile -> blueprint -> track (one per plan, via Send) -> refine -> ensemble -> submit -> END
     track: generate -> check -> execute -> finish, with debug looping back to check on failure
 """
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated
 
 from langgraph.graph import END, START, StateGraph
 
-from graph.context import RunContext
+from graph.context import ContextGraph, RunContext, Settings
 from graph.routing import fan_out_tracks
-from graph.state import IMLState, TrackResult, TrackState, merge_tracks
+from graph.state import IMLState, LLMCall, TrackResult, TrackState, merge_tracks
 from nodes.analyze import analyze
 from nodes.blueprint import blueprint
 from nodes.check import check
@@ -21,6 +22,7 @@ from nodes.ensemble import ensemble
 from nodes.execute import execute
 from nodes.generate import generate
 from nodes.profile import profile
+from nodes.refine import refine
 from nodes.submit import submit
 from nodes.track import after_check, after_execute, finish
 from typing_extensions import TypedDict
@@ -30,10 +32,11 @@ class TrackOutput(TypedDict):
     """A track hands only its result back, so parallel tracks never write the same key."""
 
     tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    llm_usage: Annotated[list[LLMCall], operator.add]  # the track's own LLM calls, added to the run's
 
 
 def build_track_graph() -> StateGraph:
-    g = StateGraph(TrackState, context_schema=RunContext, output_schema=TrackOutput)
+    g = ContextGraph(TrackState, context_schema=RunContext, output_schema=TrackOutput)
     g.add_node("generate", generate)
     g.add_node("check", check)
     g.add_node("execute", execute)
@@ -49,18 +52,20 @@ def build_track_graph() -> StateGraph:
 
 
 def build_graph() -> StateGraph:
-    g = StateGraph(IMLState, context_schema=RunContext)
+    g = ContextGraph(IMLState, context_schema=RunContext)
     g.add_node("analyze", analyze)
     g.add_node("profile", profile)
     g.add_node("blueprint", blueprint)
     g.add_node("track", build_track_graph().compile())
+    g.add_node("refine", refine)
     g.add_node("ensemble", ensemble)
     g.add_node("submit", submit)
     g.add_edge(START, "analyze")
     g.add_edge("analyze", "profile")
     g.add_edge("profile", "blueprint")
     g.add_conditional_edges("blueprint", fan_out_tracks, ["track", "ensemble"])
-    g.add_edge("track", "ensemble")
+    g.add_edge("track", "refine")
+    g.add_edge("refine", "ensemble")
     g.add_edge("ensemble", "submit")
     g.add_edge("submit", END)
     return g
@@ -69,3 +74,6 @@ def build_graph() -> StateGraph:
 # What `langgraph dev` serves (langgraph.json): compiled without a checkpointer, as the API
 # server brings its own.
 graph = build_graph().compile()
+# The server builds the context from the run's `context` field through this schema: Studio shows
+# Settings as a form, and the nodes make their RunContext from it (graph.context.ContextGraph).
+graph.context_schema = Settings

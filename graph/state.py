@@ -95,6 +95,7 @@ class Blueprint(BaseModel):
     tracks: list[TrackPlan]
     skipped: dict[str, str] = Field(default_factory=dict)  # track -> why not
     budget_s: float
+    notes: list[str] = Field(default_factory=list)  # how the plan was decided (the LLM's proposal: kept or why not)
 
 
 AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine"]
@@ -140,6 +141,30 @@ class EnsembleResult(BaseModel):
     reason: str
 
 
+LLMOutcome = Literal["ok", "parse_error", "http_error", "timeout", "unsupported", "error"]
+
+
+class LLMCall(BaseModel):
+    """One request to the LLM: who asked, what it cost, how it ended (graph/llm.py records it).
+
+    outcome: ok (a valid structured answer), parse_error (the answer did not fit the schema;
+    re-asked), http_error / timeout (after the client's own retries), unsupported (the server
+    rejected the structured-output method; the next method was tried), error (anything else).
+    """
+
+    role: str  # analyze, blueprint, generate, debug, refine
+    node: str
+    track: str | None = None
+    model: str
+    method: str | None = None  # json_schema, function_calling, json_mode
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # None where the model's price is not known
+    seconds: float = 0.0
+    outcome: LLMOutcome = "ok"
+    error: str | None = None
+
+
 def merge_tracks(left: dict[str, TrackResult], right: dict[str, TrackResult]) -> dict[str, TrackResult]:
     """Parallel track branches each write their own key; a later write for a track wins."""
     return {**(left or {}), **(right or {})}
@@ -155,6 +180,7 @@ class IMLState(TypedDict, total=False):
     ensemble: EnsembleResult
     submission_path: str
     leaderboard: list[dict[str, Any]]
+    llm_usage: Annotated[list[LLMCall], operator.add]  # every LLM request of the run, in order
 
 
 class TrackState(TypedDict, total=False):
@@ -172,3 +198,4 @@ class TrackState(TypedDict, total=False):
     fell_back: bool
     attempts: Annotated[list[AttemptResult], operator.add]
     tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    llm_usage: Annotated[list[LLMCall], operator.add]

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackState
-from nodes.track import attempt_dir, attempt_params, run_in_kernel, write_modules
+from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, write_modules
 
 CONTRACT = {
     "features": {
@@ -159,7 +159,7 @@ def _safety_problems(module: str, tree: ast.Module) -> list[str]:
 def dynamic_problems(state: TrackState, ctx: RunContext) -> list[str]:
     folder = attempt_dir(state)
     code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(attempt_params(state))!r}))"
-    outcome = run_in_kernel(state, ctx, code, timeout=max(30.0, min(120.0, ctx.remaining_s())))
+    outcome = run_in_kernel(state, ctx, code, timeout=attempt_timeout(state, ctx))
     if outcome.error:
         return [f"dynamic check on a small sample failed: {outcome.error}"]
     return json.loads((folder / "check.json").read_text())["problems"]

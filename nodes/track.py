@@ -33,7 +33,10 @@ def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
     """What is left of the track's share of the budget, and never more than the run has left."""
     share = state["plan"].time_share * state["blueprint"].budget_s
     used = sum(a.duration_s for a in state.get("attempts", []))
-    return max(ctx.settings.min_attempt_timeout_s, min(share - used, ctx.remaining_s()))
+    timeout = min(share - used, ctx.remaining_s())
+    if ctx.settings.max_attempt_timeout_s is not None:
+        timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
+    return max(ctx.settings.min_attempt_timeout_s, timeout)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -17,8 +18,8 @@ from rich.table import Table
 
 from runtime.data import TaskInputError
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def parse_duration(text: str) -> float:
@@ -54,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracks", help="comma-separated tracks to run (traditional, pretrained, neural)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_llm_arguments(p)
 
     p = sub.add_parser("resume", help="continue a run that was killed")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--quiet", action="store_true")
+    add_llm_arguments(p, resume=True)
+    p.add_argument("--time-budget", type=parse_duration, default=None,
+                   help="time this resumed session may use (default: what the run had left)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
 
     p = sub.add_parser("validate", help="check a submission against a task's format")
     p.add_argument("task_dir", type=Path)
@@ -66,7 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="score a submission against an example task's kept answers")
     p.add_argument("task_dir", type=Path)
     p.add_argument("submission", type=Path)
+
+    p = sub.add_parser("bench", help="iml against AutoGluon, FLAML and LightGBM on the example tasks")
+    p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`)")
+    p.add_argument("--peers", default="autogluon,flaml,lightgbm", help="comma-separated peers (default: all three)")
+    p.add_argument("--time-budget", type=parse_duration, default=parse_duration("60s"), help="per system and task (default 60s)")
+    p.add_argument("--seeds", type=int, default=1, help="runs of each noisy peer (AutoGluon, FLAML) with seeds 0..N-1")
+    p.add_argument("--out", type=Path, default=Path(".bench"), help="venvs, tasks, runs and results/ (default .bench)")
+    p.add_argument("--install-only", action="store_true", help="install the peers' venvs and stop")
+    p.add_argument("--reuse-runs", type=Path, help="a .bench/results/runs-*.csv: reuse its peer rows instead of running those peers again")
     return parser
+
+
+def add_llm_arguments(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    default = " (default: the run's own, from llm.json)" if resume else ""
+    p.add_argument("--model", help=f"LLM model name, e.g. gpt-4o-mini (env IML_MODEL; none: offline){default}")
+    p.add_argument("--base-url", help=f"OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (env OPENAI_BASE_URL){default}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,25 +136,48 @@ def cmd_run(args) -> int:
     if args.folds < 2:
         raise TaskInputError("--folds must be at least 2")
     read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
+    llm_settings = resolve_llm(args)
     run_dir = args.out or new_run_dir(args.task_dir)
-    console.print(f"iml: offline (no LLM configured) | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")
+    console.print(f"iml: {describe_llm(llm_settings)} | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")
+    llm = start_llm(llm_settings, Path(run_dir))
     started = time.time()
-    final = run_task(args.task_dir, run_dir, settings, on_update=None if args.quiet else print_update)
+    with progress_display(args.quiet, settings.time_budget_s) as on_update:
+        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update)
     return report_end(final, time.time() - started)
 
 
 def cmd_resume(args) -> int:
-    from graph.runner import resume_run, run_status
+    from graph.runner import RunClock, load_settings, resume_run, run_status
 
     if not (args.run_dir / "checkpoints.sqlite").exists():
         raise TaskInputError(f"not a run folder (no checkpoints.sqlite): {args.run_dir}")
-    finished, values = run_status(args.run_dir.resolve())
+    run_dir = args.run_dir.resolve()
+    finished, values = run_status(run_dir)
     if finished:
-        console.print(f"run already finished: {values.get('submission_path')}")
+        console.print(f"run already finished: {values.get('submission_path')} (nothing to resume)")
         return 0
+    clock = RunClock.load(run_dir, load_settings(run_dir))
+    budget = clock.budget_s if args.time_budget is None else clock.used_s + args.time_budget
+    llm_settings = resolve_llm(args, run_dir)
+    console.print(f"iml: resuming {run_dir} | {clock.used_s:.0f}s used before | {max(0.0, budget - clock.used_s):.0f}s left"
+                  + (f" | {describe_llm(llm_settings)}" if llm_settings is not None else ""))
+    llm = start_llm(llm_settings, run_dir)
     started = time.time()
-    final = resume_run(args.run_dir, on_update=None if args.quiet else print_update)
+    with progress_display(args.quiet, budget, clock.used_s) as on_update:
+        final = resume_run(run_dir, llm=llm, on_update=on_update, time_budget_s=args.time_budget)
     return report_end(final, time.time() - started)
+
+
+@contextmanager
+def progress_display(quiet: bool, budget_s: float, used_before_s: float = 0.0):
+    """The run's on_update callback: a live display (plain lines off a terminal), or None when quiet."""
+    if quiet:
+        yield None
+        return
+    from scripts.progress import Progress
+
+    with Progress(console, budget_s=budget_s, used_before_s=used_before_s) as progress:
+        yield progress
 
 
 def cmd_validate(args) -> int:
@@ -161,28 +204,25 @@ def cmd_grade(args) -> int:
     return 0
 
 
-def print_update(mode: str, chunk) -> None:
-    if mode != "updates":
-        return
-    for node, update in chunk.items():
-        if not isinstance(update, dict):
-            continue
-        if node == "analyze":
-            t = update["task"]
-            console.print(f"[bold]analyze[/bold]  {t.task_type}, target '{t.target}', metric {t.metric}, submission as {t.submission_format}")
-        elif node == "profile":
-            p = update["profile"]
-            console.print(f"[bold]profile[/bold]  {p.n_train} train / {p.n_test} test rows, {len(p.columns)} features, {len(p.warnings)} warnings")
-        elif node == "blueprint":
-            b = update["blueprint"]
-            console.print(f"[bold]blueprint[/bold] tracks: {', '.join(t.track for t in b.tracks) or 'none'}; {b.validation.n_folds}-fold {b.validation.kind}")
-        elif node == "track":
-            for name, t in update.get("tracks", {}).items():
-                score = f"{t.score:.5g}" if t.score is not None else "-"
-                console.print(f"[bold]track[/bold]    {name}: {t.status}, best score {score} after {len(t.attempts)} attempt(s)")
-        elif node == "ensemble":
-            e = update["ensemble"]
-            console.print(f"[bold]ensemble[/bold] {e.kind}: {e.reason}")
+def cmd_bench(args) -> int:
+    from scripts.bench import BenchOptions, print_table, run_bench
+
+    if args.seeds < 1:
+        raise TaskInputError("--seeds must be at least 1")
+    opts = BenchOptions(
+        tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else [],
+        peers=[p.strip() for p in args.peers.split(",") if p.strip()],
+        time_budget_s=args.time_budget,
+        seeds=args.seeds,
+        root=args.out,
+        install_only=args.install_only,
+        reuse_runs=args.reuse_runs,
+    )
+    table = run_bench(opts, log=console.print, command="iml " + " ".join(sys.argv[1:] if len(sys.argv) > 1 else ["bench"]))
+    if table is not None:
+        print_table(table, ["iml", *opts.peers], console)
+        console.print(f"results: {args.out / 'results' / 'latest.md'}")
+    return 0
 
 
 def report_end(final: dict, seconds: float) -> int:
@@ -193,12 +233,65 @@ def report_end(final: dict, seconds: float) -> int:
     for row in board:
         table.add_row(*[_cell(row.get(c)) for c in ("entry", "source", "status", "score", "fold_std", "seconds")])
     console.print(table)
+    print_llm_usage(final.get("llm_usage") or [])
     path = final.get("submission_path")
     if not path:
         err_console.print("[red]error:[/red] the run ended without a submission")
         return 1
     console.print(f"submission: {path}  ({seconds:.0f}s)")
     return 0
+
+
+LLM_FILE = "llm.json"  # the run's model and base_url (never the key), so `iml resume` can use them again
+
+
+def resolve_llm(args, run_dir: Path | None = None):
+    """--model/--base-url, then IML_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY, then (resume) the run's llm.json."""
+    import json
+
+    from graph.llm import resolve_settings
+
+    model, base_url = args.model, args.base_url
+    saved = run_dir / LLM_FILE if run_dir is not None else None
+    if saved is not None and saved.exists() and not model and not os.environ.get("IML_MODEL"):
+        kept = json.loads(saved.read_text())
+        model, base_url = kept.get("model"), base_url or kept.get("base_url")
+    return resolve_settings(model=model, base_url=base_url)
+
+
+def describe_llm(llm_settings) -> str:
+    from graph.llm import describe
+
+    return describe(llm_settings)
+
+
+def start_llm(llm_settings, run_dir: Path):
+    if llm_settings is None:
+        return None
+    import json
+
+    from graph.llm import LLMClient, build_chat_model
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / LLM_FILE).write_text(json.dumps(llm_settings.public(), indent=2))
+    return LLMClient(build_chat_model(llm_settings), model_name=llm_settings.model, base_url=llm_settings.base_url)
+
+
+def print_llm_usage(calls) -> None:
+    """Each LLM request (role, track, tokens, outcome), then one summary line. Offline: nothing."""
+    if not calls:
+        return
+    from graph.llm import usage_summary
+
+    table = Table(title="llm calls", box=None)
+    for col in ("#", "role", "track", "method", "prompt", "completion", "seconds", "outcome"):
+        table.add_column(col, justify="right" if col in ("#", "prompt", "completion", "seconds") else "left")
+    for i, c in enumerate(calls, 1):
+        outcome = c.outcome if c.outcome == "ok" or not c.error else f"{c.outcome}: {c.error[:60]}"
+        table.add_row(str(i), c.role, c.track or "-", c.method or "-", f"{c.prompt_tokens:,}", f"{c.completion_tokens:,}",
+                      f"{c.seconds:.1f}", outcome)
+    console.print(table)
+    console.print(usage_summary(calls))
 
 
 def _cell(value) -> str:
@@ -209,7 +302,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "grade": cmd_grade}
+COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "grade": cmd_grade,
+            "bench": cmd_bench}
 
 
 if __name__ == "__main__":

@@ -91,7 +91,12 @@ def test_contract_breaches_fail_the_dynamic_check(prepared, name, predict, expec
 
 
 def test_features_that_drop_rows_are_caught(prepared):
-    features = render_recipe("traditional")["features"].replace("        return out\n", "        return out.iloc[1:]\n")
+    features = (
+        "import pandas as pd\n\nclass Features:\n"
+        "    def __init__(self, task, profile, params):\n        self.cols = None\n"
+        "    def fit(self, X, y):\n        self.cols = list(X.select_dtypes('number').columns)\n        return self\n"
+        "    def transform(self, X):\n        return X[self.cols].iloc[1:]\n"
+    )
     [result] = _attempt(prepared, "rows", features=features)["attempts"]
     assert result.status == "check_failed" and "rows" in result.error and result.error.startswith("features.py")
 
