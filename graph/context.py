@@ -106,6 +106,12 @@ class RunContext:
             session.start()
         return session
 
+    def close_kernel(self, track: str) -> None:
+        with self._kernel_lock:
+            session = self._kernels.pop(track, None)
+        if session is not None:
+            session.shutdown()
+
     def close(self) -> None:
         with self._kernel_lock:
             for session in self._kernels.values():

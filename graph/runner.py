@@ -35,7 +35,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import state as state_module
 from graph.builder import build_graph
-from graph.context import EventLog, RunContext, Settings, run_dir_for
+from graph.context import EventLog, RunContext, Settings
 from runtime.data import TaskInputError
 
 CHECKPOINTS = "checkpoints.sqlite"
@@ -64,10 +64,6 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
         yield SqliteSaver(conn, serde=serializer())
     finally:
         conn.close()
-
-
-def new_run_dir(task_dir: Path, root: Path = Path("runs")) -> Path:
-    return run_dir_for(task_dir, root)
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,

@@ -49,12 +49,16 @@ class KernelOutcome:
 
 
 def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float) -> KernelOutcome:
-    """Run one cell in the track's kernel, taking an execution slot while it computes."""
-    try:
-        kernel = ctx.kernel(state["plan"].track, state["run_dir"])
-    except KernelStartError as e:
-        return KernelOutcome("error", f"the track's kernel did not start: {e}", "", 0.0, None)
+    """Run one cell in the track's kernel, taking an execution slot while it computes.
+
+    The kernel is started inside the slot: tracks waiting their turn hold no kernel, so no more
+    kernels load the data (and torch) at once than may compute at once.
+    """
     with ctx.slots.hold():
+        try:
+            kernel = ctx.kernel(state["plan"].track, state["run_dir"])
+        except KernelStartError as e:
+            return KernelOutcome("error", f"the track's kernel did not start: {e}", "", 0.0, None)
         result = kernel.execute("import json\n" + code, timeout=timeout)
     error = None
     if result.status == "error":
@@ -88,6 +92,8 @@ def finish(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     track = state["plan"].track
     attempts = state.get("attempts", [])
     result = summarize_track(track, attempts, get_metric(state["task"].metric))
+    # A finished track's kernel only holds memory; refine starts the best track's again.
+    runtime.context.close_kernel(track)
     runtime.context.events.emit("track", track=track, status=result.status, score=result.score, attempts=len(attempts))
     return {"tracks": {track: result}}
 

@@ -120,8 +120,8 @@ def cmd_example(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from graph.context import Settings
-    from graph.runner import new_run_dir, run_task
+    from graph.context import Settings, run_dir_for
+    from graph.runner import run_task
     from nodes.analyze import read_task
 
     settings = Settings(
@@ -137,7 +137,7 @@ def cmd_run(args) -> int:
         raise TaskInputError("--folds must be at least 2")
     read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
     llm_settings = resolve_llm(args)
-    run_dir = args.out or new_run_dir(args.task_dir)
+    run_dir = args.out or run_dir_for(args.task_dir)
     console.print(f"iml: {describe_llm(llm_settings)} | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")
     llm = start_llm(llm_settings, Path(run_dir))
     started = time.time()

@@ -1,7 +1,6 @@
 """Peer: LightGBM with its default parameters (object columns as categories)."""
 
 import lightgbm as lgb
-import numpy as np
 
 from peer_io import as_categories, load, proba_in_order, save, to_contract
 

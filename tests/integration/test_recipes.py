@@ -10,7 +10,6 @@ kind of column loses score.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -1,9 +1,7 @@
 """Prompts carry the facts of the data and stay bounded, even on a 500-column table."""
 
 import re
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -82,7 +82,7 @@ def test_sections_plots_and_self_contained_html(run):
     md, page = md_path.read_text(), html_path.read_text()
     for heading in ("The task as understood", "The data", "The blueprint", "Results", "Time", "LLM use",
                     "The winning code", "Files of the run"):
-        assert f"## " in md and heading in md and heading in page, heading
+        assert "## " in md and heading in md and heading in page, heading
     assert "target — 'kind' is the one train column missing from test" in md  # analyze's reasons
     assert "possible leakage" in md and "neural: no recipe" in md  # warnings; the skipped track and why
     assert "0.85 0.9 0.95" in md  # per-fold scores in the leaderboard
