@@ -225,14 +225,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+REFINE_ROWS_SHOWN = 3
+
+
 def report_end(final: dict, seconds: float) -> int:
     board = final.get("leaderboard") or []
+    task = final.get("task")
+    rows, hidden = shown_rows(board, greater_is_better=task.greater_is_better if task else True)
     table = Table(title="leaderboard", box=None)
-    for col in ("entry", "source", "status", "score", "fold_std", "seconds"):
-        table.add_column(col, justify="right" if col in ("score", "fold_std", "seconds") else "left")
-    for row in board:
-        table.add_row(*[_cell(row.get(c)) for c in ("entry", "source", "status", "score", "fold_std", "seconds")])
+    columns = ("entry", "source", "status", "score", "fold_std", "seconds")
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("score", "fold_std", "seconds") else "left", no_wrap=True)
+    blend = ""
+    for row in rows:
+        entry = str(row.get("entry", "")).replace("/attempt_", " #")
+        cells = [_cell(row.get(c)) for c in columns[1:]]
+        if entry.startswith("ensemble"):
+            # its source is the blend's weights: too long for a column, so it gets its own line
+            blend, cells[0] = cells[0].replace("/attempt_", " #"), ""
+        table.add_row(entry, *cells)
     console.print(table)
+    if blend:
+        console.print(f"ensemble: {blend}")
+    if hidden:
+        run_dir = Path(final["submission_path"]).parent if final.get("submission_path") else None
+        where = run_dir / "leaderboard.csv" if run_dir else "leaderboard.csv"
+        console.print(f"({hidden} more refine candidates in {where})")
     print_llm_usage(final.get("llm_usage") or [])
     path = final.get("submission_path")
     if not path:
@@ -292,6 +310,17 @@ def print_llm_usage(calls) -> None:
                       f"{c.seconds:.1f}", outcome)
     console.print(table)
     console.print(usage_summary(calls))
+
+
+def shown_rows(board: list[dict], greater_is_better: bool) -> tuple[list[dict], int]:
+    """The rows worth reading at the end of a run: every attempt a track made itself, the best
+    few refine candidates, and the ensemble; the number of refine rows left out."""
+    refine = [r for r in board if r.get("source") == "refine"]
+    scored = [r for r in refine if r.get("score") is not None]
+    best = sorted(scored, key=lambda r: r["score"], reverse=greater_is_better)[:REFINE_ROWS_SHOWN]
+    keep = {id(r) for r in best}
+    rows = [r for r in board if r.get("source") != "refine" or id(r) in keep]
+    return rows, len(refine) - len(best)
 
 
 def _cell(value) -> str:

@@ -30,3 +30,4 @@ def test_langgraph_json_points_at_a_graph_without_checkpointer():
     spec = json.loads((REPO / "langgraph.json").read_text())
     assert spec["graphs"]["iml"] == "./graph/builder.py:graph"
     assert served.checkpointer is None
+
