@@ -10,12 +10,16 @@ back to the shared recipe at once. `fell_back` stops the loop if that fails too.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.llm import client_for
+from graph.llm import LLMError, ModuleCode, client_for
 from graph.state import TrackState
+from nodes.generate import code_from_answer
 from prompts import FALLBACK, render_recipe
+from prompts.render import debug_messages
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -45,12 +49,6 @@ def llm_repairs(state: TrackState) -> int:
 def repair_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
     """The next attempt's update with the LLM's repaired modules, or {"llm_usage": ...} (maybe
     empty) when the track should fall back instead."""
-    from pathlib import Path
-
-    from graph.llm import LLMError, ModuleCode
-    from nodes.generate import code_from_answer
-    from prompts.render import debug_messages
-
     track = state["plan"].track
     if llm_repairs(state) >= ctx.settings.max_debug_attempts:
         ctx.events.emit("debug_llm", track=track, gave_up=f"{ctx.settings.max_debug_attempts} LLM repairs failed")

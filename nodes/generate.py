@@ -7,9 +7,10 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.llm import client_for
+from graph.llm import LLMError, ModuleCode, client_for, strip_fences
 from graph.state import TrackState
 from prompts import render_recipe
+from prompts.render import generate_messages
 
 
 def generate(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -22,9 +23,6 @@ def generate(state: TrackState, runtime: Runtime[RunContext]) -> dict:
 
 
 def generate_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
-    from graph.llm import LLMError, ModuleCode
-    from prompts.render import generate_messages
-
     track = state["plan"].track
     recipe = render_recipe(track)
     start = {"attempt": 1, "fell_back": False, "last_error": None}
@@ -42,8 +40,6 @@ def generate_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
 def code_from_answer(answer, previous: dict[str, str]) -> tuple[dict[str, str], str]:
     """The answer's modules without markdown fences; a module the answer left empty keeps its
     previous source (for debug: "unchanged")."""
-    from graph.llm import strip_fences
-
     code, kept = {}, []
     for module in ("features", "model"):
         source = strip_fences(getattr(answer, module) or "")
