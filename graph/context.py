@@ -45,11 +45,20 @@ class Settings:
 
 
 class EventLog:
-    """Appends one JSON object per line to events.jsonl; safe across track threads."""
+    """Appends one JSON object per line to events.jsonl; safe across track threads.
+
+    Listeners (`subscribe`) see every record after it is written: the run's clock records the
+    time used at each event, so what a killed session did is never lost to a heartbeat that
+    had not fired yet.
+    """
 
     def __init__(self, path: Path | None):
         self.path = path
         self._lock = threading.Lock()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(listener)
 
     def emit(self, event: str, **data: Any) -> None:
         record = {"t": round(time.time(), 3), "event": event, **data}
@@ -57,6 +66,8 @@ class EventLog:
             line = json.dumps(record, default=str)
             with self._lock, self.path.open("a") as f:
                 f.write(line + "\n")
+        for listener in self._listeners:
+            listener(record)
         # Inside a graph run the same record goes to the `custom` stream (live progress,
         # Studio); outside one there is no writer and the file is all there is.
         try:

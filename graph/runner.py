@@ -10,8 +10,10 @@ writes of the interrupted fan-out), an interrupted track continues inside its ow
 (an attempt that was executing when the process died runs again in the same attempt folder,
 while earlier attempts are kept), and kernels are started again on first use.
 
-Time. `run.json` keeps the run's clock: a heartbeat writes the seconds used so far, so a run
-killed with SIGKILL loses at most HEARTBEAT_S of its accounting. A resumed run's budget is what
+Time. `run.json` keeps the run's clock: the seconds used so far are written at the session's
+start, at every event (events.jsonl), after every step of the graph and of its subgraphs, and by
+a heartbeat in between, so a run killed with SIGKILL loses at most the time since the last of
+these (never more than HEARTBEAT_S), and a session that did any work never reads as 0 s. A resumed run's budget is what
 was left when it died (the budget minus the time used), unless the caller gives it a new
 allowance (`iml resume --time-budget`); stages and attempts get at least their minimum times
 either way, so a resumed run always ends with a submission.
@@ -149,8 +151,8 @@ class RunClock:
 
     def start(self, kind: str) -> None:
         self._started = time.time()
-        self._session = {"kind": kind, "started": round(self._started, 3), "used_before_s": round(self.used_before_s, 1),
-                         "budget_left_s": round(self.budget_s - self.used_before_s, 1), "seconds": 0.0, "ended": None}
+        self._session = {"kind": kind, "started": round(self._started, 3), "used_before_s": round(self.used_before_s, 3),
+                         "budget_left_s": round(self.budget_s - self.used_before_s, 3), "seconds": 0.0, "ended": None}
         self.sessions.append(self._session)
         self.write()
         self._thread = threading.Thread(target=self._beat, name="iml-clock", daemon=True)
@@ -167,12 +169,18 @@ class RunClock:
     def write(self) -> None:
         with self._lock:
             if self._session is not None:
-                self._session["seconds"] = round(time.time() - self._started, 1)
-            record = {"task_dir": self.task_dir, "time_budget_s": self.budget_s, "used_s": round(self.used_s, 1),
+                self._session["seconds"] = round(time.time() - self._started, 3)
+            # Three decimals: rounding to tenths made a session killed 40 ms in read as 0 s.
+            record = {"task_dir": self.task_dir, "time_budget_s": self.budget_s, "used_s": round(self.used_s, 3),
                       "sessions": self.sessions}
             tmp = self.path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(record, indent=2))
             os.replace(tmp, self.path)  # never a half-written clock, whenever the process dies
+
+    def tick(self, *_: Any) -> None:
+        """Record the time used now (an event or a graph step happened); cheap, any thread."""
+        if self._session is not None and not self._stop.is_set():
+            self.write()
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -187,6 +195,7 @@ def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on
                      started_at=time.time() - clock.used_before_s)
     config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": 100}
     clock.start(kind)
+    ctx.events.subscribe(clock.tick)
     session = {"event": "session", "kind": kind, "budget_s": round(settings.time_budget_s, 1),
                "used_before_s": round(clock.used_before_s, 1), "left_s": round(ctx.remaining_s(), 1),
                "sessions": len(clock.sessions)}
@@ -200,6 +209,8 @@ def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on
             track_of: dict[str, str] = {}  # subgraph namespace -> track name
             for namespace, mode, chunk in app.stream(inputs, config, context=ctx, stream_mode=["updates", "custom"],
                                                      durability="sync", subgraphs=True):
+                if mode == "updates":
+                    clock.tick()  # a step of the graph or of a subgraph finished
                 if on_update is None:
                     continue
                 if mode == "custom":

@@ -33,6 +33,8 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
                         error=(result.error or "")[:300], duration_s=result.duration_s, reused=True)
         return {"last_error": result.error, "attempts": [result]}
     (folder / EXECUTION).write_text(json.dumps({"sha256": fingerprint, "params": params}, indent=2, default=str))
+    ctx.events.emit("cross_validate", track=state["plan"].track, attempt=state["attempt"], source=state["source"],
+                    timeout_s=round(timeout, 1))
     code = f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={timeout * 0.9:.1f})"
     outcome = run_in_kernel(state, ctx, code, timeout=timeout)
     (folder / "log.txt").write_text(outcome.output + ("\n" + outcome.error if outcome.error else "") + "\n")

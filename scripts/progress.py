@@ -148,6 +148,9 @@ class Progress:
             a.source = e.get("source", a.source)
             t.doing = f"checking attempt {a.number}"
             self._say(f"{t.name}: attempt {a.number} written ({a.source}) after a failure")
+        elif kind == "cross_validate" and e.get("track"):
+            t = self._track(e["track"])
+            t.doing = f"cross-validating attempt {e.get('attempt', t.current or 1)}"
         elif kind == "attempt" and e.get("track"):
             t = self._track(e["track"])
             a = t.attempt(int(e.get("attempt", t.current or 1)))

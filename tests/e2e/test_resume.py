@@ -23,7 +23,6 @@ from graph.runner import run_status
 from scripts.examples import make_example
 
 REPO = Path(__file__).resolve().parents[2]
-ATTEMPT_1 = Path("tracks", "traditional", "attempt_1")
 
 
 def iml(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -35,7 +34,13 @@ def events(run: Path) -> list[dict]:
     path = run / "events.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:  # the run is writing this very line as we read
+            break
+    return out
 
 
 def sessions(log: list[dict]) -> list[list[dict]]:
@@ -72,6 +77,11 @@ def start_and_kill(args: list[str], run: Path, until, timeout: float = 240) -> i
     return len(alive)
 
 
+def cross_validating(run: Path, attempt: int) -> bool:
+    """The event that says the attempt's cross-validation has begun has been written."""
+    return any(e["event"] == "cross_validate" and e.get("attempt") == attempt for e in events(run))
+
+
 def attempt_numbers(run: Path) -> list[int]:
     folder = run / "tracks" / "traditional"
     return sorted(int(p.name.removeprefix("attempt_")) for p in folder.iterdir() if p.name.startswith("attempt_"))
@@ -98,14 +108,17 @@ def task(tmp_path_factory) -> Path:
 @pytest.mark.timeout(600)
 def test_killed_mid_track_then_mid_refine(task, tmp_path):
     run = tmp_path / "run"
-    # 1. killed while attempt 1 cross-validates: its dynamic check (check.json) is done
+    # 1. killed while attempt 1 cross-validates: its check passed and its execution has begun
     orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "60s", "--folds", "3", "--tracks", "traditional",
-                              "--quiet"], run, lambda r: (r / ATTEMPT_1 / "check.json").exists())
+                              "--quiet"], run, lambda r: cross_validating(r, attempt=1))
     assert orphans == 0, "a kernel outlived its killed run"
     first = sessions(events(run))
     assert len(first) == 1 and "generate" in {e["event"] for e in first[0]}
     assert not any(e["event"] in ("track", "submit") for e in first[0])
-    assert json.loads((run / "run.json").read_text())["sessions"][0]["ended"] is None  # killed: no goodbye
+    killed = json.loads((run / "run.json").read_text())["sessions"][0]
+    assert killed["ended"] is None  # killed: no goodbye
+    # the clock was written at the last event, whether or not a heartbeat had fired
+    assert killed["started"] + killed["seconds"] >= first[0][-1]["t"] - 1e-3 > killed["started"]
 
     # 2. resumed, and killed again once refine has finished two candidates
     def refined_twice(r: Path) -> bool:
