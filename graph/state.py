@@ -39,7 +39,17 @@ class TaskSpec(BaseModel):
     train_file: str = "train.csv"
     test_file: str = "test.csv"
     sample_submission_file: str | None = "sample_submission.csv"
+    # The train columns the models see: every train column but the target and the id that the
+    # test file has too. Empty (older runs): all of them.
+    feature_columns: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # what was dropped or ignored, said loudly
+
+    @property
+    def key_columns(self) -> list[str]:
+        from runtime.data import key_columns
+
+        return key_columns(self.model_dump(include={"id_column", "target", "task_type"}))
 
 
 class ColumnProfile(BaseModel):

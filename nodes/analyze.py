@@ -6,6 +6,7 @@ files. Every rule records why it decided, so the report can say how the task was
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import IMLState, SubmissionFormat, TaskSpec, TaskType
-from runtime.data import TaskInputError, label_key, read_header, read_table
+from runtime.data import TaskInputError, find_sample_submission, find_table, label_key, read_header, read_table
 from runtime.metrics import default_metric, get_metric, metric_from_text
 
 POSITIVE_LABELS = ("1", "yes", "true", "y", "t", "positive", "pos")
@@ -34,24 +35,53 @@ def analyze(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     return {"task": task, **llm_update}
 
 
-def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
+MOST_FEATURES_MISSING = 0.5  # a test file without more than this share of the features is refused
+
+
+@dataclass
+class TaskFiles:
+    train: Path
+    test: Path
+    sample: Path | None
+    description: str
+
+
+def locate_files(task_dir: Path) -> TaskFiles:
+    """The task's tables under their usual names, in any format iml reads."""
     if not task_dir.is_dir():
         raise TaskInputError(f"task folder not found: {task_dir}")
-    reasons: list[str] = []
-    train_cols = read_header(task_dir / "train.csv", "train file")
-    test_cols = read_header(task_dir / "test.csv", "test file")
-    sample_path = task_dir / "sample_submission.csv"
-    sample = read_table(sample_path, "sample submission") if sample_path.exists() else None
-    description = (task_dir / "description.md").read_text(errors="replace") if (task_dir / "description.md").exists() else ""
+    train = find_table(task_dir, "train")
+    if train is None:
+        raise TaskInputError(f"train file not found in {task_dir}: expected train.csv (or .tsv, .json, .jsonl, .parquet, "
+                             "each possibly zipped)")
+    test = find_table(task_dir, "test")
+    if test is None:
+        raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, "
+                             "each possibly zipped)")
+    description = next((p.read_text(errors="replace") for p in (task_dir / "description.md", task_dir / "description.txt")
+                        if p.is_file()), "")
+    return TaskFiles(train, test, find_sample_submission(task_dir), description)
 
-    id_column = _find_id(train_cols, test_cols, sample, settings.id_column, reasons)
+
+def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
+    files = locate_files(task_dir)
+    reasons: list[str] = []
+    warnings: list[str] = []
+    train_cols = read_header(files.train, "train file")
+    test_cols = read_header(files.test, "test file")
+    sample_cols = read_header(files.sample, "sample submission") if files.sample is not None else None
+    for name, path in (("train", files.train), ("test", files.test), ("sample submission", files.sample)):
+        if path is not None and path.name not in ("train.csv", "test.csv", "sample_submission.csv"):
+            reasons.append(f"{name}: read from {path.name}")
+    description = files.description
+
+    id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons)
+    sample = read_table(files.sample, "sample submission", keys=[id_column] if id_column else []) if files.sample else None
     target = _find_target(train_cols, test_cols, sample, id_column, description, settings.target, reasons)
-    extra = sorted(set(test_cols) - set(train_cols) - {id_column})
-    if extra:
-        raise TaskInputError(f"test file has columns that train lacks: {', '.join(extra[:5])}; both files must share their feature columns")
+    features = _usable_features(train_cols, test_cols, target, id_column, warnings)
 
     metric_name = _find_metric(description, settings.metric, reasons)
-    y = read_table(task_dir / "train.csv", "train file")[target].dropna()
+    y = read_table(files.train, "train file", columns=[target])[target].dropna()
     if y.empty:
         raise TaskInputError(f"target column '{target}' has no values in the train file")
     task_type = _task_type(y, metric_name, sample, target, reasons)
@@ -60,12 +90,17 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     metric = get_metric(metric_name)
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
+    if id_column:
+        _check_test_ids(files.test, id_column)
 
     classes: list[str] = []
     fmt: SubmissionFormat = "label"
     sub_cols = [c for c in (sample.columns if sample is not None else [id_column, target]) if c and c != id_column]
     if task_type != "regression":
-        labels = sorted({label_key(v) for v in y}, key=_natural)
+        # Class labels as the exact strings the file holds ("01" stays "01"), so they go out as written.
+        exact = read_table(files.train, "train file", keys=[target], columns=[target])[target]
+        exact = exact[exact != ""]
+        labels = sorted(set(exact), key=_natural)
         if len(sub_cols) > 1:
             missing = [c for c in labels if c not in sub_cols]
             if missing:
@@ -75,8 +110,8 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         else:
             classes = labels
             if task_type == "binary":
-                classes = _order_binary(labels, y, description, reasons)
-            fmt = _single_column_format(sample, sub_cols[0], labels, metric.needs, reasons)
+                classes = _order_binary(labels, exact, description, reasons)
+            fmt = _single_column_format(sample, sub_cols[0], [label_key(v) for v in y.unique()], metric.needs, reasons)
     return TaskSpec(
         task_dir=str(task_dir.resolve()),
         task_type=task_type,
@@ -87,19 +122,59 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         submission_format=fmt,
         submission_columns=([id_column] if id_column else []) + sub_cols,
         classes=classes,
-        sample_submission_file=sample_path.name if sample is not None else None,
+        train_file=files.train.name,
+        test_file=files.test.name,
+        sample_submission_file=files.sample.name if files.sample is not None else None,
+        feature_columns=features,
         reasons=reasons,
+        warnings=warnings,
     )
 
 
-def _find_id(train_cols: list[str], test_cols: list[str], sample: pd.DataFrame | None, given: str | None, reasons: list[str]) -> str | None:
+def _usable_features(train_cols: list[str], test_cols: list[str], target: str, id_column: str | None,
+                     warnings: list[str]) -> list[str]:
+    """The train columns the models may use: those the test file has too. Test-only columns are
+    ignored; train columns missing from test are dropped, loudly, and a test file that lacks most
+    of them is refused: predictions from columns that are not there would be worthless."""
+    candidates = [c for c in train_cols if c not in (target, id_column)]
+    test_only = [c for c in test_cols if c not in train_cols and c != id_column]
+    if test_only:
+        warnings.append(f"ignored {len(test_only)} column(s) that only the test file has: {_names(test_only)}")
+    missing = [c for c in candidates if c not in test_cols]
+    if candidates and len(missing) > MOST_FEATURES_MISSING * len(candidates):
+        raise TaskInputError(f"the test file lacks {len(missing)} of the {len(candidates)} feature columns of train "
+                             f"({_names(missing)}): predictions would be made without most of the signal; give a test file "
+                             "with the train file's columns")
+    if missing:
+        warnings.append(f"DROPPED {len(missing)} train column(s) that the test file lacks: {_names(missing)}; the models "
+                        "are trained without them")
+    features = [c for c in candidates if c in test_cols]
+    if not features:
+        raise TaskInputError("train and test share no feature column; nothing can be learnt that applies to the test rows")
+    return features
+
+
+def _check_test_ids(test: Path, id_column: str) -> None:
+    ids = read_table(test, "test file", keys=[id_column], columns=[id_column])[id_column]
+    repeated = ids[ids.duplicated(keep=False)]
+    if len(repeated):
+        raise TaskInputError(f"the test file has {ids.duplicated().sum()} repeated id(s) in '{id_column}' "
+                             f"(e.g. {', '.join(map(repr, repeated.unique()[:3]))}); each test row needs its own id")
+
+
+def _names(columns: list[str], limit: int = 6) -> str:
+    shown = ", ".join(columns[:limit])
+    return shown + (f", … ({len(columns) - limit} more)" if len(columns) > limit else "")
+
+
+def _find_id(train_cols: list[str], test_cols: list[str], sample_cols: list[str] | None, given: str | None, reasons: list[str]) -> str | None:
     if given:
         if given not in test_cols:
             raise TaskInputError(f"id column '{given}' is not in the test file; its columns are {', '.join(test_cols[:10])}")
         reasons.append(f"id: '{given}' from --id")
         return given
-    if sample is not None:
-        shared = [c for c in sample.columns if c in test_cols]
+    if sample_cols is not None:
+        shared = [c for c in sample_cols if c in test_cols]
         if shared:
             reasons.append(f"id: '{shared[0]}' is the column test and sample submission share")
             return shared[0]
@@ -237,13 +312,11 @@ def read_task_with_llm(task_dir: Path, settings: Settings, client, events=None) 
     from graph.llm import LLMError, TaskReading
     from prompts.render import analyze_messages
 
-    if not task_dir.is_dir():
-        raise TaskInputError(f"task folder not found: {task_dir}")
-    train_cols = read_header(task_dir / "train.csv", "train file")
-    test_cols = read_header(task_dir / "test.csv", "test file")
-    sample_path = task_dir / "sample_submission.csv"
-    sample_cols = read_header(sample_path, "sample submission") if sample_path.exists() else None
-    description = (task_dir / "description.md").read_text(errors="replace") if (task_dir / "description.md").exists() else ""
+    files = locate_files(task_dir)
+    train_cols = read_header(files.train, "train file")
+    test_cols = read_header(files.test, "test file")
+    sample_cols = read_header(files.sample, "sample submission") if files.sample is not None else None
+    description = files.description
     try:
         answer = client.ask(TaskReading, analyze_messages(task_dir, description, train_cols, test_cols, sample_cols),
                             role="analyze", node="analyze", events=events)

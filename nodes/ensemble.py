@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
-from runtime.data import label_key, read_table
+from runtime.data import label_key, labelled, read_table
 from runtime.metrics import Metric, get_metric
 
 MAX_STEPS = 25
@@ -98,9 +98,9 @@ def _weighted(preds: dict[str, np.ndarray], weights: Counter) -> np.ndarray:
 
 def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
     """A constant prediction from the training target: class shares, or the mean."""
-    train = read_table(Path(task.task_dir) / task.train_file, "train file")
-    n_test = len(read_table(Path(task.task_dir) / task.test_file, "test file"))
-    y = train[task.target].dropna()
+    train = read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns, columns=[task.target])
+    n_test = len(read_table(Path(task.task_dir) / task.test_file, "test file", keys=task.key_columns))
+    y = labelled(train, task.target)[task.target]
     if task.task_type == "regression":
         value = float(y.median() if metric.name in ("mae", "medae") else y.mean())
         test_pred = np.full(n_test, value)

@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import ColumnKind, ColumnProfile, DataProfile, IMLState, TargetProfile, TaskSpec
-from runtime.data import read_table
+from runtime.data import feature_columns, labelled, read_table
 
 TEXT_MIN_MEAN_LENGTH = 40
 TEXT_MIN_WORDS = 6
@@ -27,15 +27,15 @@ def profile(state: IMLState, runtime: Runtime[RunContext]) -> dict:
 
 def profile_data(task: TaskSpec) -> DataProfile:
     task_dir = Path(task.task_dir)
-    train = read_table(task_dir / task.train_file, "train file")
-    test = read_table(task_dir / task.test_file, "test file")
-    features = [c for c in train.columns if c not in (task.target, task.id_column)]
+    train = read_table(task_dir / task.train_file, "train file", keys=task.key_columns)
+    test = read_table(task_dir / task.test_file, "test file", keys=task.key_columns)
+    features = feature_columns(task.model_dump(), train.columns)
     columns = [profile_column(train[c], test[c] if c in test.columns else None) for c in features]
     return DataProfile(
         n_train=len(train),
         n_test=len(test),
         columns=columns,
-        target=profile_target(train[task.target], task),
+        target=profile_target(labelled(train, task.target)[task.target], task),
         warnings=find_warnings(train, test, task, columns),
     )
 
@@ -101,7 +101,8 @@ def profile_target(y: pd.Series, task: TaskSpec) -> TargetProfile:
 
 def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> list[str]:
     found: list[str] = []
-    missing_target = int(train[task.target].isna().sum())
+    with_target = labelled(train, task.target)
+    missing_target = len(train) - len(with_target)
     if missing_target:
         found.append(f"{missing_target} train rows have no target and are dropped")
     features = [c.name for c in columns]
@@ -125,7 +126,7 @@ def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, colum
             unseen = test[c.name].dropna().isin(set(train[c.name].dropna())).mean()
             if unseen < 0.9:
                 found.append(f"drift: {1 - unseen:.0%} of test values of '{c.name}' never occur in train")
-    found += _leakage(train, task, columns)
+    found += _leakage(with_target, task, columns)
     return found
 
 

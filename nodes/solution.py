@@ -20,6 +20,7 @@ import numpy as np
 
 from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
 from runtime import data as data_module
+from runtime import submission as submission_module
 
 def _harness():
     """runtime.harness, imported when solution.py is written: at import time it would bring
@@ -73,6 +74,21 @@ def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], e
     return dict(shares)
 
 
+def inlined(module) -> str:
+    """A module's source without its docstring and its imports of iML: solution.py holds the
+    very functions the framework runs, so the two cannot drift apart."""
+    source = inspect.getsource(module)
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    drop: set[int] = set()
+    for node in tree.body:
+        is_doc = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        iml_import = isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("runtime", "graph", "nodes", "__future__")
+        if (is_doc and node is tree.body[0]) or iml_import:
+            drop.update(range(node.lineno - 1, node.end_lineno))
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip() + "\n"
+
+
 def literal(text: str) -> str:
     """`text` as a Python string literal: a readable raw triple-quoted one when that is exact."""
     candidate = "r'''" + text + "'''"
@@ -117,8 +133,9 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         f"PROFILE = json.loads({literal(profile_json)})\n"
         f"VALIDATION = json.loads({literal(json.dumps(validation))})\n"
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n",
-        "\n# -- copied from the iML harness (runtime/harness.py, runtime/data.py) " + "-" * 20 + "\n\n",
-        inspect.getsource(data_module.label_key) + "\n\n" + inspect.getsource(_harness().make_folds),
+        "\n# -- inlined from iML: reading the tables (runtime/data.py), the submission's format\n"
+        "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
+        inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + inspect.getsource(_harness().make_folds),
         BODY,
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
         "\n".join(source_lines),
@@ -170,10 +187,6 @@ BODY = '''
 
 
 # -- the harness's loop over folds --------------------------------------------------------
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, low_memory=False)
 
 
 def load_module(name: str, source: str) -> types.ModuleType:
@@ -244,33 +257,6 @@ def baseline(train: pd.DataFrame, n_test: int) -> np.ndarray:
     shares = y.map(label_key).value_counts(normalize=True)
     probs = np.array([shares.get(c, 0.0) for c in TASK["classes"]])
     return np.tile(probs[1], n_test) if TASK["task_type"] == "binary" else np.tile(probs, (n_test, 1))
-
-
-def format_submission(test_pred: np.ndarray, test: pd.DataFrame, train: pd.DataFrame, task_dir: Path) -> pd.DataFrame:
-    id_col = TASK["id_column"]
-    ids = test[id_col].to_numpy() if id_col else np.arange(len(test))
-    value_cols = [c for c in TASK["submission_columns"] if c != id_col]
-    if TASK["task_type"] == "regression":
-        values = {value_cols[0]: test_pred}
-    elif TASK["submission_format"] == "proba_cols":
-        probs = test_pred if test_pred.ndim == 2 else np.column_stack([1 - test_pred, test_pred])
-        values = {label: probs[:, i] for i, label in enumerate(TASK["classes"])}
-    elif TASK["submission_format"] == "proba":
-        values = {value_cols[0]: test_pred if test_pred.ndim == 1 else test_pred[:, 1]}
-    else:
-        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
-        labels = np.array(TASK["classes"], dtype=object)[codes]
-        # labels go out with the train file's type: 1 stays 1, not '1' or 1.0
-        train_y = train[TASK["target"]].dropna()
-        by_key = {label_key(v): v for v in train_y.drop_duplicates()}
-        values = {value_cols[0]: np.array([by_key.get(label, label) for label in labels], dtype=object)}
-    frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
-    sample_file = TASK.get("sample_submission_file")
-    if sample_file and id_col and (task_dir / sample_file).exists():
-        order = read_table(task_dir / sample_file)[id_col]
-        if set(order) == set(frame[id_col]) and len(order) == len(frame):
-            frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
-    return frame[TASK["submission_columns"]]
 '''
 
 MAIN = '''
@@ -278,16 +264,17 @@ MAIN = '''
 def main(task_dir: Path, out: Path) -> None:
     random.seed(0)
     np.random.seed(0)
-    raw_train = read_table(task_dir / TASK["train_file"])
-    test = read_table(task_dir / TASK["test_file"])
-    target, id_col = TASK["target"], TASK["id_column"]
-    drop = [c for c in (target, id_col) if c]
-    train = raw_train.dropna(subset=[target]).reset_index(drop=True)
-    X = train.drop(columns=[c for c in drop if c in train.columns])
-    X_test = test.drop(columns=[c for c in drop if c in test.columns])[list(X.columns)]
+    TASK["task_dir"] = str(task_dir)
+    keys = key_columns(TASK)
+    raw_train = read_table(task_dir / TASK["train_file"], "train file", keys=keys)
+    test = read_table(task_dir / TASK["test_file"], "test file", keys=keys)
+    target = TASK["target"]
+    train = labelled(raw_train, target)
+    features = feature_columns(TASK, train.columns)
+    X, X_test = train[features], test[features]
     y = encode_target(train[target])
     if ENSEMBLE_KIND == "baseline":
-        test_pred = baseline(raw_train, len(test))
+        test_pred = baseline(train, len(test))
     else:
         folds = make_folds(VALIDATION, y, train, TASK["task_type"])
         total = sum(m["weight"] for m in MEMBERS)
@@ -296,7 +283,7 @@ def main(task_dir: Path, out: Path) -> None:
             test_pred = preds[MEMBERS[0]["name"]]
         else:
             test_pred = sum(preds[m["name"]] * (m["weight"] / total) for m in MEMBERS)
-    frame = format_submission(test_pred, test, raw_train, task_dir)
+    frame = submission_frame(TASK, test_pred)
     frame.to_csv(out, index=False)
     print(f"wrote {out} ({len(frame)} rows)", file=sys.stderr)
 

@@ -4,6 +4,7 @@ with leaderboard.csv beside it."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,11 @@ from graph.context import RunContext
 from graph.state import EnsembleResult, IMLState, TaskSpec, TrackResult
 from nodes.report import write_report
 from nodes.solution import write_solution
-from runtime.data import TaskInputError, label_key, read_table
+from runtime.data import TaskInputError, read_table
+from runtime.submission import submission_frame
+
+
+SUBMISSION = "submission.csv"
 
 
 class InvalidSubmissionError(RuntimeError):
@@ -23,12 +28,8 @@ class InvalidSubmissionError(RuntimeError):
 
 def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     task, run_dir = state["task"], Path(state["run_dir"])
-    frame = format_submission(task, np.load(state["ensemble"].test_path))
-    path = run_dir / "submission.csv"
-    frame.to_csv(path, index=False)
-    problems = validate_submission(task, path)
-    if problems:
-        raise InvalidSubmissionError("submission.csv breaks the task's format: " + "; ".join(problems))
+    path = run_dir / SUBMISSION
+    frame = write_submission(task, np.load(state["ensemble"].test_path), path)
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
     ctx = runtime.context
@@ -55,55 +56,46 @@ def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
 
 
 def format_submission(task: TaskSpec, test_pred: np.ndarray) -> pd.DataFrame:
-    task_dir = Path(task.task_dir)
-    test = read_table(task_dir / task.test_file, "test file")
-    ids = test[task.id_column].to_numpy() if task.id_column else np.arange(len(test))
-    value_cols = [c for c in task.submission_columns if c != task.id_column]
-    if task.task_type == "regression":
-        values = {value_cols[0]: test_pred}
-    elif task.submission_format == "proba_cols":
-        probs = test_pred if test_pred.ndim == 2 else np.column_stack([1 - test_pred, test_pred])
-        values = {label: probs[:, i] for i, label in enumerate(task.classes)}
-    elif task.submission_format == "proba":
-        values = {value_cols[0]: test_pred if test_pred.ndim == 1 else test_pred[:, 1]}
-    else:
-        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
-        labels = np.array(task.classes, dtype=object)[codes]
-        values = {value_cols[0]: _restore_label_type(labels, task)}
-    frame = pd.DataFrame({**({task.id_column: ids} if task.id_column else {}), **values})
-    if task.sample_submission_file and task.id_column:
-        sample = read_table(task_dir / task.sample_submission_file, "sample submission")
-        order = sample[task.id_column]
-        if set(order) == set(frame[task.id_column]) and len(order) == len(frame):
-            frame = frame.set_index(task.id_column).loc[order.to_numpy()].reset_index()
-    return frame[task.submission_columns]
+    """Predictions in the sample submission's format: its columns, its row order, the ids and
+    class labels as the exact strings the task's files hold."""
+    return submission_frame(task.model_dump(), test_pred)
 
 
-def _restore_label_type(labels: np.ndarray, task: TaskSpec) -> np.ndarray:
-    """Labels go out with the train file's type: 1 stays 1, not '1' or 1.0."""
-    train_y = pd.read_csv(Path(task.task_dir) / task.train_file, usecols=[task.target])[task.target].dropna()
-    by_key = {label_key(v): v for v in train_y.drop_duplicates()}
-    return np.array([by_key.get(label, label) for label in labels], dtype=object)
+def write_submission(task: TaskSpec, test_pred: np.ndarray, path: Path) -> pd.DataFrame:
+    """Format, write to a temporary file, validate, then move into place: whoever reads `path`
+    (a user, or the run killed at any moment) sees the previous valid file or the new one."""
+    frame = format_submission(task, test_pred)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    problems = validate_submission(task, tmp)
+    if problems:
+        tmp.unlink(missing_ok=True)
+        raise InvalidSubmissionError(f"{path.name} breaks the task's format: " + "; ".join(problems))
+    os.replace(tmp, path)
+    return frame
 
 
 def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
     """Every way the file breaks the task's format, one line each; empty when valid."""
+    expected = task.submission_columns
+    label_cols = [c for c in expected if c != task.id_column] if task.submission_format == "label" and task.task_type != "regression" else []
     try:
-        sub = read_table(path, "submission")
+        sub = read_table(path, "submission", keys=([task.id_column] if task.id_column else []) + label_cols)
     except TaskInputError as e:
         return [str(e)]
     problems: list[str] = []
-    expected = task.submission_columns
     if list(sub.columns) != expected:
         missing = [c for c in expected if c not in sub.columns]
         extra = [c for c in sub.columns if c not in expected]
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p)
         problems.append(f"columns are {list(sub.columns)}, expected {expected}" + (f" ({detail})" if detail else " (order differs)"))
-    test = read_table(Path(task.task_dir) / task.test_file, "test file")
+    test = read_table(Path(task.task_dir) / task.test_file, "test file", keys=[task.id_column] if task.id_column else [],
+                      columns=[task.id_column] if task.id_column else None)
     if len(sub) != len(test):
         problems.append(f"{len(sub)} rows, expected {len(test)} (one per test row)")
     if task.id_column and task.id_column in sub.columns:
-        ids, want = sub[task.id_column].map(label_key), set(test[task.id_column].map(label_key))
+        # exact strings on both sides: an id written 123 where the task says 000123 is not its id
+        ids, want = sub[task.id_column].astype(str), set(test[task.id_column].astype(str))
         if ids.duplicated().any():
             problems.append(f"{int(ids.duplicated().sum())} duplicated ids in '{task.id_column}'")
         missing_ids = want - set(ids)
@@ -128,7 +120,7 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
             if not np.allclose(sums, 1.0, atol=1e-3):
                 problems.append(f"each row's class probabilities must sum to 1 (they range {sums.min():.3g}..{sums.max():.3g})")
     elif task.task_type != "regression" and value_cols:
-        unknown_labels = set(sub[value_cols[0]].dropna().map(label_key)) - set(task.classes)
+        unknown_labels = set(sub[value_cols[0]].astype(str)) - set(task.classes)
         if unknown_labels:
             problems.append(f"labels {sorted(unknown_labels)[:5]} are not among the classes {task.classes}")
     elif task.task_type == "regression" and value_cols:

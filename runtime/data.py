@@ -1,10 +1,28 @@
-"""Reading a task's tables, with one-line errors a user can act on.
+"""Reading a task's tables as people have them, with one-line errors a user can act on.
 
-Loaded into the execution kernel by the harness too, so it depends on pandas alone.
+Loaded into the execution kernel by the harness, and inlined into solution.py from this very
+source, so it depends on pandas and the standard library alone.
+
+- Formats: CSV / TSV / TXT, JSON (a list of records, or JSON lines), Parquet, and each of these
+  zipped (`train.csv.zip`, one table inside). pandas and pyarrow do the reading itself.
+- Text files: the encoding (UTF-8 with or without a BOM, else cp1252 / latin-1) and the separator
+  (comma, semicolon, tab, pipe) are detected from the file's first lines; a semicolon file's
+  decimal commas ("3,5") are read as numbers.
+- Key columns (`keys`: ids, class labels) are kept as the exact strings written: `000123` stays
+  `000123`, never `123`.
+- Other columns: numbers written with thousands separators ("1,234,567") become numbers, and
+  true/false columns become booleans, so a column is never a category just because of how its
+  numbers were written.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,51 +33,290 @@ class TaskInputError(ValueError):
     """Bad input from the user: the message is one line that says what to fix."""
 
 
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TABLE_SUFFIXES = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+SEPARATORS = (",", ";", "\t", "|")
+SNIFF_BYTES = 1 << 16
+SNIFF_LINES = 50
+_NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})*,\d+$|^[+-]?\d+,\d+$")
+_TRUE_FALSE = {"true": True, "false": False}
+
+
+def table_format(path: Path) -> str:
+    """'text', 'json' or 'parquet', by the file's name (the name inside a .zip)."""
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        name = name[:-4]
+    for kind, suffixes in (("text", TEXT_SUFFIXES), ("json", JSON_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
+        if name.endswith(suffixes):
+            return kind
+    return "text"
+
+
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
         raise TaskInputError(f"{what} not found: {path}")
     if path.is_dir():
-        raise TaskInputError(f"{what} is a folder, expected a CSV file: {path}")
+        raise TaskInputError(f"{what} is a folder, expected a table file: {path}")
     if path.stat().st_size == 0:
         raise TaskInputError(f"{what} is empty: {path}")
-    if path.suffix.lower() == ".parquet":
+    if path.name.lower().endswith(".zip"):
+        if not zipfile.is_zipfile(path):
+            raise TaskInputError(f"{what} is named .zip but is not a zip archive: {path}")
+        return
+    if table_format(path) == "parquet":
         return
     try:
         with path.open("rb") as f:
             head = f.read(4096)
     except OSError as e:
         raise TaskInputError(f"cannot read {what} {path}: {e.strerror}") from None
-    if b"\x00" in head:
-        raise TaskInputError(f"{what} is not a text CSV file (binary content): {path}")
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise TaskInputError(f"{what} is not a text table (binary content): {path}")
 
 
-def read_table(path: str | Path, what: str = "file") -> pd.DataFrame:
+def _open(path: Path, what: str):
+    """A binary file object over the table (the single table inside a zip archive)."""
+    if not path.name.lower().endswith(".zip"):
+        return path.open("rb")
+    archive = zipfile.ZipFile(path)
+    members = [m for m in archive.namelist() if not m.endswith("/") and not m.startswith("__MACOSX")]
+    if len(members) != 1:
+        raise TaskInputError(f"{what} {path} holds {len(members)} files; expected exactly one table inside the zip")
+    return archive.open(members[0])
+
+
+def sniff(head: bytes) -> tuple[str, str]:
+    """(encoding, separator) of a text table from its first bytes."""
+    if head.startswith(b"\xef\xbb\xbf"):
+        encoding = "utf-8-sig"
+    elif head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8"
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as e:
+            # a multi-byte character cut at the end of the sample is still UTF-8
+            if e.start < len(head) - 4:
+                encoding = "cp1252"
+    text = head.decode(encoding if encoding != "cp1252" else "latin-1", errors="replace")
+    lines = text.splitlines()[:SNIFF_LINES]
+    if len(head) >= SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    best, best_key = ",", (-1.0, 0)
+    for sep in SEPARATORS:
+        rows = [r for r in csv.reader(lines, delimiter=sep) if r]
+        if not rows:
+            continue
+        widths = [len(r) for r in rows]
+        width = max(set(widths), key=widths.count)
+        if width < 2:
+            continue
+        # the separator whose rows agree on their width, then the one that makes more columns
+        key = (widths.count(width) / len(widths), width)
+        if key > best_key:
+            best, best_key = sep, key
+    return encoding, best
+
+
+def read_table(path: str | Path, what: str = "file", *, keys: Iterable[str] = (), nrows: int | None = None,
+               columns: list[str] | None = None) -> pd.DataFrame:
+    """The table at `path`, read as its format, encoding and separator say.
+
+    keys: columns kept as the exact strings written (ids, class labels); those absent are ignored.
+    columns: read only these (those absent are ignored).
+    """
     path = Path(path)
     _check_file(path, what)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
+    keys = [k for k in keys if k]
+    kind = table_format(path)
     try:
-        frame = pd.read_csv(path, low_memory=False)
-    except pd.errors.EmptyDataError:
-        raise TaskInputError(f"{what} has no columns: {path}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        if kind == "parquet":
+            frame = pd.read_parquet(path) if not path.name.lower().endswith(".zip") else pd.read_parquet(io.BytesIO(_open(path, what).read()))
+            frame = _keys_as_strings(frame, keys)
+        elif kind == "json":
+            frame = _read_json(path, what, keys, nrows)
+        else:
+            frame = _read_text(path, what, keys, nrows, columns)
+    except TaskInputError:
+        raise
+    except (pd.errors.ParserError, UnicodeError, ValueError, OSError, zipfile.BadZipFile) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TaskInputError(f"{what} is not a readable CSV ({first}): {path}") from None
+        raise TaskInputError(f"{what} is not a readable {kind} table ({first[:200]}): {path}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    if columns is not None:
+        frame = frame[[c for c in frame.columns if c in set(columns)]]
     if frame.shape[1] == 0:
         raise TaskInputError(f"{what} has no columns: {path}")
-    if len(frame) == 0:
+    if len(frame) == 0 and nrows != 0:
         raise TaskInputError(f"{what} has a header but no rows: {path}")
+    return understand_values(frame, keys, decimal_comma=frame.attrs.pop("decimal_comma", False))
+
+
+def _read_text(path: Path, what: str, keys: list[str], nrows: int | None, columns: list[str] | None) -> pd.DataFrame:
+    with _open(path, what) as f:
+        head = f.read(SNIFF_BYTES)
+    encoding, sep = sniff(head)
+    if not head.strip():
+        raise TaskInputError(f"{what} has no columns: {path}")
+    # Keys through a converter: the raw string, with no NA guessing ("NA" may be Namibia's code).
+    wanted = set(columns) if columns is not None else None
+    converters = {k: str for k in keys if wanted is None or k in wanted}
+    options = dict(sep=sep, low_memory=False, nrows=nrows, converters=converters or None,
+                   usecols=(lambda c: c in wanted) if wanted is not None else None)
+    if sep == ";":
+        options["decimal"] = ","  # the European convention that goes with semicolons
+    for attempt in (encoding, "cp1252", "latin-1"):
+        try:
+            with _open(path, what) as f:
+                frame = pd.read_csv(f, encoding=attempt, **options)
+            frame.attrs["decimal_comma"] = sep == ";"
+            return frame
+        except UnicodeDecodeError:
+            continue  # the sample was UTF-8, a later line is not
+        except pd.errors.EmptyDataError:
+            raise TaskInputError(f"{what} has no columns: {path}") from None
+    raise TaskInputError(f"{what} is in no encoding iml reads (UTF-8, cp1252, latin-1): {path}")
+
+
+def _read_json(path: Path, what: str, keys: list[str], nrows: int | None) -> pd.DataFrame:
+    with _open(path, what) as f:
+        raw = f.read()
+    text = raw.decode("utf-8-sig", errors="replace").strip()
+    if not text:
+        raise TaskInputError(f"{what} has no records: {path}")
+    if text.startswith("["):
+        records = json.loads(text)
+    elif text.startswith("{") and "\n" not in text:
+        value = json.loads(text)
+        # {"col": [..], ...} (columns) or {"data": [records]}
+        records = next((v for v in value.values() if isinstance(v, list) and v and isinstance(v[0], dict)), value)
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if isinstance(records, dict):
+        frame = pd.DataFrame(records)
+    else:
+        if not all(isinstance(r, dict) for r in records):
+            raise TaskInputError(f"{what} is JSON but not a list of records (objects): {path}")
+        frame = pd.json_normalize(records, max_level=0)
+    if nrows is not None:
+        frame = frame.head(nrows)
+    return _keys_as_strings(frame, keys)
+
+
+def _keys_as_strings(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    for k in keys:
+        if k in frame.columns:
+            frame[k] = frame[k].map(lambda v: v if isinstance(v, str) else label_key(v) if pd.notna(v) else "")
     return frame
 
 
+def understand_values(frame: pd.DataFrame, keys: Iterable[str] = (), decimal_comma: bool = False) -> pd.DataFrame:
+    """Numbers written as text ("1,234,567"; with `decimal_comma`, a semicolon file's "1.234,5")
+    as numbers, and true/false columns as booleans. Keys and genuine text stay as they are."""
+    keys = set(keys)
+    for c in frame.columns:
+        if c in keys:
+            continue
+        col = frame[c]
+        if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
+            continue
+        values = col.dropna()
+        # a look at the first values first: most text columns fail at once, at little cost
+        if values.empty or _number_or_bool(values.head(200), decimal_comma) is None:
+            continue
+        kind = _number_or_bool(values, decimal_comma)
+        if kind == "bool":
+            frame[c] = col.map(lambda v: _TRUE_FALSE[v.strip().lower()] if isinstance(v, str) else pd.NA).astype("boolean")
+        elif kind == "thousands":
+            frame[c] = pd.to_numeric(col.map(lambda v: v.replace(",", "").strip() if isinstance(v, str) else v))
+        elif kind == "decimal_comma":
+            frame[c] = pd.to_numeric(col.map(lambda v: v.strip().replace(".", "").replace(",", ".") if isinstance(v, str) else v))
+        elif kind == "plain":
+            frame[c] = pd.to_numeric(col.map(lambda v: v.strip() if isinstance(v, str) else v))
+    return frame
+
+
+def _number_or_bool(values: pd.Series, decimal_comma: bool) -> str | None:
+    """How a column of strings writes its values: 'bool', 'plain' numbers, numbers with
+    'thousands' separators or with a 'decimal_comma'; None for anything else (text, labels)."""
+    if not all(isinstance(v, str) for v in values.head(1000)):
+        return None
+    text = values.astype(str).str.strip()
+    if text.str.lower().isin(list(_TRUE_FALSE)).all():
+        return "bool"
+    plain = text.str.fullmatch(_NUMBER.pattern)
+    if plain.all():
+        return "plain"
+    if decimal_comma:
+        if (plain | text.str.fullmatch(_DECIMAL_COMMA.pattern)).all():
+            return "decimal_comma"
+    elif (plain | text.str.fullmatch(_THOUSANDS.pattern)).all():
+        return "thousands"
+    return None
+
+
 def read_header(path: str | Path, what: str = "file") -> list[str]:
-    """Column names only; cheap on large files."""
+    """Column names only; cheap on large text files."""
     path = Path(path)
-    _check_file(path, what)
-    try:
-        return list(pd.read_csv(path, nrows=0).columns)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-        raise TaskInputError(f"{what} is not a readable CSV: {path}") from None
+    return list(read_table(path, what, nrows=0 if table_format(path) == "text" else None).columns)
+
+
+def find_table(task_dir: Path, *stems: str) -> Path | None:
+    """The table named `<stem>.<format>` (zipped or not) in the task folder, for the first stem
+    that has one: train.csv, train.tsv, train.json, train.parquet, train.csv.zip, ..."""
+    for stem in stems:
+        for suffix in TABLE_SUFFIXES:
+            for name in (stem + suffix, stem + suffix + ".zip"):
+                path = task_dir / name
+                if path.is_file():
+                    return path
+        if (task_dir / f"{stem}.zip").is_file():
+            return task_dir / f"{stem}.zip"
+    return None
+
+
+SAMPLE_PATTERNS = ("sample_submission*", "sampleSubmission*", "sample-submission*", "*sample*submission*")
+
+
+def find_sample_submission(task_dir: Path) -> Path | None:
+    """The sample submission under its usual names; else the one table named *submission*."""
+    for pattern in SAMPLE_PATTERNS:
+        found = sorted(p for p in task_dir.glob(pattern) if p.is_file() and _is_table(p))
+        if found:
+            return min(found, key=lambda p: (len(p.name), p.name))  # sample_submission.csv before sample_submission_v2.csv
+    found = [p for p in task_dir.glob("*submission*") if p.is_file() and _is_table(p)]
+    return found[0] if len(found) == 1 else None
+
+
+def _is_table(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".zip")
+    return name.endswith(TABLE_SUFFIXES)
+
+
+def key_columns(task: dict) -> list[str]:
+    """The columns of a task read as the exact strings written: the id, and class labels."""
+    keys = [task["id_column"]] if task.get("id_column") else []
+    return keys + ([task["target"]] if task.get("task_type") != "regression" else [])
+
+
+def feature_columns(task: dict, train_columns: Iterable[str]) -> list[str]:
+    """The columns the models see (task.json's feature_columns; older runs: all but target and id)."""
+    if task.get("feature_columns"):
+        return list(task["feature_columns"])
+    return [c for c in train_columns if c not in (task["target"], task.get("id_column"))]
+
+
+def labelled(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The rows that have a target value (an exact-string label reads as "" where it is missing)."""
+    y = frame[target]
+    keep = y.notna() & (y.astype(str).str.strip() != "") if not pd.api.types.is_numeric_dtype(y) else y.notna()
+    return frame[keep].reset_index(drop=True)
 
 
 def label_key(value: Any) -> str:

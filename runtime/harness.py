@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
-from runtime.data import label_key, read_table
+from runtime.data import feature_columns, key_columns, label_key, labelled, read_table
 from runtime.metrics import get_metric
 
 SAMPLE_ROWS = 300
@@ -91,13 +91,14 @@ class Harness:
         self.profile: dict[str, Any] = json.loads((run_dir / "profile.json").read_text())
         self.scheme: dict[str, Any] = json.loads((run_dir / "blueprint.json").read_text())["validation"]
         task_dir = Path(self.task["task_dir"])
-        train = read_table(task_dir / self.task["train_file"], "train file")
-        test = read_table(task_dir / self.task["test_file"], "test file")
+        keys = key_columns(self.task)
+        train = read_table(task_dir / self.task["train_file"], "train file", keys=keys)
+        test = read_table(task_dir / self.task["test_file"], "test file", keys=keys)
         target, id_col = self.task["target"], self.task["id_column"]
-        drop = [c for c in (target, id_col) if c]
-        train = train.dropna(subset=[target]).reset_index(drop=True)
-        self.X = train.drop(columns=[c for c in drop if c in train.columns])
-        self.X_test = test.drop(columns=[c for c in drop if c in test.columns])[list(self.X.columns)]
+        train = labelled(train, target)
+        features = feature_columns(self.task, train.columns)
+        self.X = train[features]
+        self.X_test = test[features]
         self.test_ids = test[id_col].to_numpy() if id_col and id_col in test.columns else np.arange(len(test))
         self.y = self._encode_target(train[target])
         self.folds = make_folds(self.scheme, self.y, train, self.task["task_type"])

@@ -43,7 +43,7 @@ def test_rows_follow_the_sample_submission_order(make_task, tmp_path):
     sample.to_csv(folder / "sample_submission.csv", index=False)
     task = read_task(folder, Settings())
     frame, _ = _roundtrip(task, np.arange(48, dtype=float), tmp_path)
-    assert list(frame.row_key) == list(sample.row_key)
+    assert list(frame.row_key) == list(sample.row_key.astype(str))
 
 
 def test_each_problem_is_reported_on_its_own_line(make_task, tmp_path):

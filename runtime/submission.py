@@ -1,0 +1,43 @@
+"""Predictions -> the sample submission's format. One function, used by `submit`, by
+`iml predict`, and inlined into solution.py from this source, so the three cannot disagree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runtime.data import key_columns, read_table
+
+
+def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None = None) -> pd.DataFrame:
+    """The submission's columns and rows for `test_pred` (the harness's prediction form).
+
+    ids: the rows' ids (exact strings); default the task's test file's. With the task's own test
+    rows, the rows follow the sample submission's order."""
+    task_dir = Path(task["task_dir"])
+    id_col = task.get("id_column")
+    own_test = ids is None
+    if ids is None:
+        test = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task), columns=[id_col] if id_col else None)
+        ids = test[id_col].to_numpy() if id_col else np.arange(len(test))
+    value_cols = [c for c in task["submission_columns"] if c != id_col]
+    if task["task_type"] == "regression":
+        values = {value_cols[0]: test_pred}
+    elif task["submission_format"] == "proba_cols":
+        probs = test_pred if test_pred.ndim == 2 else np.column_stack([1 - test_pred, test_pred])
+        values = {label: probs[:, i] for i, label in enumerate(task["classes"])}
+    elif task["submission_format"] == "proba":
+        values = {value_cols[0]: test_pred if test_pred.ndim == 1 else test_pred[:, 1]}
+    else:
+        # class labels as the exact strings of the train file ("01" stays "01", True stays True)
+        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
+        values = {value_cols[0]: np.array(task["classes"], dtype=object)[codes]}
+    frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
+    sample_file = task.get("sample_submission_file")
+    if own_test and sample_file and id_col and (task_dir / sample_file).exists():
+        order = read_table(task_dir / sample_file, "sample submission", keys=[id_col], columns=[id_col])[id_col]
+        if set(order) == set(frame[id_col]) and len(order) == len(frame):
+            frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
+    return frame[task["submission_columns"]]
