@@ -30,7 +30,7 @@ def analyze(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     else:
         task, calls = read_task_with_llm(Path(state["task_dir"]), runtime.context.settings, client, runtime.context.events)
         llm_update = {"llm_usage": calls}
-    runtime.context.events.emit("task", **task.model_dump(include={"task_type", "target", "metric", "id_column"}))
+    runtime.context.events.emit("task", **task.model_dump(include={"task_type", "target", "metric", "id_column", "warnings"}))
     Path(state["run_dir"], "task.json").write_text(task.model_dump_json(indent=2))
     return {"task": task, **llm_update}
 

@@ -36,7 +36,7 @@ def profile_data(task: TaskSpec) -> DataProfile:
         n_test=len(test),
         columns=columns,
         target=profile_target(labelled(train, task.target)[task.target], task),
-        warnings=find_warnings(train, test, task, columns),
+        warnings=list(task.warnings) + find_warnings(train, test, task, columns),
     )
 
 

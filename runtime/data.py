@@ -40,6 +40,9 @@ TABLE_SUFFIXES = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 SEPARATORS = (",", ";", "\t", "|")
 SNIFF_BYTES = 1 << 16
 SNIFF_LINES = 50
+# pandas' default missing-value spellings, applied to every column but the keys
+NA_STRINGS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+              "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})*,\d+$|^[+-]?\d+,\d+$")
@@ -101,8 +104,8 @@ def sniff(head: bytes) -> tuple[str, str]:
         try:
             head.decode("utf-8")
         except UnicodeDecodeError as e:
-            # a multi-byte character cut at the end of the sample is still UTF-8
-            if e.start < len(head) - 4:
+            # a multi-byte character cut at the end of a full sample is still UTF-8
+            if len(head) < SNIFF_BYTES or e.start < len(head) - 4:
                 encoding = "cp1252"
     text = head.decode(encoding if encoding != "cp1252" else "latin-1", errors="replace")
     lines = text.splitlines()[:SNIFF_LINES]
@@ -164,17 +167,22 @@ def _read_text(path: Path, what: str, keys: list[str], nrows: int | None, column
     encoding, sep = sniff(head)
     if not head.strip():
         raise TaskInputError(f"{what} has no columns: {path}")
-    # Keys through a converter: the raw string, with no NA guessing ("NA" may be Namibia's code).
     wanted = set(columns) if columns is not None else None
-    converters = {k: str for k in keys if wanted is None or k in wanted}
-    options = dict(sep=sep, low_memory=False, nrows=nrows, converters=converters or None,
-                   usecols=(lambda c: c in wanted) if wanted is not None else None)
+    options: dict[str, Any] = dict(sep=sep, low_memory=False, usecols=(lambda c: c in wanted) if wanted is not None else None)
     if sep == ";":
         options["decimal"] = ","  # the European convention that goes with semicolons
     for attempt in (encoding, "cp1252", "latin-1"):
         try:
+            if keys:
+                # Keys as the raw strings, with no NA guessing ("NA" may be an id, or Namibia):
+                # the usual NA spellings apply to every other column only.
+                with _open(path, what) as f:
+                    header = list(pd.read_csv(f, encoding=attempt, nrows=0, **options).columns)
+                keyed = {k for k in keys if k in header}
+                options.update(converters={k: str for k in keyed}, keep_default_na=False,
+                               na_values={c: NA_STRINGS for c in header if c not in keyed})
             with _open(path, what) as f:
-                frame = pd.read_csv(f, encoding=attempt, **options)
+                frame = pd.read_csv(f, encoding=attempt, nrows=nrows, **options)
             frame.attrs["decimal_comma"] = sep == ";"
             return frame
         except UnicodeDecodeError:
@@ -236,10 +244,18 @@ def understand_values(frame: pd.DataFrame, keys: Iterable[str] = (), decimal_com
         elif kind == "thousands":
             frame[c] = pd.to_numeric(col.map(lambda v: v.replace(",", "").strip() if isinstance(v, str) else v))
         elif kind == "decimal_comma":
-            frame[c] = pd.to_numeric(col.map(lambda v: v.strip().replace(".", "").replace(",", ".") if isinstance(v, str) else v))
+            frame[c] = pd.to_numeric(col.map(lambda v: _from_decimal_comma(v) if isinstance(v, str) else v))
         elif kind == "plain":
             frame[c] = pd.to_numeric(col.map(lambda v: v.strip() if isinstance(v, str) else v))
     return frame
+
+
+def _from_decimal_comma(value: str) -> str:
+    """'1.234,5' -> '1234.5', '3,5' -> '3.5', '1.234' -> '1234' (dots group thousands), '4.5' -> '4.5'."""
+    value = value.strip()
+    if "," in value or re.fullmatch(r"[+-]?\d{1,3}(?:\.\d{3})+", value):
+        return value.replace(".", "").replace(",", ".")
+    return value
 
 
 def _number_or_bool(values: pd.Series, decimal_comma: bool) -> str | None:

@@ -135,7 +135,9 @@ def cmd_run(args) -> int:
     )
     if args.folds < 2:
         raise TaskInputError("--folds must be at least 2")
-    read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
+    task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
+    for warning in task.warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {warning}")
     llm_settings = resolve_llm(args)
     run_dir = args.out or run_dir_for(args.task_dir)
     console.print(f"iml: {describe_llm(llm_settings)} | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")

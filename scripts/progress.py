@@ -136,6 +136,9 @@ class Progress:
                 self._say(f"resuming: {_clock(self.used_before_s)} used before, {_clock(max(0, self.left_s()))} left")
             else:
                 self._say(f"started: budget {_clock(self.budget_s)}")
+        elif kind == "task" and e.get("warnings"):
+            for warning in e["warnings"]:
+                self._say(f"warning: {warning}")
         elif kind == "generate" and e.get("track"):
             t = self._track(e["track"])
             a = t.attempt(int(e.get("attempt", 1)))
