@@ -139,7 +139,7 @@ class RunContext:
 # own default RunContext instead: built from those settings, one per run folder, so kernels
 # are shared across nodes and tracks, and closed once the submission is written.
 
-RUNS_DIR_ENV = "IML_RUNS_DIR"  # where runs without a run_dir go (default: ./runs)
+RUNS_DIR_ENV = "IML_RUNS_DIR"  # where runs go when no folder is given (iml run: ./runs; graph runs: graph_runs_root())
 _default_contexts: dict[str, RunContext] = {}
 _default_lock = threading.Lock()
 
@@ -169,6 +169,17 @@ def run_dir_for(task_dir: str | Path, root: str | Path | None = None) -> Path:
         n += 1
         folder = base.with_name(f"{base.name}-{n}")
     return folder
+
+
+def graph_runs_root() -> Path:
+    """Where a graph run given no run folder (Studio, a plain invoke) keeps its run: $IML_RUNS_DIR,
+    else the user's data folder. Never the project folder: `langgraph dev` reloads on every .py
+    file written under it, and a run writes features.py / model.py with each attempt, which
+    cancelled the run it belonged to at every attempt."""
+    if os.environ.get(RUNS_DIR_ENV):
+        return Path(os.environ[RUNS_DIR_ENV])
+    data = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return data / "iml" / "runs"
 
 
 def _llm_from_env() -> Any:
@@ -223,11 +234,16 @@ def with_run_context(node: Callable) -> Callable:
         added: dict[str, Any] = {}
         run_dir = state.get("run_dir")
         if not run_dir:
-            run_dir = str(run_dir_for(state["task_dir"]).resolve())
+            run_dir = str(run_dir_for(state["task_dir"], graph_runs_root()).resolve())
             Path(run_dir).mkdir(parents=True, exist_ok=True)
             Path(run_dir, "settings.json").write_text(json.dumps(asdict(settings_from(given)), indent=2))
             state, added = {**state, "run_dir": run_dir}, {"run_dir": run_dir}
-        update = node(state, runtime.override(context=default_context(run_dir, given)))
+        ctx = default_context(run_dir, given)
+        if added and Path.cwd().resolve() in Path(run_dir).parents:
+            ctx.events.emit("warning", stage="run", what=f"the run folder {run_dir} is under the current folder, which "
+                            "`langgraph dev` watches: its hot reload restarts the server (and cancels the run) each time an "
+                            "attempt writes its modules; set IML_RUNS_DIR outside it, or start the server with --no-reload")
+        update = node(state, runtime.override(context=ctx))
         if isinstance(update, dict):
             update = {**added, **update}
             if update.get("submission_path"):

@@ -3,8 +3,11 @@ with leaderboard.csv beside it."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +15,11 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import EnsembleResult, IMLState, TaskSpec, TrackResult
+from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
 from nodes.report import write_report
 from nodes.solution import write_solution
 from runtime.data import TaskInputError, read_table
+from runtime.metrics import get_metric
 from runtime.submission import submission_frame
 
 
@@ -29,13 +33,63 @@ class InvalidSubmissionError(RuntimeError):
 def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     task, run_dir = state["task"], Path(state["run_dir"])
     path = run_dir / SUBMISSION
-    frame = write_submission(task, np.load(state["ensemble"].test_path), path)
+    ensemble = state["ensemble"]
+    frame = write_submission(task, np.load(ensemble.test_path), path)
+    record_submission(run_dir, runtime.context, kind="final", source=f"ensemble ({ensemble.kind})", score=ensemble.score)
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
     ctx = runtime.context
     ctx.events.emit("submit", path=str(path), rows=len(frame))
     write_companions({**state, "submission_path": str(path), "leaderboard": board}, run_dir, ctx)
     return {"submission_path": str(path), "leaderboard": board}
+
+
+# -- the anytime submission ----------------------------------------------------------------------
+#
+# From the first scored attempt on, submission.csv always holds a valid file of the best result
+# so far, replaced atomically (write_submission), so a run killed or out of time at any moment
+# after its first score leaves a valid submission. submission.json says what the file holds;
+# submit's final blend replaces it last.
+
+SUBMISSION_RECORD = "submission.json"
+_offer_lock = threading.Lock()  # tracks run in threads of one process
+
+
+def offer_submission(task: TaskSpec, run_dir: Path, attempt: AttemptResult, ctx: RunContext) -> bool:
+    """Write the attempt's test predictions as submission.csv when it beats what the file holds
+    (never after the final blend). A failure here costs the attempt nothing: it is a warning."""
+    if attempt.status != "ok" or attempt.score is None or math.isnan(attempt.score):
+        return False
+    metric = get_metric(task.metric)
+    with _offer_lock:
+        held = read_submission_record(run_dir)
+        if held.get("kind") == "final" or (held and not metric.better(attempt.score, held.get("score"))):
+            return False
+        try:
+            write_submission(task, np.load(Path(attempt.dir) / "test.npy"), run_dir / SUBMISSION)
+        except Exception as e:  # noqa: BLE001 - the run goes on; the final submit writes the file again
+            ctx.events.emit("warning", stage="submission", what="the anytime submission was not written",
+                            error=f"{type(e).__name__}: {e}"[:300])
+            return False
+        record_submission(run_dir, ctx, kind="anytime", source=f"{attempt.track}/attempt_{attempt.attempt}", score=attempt.score)
+    return True
+
+
+def read_submission_record(run_dir: Path) -> dict:
+    path = run_dir / SUBMISSION_RECORD
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def record_submission(run_dir: Path, ctx: RunContext, *, kind: str, source: str, score: float | None) -> None:
+    score = None if score is None or math.isnan(score) else float(score)
+    record = {"kind": kind, "source": source, "score": score, "t": round(time.time(), 3)}
+    tmp = run_dir / f".{SUBMISSION_RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, run_dir / SUBMISSION_RECORD)
+    ctx.events.emit("submission", path=str(run_dir / SUBMISSION), **{k: v for k, v in record.items() if k != "t"})
 
 
 def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:

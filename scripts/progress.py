@@ -151,6 +151,9 @@ class Progress:
             a.source = e.get("source", a.source)
             t.doing = f"checking attempt {a.number}"
             self._say(f"{t.name}: attempt {a.number} written ({a.source}) after a failure")
+        elif kind == "submission" and e.get("kind") == "anytime":
+            self.notes["submit"] = f"{e.get('path')} holds {e.get('source')} ({_score(e.get('score'))}) so far"
+            self._say(f"submission.csv written: {e.get('source')} scored {_score(e.get('score'))}, the best so far")
         elif kind == "cross_validate" and e.get("track"):
             t = self._track(e["track"])
             t.doing = f"cross-validating attempt {e.get('attempt', t.current or 1)}"

@@ -186,3 +186,25 @@ def test_killed_during_submit(task, tmp_path):
     assert {"submit", "solution", "report"} <= redone
     assert attempt_numbers(run) == folders
     assert iml("validate", task, run / "submission.csv").returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_killed_right_after_the_first_score_leaves_a_valid_submission(task, tmp_path):
+    run = tmp_path / "run"
+    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "60s", "--folds", "3", "--tracks", "traditional",
+                              "--quiet"], run, lambda r: any(e["event"] == "submission" for e in events(r)))
+    assert orphans == 0
+    log = events(run)
+    [written] = [e for e in log if e["event"] == "submission"]
+    assert written["kind"] == "anytime" and written["source"] == "traditional/attempt_1"
+    assert not any(e["event"] == "submit" for e in log), "killed before the end: only the anytime file exists"
+    checked = iml("validate", task, run / "submission.csv")
+    assert checked.returncode == 0, checked.stderr
+    assert not list(run.glob(".*.tmp")) or (run / "submission.csv").exists()
+    # resumed to the end, the final blend replaces it, and the events say when each was written
+    assert iml("resume", run, "--quiet").returncode == 0
+    kinds = [e["kind"] for e in events(run) if e["event"] == "submission"]
+    assert kinds[0] == "anytime" and kinds[-1] == "final"
+    assert json.loads((run / "submission.json").read_text())["kind"] == "final"
+    assert iml("validate", task, run / "submission.csv").returncode == 0

@@ -88,17 +88,21 @@ def server(tmp_path):
     if cli is None or importlib.util.find_spec("langgraph_api") is None:
         pytest.skip("langgraph-cli[inmem] is not installed (pip install -e '.[studio]')")
     port = _free_port()
-    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1",
-           "IML_RUNS_DIR": str(tmp_path / "runs")}
+    # The README's command, word for word (hot reload on, runs where the server puts them), in
+    # the project folder; only the port is free-chosen, and HOME is this test's, so the runs'
+    # default folder (~/.local/share/iml/runs) is too.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("IML_RUNS_DIR", "XDG_DATA_HOME")}
+    env.update(LANGSMITH_TRACING="false", LANGGRAPH_CLI_NO_ANALYTICS="1", HOME=str(home))
     log = tmp_path / "server.log"
     with log.open("w") as out:
-        process = subprocess.Popen([cli, "dev", "--allow-blocking", "--no-browser", "--no-reload", "--host", "127.0.0.1",
-                                    "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen([cli, "dev", "--allow-blocking", "--no-browser", "--port", str(port)], cwd=REPO, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process, log)
-        yield url, tmp_path / "runs"
+        yield url, home / ".local" / "share" / "iml" / "runs", log
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -113,7 +117,7 @@ def server(tmp_path):
 def test_langgraph_dev_serves_the_graph(task, server):
     from langgraph_sdk import get_sync_client
 
-    url, runs = server
+    url, runs, log = server
     client = get_sync_client(url=url)
     assistants = client.assistants.search(graph_id="iml")
     assert assistants, "the server does not list the iml graph"
@@ -142,3 +146,7 @@ def test_langgraph_dev_serves_the_graph(task, server):
     assert blueprint["validation"]["n_folds"] == 3  # the context reached the nodes as Settings
     assert validate_submission(read_task(task, Settings()), submission) == []
     assert (submission.parent / "report.html").exists() and (submission.parent / "solution.py").exists()
+    # the run wrote its modules without the dev server noticing: no reload, no cancelled run
+    assert list(submission.parent.glob("tracks/*/attempt_*/features.py"))
+    server_log = log.read_text()
+    assert "WatchFiles detected changes" not in server_log and "CancelledError" not in server_log, server_log[-2000:]
