@@ -47,9 +47,9 @@ class Settings:
 class EventLog:
     """Appends one JSON object per line to events.jsonl; safe across track threads.
 
-    Listeners (`subscribe`) see every record after it is written: the run's clock records the
+    Listeners (`subscribe`) see every record before it is written: the run's clock records the
     time used at each event, so what a killed session did is never lost to a heartbeat that
-    had not fired yet.
+    had not fired yet, and a reader who sees an event knows the clock already counts it.
     """
 
     def __init__(self, path: Path | None):
@@ -62,12 +62,12 @@ class EventLog:
 
     def emit(self, event: str, **data: Any) -> None:
         record = {"t": round(time.time(), 3), "event": event, **data}
+        for listener in self._listeners:
+            listener(record)
         if self.path is not None:
             line = json.dumps(record, default=str)
             with self._lock, self.path.open("a") as f:
                 f.write(line + "\n")
-        for listener in self._listeners:
-            listener(record)
         # Inside a graph run the same record goes to the `custom` stream (live progress,
         # Studio); outside one there is no writer and the file is all there is.
         try:

@@ -26,8 +26,8 @@ def test_an_event_records_the_time_used_without_a_heartbeat(tmp_path):
         raw = read_clock(tmp_path)
         assert raw["used_s"] >= 0.15 and raw["sessions"][0]["seconds"] >= 0.15
         emitted = json.loads((tmp_path / "events.jsonl").read_text().splitlines()[-1])["t"]
-        # the clock was written after the event: it holds at least the time up to the event
-        assert raw["sessions"][0]["started"] + raw["sessions"][0]["seconds"] >= emitted - 1e-3
+        # the clock was written at the event: it holds at least the time up to the event
+        assert raw["sessions"][0]["started"] + raw["sessions"][0]["seconds"] >= emitted - 3e-3
     finally:
         clock.stop("finished")
     assert read_clock(tmp_path)["sessions"][0]["ended"] == "finished"
