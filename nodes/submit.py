@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -17,9 +18,10 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
 from nodes.report import write_report
-from nodes.solution import write_solution
+from nodes.solution import exact_weights, member_attempts, write_solution
 from runtime.data import TaskInputError, read_table
 from runtime.metrics import get_metric
+from runtime.predict import MANIFEST, MODELS_DIR
 from runtime.submission import submission_frame
 
 
@@ -36,6 +38,7 @@ def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ensemble = state["ensemble"]
     frame = write_submission(task, np.load(ensemble.test_path), path)
     record_submission(run_dir, runtime.context, kind="final", source=f"ensemble ({ensemble.kind})", score=ensemble.score)
+    write_manifest(state, run_dir)
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
     ctx = runtime.context
@@ -90,6 +93,32 @@ def record_submission(run_dir: Path, ctx: RunContext, *, kind: str, source: str,
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, run_dir / SUBMISSION_RECORD)
     ctx.events.emit("submission", path=str(run_dir / SUBMISSION), **{k: v for k, v in record.items() if k != "t"})
+
+
+def write_manifest(state: IMLState, run_dir: Path) -> Path:
+    """model.json: the blend `iml predict` applies to new rows (members, exact weights, params),
+    and the fitted fold models of every attempt that is not a member are deleted: they were kept
+    only until the blend was known."""
+    ensemble = state["ensemble"]
+    tracks = state.get("tracks", {}) or {}
+    members = member_attempts(tracks, ensemble) if ensemble.kind != "baseline" else {}
+    weights = exact_weights(ensemble.weights, members, ensemble) if members else {}
+    manifest = {
+        "kind": ensemble.kind,
+        "score": None if math.isnan(ensemble.score) else ensemble.score,
+        "members": [{"name": name, "weight": weights[name], "attempt": str(Path(a.dir).relative_to(run_dir)),
+                     "params": a.params} for name, a in members.items()],
+        "baseline": np.load(ensemble.test_path)[0].tolist() if ensemble.kind == "baseline" else None,
+    }
+    path = run_dir / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, default=str))
+    keep = {Path(a.dir).resolve() for a in members.values()}
+    for track in tracks.values():
+        for a in track.attempts:
+            folder = Path(a.dir) / MODELS_DIR
+            if Path(a.dir).resolve() not in keep and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+    return path
 
 
 def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:

@@ -26,6 +26,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from runtime.data import feature_columns, key_columns, label_key, labelled, read_table
 from runtime.metrics import get_metric
+from runtime.predict import MODELS_DIR
 
 SAMPLE_ROWS = 300
 
@@ -83,6 +84,39 @@ def to_dense_float(X: Any) -> np.ndarray | None:
     return arr.astype(float) if arr.dtype.kind in "biuf" else None
 
 
+def contract_prediction(task_type: str, pred: Any) -> np.ndarray:
+    """A model's predictions in the contract's form: binary (n,) P(positive), regression (n,)."""
+    pred = np.asarray(pred, dtype=float)
+    if task_type == "binary" and pred.ndim == 2 and pred.shape[1] == 2:
+        pred = pred[:, 1]
+    if task_type == "regression" and pred.ndim == 2 and pred.shape[1] == 1:
+        pred = pred[:, 0]
+    return pred
+
+
+def encode_rows(features_mod: types.ModuleType, task: dict, profile: dict, params: dict, rows: pd.DataFrame) -> pd.DataFrame:
+    """`Features.encode` over these rows, as columns enc_0..enc_d (the harness caches it)."""
+    enc = np.asarray(features_mod.Features(task, profile, dict(params)).encode(rows), dtype=np.float32)
+    enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
+    if enc.ndim != 2 or enc.shape[0] != len(rows):
+        raise ContractError(f"features.py: Features.encode returned shape {enc.shape} for {len(rows)} rows; expected (rows, dims)")
+    return pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
+
+
+def save_fold(attempt_dir: Path, k: int, feats: Any, model: Any) -> str | None:
+    """Keep a fold's fitted Features and Model for `iml predict`; the reason when they cannot be."""
+    import cloudpickle
+
+    folder = attempt_dir / MODELS_DIR
+    folder.mkdir(exist_ok=True)
+    try:
+        payload = cloudpickle.dumps((feats, model))
+    except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
+        return f"{type(e).__name__}: {e}"[:300]
+    (folder / f"fold_{k}.pkl").write_bytes(payload)
+    return None
+
+
 class Harness:
     def __init__(self, run_dir: str | Path):
         run_dir = Path(run_dir)
@@ -135,6 +169,7 @@ class Harness:
         oof = self._empty_pred(len(self.y))
         test_pred = self._empty_pred(len(X_test))
         fold_scores: list[float] = []
+        unsaved: str | None = None
         for k in range(self.n_folds):
             if deadline_s is not None and time.time() - started > deadline_s and k > 0:
                 raise TimeoutError(f"time share ran out after {k} of {self.n_folds} folds ({deadline_s:.0f} s)")
@@ -149,6 +184,7 @@ class Harness:
             oof[va] = self._checked_predict(model, Xva, int(va.sum()))
             test_pred += self._checked_predict(model, Xte, len(X_test)) / self.n_folds
             fold_scores.append(float(self.metric.score(self.y[va], oof[va])))
+            unsaved = unsaved or save_fold(attempt_dir, k, feats, model)
         score = float(self.metric.score(self.y, oof))
         np.save(attempt_dir / "oof.npy", oof)
         np.save(attempt_dir / "test.npy", test_pred)
@@ -158,6 +194,8 @@ class Harness:
             "fold_scores": fold_scores,
             "metric": self.metric.name,
             "duration_s": round(time.time() - started, 3),
+            "models_saved": unsaved is None,
+            **({"models_not_saved": unsaved} if unsaved else {}),
         }
         (attempt_dir / "result.json").write_text(json.dumps(result, indent=2))
         return result
@@ -219,12 +257,8 @@ class Harness:
         return np.zeros(n)
 
     def _checked_predict(self, model: Any, X: Any, rows: int) -> np.ndarray:
-        pred = np.asarray(model.predict(X), dtype=float)
         kind = self.task["task_type"]
-        if kind == "binary" and pred.ndim == 2 and pred.shape[1] == 2:
-            pred = pred[:, 1]
-        if kind == "regression" and pred.ndim == 2 and pred.shape[1] == 1:
-            pred = pred[:, 0]
+        pred = contract_prediction(kind, model.predict(X))
         expected = (rows, self.n_classes) if kind == "multiclass" else (rows,)
         if pred.shape != expected:
             what = {"multiclass": "(rows, n_classes) class probabilities", "binary": "(rows,) probability of the positive class", "regression": "(rows,) values"}[kind]
@@ -261,11 +295,7 @@ class Harness:
         if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
             # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.
             rows = pd.concat([X, X_test], ignore_index=True)
-            enc = np.asarray(features_mod.Features(self.task, self.profile, dict(params)).encode(rows), dtype=np.float32)
-            enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
-            if enc.ndim != 2 or enc.shape[0] != len(rows):
-                raise ContractError(f"features.py: Features.encode returned shape {enc.shape} for {len(rows)} rows; expected (rows, dims)")
-            enc = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
+            enc = encode_rows(features_mod, self.task, self.profile, params, rows)
             return (pd.concat([X, enc.iloc[:len(X)].set_axis(X.index)], axis=1),
                     pd.concat([X_test, enc.iloc[len(X):].set_axis(X_test.index)], axis=1))
         if key not in self._encoded:
@@ -274,10 +304,7 @@ class Harness:
                 enc = np.load(cache)
             else:
                 both = pd.concat([self.X, self.X_test], ignore_index=True)
-                enc = np.asarray(features_mod.Features(self.task, self.profile, dict(params)).encode(both), dtype=np.float32)
-                enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
-                if enc.ndim != 2 or enc.shape[0] != len(both):
-                    raise ContractError(f"features.py: Features.encode returned shape {enc.shape} for {len(both)} rows; expected (rows, dims)")
+                enc = encode_rows(features_mod, self.task, self.profile, params, both).to_numpy()
                 cache.parent.mkdir(exist_ok=True)
                 np.save(cache, enc)
             self._encoded[key] = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])

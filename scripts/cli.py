@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time this resumed session may use (default: what the run had left)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
+    p = sub.add_parser("predict", help="predict new rows with a finished run's fitted models (no retraining)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("rows", type=Path, help="a table of new rows with the train file's feature columns (and the id)")
+    p.add_argument("--out", type=Path, help="where to write the predictions (default RUN_DIR/predictions.csv)")
+
     p = sub.add_parser("validate", help="check a submission against a task's format")
     p.add_argument("task_dir", type=Path)
     p.add_argument("submission", type=Path)
@@ -180,6 +185,22 @@ def progress_display(quiet: bool, budget_s: float, used_before_s: float = 0.0):
 
     with Progress(console, budget_s=budget_s, used_before_s=used_before_s) as progress:
         yield progress
+
+
+def cmd_predict(args) -> int:
+    from runtime.data import key_columns, read_table
+    from runtime.predict import load_run
+
+    run = load_run(args.run_dir)
+    keys = [k for k in key_columns(run.task) if k != run.task["target"]]
+    rows = read_table(args.rows, "new rows file", keys=keys)
+    started = time.time()
+    frame = run.predict(rows)
+    out = args.out or args.run_dir / "predictions.csv"
+    frame.to_csv(out, index=False)
+    members = ", ".join(m.name for m in run.members) or "the constant baseline"
+    console.print(f"predictions: {out}  ({len(frame)} rows from {members}, {time.time() - started:.1f}s)")
+    return 0
 
 
 def cmd_validate(args) -> int:
@@ -333,8 +354,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "validate": cmd_validate, "grade": cmd_grade,
-            "bench": cmd_bench}
+COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate,
+            "grade": cmd_grade, "bench": cmd_bench}
 
 
 if __name__ == "__main__":

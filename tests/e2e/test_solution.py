@@ -156,3 +156,55 @@ def test_solution_of_the_constant_baseline(binary_run, tmp_path):
     done = run_isolated(script, task_dir, tmp_path / "out.csv", tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_submission(expected, tmp_path / "out.csv")
+
+
+# -- iml predict: the run's saved fold models on new rows, no retraining -------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def iml(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_predict_on_the_test_file_reproduces_the_submission(kind, binary_run, tmp_path):
+    task_dir, run_dir = binary_run if kind == "binary" else solved(tmp_path / "solved", kind)
+    out = tmp_path / "predicted.csv"
+    done = iml("predict", run_dir, task_dir / "test.csv", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = pd.read_csv(run_dir / "submission.csv").set_index("row_key")
+    got = pd.read_csv(out).set_index("row_key").loc[expected.index].reset_index()
+    got.to_csv(tmp_path / "aligned.csv", index=False)
+    assert_same_submission(run_dir / "submission.csv", tmp_path / "aligned.csv")
+    # only the blend's members keep their fitted models; the rest were deleted at submit
+    manifest = __import__("json").loads((run_dir / "model.json").read_text())
+    kept = {Path(p).parent.parent.name for p in run_dir.glob("tracks/traditional/attempt_*/models/fold_0.pkl")}
+    assert kept == {Path(m["attempt"]).name for m in manifest["members"]}
+
+
+@pytest.mark.slow
+def test_predict_from_python_on_new_rows(binary_run):
+    from runtime.data import TaskInputError
+    from runtime.predict import load_run
+
+    task_dir, run_dir = binary_run
+    test = pd.read_csv(task_dir / "test.csv")
+    rows = test.sample(7, random_state=0)
+    rows = rows[list(rows.columns[::-1])].assign(unrelated=1.0)  # columns in another order, and one more
+    run = load_run(run_dir)
+    frame = run.predict(rows)
+    assert list(frame["row_key"]) == [str(v) for v in rows["row_key"]]
+    submitted = pd.read_csv(run_dir / "submission.csv").set_index("row_key")
+    np.testing.assert_allclose(frame["outcome"].to_numpy(float), submitted.loc[rows["row_key"], "outcome"].to_numpy(float),
+                               rtol=1e-7)
+    with pytest.raises(TaskInputError, match="lack 1 column"):
+        run.predict(rows.drop(columns="alpha"))
+    done = iml("predict", run_dir, task_dir / "train.csv", "--out", task_dir.parent / "x.csv")  # has every column
+    assert done.returncode == 0, done.stderr
+    broken = task_dir.parent / "broken.csv"
+    test.drop(columns=["alpha", "beta"]).to_csv(broken, index=False)
+    done = iml("predict", run_dir, broken)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "alpha, beta" in done.stderr, done.stderr

@@ -1,0 +1,115 @@
+"""Predictions for new rows from a finished run's fitted models, without retraining.
+
+A run keeps every fold's fitted `Features` and `Model` of each attempt (the harness pickles
+them into `tracks/<track>/attempt_<n>/models/`), and submit writes `model.json`: the winning
+blend's members, their exact weights and params. Here each member's folds predict the new
+rows exactly as the harness predicted the test rows (their average, in fold order), the members
+are blended with the same weights, and the result is formatted like the submission.
+
+    from runtime.predict import load_run
+    run = load_run("runs/penguins-1")
+    frame = run.predict(new_rows)          # a DataFrame shaped like submission.csv
+
+This runs the run's generated modules in the caller's process, as solution.py does.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from runtime.data import TaskInputError, feature_columns, key_columns, understand_values
+from runtime.submission import submission_frame
+
+MANIFEST = "model.json"
+MODELS_DIR = "models"  # in an attempt's folder: fold_<k>.pkl, each fold's fitted (Features, Model)
+
+
+@dataclass
+class Member:
+    name: str
+    weight: float
+    folder: Path
+    params: dict[str, Any]
+
+
+class FittedRun:
+    """A finished run's blend, ready to predict rows it has never seen."""
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        manifest_path = self.run_dir / MANIFEST
+        if not manifest_path.exists():
+            raise TaskInputError(f"{self.run_dir} has no {MANIFEST}: it is not a finished run, or an older iml made it; "
+                                 "finish it with `iml resume` or run the task again")
+        manifest = json.loads(manifest_path.read_text())
+        self.task: dict[str, Any] = json.loads((self.run_dir / "task.json").read_text())
+        self.profile: dict[str, Any] = json.loads((self.run_dir / "profile.json").read_text())
+        self.kind: str = manifest["kind"]
+        self.baseline = np.asarray(manifest.get("baseline")) if manifest.get("baseline") is not None else None
+        self.members = [Member(m["name"], m["weight"], self.run_dir / m["attempt"], m["params"]) for m in manifest["members"]]
+        for m in self.members:
+            if not sorted((m.folder / MODELS_DIR).glob("fold_*.pkl")):
+                raise TaskInputError(f"{m.name} kept no fitted models ({m.folder / MODELS_DIR}); this run cannot predict "
+                                     "new rows without retraining")
+
+    @property
+    def features(self) -> list[str]:
+        return feature_columns(self.task, [])
+
+    def predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+        """The blend's predictions in the harness's form (probabilities, or values)."""
+        X = self._inputs(rows)
+        if self.kind == "baseline":
+            return np.tile(self.baseline, (len(X), 1)) if self.baseline.ndim else np.full(len(X), float(self.baseline))
+        preds = {m.name: self._member(m, X) for m in self.members}
+        if len(self.members) == 1:
+            return preds[self.members[0].name]
+        total = sum(m.weight for m in self.members)
+        return sum(preds[m.name] * (m.weight / total) for m in self.members)
+
+    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Predictions for `rows`, formatted like the run's submission.csv (its ids, its columns)."""
+        id_col = self.task.get("id_column")
+        if id_col and id_col not in rows.columns:
+            raise TaskInputError(f"the new rows have no id column '{id_col}'; the submission format needs it")
+        pred = self.predict_raw(rows)
+        ids = rows[id_col].map(lambda v: v if isinstance(v, str) else str(v)).to_numpy() if id_col else np.arange(len(rows))
+        return submission_frame(self.task, pred, ids=ids)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.features if c not in rows.columns]
+        if missing:
+            shown = ", ".join(missing[:6]) + (f", … ({len(missing) - 6} more)" if len(missing) > 6 else "")
+            raise TaskInputError(f"the new rows lack {len(missing)} column(s) the models use: {shown}; add them "
+                                 "(empty values are fine)")
+        keys = [k for k in key_columns(self.task) if k != self.task["target"]]
+        return understand_values(rows[self.features].reset_index(drop=True).copy(), keys)
+
+    def _member(self, member: Member, X: pd.DataFrame) -> np.ndarray:
+        from runtime.harness import contract_prediction, encode_rows, load_module  # sklearn: only when predicting
+
+        features_mod = load_module("features", member.folder / "features.py")
+        if getattr(features_mod.Features, "encode", None) is not None:
+            X = pd.concat([X, encode_rows(features_mod, self.task, self.profile, member.params, X)], axis=1)
+        folds = sorted((member.folder / MODELS_DIR).glob("fold_*.pkl"), key=lambda p: int(p.stem.split("_")[1]))
+        out = None
+        for path in folds:
+            feats, model = pickle.loads(path.read_bytes())
+            pred = contract_prediction(self.task["task_type"], model.predict(feats.transform(X)))
+            # as the harness sums the test predictions: zeros, plus each fold's share in fold order
+            out = np.zeros_like(pred) if out is None else out
+            out += pred / len(folds)
+        return out
+
+
+def load_run(run_dir: str | Path) -> FittedRun:
+    return FittedRun(run_dir)
