@@ -42,6 +42,21 @@ class Settings:
     target: str | None = None
     metric: str | None = None
     id_column: str | None = None
+    # caps on the run's LLM use, checked before each request; once reached the run goes on offline
+    max_llm_cost_usd: float | None = field(default_factory=lambda: _env_number("IML_MAX_LLM_COST", float))
+    max_llm_tokens: int | None = field(default_factory=lambda: _env_number("IML_MAX_LLM_TOKENS", int))
+
+
+def _env_number(name: str, kind: type) -> Any:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except ValueError:
+        from runtime.data import TaskInputError
+
+        raise TaskInputError(f"{name}={value!r} is not a number") from None
 
 
 class EventLog:
@@ -86,6 +101,17 @@ class RunContext:
     _kernels: dict[str, KernelSession] = field(default_factory=dict)
     _kernel_lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: ExecutionSlots | None = None
+    _llm_budget: Any = None
+
+    @property
+    def llm_budget(self):
+        """The run's LLM spend caps and what has been spent (graph.llm.LLMBudget)."""
+        with self._kernel_lock:
+            if self._llm_budget is None:
+                from graph.llm import LLMBudget
+
+                self._llm_budget = LLMBudget(self.settings.max_llm_cost_usd, self.settings.max_llm_tokens)
+            return self._llm_budget
 
     @property
     def slots(self) -> ExecutionSlots:

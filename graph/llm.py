@@ -243,6 +243,51 @@ class Answer(Generic[T]):
     calls: list[LLMCall]
 
 
+class LLMBudget:
+    """What a run may spend on the LLM (`max_llm_cost_usd`, `max_llm_tokens`), checked before
+    each request. Once reached, no request is made: the roles fall back to their rules and
+    recipes and the run goes on offline. Calls whose price is unknown count tokens, not dollars.
+    Thread-safe: the tracks ask from threads."""
+
+    def __init__(self, max_cost_usd: float | None = None, max_tokens: int | None = None, calls: Sequence[LLMCall] = ()):
+        self.max_cost_usd = max_cost_usd
+        self.max_tokens = max_tokens
+        self.cost_usd = 0.0
+        self.tokens = 0
+        self.reached_at: float | None = None
+        self._lock = threading.Lock()
+        for call in calls:  # a resumed run: what the earlier sessions spent
+            self.add(call)
+
+    def add(self, call: LLMCall) -> None:
+        with self._lock:
+            self.tokens += call.prompt_tokens + call.completion_tokens
+            self.cost_usd += call.cost_usd or 0.0
+
+    def exhausted(self) -> str | None:
+        """Why no more requests may be made, or None."""
+        with self._lock:
+            why = None
+            if self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
+                why = f"the LLM spend cap of ${self.max_cost_usd:g} is reached (${self.cost_usd:.4f} spent)"
+            elif self.max_tokens is not None and self.tokens >= self.max_tokens:
+                why = f"the LLM token cap of {self.max_tokens:,} is reached ({self.tokens:,} tokens used)"
+            if why and self.reached_at is None:
+                self.reached_at = time.time()
+            return why
+
+    def public(self) -> dict[str, Any]:
+        return {"max_cost_usd": self.max_cost_usd, "max_tokens": self.max_tokens, "cost_usd": round(self.cost_usd, 6),
+                "tokens": self.tokens, "reached": self.reached_at is not None}
+
+
+class LLMLimitReached(LLMError):
+    """No request was made: the run's LLM budget or its time is spent."""
+
+
+MIN_REQUEST_S = 5.0  # a request with less time than this left in the run is not made
+
+
 class LLMClient:
     """Structured answers with method fallback and parse retries; one LLMCall per request."""
 
@@ -258,7 +303,10 @@ class LLMClient:
         self._lock = threading.Lock()
 
     def ask(self, schema: type[T], messages: Sequence[BaseMessage], *, role: str, node: str | None = None,
-            track: str | None = None, events: Any = None) -> Answer[T]:
+            track: str | None = None, events: Any = None, budget: LLMBudget | None = None,
+            remaining_s: Any = None) -> Answer[T]:
+        """A validated answer. budget: the run's spend caps, checked before each request;
+        remaining_s: a function giving the run's time left, which bounds each request's wait."""
         calls: list[LLMCall] = []
         json_schema = schema.model_json_schema()
         with self._lock:
@@ -267,12 +315,18 @@ class LLMClient:
         feedback: list[BaseMessage] = []
         last_error = "no request was made"
         while len(calls) < self.max_calls:
+            limit = self._limit(budget, remaining_s, role, events)
+            if limit is not None:
+                raise LLMLimitReached(f"{role}: {limit}; going on without the LLM", calls)
             method = self.methods[method_index]
             sent = list(messages) + _schema_hint(json_schema, method) + feedback
             started = time.time()
-            raw, value, outcome, error = self._request(schema, json_schema, method, sent)
+            wait = None if remaining_s is None else max(MIN_REQUEST_S, remaining_s())
+            raw, value, outcome, error = self._request(schema, json_schema, method, sent, wait)
             call = self._record(role, node or role, track, method, raw, time.time() - started, outcome, error)
             calls.append(call)
+            if budget is not None:
+                budget.add(call)
             if events is not None:
                 events.emit("llm", **call.model_dump(exclude_none=True))
             if value is not None:
@@ -291,15 +345,25 @@ class LLMClient:
             feedback = [HumanMessage(reask_text(last_error, _raw_text(raw)))]
         raise LLMError(f"{role}: no usable answer after {len(calls)} request(s): {last_error[:300]}", calls)
 
-    def _request(self, schema: type[T], json_schema: dict, method: str,
-                 sent: list[BaseMessage]) -> tuple[Any, T | None, str, str | None]:
-        """One request: (raw message, validated answer or None, outcome, error)."""
+    @staticmethod
+    def _limit(budget: LLMBudget | None, remaining_s: Any, role: str, events: Any) -> str | None:
+        why = budget.exhausted() if budget is not None else None
+        if why is None and remaining_s is not None and remaining_s() < MIN_REQUEST_S:
+            why = f"the run's time budget is spent ({max(0.0, remaining_s()):.0f} s left)"
+        if why is not None and events is not None:
+            events.emit("llm_limit", role=role, why=why, **(budget.public() if budget is not None else {}))
+        return why
+
+    def _request(self, schema: type[T], json_schema: dict, method: str, sent: list[BaseMessage],
+                 wait_s: float | None = None) -> tuple[Any, T | None, str, str | None]:
+        """One request: (raw message, validated answer or None, outcome, error). wait_s bounds
+        the wait, whatever the client's own timeout (the run's time left)."""
         try:
             runnable = self.chat.with_structured_output(json_schema, method=method, include_raw=True)
         except Exception as e:  # noqa: BLE001 - this chat model cannot do this method at all
             return None, None, "unsupported", f"{type(e).__name__}: {e}"
         try:
-            out = runnable.invoke(sent)
+            out = _invoke_within(runnable, sent, wait_s)
         except Exception as e:  # noqa: BLE001 - every failure is classified and recorded
             return None, None, classify_error(e), f"{type(e).__name__}: {e}"
         value, error = self._validate(schema, out)
@@ -332,6 +396,22 @@ class LLMClient:
             cost_usd=cost_usd(self.model_name, self.base_url, prompt, completion),
             seconds=round(seconds, 3), outcome=outcome, error=(error or None) and error[:500],
         )
+
+
+def _invoke_within(runnable: Any, sent: list[BaseMessage], wait_s: float | None) -> Any:
+    """runnable.invoke(sent), given up after wait_s seconds (TimeoutError). The abandoned request
+    ends on its own at the client's timeout; the run does not wait for it."""
+    if wait_s is None:
+        return runnable.invoke(sent)
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="iml-llm")
+    try:
+        return pool.submit(runnable.invoke, sent).result(timeout=wait_s)
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"no answer within the {wait_s:.0f} s the run has left") from None
+    finally:
+        pool.shutdown(wait=False)
 
 
 def classify_error(e: BaseException) -> str:
@@ -422,19 +502,32 @@ _clients: dict[int, tuple[Any, LLMClient]] = {}
 _clients_lock = threading.Lock()
 
 
-def client_for(ctx: Any) -> LLMClient | None:
+class RunClient:
+    """The run's client: every ask carries the run's LLM budget and its time left."""
+
+    def __init__(self, client: LLMClient, budget: LLMBudget | None, remaining_s: Any):
+        self.client, self.budget, self.remaining_s = client, budget, remaining_s
+
+    def ask(self, schema: type[T], messages: Sequence[BaseMessage], **kwargs: Any) -> Answer[T]:
+        return self.client.ask(schema, messages, budget=self.budget, remaining_s=self.remaining_s, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def client_for(ctx: Any) -> RunClient | None:
     """The run's LLM client, or None offline. `ctx.llm` may be a chat model or an LLMClient."""
     llm = getattr(ctx, "llm", None)
     if llm is None:
         return None
-    if isinstance(llm, LLMClient):
-        return llm
-    with _clients_lock:
-        kept = _clients.get(id(llm))
-        if kept is None or kept[0] is not llm:
-            kept = (llm, LLMClient(llm))
-            _clients[id(llm)] = kept
-        return kept[1]
+    if not isinstance(llm, LLMClient):
+        with _clients_lock:
+            kept = _clients.get(id(llm))
+            if kept is None or kept[0] is not llm:
+                kept = (llm, LLMClient(llm))
+                _clients[id(llm)] = kept
+            llm = kept[1]
+    return RunClient(llm, getattr(ctx, "llm_budget", None), getattr(ctx, "remaining_s", None))
 
 
 # -- summaries ------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def resume_run(run_dir: str | Path, *, llm: Any = None, on_update: StreamCallbac
         if not clock.task_dir:
             raise TaskInputError(f"the run in {run_dir} has no checkpoint and no record of its task; start it again with `iml run`")
         inputs = {"task_dir": clock.task_dir, "run_dir": str(run_dir)}
-    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="resume")
+    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="resume", spent=values.get("llm_usage") or [])
 
 
 def load_settings(run_dir: Path) -> Settings:
@@ -188,11 +188,13 @@ class RunClock:
 
 
 def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on_update: StreamCallback | None,
-            clock: RunClock, kind: str) -> dict:
+            clock: RunClock, kind: str, spent: list | None = None) -> dict:
     # The context's clock starts at the time earlier sessions used, so remaining_s() is what
-    # the whole run has left.
+    # the whole run has left; its LLM budget starts with what earlier sessions spent.
     ctx = RunContext(settings=settings, llm=llm, events=EventLog(run_dir / "events.jsonl"),
                      started_at=time.time() - clock.used_before_s)
+    for call in spent or []:
+        ctx.llm_budget.add(call)
     config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": 100}
     clock.start(kind)
     ctx.events.subscribe(clock.tick)

@@ -62,6 +62,13 @@ class Doc:
         self.blocks.append(("img", name, png, caption))
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -572,6 +579,13 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
                      "unknown" if any(c is None for c in costs) else f"${sum(costs):.4f}", f"{sum(c.seconds for c in usage):.1f}", ""])
         doc.p(f"Model: `{usage[0].model}`.")
         doc.table(["role", "requests", "prompt tokens", "completion tokens", "cost", "seconds", "outcomes"], rows, align="lrrrrrl")
+    budget = _read_json(run_dir / "llm.json").get("budget") or {}
+    if budget.get("max_cost_usd") is not None or budget.get("max_tokens") is not None:
+        caps = " and ".join(c for c in (f"${budget['max_cost_usd']:g}" if budget.get("max_cost_usd") is not None else "",
+                                        f"{budget['max_tokens']:,} tokens" if budget.get("max_tokens") is not None else "") if c)
+        doc.p(f"LLM cap: {caps}; spent ${budget.get('cost_usd', 0):.4f} and {budget.get('tokens', 0):,} tokens. "
+              + ("**The cap was reached: from then on no request was made and the run went on offline** (rules and "
+                 "recipes in the LLM's roles)." if budget.get("reached") else "The cap was not reached."))
 
     # -- code
     doc.h(2, "7. The winning code", "code")

@@ -38,7 +38,6 @@ def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ensemble = state["ensemble"]
     frame = write_submission(task, np.load(ensemble.test_path), path)
     record_submission(run_dir, runtime.context, kind="final", source=f"ensemble ({ensemble.kind})", score=ensemble.score)
-    write_manifest(state, run_dir)
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
     ctx = runtime.context
@@ -121,10 +120,25 @@ def write_manifest(state: IMLState, run_dir: Path) -> Path:
     return path
 
 
+def record_llm_budget(run_dir: Path, ctx: RunContext) -> None:
+    """llm.json keeps the run's LLM caps and what was spent, beside the model and server."""
+    if ctx.llm is None:
+        return
+    path = run_dir / "llm.json"
+    try:
+        kept = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        kept = {}
+    kept["budget"] = ctx.llm_budget.public()
+    path.write_text(json.dumps(kept, indent=2))
+
+
 def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
-    """solution.py and the report. The submission is already written and valid: a failure here
+    """model.json (for iml predict), solution.py and the report. The submission is already written and valid: a failure here
     is logged as an event and in report.md, and never costs the run its submission."""
-    for name, write in (("solution", lambda: write_solution(state, run_dir)),
+    record_llm_budget(run_dir, ctx)
+    for name, write in (("model", lambda: write_manifest(state, run_dir)),
+                        ("solution", lambda: write_solution(state, run_dir)),
                         ("report", lambda: write_report(state, run_dir, used_s=ctx.elapsed_s()))):
         try:
             written = write()

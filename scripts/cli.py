@@ -92,6 +92,11 @@ def add_llm_arguments(p: argparse.ArgumentParser, resume: bool = False) -> None:
     default = " (default: the run's own, from llm.json)" if resume else ""
     p.add_argument("--model", help=f"LLM model name, e.g. gpt-4o-mini (env IML_MODEL; none: offline){default}")
     p.add_argument("--base-url", help=f"OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (env OPENAI_BASE_URL){default}")
+    if not resume:
+        p.add_argument("--max-llm-cost", type=float, metavar="USD",
+                       help="stop asking the LLM once the run has spent this much (env IML_MAX_LLM_COST); the run goes on offline")
+        p.add_argument("--max-llm-tokens", type=int, metavar="N",
+                       help="stop asking the LLM after this many tokens (env IML_MAX_LLM_TOKENS); the run goes on offline")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +143,12 @@ def cmd_run(args) -> int:
         id_column=args.id_column,
         tracks=tuple(t.strip() for t in args.tracks.split(",")) if args.tracks else None,
     )
+    if args.max_llm_cost is not None:
+        settings.max_llm_cost_usd = args.max_llm_cost
+    if args.max_llm_tokens is not None:
+        settings.max_llm_tokens = args.max_llm_tokens
+    if (settings.max_llm_cost_usd or 0) < 0 or (settings.max_llm_tokens or 0) < 0:
+        raise TaskInputError("--max-llm-cost and --max-llm-tokens must not be negative")
     if args.folds < 2:
         raise TaskInputError("--folds must be at least 2")
     task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
@@ -146,7 +157,7 @@ def cmd_run(args) -> int:
     llm_settings = resolve_llm(args)
     run_dir = args.out or run_dir_for(args.task_dir)
     console.print(f"iml: {describe_llm(llm_settings)} | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")
-    llm = start_llm(llm_settings, Path(run_dir))
+    llm = start_llm(llm_settings, Path(run_dir), settings)
     started = time.time()
     with progress_display(args.quiet, settings.time_budget_s) as on_update:
         final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update)
@@ -168,7 +179,7 @@ def cmd_resume(args) -> int:
     llm_settings = resolve_llm(args, run_dir)
     console.print(f"iml: resuming {run_dir} | {clock.used_s:.0f}s used before | {max(0.0, budget - clock.used_s):.0f}s left"
                   + (f" | {describe_llm(llm_settings)}" if llm_settings is not None else ""))
-    llm = start_llm(llm_settings, run_dir)
+    llm = start_llm(llm_settings, run_dir, load_settings(run_dir))
     started = time.time()
     with progress_display(args.quiet, budget, clock.used_s) as on_update:
         final = resume_run(run_dir, llm=llm, on_update=on_update, time_budget_s=args.time_budget)
@@ -306,7 +317,7 @@ def describe_llm(llm_settings) -> str:
     return describe(llm_settings)
 
 
-def start_llm(llm_settings, run_dir: Path):
+def start_llm(llm_settings, run_dir: Path, settings=None):
     if llm_settings is None:
         return None
     import json
@@ -314,7 +325,10 @@ def start_llm(llm_settings, run_dir: Path):
     from graph.llm import LLMClient, build_chat_model
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / LLM_FILE).write_text(json.dumps(llm_settings.public(), indent=2))
+    kept = {**llm_settings.public()}
+    if settings is not None:
+        kept["budget"] = {"max_cost_usd": settings.max_llm_cost_usd, "max_tokens": settings.max_llm_tokens}
+    (run_dir / LLM_FILE).write_text(json.dumps(kept, indent=2))
     return LLMClient(build_chat_model(llm_settings), model_name=llm_settings.model, base_url=llm_settings.base_url)
 
 

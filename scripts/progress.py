@@ -81,6 +81,7 @@ class Progress:
         self.tracks: dict[str, TrackRow] = {}
         self.last_line = ""
         self.greater_is_better = True
+        self.llm_limit_said = False  # the LLM's cap is said once, not at every role that meets it
         self._lock = threading.Lock()
         self._live: Live | None = None
 
@@ -151,6 +152,10 @@ class Progress:
             a.source = e.get("source", a.source)
             t.doing = f"checking attempt {a.number}"
             self._say(f"{t.name}: attempt {a.number} written ({a.source}) after a failure")
+        elif kind == "llm_limit":
+            if not self.llm_limit_said:
+                self.llm_limit_said = True
+                self._say(f"LLM: {e.get('why')}; the run goes on offline (rules and recipes)")
         elif kind == "submission" and e.get("kind") == "anytime":
             self.notes["submit"] = f"{e.get('path')} holds {e.get('source')} ({_score(e.get('score'))}) so far"
             self._say(f"submission.csv written: {e.get('source')} scored {_score(e.get('score'))}, the best so far")

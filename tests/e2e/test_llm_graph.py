@@ -133,7 +133,10 @@ def test_iml_run_against_a_stub_openai_server(make_task, tmp_path, capsys, monke
         assert role in printed
     # the real client went over HTTP with the structured-output request
     assert all(r["response_format"]["type"] == "json_schema" for r in server.requests)
-    assert json.loads((out / "llm.json").read_text()) == {"model": "stub-model", "base_url": server.url, "timeout_s": 180.0, "max_retries": 2}
+    kept = json.loads((out / "llm.json").read_text())
+    assert {k: kept[k] for k in ("model", "base_url", "timeout_s", "max_retries")} == {
+        "model": "stub-model", "base_url": server.url, "timeout_s": 180.0, "max_retries": 2}
+    assert kept["budget"]["max_tokens"] is None and kept["budget"]["tokens"] > 0 and not kept["budget"]["reached"]
     assert "api_key" not in (out / "llm.json").read_text()
     attempts = sorted(p.name for p in (out / "tracks" / "traditional").iterdir())
     assert attempts[:2] == ["attempt_1", "attempt_2"]
@@ -153,3 +156,56 @@ def test_an_llm_that_never_answers_leaves_the_rules_and_recipes_in_charge(make_t
     assert [(a.source, a.status) for a in attempts_of(final)] == [("recipe", "ok")]
     assert [(c.role, c.outcome) for c in final["llm_usage"]] == [("analyze", "error"), ("blueprint", "error"), ("generate", "error")]
     assert validate_submission(final["task"], final["submission_path"]) == []
+
+
+def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tmp_path, capsys, monkeypatch):
+    from scripts.cli import main
+
+    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
+    task_dir = make_task("binary")
+    out = tmp_path / "run"
+    with StubOpenAIServer(Script(default=DemoAnswers())) as server:
+        # one request (analyze's) uses more than 50 tokens: every later role finds the cap reached
+        code = main(["run", str(task_dir), "--model", "stub-model", "--base-url", server.url, "--out", str(out),
+                     "--time-budget", "60s", "--folds", "3", "--max-llm-tokens", "50"])
+        asked = len(server.requests)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert asked == 1, f"{asked} requests were made past the cap"
+    assert "the LLM token cap of 50 is reached" in printed and "goes on offline" in printed
+    kept = json.loads((out / "llm.json").read_text())["budget"]
+    assert kept["max_tokens"] == 50 and kept["reached"] and kept["tokens"] > 50
+    report = (out / "report.md").read_text()
+    assert "The cap was reached" in report
+    task = json.loads((out / "task.json").read_text())
+    assert task["target"] == "outcome"
+    from nodes.analyze import read_task
+    from graph.context import Settings as S
+
+    assert validate_submission(read_task(task_dir, S()), out / "submission.csv") == []
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert {e["role"] for e in events if e["event"] == "llm_limit"} >= {"blueprint", "generate"}
+    sources = [e.get("source") for e in events if e["event"] == "generate"]
+    assert sources == ["recipe"]  # the code came from the recipe, offline
+
+
+def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):
+    """A server slower than the run's remaining time: the ask gives up when the run's time ends,
+    not at the client's own timeout."""
+    import time
+
+    from langchain_core.messages import HumanMessage
+    from stub_openai import Reply
+
+    from graph.llm import LLMClient, LLMError, LLMSettings, TaskReading, build_chat_model
+
+    with StubOpenAIServer(Script({"TaskReading": [Reply(payload={"target": "outcome"}, delay_s=20)]})) as server:
+        settings = LLMSettings(model="stub-model", base_url=server.url, api_key="x", timeout_s=60, max_retries=0)
+        client = LLMClient(build_chat_model(settings))
+        deadline = time.time() + 7
+        started = time.time()
+        with pytest.raises(LLMError) as info:
+            client.ask(TaskReading, [HumanMessage("read")], role="analyze", remaining_s=lambda: deadline - time.time())
+        took = time.time() - started
+    assert took < 15, took
+    assert info.value.calls[0].outcome == "timeout"

@@ -134,9 +134,10 @@ def test_client_for_is_none_offline_and_one_client_per_chat_model():
     assert client_for(RunContext()) is None
     model = ScriptedChatModel(script=Script())
     ctx = RunContext(llm=model)
-    assert client_for(ctx) is client_for(ctx)
+    assert client_for(ctx).client is client_for(ctx).client  # one client: it remembers the method that worked
     given = LLMClient(model)
-    assert client_for(RunContext(llm=given)) is given
+    assert client_for(RunContext(llm=given)).client is given
+    assert client_for(ctx).budget is ctx.llm_budget  # every ask carries the run's caps
 
 
 def test_a_chat_model_without_structured_output_is_unsupported_for_every_method():
