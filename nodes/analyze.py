@@ -44,23 +44,98 @@ class TaskFiles:
     test: Path
     sample: Path | None
     description: str
+    ignored: str | None = None  # what the tables leave aside (images beside them), said as a warning
+
+
+AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".aif", ".aiff", ".ogg", ".m4a", ".au")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+# submission columns that hold boxes, masks or run-length encodings, not one value per row
+DETECTION_COLUMNS = ("predictionstring", "encodedpixels", "bbox", "boxes", "rle")
+MAX_FILES_LOOKED_AT = 5000
 
 
 def locate_files(task_dir: Path) -> TaskFiles:
-    """The task's tables under their usual names, in any format iml reads."""
+    """The task's tables under their usual names, in any format iml reads; a shape iml cannot
+    do yet (audio, images, image-to-image, detection) is named in one line instead."""
     if not task_dir.is_dir():
         raise TaskInputError(f"task folder not found: {task_dir}")
-    train = find_table(task_dir, "train")
-    if train is None:
-        raise TaskInputError(f"train file not found in {task_dir}: expected train.csv (or .tsv, .json, .jsonl, .parquet, "
-                             "each possibly zipped)")
+    sample = find_sample_submission(task_dir)
+    unsupported, only_without_tables = unsupported_shape(task_dir, sample)
+    train = find_table(task_dir, "train", "labels")
     test = find_table(task_dir, "test")
+    if unsupported and (train is None or test is None):
+        raise TaskInputError(unsupported)
+    if train is None:
+        train = _table_holding_the_targets(task_dir, sample)
+    if train is None:
+        raise TaskInputError(f"train file not found in {task_dir}: expected train.csv or labels.csv (or .tsv, .json, .jsonl, "
+                             ".parquet, each possibly zipped)")
     if test is None:
-        raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, "
-                             "each possibly zipped)")
+        where = f" (the sample submission {sample.name} lists the test ids, but their features are in no table)" if sample else ""
+        raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, each "
+                             f"possibly zipped){where}")
+    if unsupported and not only_without_tables:
+        raise TaskInputError(unsupported)
     description = next((p.read_text(errors="replace") for p in (task_dir / "description.md", task_dir / "description.txt")
                         if p.is_file()), "")
-    return TaskFiles(train, test, find_sample_submission(task_dir), description)
+    ignored = unsupported.split(":")[0].replace("this is an image task (", "").rstrip(")") if unsupported else None
+    return TaskFiles(train, test, sample, description, ignored=ignored)
+
+
+def unsupported_shape(task_dir: Path, sample: Path | None) -> tuple[str | None, bool]:
+    """One line naming a task shape iml does not solve yet, from the files alone (else None),
+    and whether the task is still solvable when it has train and test tables (images beside a
+    table of features: the table alone is used)."""
+    by_suffix: dict[str, int] = {}
+    folders_with_images: dict[str, set[str]] = {}
+    for n, path in enumerate(p for p in task_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if n >= MAX_FILES_LOOKED_AT:
+            break
+        suffix = path.suffix.lower()
+        by_suffix[suffix] = by_suffix.get(suffix, 0) + 1
+        if suffix in IMAGE_SUFFIXES:
+            folders_with_images.setdefault(str(path.parent.relative_to(task_dir)), set()).add(path.stem)
+    audio = sum(by_suffix.get(s, 0) for s in AUDIO_SUFFIXES)
+    if audio:
+        kinds = ", ".join(s for s in AUDIO_SUFFIXES if by_suffix.get(s))
+        return f"this is an audio task ({audio} {kinds} files): iml solves tables and text, not sound, yet", False
+    if sample is not None:
+        columns = [c.lower() for c in read_header(sample, "sample submission")]
+        found = [c for c in columns if c in DETECTION_COLUMNS]
+        if found:
+            return (f"this is a detection / segmentation task (the submission's '{found[0]}' column holds boxes or masks, "
+                    "not one value per row): iml does not solve it yet"), False
+    named = [f for f in folders_with_images if any(w in f.lower() for w in ("clean", "mask", "target", "label", "output"))]
+    for folder in named:
+        twins = [f for f in folders_with_images if f != folder and len(folders_with_images[f] & folders_with_images[folder]) > 0]
+        if twins:
+            return (f"this is an image-to-image task ({twins[0]}/ and {folder}/ hold images of the same names): "
+                    "iml does not solve it yet"), False
+    images = sum(len(v) for v in folders_with_images.values())
+    if images >= 20:
+        where = ", ".join(f"{f}/" for f in sorted(folders_with_images, key=lambda f: -len(folders_with_images[f]))[:3])
+        return (f"this is an image task ({images} images in {where}): iml solves tables and text, not pixels, yet; "
+                "give it a table of features per row instead"), True
+    return None, False
+
+
+def _table_holding_the_targets(task_dir: Path, sample: Path | None) -> Path | None:
+    """No train.* or labels.*: the one other table that holds the sample submission's value columns."""
+    if sample is None:
+        return None
+    wanted = set(read_header(sample, "sample submission")[1:])
+    found = []
+    for path in sorted(task_dir.iterdir()):
+        if path == sample or not path.is_file() or find_table(task_dir, path.name.split(".")[0]) != path:
+            continue
+        if path.name.split(".")[0].lower() in ("test", "description"):
+            continue
+        try:
+            if wanted and wanted <= set(read_header(path, "table")):
+                found.append(path)
+        except TaskInputError:
+            continue
+    return found[0] if len(found) == 1 else None
 
 
 def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
@@ -72,8 +147,11 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     sample_cols = read_header(files.sample, "sample submission") if files.sample is not None else None
     for name, path in (("train", files.train), ("test", files.test), ("sample submission", files.sample)):
         if path is not None and path.name not in ("train.csv", "test.csv", "sample_submission.csv"):
-            reasons.append(f"{name}: read from {path.name}")
+            reasons.append(f"{name}: read from {path.name}" + (" (the table that holds the targets)" if name == "train" and
+                           not path.name.lower().startswith(("train", "labels")) else ""))
     description = files.description
+    if files.ignored:
+        warnings.append(f"{files.ignored} are not used: iml reads the tables, not pixels, yet")
 
     id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons)
     sample = read_table(files.sample, "sample submission", keys=[id_column] if id_column else []) if files.sample else None
@@ -84,6 +162,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     y = read_table(files.train, "train file", columns=[target])[target].dropna()
     if y.empty:
         raise TaskInputError(f"target column '{target}' has no values in the train file")
+    _refuse_free_text_target(y, target)
     task_type = _task_type(y, metric_name, sample, target, reasons)
     if metric_name is None:
         metric_name = _default_metric(task_type, sample, target, y, reasons)
@@ -129,6 +208,17 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         reasons=reasons,
         warnings=warnings,
     )
+
+
+def _refuse_free_text_target(y: pd.Series, target: str) -> None:
+    """A target of free text (a distinct string on most rows) asks for text to be written, not
+    for a class or a value to be predicted: a sequence-to-sequence task."""
+    if pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y) or len(y) < 50:
+        return
+    distinct = y.astype(str).nunique()
+    if distinct > 0.5 * len(y):
+        raise TaskInputError(f"this is a sequence-to-sequence task: the target '{target}' is free text ({distinct:,} distinct "
+                             f"values in {len(y):,} rows), not classes or numbers; iml does not solve it yet")
 
 
 def _usable_features(train_cols: list[str], test_cols: list[str], target: str, id_column: str | None,

@@ -1,0 +1,101 @@
+"""Task folders laid out like real competitions: where the training table is, and shapes iml
+does not solve yet, named in one line instead of guessed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.context import Settings
+from nodes.analyze import read_task
+from runtime.data import TaskInputError
+
+
+def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.RandomState(seed)
+    return pd.DataFrame({"id": range(n), "x": rng.normal(size=n), "y": rng.choice(["a", "b"], n)})
+
+
+def write(folder, train_name="train.csv", test=True, sample_cols=("id", "y")):
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = table()
+    frame.iloc[:40].to_csv(folder / train_name, index=False)
+    if test:
+        frame.iloc[40:].drop(columns="y").to_csv(folder / "test.csv", index=False)
+    sample = frame.iloc[40:][["id"]].assign(**{c: 0.5 for c in sample_cols if c != "id"})
+    sample.to_csv(folder / "sample_submission.csv", index=False)
+    return folder
+
+
+def images(folder, count=25, names=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names or range(count):
+        (folder / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+
+
+def refused(folder) -> str:
+    with pytest.raises(TaskInputError) as info:
+        read_task(folder, Settings())
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_the_training_table_may_be_labels_csv(tmp_path):
+    task = read_task(write(tmp_path / "t", train_name="labels.csv"), Settings())
+    assert task.train_file == "labels.csv" and task.target == "y"
+    assert any("labels.csv" in r for r in task.reasons)
+
+
+def test_else_the_one_table_that_holds_the_targets(tmp_path):
+    task = read_task(write(tmp_path / "t", train_name="data.csv"), Settings())
+    assert task.train_file == "data.csv"
+    assert any("the table that holds the targets" in r for r in task.reasons)
+
+
+def test_no_test_table_is_named(tmp_path):
+    message = refused(write(tmp_path / "t", test=False))
+    assert message.startswith("test file not found") and "sample submission" in message
+
+
+def test_audio_is_named(tmp_path):
+    folder = write(tmp_path / "t")
+    (folder / "train").mkdir()
+    (folder / "train" / "a.wav").write_bytes(b"RIFF")
+    assert refused(folder).startswith("this is an audio task (1 .wav files)")
+
+
+def test_detection_is_named(tmp_path):
+    folder = write(tmp_path / "t", sample_cols=("id", "PredictionString"))
+    assert "detection / segmentation task" in refused(folder)
+
+
+def test_image_to_image_is_named(tmp_path):
+    folder = write(tmp_path / "t")
+    images(folder / "train", names=range(5))
+    images(folder / "train_cleaned", names=range(5))
+    assert "image-to-image task (train/ and train_cleaned/" in refused(folder)
+
+
+def test_an_image_task_without_a_test_table_is_named(tmp_path):
+    folder = write(tmp_path / "t", train_name="labels.csv", test=False)
+    images(folder / "train")
+    assert refused(folder).startswith("this is an image task (25 images in train/)")
+
+
+def test_images_beside_the_tables_are_left_aside_with_a_warning(tmp_path):
+    folder = write(tmp_path / "t")
+    images(folder / "images")
+    task = read_task(folder, Settings())
+    assert any("25 images in images/ are not used" in w for w in task.warnings)
+
+
+def test_a_free_text_target_is_sequence_to_sequence(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    n = 80
+    frame = pd.DataFrame({"id": range(n), "before": [f"word {i}" for i in range(n)], "after": [f"written {i}" for i in range(n)]})
+    frame.iloc[:60].to_csv(folder / "train.csv", index=False)
+    frame.iloc[60:].drop(columns="after").to_csv(folder / "test.csv", index=False)
+    frame.iloc[60:][["id"]].assign(after="x").to_csv(folder / "sample_submission.csv", index=False)
+    assert refused(folder).startswith("this is a sequence-to-sequence task: the target 'after' is free text")
