@@ -48,13 +48,15 @@ __all__ = [
     "metric_from_text",
 ]
 
-TaskType = Literal["binary", "multiclass", "regression"]
+TaskType = Literal["binary", "multiclass", "regression", "multilabel", "multitarget"]
 Needs = Literal["label", "proba", "value"]
 
 _EPS = 1e-15
 _CLS = frozenset({"binary", "multiclass"})
 _REG = frozenset({"regression"})
 _ALL = _CLS | _REG
+_MULTILABEL = frozenset({"multilabel"})  # several 0/1 labels per row
+_MULTITARGET = frozenset({"multitarget"})  # several numeric targets per row
 
 
 # --------------------------------------------------------------------------- conversions
@@ -219,11 +221,14 @@ class Metric:
     task_types: frozenset[str]
     description: str
     _fn: Callable[[np.ndarray, np.ndarray], float] = field(repr=False, compare=False)
+    base: str | None = None  # a column-wise mean: the metric each target column is scored by
 
     def score(self, y_true: np.ndarray, pred: np.ndarray) -> float:
         """Score ``pred`` (in the model contract's form) against ``y_true``."""
         y = np.asarray(y_true)
         p = np.asarray(pred)
+        if self.base is not None:
+            return self._columnwise(y, p)
         if y.ndim > 1 and y.shape[1] == 1:
             y = y[:, 0]
         if self.needs == "value" and p.ndim == 2 and p.shape[1] == 1:
@@ -231,6 +236,28 @@ class Metric:
         if len(y) != len(p):
             raise ValueError(f"{self.name}: y_true has {len(y)} rows but pred has {len(p)}")
         return self._fn(y, p)
+
+    def _columnwise(self, y: np.ndarray, p: np.ndarray) -> float:
+        """The mean over target columns of the base metric (a column that cannot be scored in
+        this fold, such as AUC on one class, is left out of the mean)."""
+        y = y.reshape(len(y), -1)
+        p = p.reshape(len(p), -1)
+        if y.shape != p.shape:
+            raise ValueError(f"{self.name}: y_true has shape {y.shape} but pred has {p.shape}")
+        base = METRICS[self.base]
+        scores = [base.score(y[:, j], p[:, j]) for j in range(y.shape[1])]
+        scores = [s for s in scores if not math.isnan(s)]
+        return float(np.mean(scores)) if scores else float("nan")
+
+    def columnwise(self) -> "Metric":
+        """This metric averaged over several target columns (mean column-wise AUC, RMSLE, ...)."""
+        if self.base is not None:
+            return self
+        for m in METRICS.values():
+            if m.base == self.name:
+                return m
+        raise UnknownMetricError(f"metric '{self.name}' has no column-wise mean for several targets; "
+                                 f"use one of {', '.join(m.base for m in METRICS.values() if m.base)}")
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b`` (nan is never better)."""
@@ -276,6 +303,20 @@ METRICS: dict[str, Metric] = {
         _m("r2", True, "value", _REG, "coefficient of determination (R squared)", _r2),
     ]
 }
+# Column-wise means for several targets per row (jigsaw-toxic, nomad2018): the base metric on
+# each target column, averaged. Scored on (n, t) arrays.
+METRICS.update({
+    m.name: m
+    for m in [
+        Metric("mean_columnwise_auc", True, "proba", _MULTILABEL, "mean over the label columns of their ROC AUC", None, "auc"),
+        Metric("mean_columnwise_log_loss", False, "proba", _MULTILABEL, "mean over the label columns of their log loss",
+               None, "log_loss"),
+        Metric("mean_columnwise_rmse", False, "value", _MULTITARGET, "mean over the target columns of their RMSE", None, "rmse"),
+        Metric("mean_columnwise_rmsle", False, "value", _MULTITARGET, "mean over the target columns of their RMSLE", None,
+               "rmsle"),
+        Metric("mean_columnwise_mae", False, "value", _MULTITARGET, "mean over the target columns of their MAE", None, "mae"),
+    ]
+})
 
 # Keys are normalised with _norm (lowercase, runs of space/hyphen/underscore -> one space).
 ALIASES: dict[str, str] = {
@@ -354,6 +395,21 @@ ALIASES: dict[str, str] = {
     "r squared": "r2",
     "rsquared": "r2",
     "coefficient of determination": "r2",
+    # column-wise means (several targets)
+    "mean columnwise auc": "mean_columnwise_auc",
+    "mean column wise auc": "mean_columnwise_auc",
+    "mean columnwise roc auc": "mean_columnwise_auc",
+    "mean column wise roc auc": "mean_columnwise_auc",
+    "columnwise auc": "mean_columnwise_auc",
+    "mean columnwise log loss": "mean_columnwise_log_loss",
+    "mean column wise log loss": "mean_columnwise_log_loss",
+    "mean columnwise rmse": "mean_columnwise_rmse",
+    "mean column wise rmse": "mean_columnwise_rmse",
+    "mean columnwise rmsle": "mean_columnwise_rmsle",
+    "mean column wise rmsle": "mean_columnwise_rmsle",
+    "columnwise rmsle": "mean_columnwise_rmsle",
+    "mean columnwise mae": "mean_columnwise_mae",
+    "mean column wise mae": "mean_columnwise_mae",
 }
 
 

@@ -127,8 +127,9 @@ def test_direction_better_and_worst(name: str) -> None:
 
 
 def test_directions_of_known_metrics() -> None:
-    up = {"auc", "accuracy", "balanced_accuracy", "f1", "f1_macro", "mcc", "qwk", "r2"}
-    down = {"rmse", "rmsle", "mae", "mse", "medae", "mape", "log_loss"}
+    up = {"auc", "accuracy", "balanced_accuracy", "f1", "f1_macro", "mcc", "qwk", "r2", "mean_columnwise_auc"}
+    down = {"rmse", "rmsle", "mae", "mse", "medae", "mape", "log_loss", "mean_columnwise_log_loss", "mean_columnwise_rmse",
+            "mean_columnwise_rmsle", "mean_columnwise_mae"}
     assert up | down == set(METRICS)
     assert all(METRICS[n].greater_is_better for n in up)
     assert not any(METRICS[n].greater_is_better for n in down)
@@ -139,7 +140,7 @@ def test_every_metric_is_described_and_typed() -> None:
         assert m.name == name
         assert m.description and "\n" not in m.description
         assert m.needs in {"label", "proba", "value"}
-        assert m.task_types <= {"binary", "multiclass", "regression"} and m.task_types
+        assert m.task_types <= {"binary", "multiclass", "regression", "multilabel", "multitarget"} and m.task_types
 
 
 # --------------------------------------------------------------------------- names
@@ -264,3 +265,18 @@ def test_metric_from_text_prefers_phrases_near_cue_words() -> None:
 def test_metric_from_text_returns_none_without_a_metric() -> None:
     assert metric_from_text("Predict which customers will leave. Good luck!") is None
     assert metric_from_text("") is None
+
+
+def test_column_wise_means_score_each_target_column_with_its_base_metric() -> None:
+    y = np.array([[0, 1], [1, 0], [0, 1], [1, 1], [0, 0]])
+    p = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.9, 0.1], [0.2, 0.4]])
+    auc = get_metric("mean column-wise ROC AUC")
+    per_column = [METRICS["auc"].score(y[:, j], p[:, j]) for j in range(2)]
+    assert auc.score(y, p) == pytest.approx(np.mean(per_column)) and auc.base == "auc" and auc.greater_is_better
+    # a fold where one label column has a single class: that column is left out of the mean
+    assert auc.score(y[:2, :], p[:2, :]) == pytest.approx(METRICS["auc"].score(y[:2, 0], p[:2, 0]))
+    values = np.array([[1.0, 10.0], [2.0, 20.0]])
+    rmsle = get_metric("rmsle").columnwise()
+    assert rmsle.name == "mean_columnwise_rmsle" and rmsle.score(values, values) == 0.0
+    with pytest.raises(ValueError, match="has no column-wise mean"):
+        get_metric("accuracy").columnwise()
