@@ -71,8 +71,8 @@ def test_a_task_never_seen_before(tmp_path):
     (lambda t: (t / "test.csv").write_text(""), [], "test file is empty"),
     (lambda t: None, ["--target", "nope"], "target 'nope' is not a column"),
     (lambda t: None, ["--metric", "bananas"], "unknown metric 'bananas'"),
-    (lambda t: pd.read_csv(t / "test.csv").assign(extra=1).to_csv(t / "test.csv", index=False), [], "columns that train lacks"),
-    (lambda t: (t / "train.csv").write_bytes(b"PK\x03\x04\x00\x00binary zip"), [], "not a text CSV"),
+    (lambda t: pd.read_csv(t / "test.csv")[["row_key"]].to_csv(t / "test.csv", index=False), [], "test file lacks 4 of the 4"),
+    (lambda t: (t / "train.csv").write_bytes(b"PK\x03\x04\x00\x00binary zip"), [], "not a text table"),
 ])
 def test_bad_input_is_one_line_and_exit_2(make_task, tmp_path, setup, args, message):
     task = make_task("binary")
