@@ -12,14 +12,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-TaskType = Literal["binary", "multiclass", "regression"]
+# multilabel: several 0/1 labels per row (a probability each); multitarget: several numeric targets
+TaskType = Literal["binary", "multiclass", "regression", "multilabel", "multitarget"]
 TrackName = Literal["traditional", "pretrained", "neural"]
 ColumnKind = Literal["numeric", "categorical", "text", "datetime", "id", "constant"]
 # How predictions become submission columns:
 #   label       one column of class labels (or values for regression)
 #   proba       one column holding the positive class's probability (binary)
 #   proba_cols  one column per class with its probability (multiclass, or binary with two)
-SubmissionFormat = Literal["label", "proba", "proba_cols"]
+#   columns     one column per target: its value (multitarget) or its label's probability (multilabel)
+SubmissionFormat = Literal["label", "proba", "proba_cols", "columns"]
 
 
 class TaskSpec(BaseModel):
@@ -42,6 +44,11 @@ class TaskSpec(BaseModel):
     # The train columns the models see: every train column but the target and the id that the
     # test file has too. Empty (older runs): all of them.
     feature_columns: list[str] = Field(default_factory=list)
+    # Several targets: the train columns predicted (multilabel, multitarget), or the one-hot
+    # class columns of a multiclass task (one_hot). Empty: the one `target`.
+    targets: list[str] = Field(default_factory=list)
+    one_hot: bool = False
+    column_metric: str | None = None  # several targets: the metric each column is scored by (auc, rmsle, ...)
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # what was dropped or ignored, said loudly
 
@@ -49,7 +56,11 @@ class TaskSpec(BaseModel):
     def key_columns(self) -> list[str]:
         from runtime.data import key_columns
 
-        return key_columns(self.model_dump(include={"id_column", "target", "task_type"}))
+        return key_columns(self.model_dump(include={"id_column", "target", "task_type", "targets"}))
+
+    @property
+    def target_columns(self) -> list[str]:
+        return self.targets or [self.target]
 
 
 class ColumnProfile(BaseModel):

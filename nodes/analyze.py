@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import IMLState, SubmissionFormat, TaskSpec, TaskType
-from runtime.data import TaskInputError, find_sample_submission, find_table, label_key, read_header, read_table
-from runtime.metrics import default_metric, get_metric, metric_from_text
+from runtime.data import TaskInputError, find_sample_submission, find_table, label_key, labelled, read_header, read_table
+from runtime.metrics import METRICS, default_metric, get_metric, metric_from_text
 
 POSITIVE_LABELS = ("1", "yes", "true", "y", "t", "positive", "pos")
 ID_NAMES = ("id", "index", "key", "row_id", "rowid")
@@ -155,8 +156,12 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
 
     id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons)
     sample = read_table(files.sample, "sample submission", keys=[id_column] if id_column else []) if files.sample else None
+    several = _several_targets(train_cols, test_cols, sample, id_column, settings)
+    if several:
+        return _read_several_targets(task_dir, files, several, id_column, sample, train_cols, test_cols, settings,
+                                     reasons, warnings)
     target = _find_target(train_cols, test_cols, sample, id_column, description, settings.target, reasons)
-    features = _usable_features(train_cols, test_cols, target, id_column, warnings)
+    features = _usable_features(train_cols, test_cols, [target], id_column, warnings)
 
     metric_name = _find_metric(description, settings.metric, reasons)
     y = read_table(files.train, "train file", columns=[target])[target].dropna()
@@ -210,6 +215,68 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     )
 
 
+def _several_targets(train_cols, test_cols, sample, id_column, settings) -> list[str]:
+    """The sample submission's value columns, when there are several and train holds each of them
+    (and test none): several targets per row. Else [] (one target, today's path)."""
+    if sample is None or settings.target:
+        return []
+    values = [c for c in sample.columns if c != id_column]
+    targets = [c for c in values if c in train_cols and c not in test_cols]
+    return targets if len(values) > 1 and targets == values else []
+
+
+def _read_several_targets(task_dir, files, targets, id_column, sample, train_cols, test_cols, settings, reasons,
+                          warnings) -> TaskSpec:
+    """Several value columns in the submission, each a train column: one-hot classes (multiclass
+    with their probabilities), several 0/1 labels (multilabel), or several numbers (multitarget)."""
+    names = ", ".join(targets)
+    frame = labelled(read_table(files.train, "train file", columns=targets), targets)
+    if frame.empty:
+        raise TaskInputError(f"no train row has a value for every target ({names})")
+    not_numeric = [c for c in targets if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+    if not_numeric:
+        raise TaskInputError(f"the submission asks for {len(targets)} columns ({names}), but train's {', '.join(not_numeric)} "
+                             "hold labels, not numbers or 0/1 flags; pass --target NAME for a single target")
+    values = frame.astype(float)
+    in_unit = bool(((values >= 0) & (values <= 1)).all().all())
+    zero_one = in_unit and bool(values.isin([0.0, 1.0]).all().all())
+    one_hot = zero_one and bool(np.allclose(values.sum(axis=1), 1.0))
+    text_metric = _find_metric(files.description, settings.metric, reasons)
+    if one_hot:
+        task_type: TaskType = "multiclass"
+        metric = get_metric(text_metric or "log_loss")
+        metric = METRICS[metric.base] if metric.base else metric
+        reasons.append(f"type: multiclass; the classes are train's one-hot columns {names}, and the submission wants "
+                       "their probabilities")
+    else:
+        # 0/1 columns are labels; probabilities are labels only when the metric scores labels
+        ranked = text_metric is not None and get_metric(text_metric).name in ("auc", "log_loss", "mean_columnwise_auc",
+                                                                               "mean_columnwise_log_loss")
+        task_type = "multilabel" if zero_one or (in_unit and ranked) else "multitarget"
+        base = get_metric(text_metric or ("auc" if task_type == "multilabel" else "rmse"))
+        metric = base.columnwise()
+        what = "0/1 labels" if task_type == "multilabel" else "numeric targets"
+        reasons.append(f"type: {task_type}; {len(targets)} {what} per row ({names}), one column each in the submission")
+        reasons.append(f"metric: {metric.name}, the mean over the columns of {metric.base}"
+                       + ("" if text_metric else " (the description names none)"))
+    if task_type not in metric.task_types:
+        raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
+    features = _usable_features(train_cols, test_cols, targets, id_column, warnings)
+    if id_column:
+        _check_test_ids(files.test, id_column)
+    sub_cols = [c for c in sample.columns if c != id_column]
+    return TaskSpec(
+        task_dir=str(task_dir.resolve()), task_type=task_type, target=targets[0], id_column=id_column,
+        metric=metric.name, greater_is_better=metric.greater_is_better,
+        submission_format="proba_cols" if one_hot else "columns",
+        submission_columns=([id_column] if id_column else []) + sub_cols,
+        classes=list(targets) if one_hot else [], targets=list(targets), one_hot=one_hot,
+        column_metric=None if one_hot else metric.base,
+        train_file=files.train.name, test_file=files.test.name, sample_submission_file=files.sample.name,
+        feature_columns=features, reasons=reasons, warnings=warnings,
+    )
+
+
 def _refuse_free_text_target(y: pd.Series, target: str) -> None:
     """A target of free text (a distinct string on most rows) asks for text to be written, not
     for a class or a value to be predicted: a sequence-to-sequence task."""
@@ -221,12 +288,12 @@ def _refuse_free_text_target(y: pd.Series, target: str) -> None:
                              f"values in {len(y):,} rows), not classes or numbers; iml does not solve it yet")
 
 
-def _usable_features(train_cols: list[str], test_cols: list[str], target: str, id_column: str | None,
+def _usable_features(train_cols: list[str], test_cols: list[str], targets: list[str], id_column: str | None,
                      warnings: list[str]) -> list[str]:
     """The train columns the models may use: those the test file has too. Test-only columns are
     ignored; train columns missing from test are dropped, loudly, and a test file that lacks most
     of them is refused: predictions from columns that are not there would be worthless."""
-    candidates = [c for c in train_cols if c not in (target, id_column)]
+    candidates = [c for c in train_cols if c not in (*targets, id_column)]
     test_only = [c for c in test_cols if c not in train_cols and c != id_column]
     if test_only:
         warnings.append(f"ignored {len(test_only)} column(s) that only the test file has: {_names(test_only)}")

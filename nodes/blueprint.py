@@ -186,7 +186,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
             p.time_share += left * p.time_share / total
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
-    validation = ValidationScheme(kind="kfold" if task.task_type == "regression" else "stratified",
+    validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed)
     return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
 
@@ -249,6 +249,8 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     texts = profile.columns_of("text")
     n_cols = max(1, len(profile.columns) - len(profile.columns_of("id", "constant")))
     classes = len(task.classes) if task.task_type == "multiclass" else 1
+    # several targets: one fit per target column (the recipes are single-target)
+    units = len(task.target_columns) if task.task_type in ("multilabel", "multitarget") else 1
     trees = min(params.get("n_estimators", 2000), 20.0 / params["learning_rate"]) + params.get(
         "early_stopping_rounds", 100 if n < 20_000 else 50)
     if classes > 2:
@@ -269,7 +271,9 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
         steps.append(f"{len(texts)} text column(s): TF-IDF word + char n-grams through a linear model, out of fold"
                      if params.get("text", True) else f"{len(texts)} text column(s) as length and word counts only")
     steps.append("missing indicators and a per-row missing count")
-    return Estimate(seconds=KERNEL_S + CHECK_S + n_folds * fold, params=params, steps=steps)
+    if units > 1:
+        steps.append(f"one model per target column ({units} columns)")
+    return Estimate(seconds=KERNEL_S + CHECK_S + n_folds * fold * units, params=params, steps=steps)
 
 
 def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float) -> tuple[Estimate, int]:
@@ -469,7 +473,7 @@ def llm_plan_problems(proposal, task: TaskSpec, profile: DataProfile, draft: Blu
         col = columns.get(proposal.time_column or "")
         if col is None or col.kind != "datetime":
             problems.append(f"time validation needs an existing datetime column, not {proposal.time_column!r}")
-    if kind == "stratified" and task.task_type == "regression":
+    if kind == "stratified" and task.task_type in ("regression", "multitarget"):
         problems.append("stratified folds need classes; this is a regression task")
     return problems
 

@@ -19,8 +19,9 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
-from runtime.data import label_key, labelled, read_table
+from runtime.data import labelled, read_table
 from runtime.metrics import Metric, get_metric
+from runtime.submission import baseline_prediction
 
 MAX_STEPS = 25
 MEMBERS_PER_TRACK = 6  # a track's best attempt and its next best (refine's candidates and reseeds)
@@ -97,17 +98,10 @@ def _weighted(preds: dict[str, np.ndarray], weights: Counter) -> np.ndarray:
 
 
 def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
-    """A constant prediction from the training target: class shares, or the mean."""
-    train = read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns, columns=[task.target])
+    """A constant prediction from the training targets: class shares, or the mean."""
+    train = read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns, columns=task.target_columns)
     n_test = len(read_table(Path(task.task_dir) / task.test_file, "test file", keys=task.key_columns))
-    y = labelled(train, task.target)[task.target]
-    if task.task_type == "regression":
-        value = float(y.median() if metric.name in ("mae", "medae") else y.mean())
-        test_pred = np.full(n_test, value)
-    else:
-        shares = y.map(label_key).value_counts(normalize=True)
-        probs = np.array([shares.get(c, 0.0) for c in task.classes])
-        test_pred = np.tile(probs[1], n_test) if task.task_type == "binary" else np.tile(probs, (n_test, 1))
+    test_pred = baseline_prediction(labelled(train, task.target_columns), task.model_dump(), n_test)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind="baseline", weights={}, score=float("nan"), oof_path="", test_path=str(run_dir / "ensemble_test.npy"),
                           reason="no track produced a scored result; submitting the training target's constant baseline")

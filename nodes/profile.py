@@ -35,7 +35,7 @@ def profile_data(task: TaskSpec) -> DataProfile:
         n_train=len(train),
         n_test=len(test),
         columns=columns,
-        target=profile_target(labelled(train, task.target)[task.target], task),
+        target=profile_target(_target_values(labelled(train, task.target_columns), task), task),
         warnings=list(task.warnings) + find_warnings(train, test, task, columns),
     )
 
@@ -90,9 +90,23 @@ def _looks_like_dates(sample: pd.Series) -> bool:
     return bool(parsed.notna().mean() > 0.9)
 
 
+def _target_values(train: pd.DataFrame, task: TaskSpec) -> pd.Series:
+    """One series to describe the target by: the label of one-hot classes, all the values of
+    several numeric targets, the labels of several 0/1 columns by name."""
+    cols = task.target_columns
+    if task.one_hot:
+        return train[cols].astype(float).idxmax(axis=1)
+    if task.task_type == "multilabel":
+        marks = train[cols].astype(float) >= 0.5
+        return pd.Series([c for c in cols for _ in range(int(marks[c].sum()))] or ["(none)"])
+    if task.task_type == "multitarget":
+        return pd.concat([train[c].astype(float) for c in cols], ignore_index=True)
+    return train[task.target]
+
+
 def profile_target(y: pd.Series, task: TaskSpec) -> TargetProfile:
     y = y.dropna()
-    if task.task_type == "regression":
+    if task.task_type in ("regression", "multitarget"):
         v = y.astype(float)
         return TargetProfile(kind="values", mean=float(v.mean()), std=float(v.std()), min=float(v.min()), max=float(v.max()), skew=float(v.skew()))
     counts = y.astype(str).value_counts()
@@ -101,7 +115,7 @@ def profile_target(y: pd.Series, task: TaskSpec) -> TargetProfile:
 
 def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> list[str]:
     found: list[str] = []
-    with_target = labelled(train, task.target)
+    with_target = labelled(train, task.target_columns)
     missing_target = len(train) - len(with_target)
     if missing_target:
         found.append(f"{missing_target} train rows have no target and are dropped")

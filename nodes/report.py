@@ -334,6 +334,8 @@ def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str,
 
     from runtime.data import label_key, labelled, read_table
 
+    if task.task_type in ("multilabel", "multitarget") or task.one_hot:
+        return []  # one association per target column would crowd the report; the profile lists them
     train = labelled(read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns), task.target)
     if len(train) > MAX_ASSOCIATION_ROWS:
         train = train.sample(MAX_ASSOCIATION_ROWS, random_state=0)
@@ -423,7 +425,7 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
     doc.h(1, f"iML report: {task_name}")
     sub = state.get("submission_path")
     score = ensemble.score if ensemble is not None else float("nan")
-    parts = [f"A **{task.task_type}** task: predict `{task.target}`, scored by **{metric.name}** ({direction})."]
+    parts = [f"A **{task.task_type}** task: predict `{', '.join(task.target_columns)}`, scored by **{metric.name}** ({direction})."]
     if ensemble is not None and ensemble.kind != "baseline":
         parts.append(f"Best out-of-fold {metric.name}: **{_cell(score)}** ({ensemble.kind}: {ensemble.reason}).")
     elif ensemble is not None:
@@ -442,7 +444,7 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
 
     # -- the task
     doc.h(2, "1. The task as understood", "task")
-    rows = [["task type", task.task_type], ["target", f"`{task.target}`"], ["id column", f"`{task.id_column}`" if task.id_column else "none (rows in order)"],
+    rows = [["task type", task.task_type], ["target", ", ".join(f"`{c}`" for c in task.target_columns)], ["id column", f"`{task.id_column}`" if task.id_column else "none (rows in order)"],
             ["metric", f"{metric.name}: {metric.description} ({direction})"],
             ["submission", {"label": "class labels" if task.task_type != "regression" else "values", "proba": "the positive class's probability",
                             "proba_cols": "one probability column per class"}[task.submission_format] + f"; columns {', '.join(task.submission_columns)}"]]
@@ -540,7 +542,7 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
         else:
             doc.p(ensemble.reason)
         y_path, oof_path = run_dir / "y.npy", Path(ensemble.oof_path) if ensemble.oof_path else None
-        if oof_path is not None and oof_path.exists() and y_path.exists():
+        if oof_path is not None and oof_path.exists() and y_path.exists() and task.task_type not in ("multilabel", "multitarget"):
             add_plot("oof.png", lambda: plot_oof(task, np.load(y_path), np.load(oof_path)))
 
     # -- time

@@ -89,6 +89,23 @@ def inlined(module) -> str:
     return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip() + "\n"
 
 
+# What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
+# and one fold's fit and predictions, so the script runs exactly the loop the run ran.
+HARNESS_PARTS = ("ContractError", "make_folds", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "fit_fold",
+                 "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows")
+
+
+def harness_functions() -> str:
+    harness = _harness()
+    parts = []
+    for name in HARNESS_PARTS:
+        if name == "MULTI":
+            parts.append(f"MULTI = {harness.MULTI!r}\n")
+        else:
+            parts.append(inspect.getsource(getattr(harness, name)))
+    return "\n\n".join(parts)
+
+
 def literal(text: str) -> str:
     """`text` as a Python string literal: a readable raw triple-quoted one when that is exact."""
     candidate = "r'''" + text + "'''"
@@ -135,7 +152,7 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n",
         "\n# -- inlined from iML: reading the tables (runtime/data.py), the submission's format\n"
         "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
-        inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + inspect.getsource(_harness().make_folds),
+        inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
         BODY,
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
         "\n".join(source_lines),
@@ -195,68 +212,31 @@ def load_module(name: str, source: str) -> types.ModuleType:
     return module
 
 
-def encode_target(target: pd.Series) -> np.ndarray:
-    if TASK["task_type"] == "regression":
-        return target.astype(float).to_numpy()
-    index = {label: i for i, label in enumerate(TASK["classes"])}
-    return target.map(lambda v: index.get(label_key(v), -1)).to_numpy().astype(np.int64)
-
-
 def with_encoding(features_mod, params: dict, X: pd.DataFrame, X_test: pd.DataFrame):
-    """Raw columns plus Features.encode's columns, computed once on train + test."""
+    """Raw columns plus Features.encode's columns, computed once on train + test (as the harness does)."""
     if getattr(features_mod.Features, "encode", None) is None:
         return X, X_test
-    both = pd.concat([X, X_test], ignore_index=True)
-    enc = np.asarray(features_mod.Features(TASK, PROFILE, dict(params)).encode(both), dtype=np.float32)
-    enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
-    enc = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
+    enc = encode_rows(features_mod, TASK, PROFILE, params, pd.concat([X, X_test], ignore_index=True))
     n = len(X)
     X = pd.concat([X, enc.iloc[:n].set_axis(X.index)], axis=1)
     X_test = pd.concat([X_test, enc.iloc[n:].set_axis(X_test.index)], axis=1)
     return X, X_test
 
 
-def predictions(model, X) -> np.ndarray:
-    pred = np.asarray(model.predict(X), dtype=float)
-    if TASK["task_type"] == "binary" and pred.ndim == 2 and pred.shape[1] == 2:
-        pred = pred[:, 1]
-    if TASK["task_type"] == "regression" and pred.ndim == 2 and pred.shape[1] == 1:
-        pred = pred[:, 0]
-    return pred
-
-
 def cross_fit(member: dict, X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
-    """One model per fold, trained on the other folds; their test predictions averaged."""
+    """One fit per fold on the other folds (the harness's fit_fold), test predictions averaged."""
     features_mod = load_module("features", member["features"])
     model_mod = load_module("model", member["model"])
     params = member["params"]
     X, X_test = with_encoding(features_mod, params, X, X_test)
     n_folds = int(folds.max()) + 1
-    n_classes = len(TASK["classes"])
-    test_pred = np.zeros((len(X_test), n_classes)) if TASK["task_type"] == "multiclass" else np.zeros(len(X_test))
+    test_pred = empty_prediction(TASK, len(X_test))
     for k in range(n_folds):
         tr, va = folds != k, folds == k
-        feats = features_mod.Features(TASK, PROFILE, dict(params))
-        feats.fit(X[tr].reset_index(drop=True), y[tr])
-        Xtr = feats.transform(X[tr].reset_index(drop=True))
-        Xva = feats.transform(X[va].reset_index(drop=True))
-        Xte = feats.transform(X_test)
-        model = model_mod.Model(TASK, dict(params))
-        model.fit(Xtr, y[tr], Xva, y[va])
-        test_pred += predictions(model, Xte) / n_folds
+        _, (_, pred_test) = fit_fold(features_mod, model_mod, TASK, PROFILE, params, X[tr], y[tr], X[va], y[va], [X_test])
+        test_pred += pred_test / n_folds
         print(f"  {member['name']}: fold {k + 1}/{n_folds} done", file=sys.stderr)
     return test_pred
-
-
-def baseline(train: pd.DataFrame, n_test: int) -> np.ndarray:
-    """The run had no scored track: a constant from the training target, as the run did."""
-    y = train[TASK["target"]].dropna()
-    if TASK["task_type"] == "regression":
-        value = float(y.median() if TASK["metric"] in ("mae", "medae") else y.mean())
-        return np.full(n_test, value)
-    shares = y.map(label_key).value_counts(normalize=True)
-    probs = np.array([shares.get(c, 0.0) for c in TASK["classes"]])
-    return np.tile(probs[1], n_test) if TASK["task_type"] == "binary" else np.tile(probs, (n_test, 1))
 '''
 
 MAIN = '''
@@ -268,13 +248,12 @@ def main(task_dir: Path, out: Path) -> None:
     keys = key_columns(TASK)
     raw_train = read_table(task_dir / TASK["train_file"], "train file", keys=keys)
     test = read_table(task_dir / TASK["test_file"], "test file", keys=keys)
-    target = TASK["target"]
-    train = labelled(raw_train, target)
+    train = labelled(raw_train, target_columns(TASK))
     features = feature_columns(TASK, train.columns)
     X, X_test = train[features], test[features]
-    y = encode_target(train[target])
+    y = encode_target(train, TASK)
     if ENSEMBLE_KIND == "baseline":
-        test_pred = baseline(train, len(test))
+        test_pred = baseline_prediction(train, TASK, len(test))
     else:
         folds = make_folds(VALIDATION, y, train, TASK["task_type"])
         total = sum(m["weight"] for m in MEMBERS)

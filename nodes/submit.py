@@ -206,7 +206,14 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
         n_missing = int(sub[c].isna().sum())
         if n_missing:
             problems.append(f"column '{c}' has {n_missing} missing values")
-    if task.submission_format in ("proba", "proba_cols") and value_cols:
+    if task.submission_format == "columns" and value_cols:
+        values = sub[value_cols].apply(pd.to_numeric, errors="coerce")
+        bad = [c for c in value_cols if values[c].isna().sum() > sub[c].isna().sum()]
+        if bad:
+            problems.append(f"columns {bad} hold values that are not numbers")
+        elif task.task_type == "multilabel" and ((values < 0) | (values > 1)).any().any():
+            problems.append("label probabilities must lie in [0, 1]")
+    elif task.submission_format in ("proba", "proba_cols") and value_cols:
         probs = sub[value_cols].apply(pd.to_numeric, errors="coerce")
         if probs.isna().any().any() and not sub[value_cols].isna().any().any():
             problems.append("probability columns hold values that are not numbers")

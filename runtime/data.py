@@ -315,23 +315,34 @@ def _is_table(path: Path) -> bool:
     return name.endswith(TABLE_SUFFIXES)
 
 
+LABEL_TASKS = ("binary", "multiclass")
+
+
+def target_columns(task: dict) -> list[str]:
+    """The train columns a task predicts: several (`targets`), or its one `target`."""
+    return list(task.get("targets") or [task["target"]])
+
+
 def key_columns(task: dict) -> list[str]:
     """The columns of a task read as the exact strings written: the id, and class labels."""
     keys = [task["id_column"]] if task.get("id_column") else []
-    return keys + ([task["target"]] if task.get("task_type") != "regression" else [])
+    labels = task.get("task_type") in LABEL_TASKS and not task.get("one_hot")
+    return keys + ([task["target"]] if labels else [])
 
 
 def feature_columns(task: dict, train_columns: Iterable[str]) -> list[str]:
     """The columns the models see (task.json's feature_columns; older runs: all but target and id)."""
     if task.get("feature_columns"):
         return list(task["feature_columns"])
-    return [c for c in train_columns if c not in (task["target"], task.get("id_column"))]
+    return [c for c in train_columns if c not in (*target_columns(task), task.get("id_column"))]
 
 
-def labelled(frame: pd.DataFrame, target: str) -> pd.DataFrame:
-    """The rows that have a target value (an exact-string label reads as "" where it is missing)."""
-    y = frame[target]
-    keep = y.notna() & (y.astype(str).str.strip() != "") if not pd.api.types.is_numeric_dtype(y) else y.notna()
+def labelled(frame: pd.DataFrame, targets: str | list[str]) -> pd.DataFrame:
+    """The rows that have every target value (an exact-string label reads as "" where it is missing)."""
+    keep = pd.Series(True, index=frame.index)
+    for target in [targets] if isinstance(targets, str) else targets:
+        y = frame[target]
+        keep &= y.notna() & (y.astype(str).str.strip() != "") if not pd.api.types.is_numeric_dtype(y) else y.notna()
     return frame[keep].reset_index(drop=True)
 
 

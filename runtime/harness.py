@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
-from runtime.data import feature_columns, key_columns, label_key, labelled, read_table
+from runtime.data import feature_columns, key_columns, label_key, labelled, read_table, target_columns
 from runtime.metrics import get_metric
 from runtime.predict import MODELS_DIR
 
@@ -62,7 +62,12 @@ def make_folds(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_
     if kind == "group":
         splitter = GroupKFold(n_splits=k)
         splits = splitter.split(np.zeros(n), y, groups=frame[scheme["group_column"]].values)
-    elif kind == "stratified" and task_type != "regression":
+    elif y.ndim == 2 and task_type == "multilabel":
+        # every label's positives spread over the folds (iterative stratification, Sechidis et al.)
+        from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+        splits = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(n), y)
+    elif kind == "stratified" and task_type in ("binary", "multiclass"):
         min_count = int(np.bincount(y.astype(int)).min())
         splitter = StratifiedKFold(n_splits=max(2, min(k, min_count)), shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), y)
@@ -84,6 +89,116 @@ def to_dense_float(X: Any) -> np.ndarray | None:
     return arr.astype(float) if arr.dtype.kind in "biuf" else None
 
 
+MULTI = ("multilabel", "multitarget")
+
+
+def encode_target(train: pd.DataFrame, task: dict[str, Any]) -> np.ndarray:
+    """The harness's y: values (n,), class codes 0..k-1 (n,), or (n, t) for several targets."""
+    kind = task["task_type"]
+    if task.get("one_hot"):
+        return train[task["classes"]].astype(float).to_numpy().argmax(axis=1).astype(np.int64)
+    if kind == "multitarget":
+        return train[target_columns(task)].astype(float).to_numpy()
+    if kind == "multilabel":  # probabilities in train count as the label they lean to
+        return (train[target_columns(task)].astype(float).to_numpy() >= 0.5).astype(np.int64)
+    target = train[task["target"]]
+    if kind == "regression":
+        return target.astype(float).to_numpy()
+    index = {label: i for i, label in enumerate(task["classes"])}
+    codes = target.map(lambda v: index.get(label_key(v), -1)).to_numpy()
+    if (codes < 0).any():
+        unknown = sorted({label_key(v) for v in target[codes < 0]})[:5]
+        raise ValueError(f"target values {unknown} are not among the task's classes {task['classes']}")
+    return codes.astype(np.int64)
+
+
+def unit_tasks(task: dict[str, Any], model_mod: types.ModuleType) -> list[tuple[dict[str, Any], int | None]]:
+    """What one fit is: the whole task, or, for several targets and a Model without
+    `multi_output = True`, one binary / regression task per target column (index j of y)."""
+    if task["task_type"] not in MULTI or getattr(model_mod.Model, "multi_output", False):
+        return [(task, None)]
+    kind = "binary" if task["task_type"] == "multilabel" else "regression"
+    return [({**task, "task_type": kind, "target": col, "targets": [col], "classes": ["0", "1"] if kind == "binary" else [],
+              "metric": task["column_metric"], "submission_format": "proba" if kind == "binary" else "label"}, j)
+            for j, col in enumerate(target_columns(task))]
+
+
+class ConstantUnit:
+    """A label column with one class in a fold's training rows: nothing to learn, so its share."""
+
+    def __init__(self, y: np.ndarray):
+        self.value = float(np.mean(y))
+
+    def transform(self, X: Any) -> Any:
+        return X
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.full(len(X), self.value)
+
+
+def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
+             params: dict[str, Any], X_tr: pd.DataFrame, y_tr: np.ndarray, X_va: pd.DataFrame | None,
+             y_va: np.ndarray | None, others: list[pd.DataFrame]) -> tuple[list[tuple[Any, Any]], list[np.ndarray]]:
+    """Fit Features and Model on one fold's training rows; predict the validation rows (when
+    given) and each frame of `others`. Several targets: one fit per target column, their
+    predictions side by side. Returns the fitted (Features, Model) per unit and the predictions."""
+    fitted, columns = [], []
+    for unit, j in unit_tasks(task, model_mod):
+        yu_tr = y_tr if j is None else y_tr[:, j]
+        yu_va = None if y_va is None else (y_va if j is None else y_va[:, j])
+        if unit["task_type"] == "binary" and j is not None and len(np.unique(yu_tr)) < 2:
+            const = ConstantUnit(yu_tr)
+            fitted.append((const, const))
+            columns.append([const.predict(X) for X in ([X_va] if X_va is not None else []) + others])
+            continue
+        feats = features_mod.Features(unit, profile, dict(params))
+        feats.fit(X_tr.reset_index(drop=True), yu_tr)
+        F_tr = feats.transform(X_tr.reset_index(drop=True))
+        F_va = feats.transform(X_va.reset_index(drop=True)) if X_va is not None else None
+        model = model_mod.Model(unit, dict(params))
+        model.fit(F_tr, yu_tr, F_va, yu_va)
+        preds = [checked_prediction(unit, model.predict(F_va), len(X_va))] if X_va is not None else []
+        preds += [checked_prediction(unit, model.predict(feats.transform(X)), len(X)) for X in others]
+        fitted.append((feats, model))
+        columns.append(preds)
+    if len(columns) == 1 and unit_tasks(task, model_mod)[0][1] is None:
+        return fitted, columns[0]
+    return fitted, [np.column_stack([c[i] for c in columns]) for i in range(len(columns[0]))]
+
+
+def checked_prediction(task: dict[str, Any], pred: Any, rows: int) -> np.ndarray:
+    """Predictions in the contract's form, or ContractError saying what is wrong with them."""
+    kind = task["task_type"]
+    pred = contract_prediction(kind, pred)
+    n_classes = len(task.get("classes") or [])
+    t = len(target_columns(task))
+    expected = (rows, n_classes) if kind == "multiclass" else (rows, t) if kind in MULTI else (rows,)
+    if pred.shape != expected:
+        what = {"multiclass": "(rows, n_classes) class probabilities", "binary": "(rows,) probability of the positive class",
+                "regression": "(rows,) values", "multilabel": "(rows, labels) probability of each label",
+                "multitarget": "(rows, targets) values"}[kind]
+        raise ContractError(f"model.py: Model.predict returned shape {pred.shape}, expected {expected}: {what}")
+    if np.isnan(pred).any():
+        raise ContractError(f"model.py: Model.predict returned {int(np.isnan(pred).sum())} NaN values")
+    if not np.isfinite(pred).all():
+        raise ContractError("model.py: Model.predict returned infinite values")
+    if kind not in ("regression", "multitarget") and (pred.min() < -1e-6 or pred.max() > 1 + 1e-6):
+        raise ContractError(f"model.py: Model.predict returned probabilities outside [0, 1] (min {pred.min():.3g}, max {pred.max():.3g})")
+    if kind == "multiclass":
+        sums = pred.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-3):
+            raise ContractError(f"model.py: Model.predict rows must sum to 1; they range {sums.min():.3g}..{sums.max():.3g}")
+    return pred
+
+
+def empty_prediction(task: dict[str, Any], n: int) -> np.ndarray:
+    if task["task_type"] == "multiclass":
+        return np.zeros((n, len(task["classes"])))
+    if task["task_type"] in MULTI:
+        return np.zeros((n, len(target_columns(task))))
+    return np.zeros(n)
+
+
 def contract_prediction(task_type: str, pred: Any) -> np.ndarray:
     """A model's predictions in the contract's form: binary (n,) P(positive), regression (n,)."""
     pred = np.asarray(pred, dtype=float)
@@ -103,14 +218,14 @@ def encode_rows(features_mod: types.ModuleType, task: dict, profile: dict, param
     return pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
 
 
-def save_fold(attempt_dir: Path, k: int, feats: Any, model: Any) -> str | None:
-    """Keep a fold's fitted Features and Model for `iml predict`; the reason when they cannot be."""
+def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str | None:
+    """Keep a fold's fitted (Features, Model) units for `iml predict`; the reason when they cannot be."""
     import cloudpickle
 
     folder = attempt_dir / MODELS_DIR
     folder.mkdir(exist_ok=True)
     try:
-        payload = cloudpickle.dumps((feats, model))
+        payload = cloudpickle.dumps(fitted)
     except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
         return f"{type(e).__name__}: {e}"[:300]
     (folder / f"fold_{k}.pkl").write_bytes(payload)
@@ -128,13 +243,13 @@ class Harness:
         keys = key_columns(self.task)
         train = read_table(task_dir / self.task["train_file"], "train file", keys=keys)
         test = read_table(task_dir / self.task["test_file"], "test file", keys=keys)
-        target, id_col = self.task["target"], self.task["id_column"]
-        train = labelled(train, target)
+        id_col = self.task["id_column"]
+        train = labelled(train, target_columns(self.task))
         features = feature_columns(self.task, train.columns)
         self.X = train[features]
         self.X_test = test[features]
         self.test_ids = test[id_col].to_numpy() if id_col and id_col in test.columns else np.arange(len(test))
-        self.y = self._encode_target(train[target])
+        self.y = encode_target(train, self.task)
         self.folds = make_folds(self.scheme, self.y, train, self.task["task_type"])
         self.metric = get_metric(self.task["metric"])
         self.n_folds = int(self.folds.max()) + 1
@@ -142,16 +257,6 @@ class Harness:
         # The ensemble and the report read these on the host, without a kernel.
         np.save(run_dir / "y.npy", self.y)
         np.save(run_dir / "folds.npy", self.folds)
-
-    def _encode_target(self, target: pd.Series) -> np.ndarray:
-        if self.task["task_type"] == "regression":
-            return target.astype(float).to_numpy()
-        index = {label: i for i, label in enumerate(self.task["classes"])}
-        codes = target.map(lambda v: index.get(label_key(v), -1)).to_numpy()
-        if (codes < 0).any():
-            unknown = sorted({label_key(v) for v in target[codes < 0]})[:5]
-            raise ValueError(f"target values {unknown} are not among the task's classes {self.task['classes']}")
-        return codes.astype(np.int64)
 
     @property
     def n_classes(self) -> int:
@@ -166,25 +271,20 @@ class Harness:
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
-        oof = self._empty_pred(len(self.y))
-        test_pred = self._empty_pred(len(X_test))
+        oof = empty_prediction(self.task, len(self.y))
+        test_pred = empty_prediction(self.task, len(X_test))
         fold_scores: list[float] = []
         unsaved: str | None = None
         for k in range(self.n_folds):
             if deadline_s is not None and time.time() - started > deadline_s and k > 0:
                 raise TimeoutError(f"time share ran out after {k} of {self.n_folds} folds ({deadline_s:.0f} s)")
             tr, va = self.folds != k, self.folds == k
-            feats = features_mod.Features(self.task, self.profile, dict(params))
-            feats.fit(X[tr].reset_index(drop=True), self.y[tr])
-            Xtr = feats.transform(X[tr].reset_index(drop=True))
-            Xva = feats.transform(X[va].reset_index(drop=True))
-            Xte = feats.transform(X_test)
-            model = model_mod.Model(self.task, dict(params))
-            model.fit(Xtr, self.y[tr], Xva, self.y[va])
-            oof[va] = self._checked_predict(model, Xva, int(va.sum()))
-            test_pred += self._checked_predict(model, Xte, len(X_test)) / self.n_folds
+            fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, self.task, self.profile, params,
+                                                    X[tr], self.y[tr], X[va], self.y[va], [X_test])
+            oof[va] = pred_va
+            test_pred += pred_test / self.n_folds
             fold_scores.append(float(self.metric.score(self.y[va], oof[va])))
-            unsaved = unsaved or save_fold(attempt_dir, k, feats, model)
+            unsaved = unsaved or save_fold(attempt_dir, k, fitted)
         score = float(self.metric.score(self.y, oof))
         np.save(attempt_dir / "oof.npy", oof)
         np.save(attempt_dir / "test.npy", test_pred)
@@ -222,8 +322,9 @@ class Harness:
         X, y = X_all.reset_index(drop=True), self.y[idx]
         X_test = X_test_all.reset_index(drop=True)
         cut = int(n * 0.75)
-        feats = features_mod.Features(self.task, self.profile, dict(params))
-        feats.fit(X.iloc[:cut], y[:cut])
+        unit, j = unit_tasks(self.task, model_mod)[0]  # the features' checks on the first target's fit
+        feats = features_mod.Features(unit, self.profile, dict(params))
+        feats.fit(X.iloc[:cut], y[:cut] if j is None else y[:cut, j])
         Ftr, Fva, Fte = (feats.transform(part) for part in (X.iloc[:cut], X.iloc[cut:], X_test))
         for label, out, rows in (("train", Ftr, cut), ("valid", Fva, n - cut), ("test", Fte, n_test)):
             if out.shape[0] != rows:
@@ -239,41 +340,17 @@ class Harness:
             return problems
         preds = []
         for _ in range(2):  # twice: a fixed seed must give the same predictions
-            model = model_mod.Model(self.task, dict(params))
-            model.fit(Ftr, y[:cut], Fva, y[cut:])
             try:
-                preds.append(self._checked_predict(model, Fte, n_test))
+                _, (_, pred_test) = fit_fold(features_mod, model_mod, self.task, self.profile, params, X.iloc[:cut], y[:cut],
+                                             X.iloc[cut:], y[cut:], [X_test])
             except ContractError as e:
                 return [str(e)]
+            preds.append(pred_test)
         if not np.allclose(preds[0], preds[1], rtol=1e-4, atol=1e-6, equal_nan=True):
             problems.append("model.py: Model is not deterministic: two fits with the same params gave different predictions; fix the random seed")
         return problems
 
     # -- internals ------------------------------------------------------------------------
-
-    def _empty_pred(self, n: int) -> np.ndarray:
-        if self.task["task_type"] == "multiclass":
-            return np.zeros((n, self.n_classes))
-        return np.zeros(n)
-
-    def _checked_predict(self, model: Any, X: Any, rows: int) -> np.ndarray:
-        kind = self.task["task_type"]
-        pred = contract_prediction(kind, model.predict(X))
-        expected = (rows, self.n_classes) if kind == "multiclass" else (rows,)
-        if pred.shape != expected:
-            what = {"multiclass": "(rows, n_classes) class probabilities", "binary": "(rows,) probability of the positive class", "regression": "(rows,) values"}[kind]
-            raise ContractError(f"model.py: Model.predict returned shape {pred.shape}, expected {expected}: {what}")
-        if np.isnan(pred).any():
-            raise ContractError(f"model.py: Model.predict returned {int(np.isnan(pred).sum())} NaN values")
-        if not np.isfinite(pred).all():
-            raise ContractError("model.py: Model.predict returned infinite values")
-        if kind != "regression" and (pred.min() < -1e-6 or pred.max() > 1 + 1e-6):
-            raise ContractError(f"model.py: Model.predict returned probabilities outside [0, 1] (min {pred.min():.3g}, max {pred.max():.3g})")
-        if kind == "multiclass":
-            sums = pred.sum(axis=1)
-            if not np.allclose(sums, 1.0, atol=1e-3):
-                raise ContractError(f"model.py: Model.predict rows must sum to 1; they range {sums.min():.3g}..{sums.max():.3g}")
-        return pred
 
     def _with_encoding(self, features_mod: types.ModuleType, params: dict, sample: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Raw columns plus the cached output of `Features.encode`, when the module has one.

@@ -95,16 +95,19 @@ class FittedRun:
         return understand_values(rows[self.features].reset_index(drop=True).copy(), keys)
 
     def _member(self, member: Member, X: pd.DataFrame) -> np.ndarray:
-        from runtime.harness import contract_prediction, encode_rows, load_module  # sklearn: only when predicting
+        from runtime.harness import checked_prediction, encode_rows, load_module, unit_tasks  # sklearn: only when predicting
 
         features_mod = load_module("features", member.folder / "features.py")
         if getattr(features_mod.Features, "encode", None) is not None:
             X = pd.concat([X, encode_rows(features_mod, self.task, self.profile, member.params, X)], axis=1)
         folds = sorted((member.folder / MODELS_DIR).glob("fold_*.pkl"), key=lambda p: int(p.stem.split("_")[1]))
         out = None
+        units = unit_tasks(self.task, load_module("model", member.folder / "model.py"))
         for path in folds:
-            feats, model = pickle.loads(path.read_bytes())
-            pred = contract_prediction(self.task["task_type"], model.predict(feats.transform(X)))
+            fitted = pickle.loads(path.read_bytes())  # one (Features, Model) per unit: one, or one per target column
+            preds = [checked_prediction(unit, model.predict(feats.transform(X)), len(X))
+                     for (unit, _), (feats, model) in zip(units, fitted)]
+            pred = preds[0] if len(preds) == 1 and units[0][1] is None else np.column_stack(preds)
             # as the harness sums the test predictions: zeros, plus each fold's share in fold order
             out = np.zeros_like(pred) if out is None else out
             out += pred / len(folds)

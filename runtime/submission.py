@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtime.data import key_columns, read_table
+from runtime.data import key_columns, label_key, read_table, target_columns
 
 
 def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None = None) -> pd.DataFrame:
@@ -23,7 +23,9 @@ def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None =
         test = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task), columns=[id_col] if id_col else None)
         ids = test[id_col].to_numpy() if id_col else np.arange(len(test))
     value_cols = [c for c in task["submission_columns"] if c != id_col]
-    if task["task_type"] == "regression":
+    if task["submission_format"] == "columns":  # several targets: one column each, as the sample orders them
+        values = {c: test_pred[:, j] for j, c in enumerate(value_cols)}
+    elif task["task_type"] == "regression":
         values = {value_cols[0]: test_pred}
     elif task["submission_format"] == "proba_cols":
         probs = test_pred if test_pred.ndim == 2 else np.column_stack([1 - test_pred, test_pred])
@@ -41,3 +43,21 @@ def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None =
         if set(order) == set(frame[id_col]) and len(order) == len(frame):
             frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
     return frame[task["submission_columns"]]
+
+
+def baseline_prediction(train: pd.DataFrame, task: dict, n_test: int) -> np.ndarray:
+    """A constant for every test row from the training targets (rows with every target): each
+    target's mean (its median for MAE), or the class shares. When no track scored, this keeps
+    the promise of a valid submission."""
+    if task["task_type"] in ("multilabel", "multitarget") or task.get("one_hot"):
+        values = train[target_columns(task)].astype(float)
+        if task["task_type"] == "multilabel":
+            values = (values >= 0.5).astype(float)
+        return np.tile(values.mean().to_numpy(), (n_test, 1))
+    y = train[task["target"]]
+    if task["task_type"] == "regression":
+        value = float(y.median() if task["metric"] in ("mae", "medae") else y.astype(float).mean())
+        return np.full(n_test, value)
+    shares = y.map(label_key).value_counts(normalize=True)
+    probs = np.array([shares.get(c, 0.0) for c in task["classes"]])
+    return np.tile(probs[1], n_test) if task["task_type"] == "binary" else np.tile(probs, (n_test, 1))
