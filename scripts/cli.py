@@ -114,12 +114,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_example(args) -> int:
-    from scripts.examples import list_examples, make_example
+    from scripts.examples import list_examples, list_shape_examples, make_example
 
     if args.list or not args.name:
         table = Table("name", "type", "metric", "data", box=None)
         for ex in list_examples():
             table.add_row(ex.name, ex.task_type, ex.metric, ex.description)
+        for ex in list_shape_examples():
+            table.add_row(ex.name, ex.task_type, ex.metric, f"{ex.description} (another competition shape)")
         console.print(table)
         return 0
     if args.dir is None:

@@ -37,7 +37,7 @@ __all__ = [
     "make_example",
 ]
 
-TaskType = Literal["binary", "multiclass", "regression"]
+TaskType = Literal["binary", "multiclass", "regression", "multilabel", "multitarget"]
 # How a task's submission is laid out:
 #   proba     id + one column named after the target: probability of the positive class
 #   label     id + the target column holding predicted class names
@@ -731,11 +731,21 @@ def list_examples() -> list[ExampleSpec]:
     return list(EXAMPLES.values())
 
 
+def list_shape_examples() -> list[ExampleSpec]:
+    """The examples of other competition shapes (several targets, labels.csv, JSON records)."""
+    from scripts.shape_examples import SHAPE_EXAMPLES
+
+    return [ExampleSpec(name=e.name, task_type=e.task_type, metric=e.metric, description=e.description, source=e.source)
+            for e in SHAPE_EXAMPLES.values()]
+
+
 def _recipe(name: str) -> _Recipe:
+    from scripts.shape_examples import SHAPE_EXAMPLES
+
     try:
         return _RECIPES[name]
     except KeyError:
-        raise ValueError(f"unknown example {name!r}; known: {', '.join(_RECIPES)}") from None
+        raise ValueError(f"unknown example {name!r}; known: {', '.join([*_RECIPES, *SHAPE_EXAMPLES])}") from None
 
 
 # --------------------------------------------------------------------------- building
@@ -788,6 +798,10 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     information about the target), subsampled where the recipe says, and split 80/20
     (stratified for classification).
     """
+    from scripts.shape_examples import SHAPE_EXAMPLES, make_shape_example
+
+    if name in SHAPE_EXAMPLES:
+        return make_shape_example(name, out_dir, seed)
     recipe = _recipe(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -932,8 +946,17 @@ def grade(task_dir: Path, submission: Path) -> GradeResult:
     """
     answers, meta = _read_answers(Path(task_dir))
     metric = get_metric(str(meta["metric"]))
-    target, id_col = str(meta["target"]), str(meta["id"])
+    id_col = str(meta["id"])
     sub = _align(pd.read_csv(submission, keep_default_na=False, na_values=[""]), answers, id_col)
+    if "targets" in meta:  # the other competition shapes: one column per target or one-hot class
+        from scripts.shape_examples import grade_several
+
+        try:
+            score = grade_several(sub, answers, meta, metric)
+        except ValueError as e:
+            raise GradeError(str(e)) from None
+        return GradeResult(metric=metric.name, score=score, greater_is_better=metric.greater_is_better)
+    target = str(meta["target"])
 
     if meta["task_type"] == "regression":
         pred = pd.to_numeric(_prediction_column(sub, target, id_col), errors="coerce").to_numpy(dtype=float)
