@@ -23,40 +23,7 @@ from nodes.submit import format_submission, validate_submission
 from runtime.harness import Harness
 from runtime.metrics import get_metric
 
-# Runs a script with every iML package unimportable, whatever the environment has installed
-# (the project is installed editable into the venv, so -I alone would still find it).
-LAUNCHER = '''
-import runpy, sys
-BLOCKED = {"graph", "nodes", "runtime", "scripts", "prompts", "iml"}
-class Blocker:
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"iML is not importable here: {name}")
-        return None
-sys.meta_path.insert(0, Blocker)
-script, *args = sys.argv[1:]
-sys.argv = [script, *args]
-runpy.run_path(script, run_name="__main__")
-'''
-
-
-def run_isolated(script: Path, task_dir: Path, out: Path, workdir: Path) -> subprocess.CompletedProcess:
-    launcher = workdir / "launch.py"
-    launcher.write_text(LAUNCHER)
-    return subprocess.run([sys.executable, "-I", str(launcher), str(script), str(task_dir), str(out)],
-                          cwd=workdir, capture_output=True, text=True, timeout=300)
-
-
-def assert_same_submission(expected: Path, got: Path) -> None:
-    a, b = pd.read_csv(expected), pd.read_csv(got)
-    assert list(a.columns) == list(b.columns)
-    assert len(a) == len(b)
-    for col in a.columns:
-        if pd.api.types.is_numeric_dtype(a[col]) and pd.api.types.is_numeric_dtype(b[col]):
-            np.testing.assert_allclose(b[col].to_numpy(float), a[col].to_numpy(float), rtol=1e-7, atol=1e-9, err_msg=col)
-        else:
-            assert (a[col].astype(str) == b[col].astype(str)).all(), col
+from solution_checks import assert_same_submission, run_isolated
 
 
 def solved(root: Path, kind: str) -> tuple[Path, Path]:

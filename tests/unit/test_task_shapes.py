@@ -99,3 +99,55 @@ def test_a_free_text_target_is_sequence_to_sequence(tmp_path):
     frame.iloc[60:].drop(columns="after").to_csv(folder / "test.csv", index=False)
     frame.iloc[60:][["id"]].assign(after="x").to_csv(folder / "sample_submission.csv", index=False)
     assert refused(folder).startswith("this is a sequence-to-sequence task: the target 'after' is free text")
+
+
+def several(tmp_path, values: dict, description: str = "") -> object:
+    """A task whose sample submission asks for the columns of `values` (each a train column)."""
+    folder = tmp_path / "t"
+    folder.mkdir(parents=True)
+    n = len(next(iter(values.values())))
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"id": range(n), "x": rng.normal(size=n), **values})
+    frame.iloc[:n - 20].to_csv(folder / "train.csv", index=False)
+    frame.iloc[n - 20:][["id", "x"]].to_csv(folder / "test.csv", index=False)
+    frame.iloc[n - 20:][["id"]].assign(**{c: 0 for c in values}).to_csv(folder / "sample_submission.csv", index=False)
+    (folder / "description.md").write_text(description)
+    return read_task(folder, Settings())
+
+
+def test_several_numbers_are_a_multitarget_task_with_the_column_wise_metric(tmp_path):
+    rng = np.random.RandomState(1)
+    task = several(tmp_path, {"a": rng.uniform(1, 9, 80), "b": rng.uniform(0, 100, 80)},
+                   "Evaluated on the mean columnwise root mean squared logarithmic error.")
+    assert (task.task_type, task.metric, task.column_metric, task.submission_format) == (
+        "multitarget", "mean_columnwise_rmsle", "rmsle", "columns")
+    assert task.targets == ["a", "b"] and task.feature_columns == ["x"]
+
+
+def test_several_zero_one_columns_are_labels_and_one_hot_ones_are_classes(tmp_path):
+    rng = np.random.RandomState(2)
+    labels = several(tmp_path / "l", {"toxic": rng.randint(0, 2, 80), "insult": rng.randint(0, 2, 80)})
+    assert (labels.task_type, labels.metric, labels.column_metric) == ("multilabel", "mean_columnwise_auc", "auc")
+    codes = rng.randint(0, 3, 80)
+    onehot = several(tmp_path / "o", {c: (codes == i).astype(int) for i, c in enumerate(["healthy", "rust", "scab"])},
+                     "Scored on mean column-wise ROC AUC.")
+    assert (onehot.task_type, onehot.one_hot, onehot.metric, onehot.submission_format) == ("multiclass", True, "auc", "proba_cols")
+    assert onehot.classes == ["healthy", "rust", "scab"]
+
+
+def test_probability_columns_are_labels_only_when_the_metric_ranks_labels(tmp_path):
+    rng = np.random.RandomState(3)
+    soft = {"p": rng.uniform(0, 1, 80), "q": rng.uniform(0, 1, 80)}
+    assert several(tmp_path / "a", soft, "Scored by ROC AUC on each column.").task_type == "multilabel"
+    assert several(tmp_path / "b", soft, "Scored by RMSE.").task_type == "multitarget"
+
+
+def test_several_label_columns_of_text_are_refused_in_one_line(tmp_path):
+    message = refused_several(tmp_path, {"a": ["x", "y"] * 40, "b": ["u", "v"] * 40})
+    assert "hold labels, not numbers" in message and "--target" in message
+
+
+def refused_several(tmp_path, values):
+    with pytest.raises(TaskInputError) as info:
+        several(tmp_path, values)
+    return str(info.value)
