@@ -24,8 +24,9 @@ def load(argv: list[str] | None = None) -> tuple[dict, pd.DataFrame, np.ndarray,
     spec = json.loads((args.work_dir / "spec.json").read_text())
     train = pd.read_csv(spec["train"], low_memory=False)
     test = pd.read_csv(spec["test"], low_memory=False)
-    train = train.dropna(subset=[spec["target"]]).reset_index(drop=True)
-    drop = [c for c in (spec["target"], spec["id_column"]) if c]
+    targets = spec.get("targets") or [spec["target"]]
+    train = train.dropna(subset=targets).reset_index(drop=True)
+    drop = [c for c in (*targets, spec["id_column"]) if c]
     X = train.drop(columns=[c for c in drop if c in train.columns])
     X_test = test.drop(columns=[c for c in drop if c in test.columns])[list(X.columns)]
     y = np.load(args.work_dir / "y.npy", allow_pickle=False)
@@ -40,8 +41,10 @@ def to_contract(spec: dict, proba: np.ndarray | None = None, labels: np.ndarray 
     """Predictions in the contract's form. Label-scored tasks get the peer's own labels (its
     decision threshold, not 0.5 on its probabilities), as 0/1 or one-hot rows."""
     kind, k = spec["task_type"], len(spec["classes"])
-    if kind == "regression":
+    if kind in ("regression", "multitarget"):
         return np.asarray(values, dtype=float)
+    if kind == "multilabel":  # (n, labels) probability of each label
+        return np.asarray(proba, dtype=float)
     if spec["submission_format"] == "label" and labels is not None:
         codes = np.asarray(labels).astype(int)
         return codes.astype(float) if kind == "binary" else np.eye(k)[codes]
