@@ -212,7 +212,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     from graph.context import Settings
     from nodes.analyze import read_task
     from nodes.submit import format_submission
-    from runtime.data import label_key, read_table
+    from runtime.data import labelled, read_table
 
     from runtime.harness import encode_target
 
