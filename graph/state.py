@@ -48,6 +48,7 @@ class TaskSpec(BaseModel):
     # class columns of a multiclass task (one_hot). Empty: the one `target`.
     targets: list[str] = Field(default_factory=list)
     one_hot: bool = False
+    passthrough_columns: list[str] = Field(default_factory=list)  # copied from the test rows into the submission
     column_metric: str | None = None  # several targets: the metric each column is scored by (auc, rmsle, ...)
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # what was dropped or ignored, said loudly

@@ -154,9 +154,14 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     if files.ignored:
         warnings.append(f"{files.ignored} are not used: iml reads the tables, not pixels, yet")
 
-    id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons)
+    id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons,
+                         unique_in_test=lambda c: _unique(files.test, c))
+    # columns the submission repeats from the test rows (detecting-insults: Date, Comment)
+    passthrough = [c for c in (sample_cols or []) if c in test_cols and c != id_column]
+    if passthrough:
+        reasons.append(f"submission: {', '.join(passthrough)} copied from the test rows, as the sample submission shows")
     sample = read_table(files.sample, "sample submission", keys=[id_column] if id_column else []) if files.sample else None
-    several = _several_targets(train_cols, test_cols, sample, id_column, settings)
+    several = _several_targets(train_cols, test_cols, sample, id_column, settings, passthrough)
     if several:
         return _read_several_targets(task_dir, files, several, id_column, sample, train_cols, test_cols, settings,
                                      reasons, warnings)
@@ -179,7 +184,8 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
 
     classes: list[str] = []
     fmt: SubmissionFormat = "label"
-    sub_cols = [c for c in (sample.columns if sample is not None else [id_column, target]) if c and c != id_column]
+    sub_cols = [c for c in (sample.columns if sample is not None else [id_column, target]) if c and c != id_column
+                and c not in passthrough]
     if task_type != "regression":
         # Class labels as the exact strings the file holds ("01" stays "01"), so they go out as written.
         exact = read_table(files.train, "train file", keys=[target], columns=[target])[target]
@@ -204,7 +210,8 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         metric=metric.name,
         greater_is_better=metric.greater_is_better,
         submission_format=fmt,
-        submission_columns=([id_column] if id_column else []) + sub_cols,
+        submission_columns=list(sample.columns) if sample is not None else ([id_column] if id_column else []) + sub_cols,
+        passthrough_columns=passthrough,
         classes=classes,
         train_file=files.train.name,
         test_file=files.test.name,
@@ -215,12 +222,12 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     )
 
 
-def _several_targets(train_cols, test_cols, sample, id_column, settings) -> list[str]:
+def _several_targets(train_cols, test_cols, sample, id_column, settings, passthrough=()) -> list[str]:
     """The sample submission's value columns, when there are several and train holds each of them
     (and test none): several targets per row. Else [] (one target, today's path)."""
     if sample is None or settings.target:
         return []
-    values = [c for c in sample.columns if c != id_column]
+    values = [c for c in sample.columns if c != id_column and c not in passthrough]
     targets = [c for c in values if c in train_cols and c not in test_cols]
     return targets if len(values) > 1 and targets == values else []
 
@@ -311,6 +318,14 @@ def _usable_features(train_cols: list[str], test_cols: list[str], targets: list[
     return features
 
 
+def _unique(test: Path, column: str) -> bool:
+    """Whether a column can identify the test rows: a distinct value on each, and values that are
+    keys (000123, t3_abc), not sentences (a unique comment is text, not an id)."""
+    values = read_table(test, "test file", keys=[column], columns=[column])[column]
+    keylike = column.lower() in ID_NAMES or not values.astype(str).str.contains(r"\s").mean() > 0.5
+    return bool(values.is_unique) and keylike
+
+
 def _check_test_ids(test: Path, id_column: str) -> None:
     ids = read_table(test, "test file", keys=[id_column], columns=[id_column])[id_column]
     repeated = ids[ids.duplicated(keep=False)]
@@ -324,7 +339,8 @@ def _names(columns: list[str], limit: int = 6) -> str:
     return shown + (f", … ({len(columns) - limit} more)" if len(columns) > limit else "")
 
 
-def _find_id(train_cols: list[str], test_cols: list[str], sample_cols: list[str] | None, given: str | None, reasons: list[str]) -> str | None:
+def _find_id(train_cols: list[str], test_cols: list[str], sample_cols: list[str] | None, given: str | None, reasons: list[str],
+             unique_in_test=None) -> str | None:
     if given:
         if given not in test_cols:
             raise TaskInputError(f"id column '{given}' is not in the test file; its columns are {', '.join(test_cols[:10])}")
@@ -332,9 +348,15 @@ def _find_id(train_cols: list[str], test_cols: list[str], sample_cols: list[str]
         return given
     if sample_cols is not None:
         shared = [c for c in sample_cols if c in test_cols]
+        ids = [c for c in shared if unique_in_test is None or unique_in_test(c)]
+        if ids:
+            reasons.append(f"id: '{ids[0]}' is the column test and sample submission share" +
+                           (" with a distinct value on every row" if len(shared) > 1 else ""))
+            return ids[0]
         if shared:
-            reasons.append(f"id: '{shared[0]}' is the column test and sample submission share")
-            return shared[0]
+            reasons.append(f"id: none; the columns test and sample submission share ({', '.join(shared)}) repeat values, "
+                           "so they are copied from the test rows, and rows are matched by their order")
+            return None
     for col in test_cols:
         if col.lower() in ID_NAMES or col.lower().endswith("_id") or col.endswith("Id"):
             reasons.append(f"id: '{col}' is named like an id")

@@ -175,7 +175,8 @@ def write_submission(task: TaskSpec, test_pred: np.ndarray, path: Path) -> pd.Da
 def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
     """Every way the file breaks the task's format, one line each; empty when valid."""
     expected = task.submission_columns
-    label_cols = [c for c in expected if c != task.id_column] if task.submission_format == "label" and task.task_type != "regression" else []
+    label_cols = [c for c in expected if c != task.id_column and c not in task.passthrough_columns] \
+        if task.submission_format == "label" and task.task_type != "regression" else []
     try:
         sub = read_table(path, "submission", keys=([task.id_column] if task.id_column else []) + label_cols)
     except TaskInputError as e:
@@ -201,7 +202,7 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
         unknown = set(ids) - want
         if unknown:
             problems.append(f"{len(unknown)} ids not in the test file, e.g. {sorted(unknown)[:3]}")
-    value_cols = [c for c in expected if c != task.id_column and c in sub.columns]
+    value_cols = [c for c in expected if c != task.id_column and c in sub.columns and c not in task.passthrough_columns]
     for c in value_cols:
         n_missing = int(sub[c].isna().sum())
         if n_missing:

@@ -79,9 +79,10 @@ class FittedRun:
         id_col = self.task.get("id_column")
         if id_col and id_col not in rows.columns:
             raise TaskInputError(f"the new rows have no id column '{id_col}'; the submission format needs it")
-        pred = self.predict_raw(rows)
-        ids = rows[id_col].map(lambda v: v if isinstance(v, str) else str(v)).to_numpy() if id_col else np.arange(len(rows))
-        return submission_frame(self.task, pred, ids=ids)
+        missing = [c for c in self.task.get("passthrough_columns") or [] if c not in rows.columns]
+        if missing:
+            raise TaskInputError(f"the new rows lack {', '.join(missing)}, which the submission copies from each row")
+        return submission_frame(self.task, self.predict_raw(rows), rows=rows.reset_index(drop=True))
 
     # -- internals ------------------------------------------------------------------------
 

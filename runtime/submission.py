@@ -11,18 +11,20 @@ import pandas as pd
 from runtime.data import key_columns, label_key, read_table, target_columns
 
 
-def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None = None) -> pd.DataFrame:
+def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """The submission's columns and rows for `test_pred` (the harness's prediction form).
 
-    ids: the rows' ids (exact strings); default the task's test file's. With the task's own test
-    rows, the rows follow the sample submission's order."""
+    rows: the predicted rows' id (exact strings) and the columns the submission copies from them;
+    default the task's test file, whose rows then follow the sample submission's order."""
     task_dir = Path(task["task_dir"])
     id_col = task.get("id_column")
-    own_test = ids is None
-    if ids is None:
-        test = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task), columns=[id_col] if id_col else None)
-        ids = test[id_col].to_numpy() if id_col else np.arange(len(test))
-    value_cols = [c for c in task["submission_columns"] if c != id_col]
+    copied = list(task.get("passthrough_columns") or [])
+    own_test = rows is None
+    if rows is None:
+        rows = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task) + copied,
+                          columns=([id_col] if id_col else []) + copied or None)
+    ids = rows[id_col].map(lambda v: v if isinstance(v, str) else label_key(v)).to_numpy() if id_col else np.arange(len(rows))
+    value_cols = [c for c in task["submission_columns"] if c != id_col and c not in copied]
     if task["submission_format"] == "columns":  # several targets: one column each, as the sample orders them
         values = {c: test_pred[:, j] for j, c in enumerate(value_cols)}
     elif task["task_type"] == "regression":
@@ -37,6 +39,8 @@ def submission_frame(task: dict, test_pred: np.ndarray, ids: np.ndarray | None =
         codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
         values = {value_cols[0]: np.array(task["classes"], dtype=object)[codes]}
     frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
+    for c in copied:  # as the rows hold them
+        frame[c] = rows[c].to_numpy()
     sample_file = task.get("sample_submission_file")
     if own_test and sample_file and id_col and (task_dir / sample_file).exists():
         order = read_table(task_dir / sample_file, "sample submission", keys=[id_col], columns=[id_col])[id_col]

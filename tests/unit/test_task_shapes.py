@@ -151,3 +151,31 @@ def refused_several(tmp_path, values):
     with pytest.raises(TaskInputError) as info:
         several(tmp_path, values)
     return str(info.value)
+
+
+def test_no_id_and_columns_copied_from_the_test_rows(tmp_path):
+    """detecting-insults' shape: no id; the submission repeats the test rows' Date and Comment
+    beside the prediction, and rows are matched by their order."""
+    from nodes.submit import format_submission, validate_submission
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    rng = np.random.RandomState(4)
+    n = 90
+    frame = pd.DataFrame({"Insult": rng.randint(0, 2, n), "Date": rng.choice(["20120618", "", "20120619"], n),
+                          "Comment": [f"you are number {i}" for i in range(n)]})
+    frame.iloc[:60].to_csv(folder / "train.csv", index=False)
+    test = frame.iloc[60:].drop(columns="Insult")
+    test.to_csv(folder / "test.csv", index=False)
+    frame.iloc[60:].assign(Insult=0).to_csv(folder / "sample_submission_null.csv", index=False)
+    (folder / "description.md").write_text("Scored by AUC.")
+    task = read_task(folder, Settings())
+    assert task.id_column is None and task.target == "Insult" and task.passthrough_columns == ["Date", "Comment"]
+    assert task.submission_columns == ["Insult", "Date", "Comment"] and task.submission_format == "proba"
+    assert any("copied from the test rows" in r for r in task.reasons)
+    out = format_submission(task, np.linspace(0, 1, len(test)))
+    assert list(out.columns) == ["Insult", "Date", "Comment"]
+    assert out["Comment"].tolist() == test["Comment"].tolist()
+    path = tmp_path / "sub.csv"
+    out.to_csv(path, index=False)
+    assert validate_submission(task, path) == []
