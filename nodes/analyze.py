@@ -551,7 +551,14 @@ def _verified_hints(reading, train_cols: list[str], test_cols: list[str], sample
         folded = [c for c in among if c.lower() == name.strip().lower()]
         return folded[0] if len(folded) == 1 else None
 
-    if reading.target and not settings.target:
+    values = [c for c in (sample_cols or []) if c not in test_cols]
+    several = len(values) > 1 and all(c in train_cols for c in values)
+    if reading.target and not settings.target and several:
+        # the files name several targets (the sample's value columns): one named by the LLM
+        # would turn the task into something else
+        notes.append(f"LLM: target '{reading.target}' not used: the sample submission asks for {len(values)} target "
+                     f"columns ({', '.join(values[:6])})")
+    elif reading.target and not settings.target:
         name = column(reading.target, train_cols)
         if name is None:
             notes.append(f"LLM: target '{reading.target}' rejected: train.csv has no such column")

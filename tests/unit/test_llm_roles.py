@@ -136,3 +136,13 @@ def test_debug_repairs_then_falls_back_to_the_tracks_recipe_then_the_shared_one(
     else:
         assert update["code"]["model"] == "class Model: fixed\n" and [c.role for c in update["llm_usage"]] == ["debug"]
     assert ("llm_usage" in update) == (source == "debug")
+
+
+def test_an_llm_naming_one_of_several_targets_does_not_shrink_the_task(tmp_path):
+    from scripts.examples import make_example
+
+    task_dir = make_example("digits_labels", tmp_path / "digits_labels")
+    reading = {"target": "even", "metric": "auc", "task_type": "binary"}
+    task, _ = read_task_with_llm(task_dir, Settings(), client({"TaskReading": [reading]}))
+    assert (task.task_type, task.targets, task.metric) == ("multilabel", ["even", "large", "has_loop"], "mean_columnwise_auc")
+    assert any("asks for 3 target columns" in r for r in task.reasons)
