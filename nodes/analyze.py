@@ -319,11 +319,17 @@ def _usable_features(train_cols: list[str], test_cols: list[str], targets: list[
 
 
 def _unique(test: Path, column: str) -> bool:
-    """Whether a column can identify the test rows: a distinct value on each, and values that are
-    keys (000123, t3_abc), not sentences (a unique comment is text, not an id)."""
+    """Whether a column is meant to identify the test rows: values that are keys (000123, t3_abc),
+    not sentences (a unique comment is text), and named like an id or nearly distinct on every
+    row. An id column with a few repeats is still the id (and is refused for them later); a
+    column of dates that repeat is not."""
     values = read_table(test, "test file", keys=[column], columns=[column])[column]
-    keylike = column.lower() in ID_NAMES or not values.astype(str).str.contains(r"\s").mean() > 0.5
-    return bool(values.is_unique) and keylike
+    keylike = not values.astype(str).str.contains(r"\s").mean() > 0.5
+    return keylike and (_named_like_id(column) or values.nunique() >= 0.9 * len(values))
+
+
+def _named_like_id(column: str) -> bool:
+    return column.lower() in ID_NAMES or column.lower().endswith("_id") or column.endswith("Id")
 
 
 def _check_test_ids(test: Path, id_column: str) -> None:
@@ -358,7 +364,7 @@ def _find_id(train_cols: list[str], test_cols: list[str], sample_cols: list[str]
                            "so they are copied from the test rows, and rows are matched by their order")
             return None
     for col in test_cols:
-        if col.lower() in ID_NAMES or col.lower().endswith("_id") or col.endswith("Id"):
+        if _named_like_id(col):
             reasons.append(f"id: '{col}' is named like an id")
             return col
     reasons.append("id: none found; rows are identified by their order")
