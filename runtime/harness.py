@@ -143,7 +143,8 @@ def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: 
     given) and each frame of `others`. Several targets: one fit per target column, their
     predictions side by side. Returns the fitted (Features, Model) per unit and the predictions."""
     fitted, columns = [], []
-    for unit, j in unit_tasks(task, model_mod):
+    units = unit_tasks(task, model_mod)
+    for unit, j in units:
         yu_tr = y_tr if j is None else y_tr[:, j]
         yu_va = None if y_va is None else (y_va if j is None else y_va[:, j])
         if unit["task_type"] == "binary" and j is not None and len(np.unique(yu_tr)) < 2:
@@ -161,7 +162,7 @@ def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: 
         preds += [checked_prediction(unit, model.predict(feats.transform(X)), len(X)) for X in others]
         fitted.append((feats, model))
         columns.append(preds)
-    if len(columns) == 1 and unit_tasks(task, model_mod)[0][1] is None:
+    if units[0][1] is None:  # one fit of the whole task: its predictions as they are
         return fitted, columns[0]
     return fitted, [np.column_stack([c[i] for c in columns]) for i in range(len(columns[0]))]
 
