@@ -15,13 +15,31 @@ from typing_extensions import TypedDict
 # multilabel: several 0/1 labels per row (a probability each); multitarget: several numeric targets
 TaskType = Literal["binary", "multiclass", "regression", "multilabel", "multitarget"]
 TrackName = Literal["traditional", "pretrained", "neural"]
-ColumnKind = Literal["numeric", "categorical", "text", "datetime", "id", "constant"]
+# image: a column holding each row's image file (the path, as the harness builds it)
+ColumnKind = Literal["numeric", "categorical", "text", "datetime", "id", "constant", "image"]
 # How predictions become submission columns:
 #   label       one column of class labels (or values for regression)
 #   proba       one column holding the positive class's probability (binary)
 #   proba_cols  one column per class with its probability (multiclass, or binary with two)
 #   columns     one column per target: its value (multitarget) or its label's probability (multilabel)
 SubmissionFormat = Literal["label", "proba", "proba_cols", "columns"]
+
+
+class ImageSource(BaseModel):
+    """Where a task's rows have their images, as analyze found them (runtime/data.py reads it).
+
+    The frames the harness builds get a column `column` holding each row's image file, from
+    `key` (the table column whose values name the files) through the patterns, relative to the
+    task folder: "train/{}.jpg" with key id 42 is train/42.jpg. Without a train table the rows
+    are the files themselves (`labels_from`: the label is the part of the name before the
+    first "." as in train/cat.1.jpg, or the folder as in train/cat/1.jpg)."""
+
+    column: str = "image"
+    key: str | None = None
+    train_pattern: str
+    test_pattern: str
+    labels_from: Literal["table", "file_name", "folder"] = "table"
+    train_folder: str | None = None  # labels from names: the folder listed for training rows
 
 
 class TaskSpec(BaseModel):
@@ -38,8 +56,8 @@ class TaskSpec(BaseModel):
     # Class labels in the order the harness encodes them (0..k-1); for binary, index 1 is
     # the positive class. Strings, so labels like 0/1 and "Yes"/"No" are treated alike.
     classes: list[str] = Field(default_factory=list)
-    train_file: str = "train.csv"
-    test_file: str = "test.csv"
+    train_file: str | None = "train.csv"  # None: the rows are image files whose names carry the label
+    test_file: str | None = "test.csv"  # None: the test rows are the sample submission's ids (their images)
     sample_submission_file: str | None = "sample_submission.csv"
     # The train columns the models see: every train column but the target and the id that the
     # test file has too. Empty (older runs): all of them.
@@ -49,6 +67,7 @@ class TaskSpec(BaseModel):
     targets: list[str] = Field(default_factory=list)
     one_hot: bool = False
     passthrough_columns: list[str] = Field(default_factory=list)  # copied from the test rows into the submission
+    images: ImageSource | None = None
     column_metric: str | None = None  # several targets: the metric each column is scored by (auc, rmsle, ...)
     reasons: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)  # what was dropped or ignored, said loudly
@@ -64,6 +83,20 @@ class TaskSpec(BaseModel):
         return self.targets or [self.target]
 
 
+class ImageStats(BaseModel):
+    """An image column's files, from their headers (a sample of them decoded)."""
+
+    count: int
+    missing: int = 0  # rows whose file does not exist
+    unreadable: int = 0  # of the sampled files, those that do not decode
+    sampled: int = 0
+    width: dict[str, int] = Field(default_factory=dict)  # min, median, max over the sample
+    height: dict[str, int] = Field(default_factory=dict)
+    modes: dict[str, int] = Field(default_factory=dict)  # PIL mode (RGB, L, RGBA, ...) -> files in the sample
+    formats: dict[str, int] = Field(default_factory=dict)  # JPEG, PNG, TIFF, ... -> files in the sample
+    examples: list[str] = Field(default_factory=list)  # a few paths relative to the task folder
+
+
 class ColumnProfile(BaseModel):
     name: str
     kind: ColumnKind
@@ -72,6 +105,7 @@ class ColumnProfile(BaseModel):
     cardinality: int
     examples: list[str]
     mean_length: float | None = None  # text columns: mean characters per value
+    images: ImageStats | None = None  # image columns: what the files are
 
 
 class TargetProfile(BaseModel):

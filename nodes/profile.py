@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import ColumnKind, ColumnProfile, DataProfile, IMLState, TargetProfile, TaskSpec
-from runtime.data import feature_columns, labelled, read_table
+from graph.state import ColumnKind, ColumnProfile, DataProfile, ImageStats, IMLState, TargetProfile, TaskSpec
+from runtime.data import feature_columns, labelled, read_test, read_train
 
 TEXT_MIN_MEAN_LENGTH = 40
 TEXT_MIN_WORDS = 6
@@ -27,10 +28,12 @@ def profile(state: IMLState, runtime: Runtime[RunContext]) -> dict:
 
 def profile_data(task: TaskSpec) -> DataProfile:
     task_dir = Path(task.task_dir)
-    train = read_table(task_dir / task.train_file, "train file", keys=task.key_columns)
-    test = read_table(task_dir / task.test_file, "test file", keys=task.key_columns)
+    train = read_train(task.model_dump())
+    test = read_test(task.model_dump())
     features = feature_columns(task.model_dump(), train.columns)
-    columns = [profile_column(train[c], test[c] if c in test.columns else None) for c in features]
+    image_column = task.images.column if task.images else None
+    columns = [profile_images(train[c], test[c], task_dir) if c == image_column else
+               profile_column(train[c], test[c] if c in test.columns else None) for c in features]
     return DataProfile(
         n_train=len(train),
         n_test=len(test),
@@ -53,6 +56,38 @@ def profile_column(col: pd.Series, test_col: pd.Series | None) -> ColumnProfile:
         examples=[_short(v) for v in values.drop_duplicates().head(3)],
         mean_length=mean_length,
     )
+
+
+IMAGES_SAMPLED = 100  # files opened (and decoded) to describe an image column
+
+
+def profile_images(col: pd.Series, test_col: pd.Series, task_dir: Path) -> ColumnProfile:
+    """An image column: how many files, how many are missing, and from a sample of them their
+    sizes, modes and formats, and how many do not decode."""
+    from PIL import Image
+
+    paths = pd.concat([col, test_col], ignore_index=True)
+    present = paths.map(lambda p: isinstance(p, str) and os.path.isfile(p))
+    rng = np.random.RandomState(0)
+    existing = paths[present].to_numpy()
+    sample = existing[rng.choice(len(existing), min(IMAGES_SAMPLED, len(existing)), replace=False)] if len(existing) else []
+    widths, heights, modes, formats, unreadable = [], [], {}, {}, 0
+    for path in sample:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                widths.append(img.width)
+                heights.append(img.height)
+                modes[img.mode] = modes.get(img.mode, 0) + 1
+                formats[str(img.format)] = formats.get(str(img.format), 0) + 1
+        except Exception:  # noqa: BLE001 - counted: a file that does not decode
+            unreadable += 1
+    spread = lambda v: {"min": int(np.min(v)), "median": int(np.median(v)), "max": int(np.max(v))} if v else {}  # noqa: E731
+    stats = ImageStats(count=len(paths), missing=int((~present).sum()), unreadable=unreadable, sampled=len(sample),
+                       width=spread(widths), height=spread(heights), modes=modes, formats=formats,
+                       examples=[os.path.relpath(p, task_dir) for p in existing[:3]])
+    return ColumnProfile(name=str(col.name), kind="image", dtype="path", missing_share=round(float((~present[:len(col)]).mean()), 4),
+                         cardinality=int(col.nunique()), examples=stats.examples, images=stats)
 
 
 def column_kind(col: pd.Series) -> ColumnKind:
@@ -124,6 +159,10 @@ def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, colum
     if duplicates:
         found.append(f"{duplicates} train rows repeat another row's features")
     for c in columns:
+        if c.images is not None and (c.images.missing or c.images.unreadable):
+            found.append(f"images: {c.images.missing} of {c.images.count} files are missing"
+                         + (f", {c.images.unreadable} of {c.images.sampled} sampled do not decode" if c.images.unreadable else "")
+                         + "; the recipes see them as black images")
         if c.missing_share > 0.5:
             found.append(f"'{c.name}' is {c.missing_share:.0%} missing")
         if c.kind == "constant":

@@ -332,11 +332,11 @@ def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str,
     import pandas as pd
     from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
-    from runtime.data import label_key, labelled, read_table
+    from runtime.data import label_key, labelled, read_train
 
     if task.task_type in ("multilabel", "multitarget") or task.one_hot:
         return []  # one association per target column would crowd the report; the profile lists them
-    train = labelled(read_table(Path(task.task_dir) / task.train_file, "train file", keys=task.key_columns), task.target)
+    train = labelled(read_train(task.model_dump()), task.target)
     if len(train) > MAX_ASSOCIATION_ROWS:
         train = train.sample(MAX_ASSOCIATION_ROWS, random_state=0)
     columns = [c for c in profile.columns if c.kind in ("numeric", "categorical", "text", "datetime") and c.name in train]

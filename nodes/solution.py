@@ -20,6 +20,7 @@ import numpy as np
 
 from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
 from runtime import data as data_module
+from runtime import images as images_module
 from runtime import submission as submission_module
 
 def _harness():
@@ -154,6 +155,7 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
         inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
         BODY,
+        images_part(json.loads(task_json)),
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
         "\n".join(source_lines),
         "\n# name, blend weight (relative: divided by the sum of the weights), attempt folder, out-of-fold score,\n# params, modules\n"
@@ -161,6 +163,19 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         MAIN,
     ]
     return "".join(parts)
+
+
+def images_part(task: dict) -> str:
+    """An image task's members import runtime.images: its source, inlined, installed under that name."""
+    if not task.get("images"):
+        return ""
+    return ("\n# -- inlined from iML: runtime/images.py (decoding each image once), which the members' features\n"
+            "# import as runtime.images: installed under that name, so they run as they ran in the run " + "-" * 10 + "\n\n"
+            f"IMAGES_SOURCE = {literal(inlined(images_module))}\n"
+            "images_module = types.ModuleType('runtime.images')\n"
+            "exec(compile(IMAGES_SOURCE, '<runtime/images.py>', 'exec'), images_module.__dict__)\n"
+            "sys.modules.setdefault('runtime', types.ModuleType('runtime'))\n"
+            "sys.modules['runtime.images'] = images_module\n")
 
 
 def write_solution(state: IMLState, run_dir: Path) -> Path:
@@ -245,10 +260,8 @@ def main(task_dir: Path, out: Path) -> None:
     random.seed(0)
     np.random.seed(0)
     TASK["task_dir"] = str(task_dir)
-    keys = key_columns(TASK)
-    raw_train = read_table(task_dir / TASK["train_file"], "train file", keys=keys)
-    test = read_table(task_dir / TASK["test_file"], "test file", keys=keys)
-    train = labelled(raw_train, target_columns(TASK))
+    train = labelled(read_train(TASK), target_columns(TASK))
+    test = read_test(TASK)
     features = feature_columns(TASK, train.columns)
     X, X_test = train[features], test[features]
     y = encode_target(train, TASK)

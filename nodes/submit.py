@@ -19,7 +19,7 @@ from graph.context import RunContext
 from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
 from nodes.report import write_report
 from nodes.solution import exact_weights, member_attempts, write_solution
-from runtime.data import TaskInputError, read_table
+from runtime.data import TaskInputError, read_table, read_test
 from runtime.metrics import get_metric
 from runtime.predict import MANIFEST, MODELS_DIR
 from runtime.submission import submission_frame
@@ -187,8 +187,7 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
         extra = [c for c in sub.columns if c not in expected]
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p)
         problems.append(f"columns are {list(sub.columns)}, expected {expected}" + (f" ({detail})" if detail else " (order differs)"))
-    test = read_table(Path(task.task_dir) / task.test_file, "test file", keys=[task.id_column] if task.id_column else [],
-                      columns=[task.id_column] if task.id_column else None)
+    test = read_test(task.model_dump(), columns=[task.id_column] if task.id_column else None)
     if len(sub) != len(test):
         problems.append(f"{len(sub)} rows, expected {len(test)} (one per test row)")
     if task.id_column and task.id_column in sub.columns:

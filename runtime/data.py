@@ -10,6 +10,11 @@ source, so it depends on pandas and the standard library alone.
   decimal commas ("3,5") are read as numbers.
 - Key columns (`keys`: ids, class labels) are kept as the exact strings written: `000123` stays
   `000123`, never `123`.
+- Images: a task whose rows are image files (`task["images"]`) gets a column holding each row's
+  file path, from a table column that names the files or, without a train table, from the
+  files themselves (the label in the file's name or its folder); a task without a test table
+  takes its test rows from the sample submission's ids. `read_train` / `read_test` build the
+  frames every part of iML reads.
 - Other columns: numbers written with thousands separators ("1,234,567") become numbers, and
   true/false columns become booleans, so a column is never a category just because of how its
   numbers were written.
@@ -324,8 +329,12 @@ def target_columns(task: dict) -> list[str]:
 
 
 def key_columns(task: dict) -> list[str]:
-    """The columns of a task read as the exact strings written: the id, and class labels."""
+    """The columns of a task read as the exact strings written: the id, the column naming each
+    row's image file, and class labels."""
     keys = [task["id_column"]] if task.get("id_column") else []
+    image_key = (task.get("images") or {}).get("key")
+    if image_key and image_key not in keys:
+        keys.append(image_key)
     labels = task.get("task_type") in LABEL_TASKS and not task.get("one_hot")
     return keys + ([task["target"]] if labels else [])
 
@@ -351,3 +360,92 @@ def label_key(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# -- the frames of a task: its tables, or its image files --------------------------------------
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def read_train(task: dict, columns: list[str] | None = None) -> pd.DataFrame:
+    """The training rows: the train table, or the listed image files with their labels; with
+    the image column when the task has images."""
+    task_dir = Path(task["task_dir"])
+    images = task.get("images")
+    if task.get("train_file"):
+        wanted = None if columns is None else list(columns) + ([images["key"]] if images and images.get("key") else [])
+        frame = read_table(task_dir / task["train_file"], "train file", keys=key_columns(task), columns=wanted)
+    else:
+        frame = labelled_files(task_dir, images, task["target"], task.get("id_column") or "id")
+    return with_image_paths(frame, task, "train")
+
+
+def read_test(task: dict, columns: list[str] | None = None, keys: Iterable[str] = ()) -> pd.DataFrame:
+    """The test rows: the test table, or (no test table) the sample submission's ids, else the
+    files of the test images' folder; with the image column when the task has images."""
+    task_dir = Path(task["task_dir"])
+    images = task.get("images")
+    id_col = task.get("id_column")
+    wanted = None if columns is None else list(columns) + ([images["key"]] if images and images.get("key") else [])
+    if task.get("test_file"):
+        frame = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task) + list(keys), columns=wanted)
+    elif task.get("sample_submission_file") and id_col:
+        frame = read_table(task_dir / task["sample_submission_file"], "sample submission", keys=[id_col], columns=[id_col])
+    elif images:
+        frame = pd.DataFrame({id_col or "id": [p.name for p in pattern_files(task_dir, images["test_pattern"])]})
+        frame[id_col or "id"] = [name_in_pattern(n, images["test_pattern"]) for n in frame[id_col or "id"]]
+    else:
+        raise TaskInputError("the task has no test table and no sample submission to take the test ids from")
+    return with_image_paths(frame, task, "test")
+
+
+def with_image_paths(frame: pd.DataFrame, task: dict, part: str) -> pd.DataFrame:
+    """The frame with the image column: each row's file, absolute, from its key and the pattern."""
+    images = task.get("images")
+    if not images or images["column"] in frame.columns:
+        return frame
+    key = images.get("key") or task.get("id_column") or "id"
+    if key not in frame.columns:
+        raise TaskInputError(f"the {part} rows have no column '{key}' naming their image files")
+    pattern = images["train_pattern" if part == "train" else "test_pattern"]
+    root = Path(task["task_dir"])
+    frame = frame.copy()
+    frame[images["column"]] = [str(root / pattern.format(label_key(v))) if v == v and v is not None else None
+                               for v in frame[key]]
+    return frame
+
+
+def pattern_files(task_dir: Path, pattern: str) -> list[Path]:
+    """The files a pattern such as "test/{}.jpg" can name, sorted by name."""
+    folder, _, name = pattern.rpartition("/")
+    prefix, _, suffix = name.partition("{}")
+    base = task_dir / folder if folder else task_dir
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_file() and p.name.startswith(prefix) and p.name.endswith(suffix)
+                  and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def name_in_pattern(file_name: str, pattern: str) -> str:
+    """The part of a file's name that a pattern's {} stands for: "12" of "12.jpg" in "test/{}.jpg"."""
+    name = pattern.rpartition("/")[2]
+    prefix, _, suffix = name.partition("{}")
+    return file_name[len(prefix):len(file_name) - len(suffix) if suffix else None]
+
+
+def labelled_files(task_dir: Path, images: dict, target: str, id_column: str) -> pd.DataFrame:
+    """Training rows from image files whose names carry the label: train/cat.1.jpg (the part
+    before the first "."), or train/cat/1.jpg (the folder). Sorted by path, so every reader
+    sees the same rows in the same order."""
+    folder = task_dir / images["train_folder"]
+    if images["labels_from"] == "folder":
+        files = sorted(p for p in folder.glob("*/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        labels = [p.parent.name for p in files]
+    else:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        labels = [p.name.split(".")[0] for p in files]
+    if not files:
+        raise TaskInputError(f"no image files in {folder} to take the training rows from")
+    rel = [str(p.relative_to(task_dir / images["train_folder"])) for p in files]
+    return pd.DataFrame({id_column: [r.rsplit(".", 1)[0] for r in rel], target: labels,
+                         images["column"]: [str(p) for p in files]})

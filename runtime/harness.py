@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
-from runtime.data import feature_columns, key_columns, label_key, labelled, read_table, target_columns
+from runtime.data import feature_columns, label_key, labelled, read_test, read_train, target_columns
 from runtime.metrics import get_metric
 from runtime.predict import MODELS_DIR
 
@@ -240,10 +240,8 @@ class Harness:
         self.task: dict[str, Any] = json.loads((run_dir / "task.json").read_text())
         self.profile: dict[str, Any] = json.loads((run_dir / "profile.json").read_text())
         self.scheme: dict[str, Any] = json.loads((run_dir / "blueprint.json").read_text())["validation"]
-        task_dir = Path(self.task["task_dir"])
-        keys = key_columns(self.task)
-        train = read_table(task_dir / self.task["train_file"], "train file", keys=keys)
-        test = read_table(task_dir / self.task["test_file"], "test file", keys=keys)
+        train = read_train(self.task)
+        test = read_test(self.task)
         id_col = self.task["id_column"]
         train = labelled(train, target_columns(self.task))
         features = feature_columns(self.task, train.columns)

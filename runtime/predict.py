@@ -10,6 +10,10 @@ are blended with the same weights, and the result is formatted like the submissi
     run = load_run("runs/penguins-1")
     frame = run.predict(new_rows)          # a DataFrame shaped like submission.csv
 
+Rows of an image task give each row's image by the column the run read it from (its id,
+resolved like the task's test images under `image_root`, by default the task's folder) or by
+the image column itself (paths, absolute or relative to `image_root`).
+
 This runs the run's generated modules in the caller's process, as solution.py does.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runtime.data import TaskInputError, feature_columns, key_columns, understand_values
+from runtime.data import TaskInputError, feature_columns, key_columns, label_key, understand_values, with_image_paths
 from runtime.submission import submission_frame
 
 MANIFEST = "model.json"
@@ -63,9 +67,9 @@ class FittedRun:
     def features(self) -> list[str]:
         return feature_columns(self.task, [])
 
-    def predict_raw(self, rows: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, rows: pd.DataFrame, image_root: str | Path | None = None) -> np.ndarray:
         """The blend's predictions in the harness's form (probabilities, or values)."""
-        X = self._inputs(rows)
+        X = self._inputs(rows, image_root)
         if self.kind == "baseline":
             return np.tile(self.baseline, (len(X), 1)) if self.baseline.ndim else np.full(len(X), float(self.baseline))
         preds = {m.name: self._member(m, X) for m in self.members}
@@ -74,7 +78,7 @@ class FittedRun:
         total = sum(m.weight for m in self.members)
         return sum(preds[m.name] * (m.weight / total) for m in self.members)
 
-    def predict(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, rows: pd.DataFrame, image_root: str | Path | None = None) -> pd.DataFrame:
         """Predictions for `rows`, formatted like the run's submission.csv (its ids, its columns)."""
         id_col = self.task.get("id_column")
         if id_col and id_col not in rows.columns:
@@ -82,11 +86,14 @@ class FittedRun:
         missing = [c for c in self.task.get("passthrough_columns") or [] if c not in rows.columns]
         if missing:
             raise TaskInputError(f"the new rows lack {', '.join(missing)}, which the submission copies from each row")
-        return submission_frame(self.task, self.predict_raw(rows), rows=rows.reset_index(drop=True))
+        return submission_frame(self.task, self.predict_raw(rows, image_root), rows=rows.reset_index(drop=True))
 
     # -- internals ------------------------------------------------------------------------
 
-    def _inputs(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def _inputs(self, rows: pd.DataFrame, image_root: str | Path | None = None) -> pd.DataFrame:
+        images = self.task.get("images")
+        if images:
+            rows = self._with_images(rows, images, Path(image_root or self.task["task_dir"]))
         missing = [c for c in self.features if c not in rows.columns]
         if missing:
             shown = ", ".join(missing[:6]) + (f", … ({len(missing) - 6} more)" if len(missing) > 6 else "")
@@ -94,6 +101,19 @@ class FittedRun:
                                  "(empty values are fine)")
         keys = [k for k in key_columns(self.task) if k != self.task["target"]]
         return understand_values(rows[self.features].reset_index(drop=True).copy(), keys)
+
+    def _with_images(self, rows: pd.DataFrame, images: dict, root: Path) -> pd.DataFrame:
+        column, key = images["column"], images.get("key") or self.task.get("id_column")
+        if column in rows.columns:
+            rows = rows.copy()
+            rows[column] = [str(root / p) if isinstance(p, str) else p for p in rows[column]]  # absolute paths stay
+            return rows
+        if key and key in rows.columns:
+            rows = rows.copy()
+            rows[key] = rows[key].map(lambda v: v if isinstance(v, str) else label_key(v))
+            return with_image_paths(rows, {**self.task, "task_dir": str(root)}, "test")
+        raise TaskInputError(f"the new rows name no images: give a column '{key}' (resolved as {images['test_pattern']} "
+                             f"under {root}) or a column '{column}' of image paths")
 
     def _member(self, member: Member, X: pd.DataFrame) -> np.ndarray:
         from runtime.harness import checked_prediction, encode_rows, load_module, unit_tasks  # sklearn: only when predicting

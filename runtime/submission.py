@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtime.data import key_columns, label_key, read_table, target_columns
+from runtime.data import label_key, read_table, read_test, target_columns
 
 
 def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -21,8 +21,7 @@ def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | Non
     copied = list(task.get("passthrough_columns") or [])
     own_test = rows is None
     if rows is None:
-        rows = read_table(task_dir / task["test_file"], "test file", keys=key_columns(task) + copied,
-                          columns=([id_col] if id_col else []) + copied or None)
+        rows = read_test(task, columns=([id_col] if id_col else []) + copied or None, keys=copied)
     ids = rows[id_col].map(lambda v: v if isinstance(v, str) else label_key(v)).to_numpy() if id_col else np.arange(len(rows))
     value_cols = [c for c in task["submission_columns"] if c != id_col and c not in copied]
     if task["submission_format"] == "columns":  # several targets: one column each, as the sample orders them

@@ -212,7 +212,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     from graph.context import Settings
     from nodes.analyze import read_task
     from nodes.submit import format_submission
-    from runtime.data import labelled, read_table
+    from runtime.data import labelled, read_test, read_train
 
     from runtime.harness import encode_target
 
@@ -222,8 +222,8 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     work.mkdir(parents=True)
     # The peers get the tables as iml reads them (any format, encoding or separator), as plain CSV,
     # and the target encoded as iml encodes it (class codes in iml's order; (n, t) for several).
-    train = labelled(read_table(task_dir / task.train_file, "train file", keys=task.key_columns), task.target_columns)
-    test = read_table(task_dir / task.test_file, "test file", keys=task.key_columns)
+    train = labelled(read_train(task.model_dump()), task.target_columns)
+    test = read_test(task.model_dump())
     columns = [c for c in (task.id_column, *task.feature_columns) if c]
     train[columns + task.target_columns].to_csv(work / "train.csv", index=False)
     test[columns].to_csv(work / "test.csv", index=False)

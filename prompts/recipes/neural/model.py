@@ -1,14 +1,21 @@
-"""Neural track, model: a torch MLP with embeddings for categorical codes.
+"""Neural track, model: a torch MLP with embeddings for categorical codes, and a small CNN
+for images.
 
 Input columns named `cat__*` are integer codes (0 = unseen/missing), each embedded in
-min(16, round(1.6 * V ** 0.56)) dimensions; every other column is a number. The MLP is two
+min(16, round(1.6 * V ** 0.56)) dimensions; columns named `img__<column>__<i>` are an image's
+pixels (channel-last, in [0, 1]), rebuilt into square images and read by a small CNN trained
+from scratch (three blocks of two 3x3 convolutions with batch norm, `conv_width` channels
+doubling per block, max pooling, then global average pooling) whose features join the MLP's
+input. Training images get light augmentation: a random shift of up to an eighth of the side
+(`crop`) and a horizontal flip (`flip`). Every other column is a number. The MLP is two
 hidden layers (SiLU, dropout), trained with AdamW on mini-batches; it stops when the loss on
 the fold's validation part has not improved for `patience` epochs (without one, 10% of the
 training rows are held out for it) and keeps the best epoch's weights. Loss per task:
 binary cross-entropy, cross-entropy over all the task's classes, or MSE on the standardised
 target (log1p first for RMSLE).
 
-Runs on the GPU when there is one (with torch's deterministic algorithms switched on). Fits
+Runs on the GPU when there is one (with torch's deterministic algorithms switched on, and the
+forward pass in bfloat16 mixed precision for images). Fits
 are deterministic for a fixed seed as long as `max_seconds` does not cut training short (the
 cap ends the fit after the current epoch, so a capped fit depends on the machine's speed).
 
@@ -20,8 +27,11 @@ Params (all optional; n = training rows):
   batch_size      32 (n < 1k), 64 (< 5k), 128 (< 20k), 256 (< 100k), 512 above
   max_epochs      200
   patience        10 (n < 5k), 6 (< 50k), 4 above
-  max_seconds     clip(n / 2000, 3, 20)   time cap per fit
-  threads         1 (n < 50k), else OMP_NUM_THREADS   torch CPU threads
+  max_seconds     clip(n / 2000, 3, 20); with images clip(n / 50, 10, 60)   time cap per fit
+  threads         1 (n < 50k, no images), else OMP_NUM_THREADS   torch CPU threads
+  conv_width      16 on CPU, 32 on GPU   channels of the CNN's first block (cost grows with its square)
+  flip            true    random horizontal flips of training images
+  crop            true    random shifts of training images
   seed            0
 """
 
@@ -34,19 +44,40 @@ import torch
 from torch import nn
 
 
+class ConvBranch(nn.Module):
+    """(n, 3, s, s) images -> (n, 4 * width) features."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        layers, c_in = [], 3
+        for c_out in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.SiLU(),
+                       nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.SiLU(), nn.MaxPool2d(2)]
+            c_in = c_out
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = c_in
+
+    def forward(self, x):
+        return self.body(x)
+
+
 class Net(nn.Module):
-    def __init__(self, n_num: int, vocab: list, out_dim: int, hidden: int, dropout: float):
+    def __init__(self, n_num: int, vocab: list, out_dim: int, hidden: int, dropout: float, n_images: int = 0,
+                 conv_width: int = 32):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(v, min(16, round(1.6 * v ** 0.56))) for v in vocab)
-        width = n_num + sum(e.embedding_dim for e in self.embeddings)
+        self.conv = ConvBranch(conv_width) if n_images else None
+        width = n_num + sum(e.embedding_dim for e in self.embeddings) + (n_images * self.conv.out_dim if n_images else 0)
         self.body = nn.Sequential(
             nn.Linear(width, hidden), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(hidden, hidden // 2), nn.SiLU(), nn.Dropout(dropout),
             nn.Linear(hidden // 2, out_dim),
         )
 
-    def forward(self, num, cat):
+    def forward(self, num, cat, img=None):
         parts = [num] + [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        if self.conv is not None:  # img: (n, images per row, 3, s, s)
+            parts += [self.conv(img[:, j]) for j in range(img.shape[1])]
         return self.body(torch.cat(parts, dim=1))
 
 
@@ -69,30 +100,38 @@ class Model:
         n = X.shape[0]
         seed = int(p.get("seed", 0))
         torch.manual_seed(seed)
+        columns = list(X.columns) if isinstance(X, pd.DataFrame) else []
+        self.img_cols = [c for c in columns if str(c).startswith("img__")]
+        images = bool(self.img_cols)
         # Small batches through a small net: one thread is fastest (two were 2.3x slower on 2
-        # cores); large data may use the kernel's OMP_NUM_THREADS.
+        # cores); convolutions and large data use the kernel's OMP_NUM_THREADS.
         threads = int(os.environ.get("OMP_NUM_THREADS", 1))
-        torch.set_num_threads(int(p.get("threads", 1 if n < 50_000 else threads)))
+        torch.set_num_threads(int(p.get("threads", threads if images or n >= 50_000 else 1)))
         if X_valid is None or y_valid is None:  # hold out 10% for early stopping
             rng = np.random.RandomState(seed)
             held = rng.rand(n) < 0.1
             held[rng.randint(n)] = True  # at least one row
             X, X_valid, y, y_valid = self._rows(X, ~held), self._rows(X, held), np.asarray(y)[~held], np.asarray(y)[held]
             n = X.shape[0]
-        self.cat_cols = [c for c in X.columns if str(c).startswith("cat__")] if isinstance(X, pd.DataFrame) else []
-        num, cat = self._tensors(X)
+        self.cat_cols = [c for c in columns if str(c).startswith("cat__")]
+        names = [str(c).split("__")[1] for c in self.img_cols]
+        self.n_images = len(dict.fromkeys(names))
+        self.side = int(round((len(self.img_cols) / max(1, self.n_images) / 3) ** 0.5)) if images else 0
+        num, cat, img = self._tensors(X)
         self.vocab = [int(cat[:, i].max()) + 1 if len(cat) else 1 for i in range(cat.shape[1])]
         target = self._target(np.asarray(y), fit=True)
-        vnum, vcat = self._tensors(X_valid)
+        vnum, vcat, vimg = self._tensors(X_valid)
         vtarget = self._target(np.asarray(y_valid))
         out_dim = self.k if self.kind == "multiclass" else 1
         hidden = int(p.get("hidden", 128 if n < 5000 else 256))
-        self.net = Net(num.shape[1], self.vocab, out_dim, hidden, float(p.get("dropout", 0.1))).to(self.device)
+        self.net = Net(num.shape[1], self.vocab, out_dim, hidden, float(p.get("dropout", 0.1)), self.n_images,
+                       int(p.get("conv_width", 32 if self.device == "cuda" else 16))).to(self.device)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=float(p.get("lr", 2e-3)),
                                       weight_decay=float(p.get("weight_decay", 1e-4)))
         batch = int(p.get("batch_size", 32 if n < 1000 else 64 if n < 5000 else 128 if n < 20000 else 256 if n < 100_000 else 512))
         patience = int(p.get("patience", 10 if n < 5000 else 6 if n < 50_000 else 4))
-        max_seconds = float(p.get("max_seconds", min(20.0, max(3.0, n / 2000))))
+        default_cap = min(60.0, max(10.0, n / 50)) if images else min(20.0, max(3.0, n / 2000))
+        max_seconds = float(p.get("max_seconds", default_cap))
         generator = torch.Generator().manual_seed(seed)
         started, best, best_state, waited = time.time(), float("inf"), None, 0
         for _ in range(int(p.get("max_epochs", 200))):
@@ -103,10 +142,13 @@ class Model:
                 if len(idx) < 2 and n >= 2:
                     continue
                 optimizer.zero_grad()
-                loss = self._loss(self.net(num[idx], cat[idx]), target[idx])
+                batch_img = self._augment(img[idx], generator) if images else img
+                with self._precision():
+                    out = self.net(num[idx], cat[idx], batch_img)
+                loss = self._loss(out.float(), target[idx])
                 loss.backward()
                 optimizer.step()
-            valid_loss = self._loss(self._outputs(vnum, vcat), vtarget).item()
+            valid_loss = self._loss(self._outputs(vnum, vcat, vimg), vtarget).item()
             if valid_loss < best - 1e-6:
                 best, waited = valid_loss, 0
                 best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
@@ -119,8 +161,7 @@ class Model:
         return self
 
     def predict(self, X) -> np.ndarray:
-        num, cat = self._tensors(X)
-        out = self._outputs(num, cat)
+        out = self._outputs(*self._tensors(X))
         if self.kind == "regression":
             pred = out[:, 0].cpu().numpy().astype(float) * self.y_std + self.y_mean
             return np.expm1(pred) if self.log_target else pred
@@ -135,16 +176,42 @@ class Model:
         return X.iloc[np.flatnonzero(mask)].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[mask]
 
     def _tensors(self, X):
+        """(numbers, category codes, images (n, images per row, 3, s, s) or an empty tensor)."""
+        img = torch.zeros(0)
         if isinstance(X, pd.DataFrame):
             cat = X[self.cat_cols].to_numpy(dtype=np.int64) if self.cat_cols else np.zeros((len(X), 0), dtype=np.int64)
-            num = X.drop(columns=self.cat_cols).to_numpy(dtype=np.float32)
+            num = X.drop(columns=self.cat_cols + self.img_cols).to_numpy(dtype=np.float32)
+            if self.img_cols:
+                pixels = X[self.img_cols].to_numpy(dtype=np.float32).reshape(len(X), self.n_images, self.side, self.side, 3)
+                img = torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 1, 4, 2, 3))).to(self.device)
         else:
             num = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
             cat = np.zeros((len(num), 0), dtype=np.int64)
         num = np.nan_to_num(num, nan=0.0, posinf=0.0, neginf=0.0)
         if hasattr(self, "vocab"):  # codes never seen in training fall back to 0
             cat = np.where(cat < np.asarray(self.vocab, dtype=np.int64), cat, 0) if cat.shape[1] else cat
-        return torch.from_numpy(num).to(self.device), torch.from_numpy(np.clip(cat, 0, None)).to(self.device)
+        return torch.from_numpy(num).to(self.device), torch.from_numpy(np.clip(cat, 0, None)).to(self.device), img
+
+    def _augment(self, img, generator):
+        """Light augmentation of a training batch: a random shift of up to side / 8 pixels
+        (reflect-padded) and a horizontal flip, each image its own."""
+        b, m, c, s, _ = img.shape
+        if self.params.get("crop", True):
+            pad = max(1, s // 8)
+            padded = nn.functional.pad(img.reshape(b * m, c, s, s), (pad, pad, pad, pad), mode="reflect")
+            dy, dx = (torch.randint(0, 2 * pad + 1, (b * m,), generator=generator).to(self.device) for _ in range(2))
+            rows = (torch.arange(s, device=self.device)[None, :] + dy[:, None])[:, :, None]
+            cols = (torch.arange(s, device=self.device)[None, :] + dx[:, None])[:, None, :]
+            img = padded[torch.arange(b * m, device=self.device)[:, None, None], :, rows, cols]  # (b*m, s, s, c)
+            img = img.permute(0, 3, 1, 2).reshape(b, m, c, s, s)
+        if self.params.get("flip", True):
+            flip = (torch.rand(b, generator=generator) < 0.5).to(self.device)
+            img = torch.where(flip[:, None, None, None, None], img.flip(-1), img)
+        return img
+
+    def _precision(self):
+        """bfloat16 autocast for the convolutions on a GPU; full precision otherwise."""
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda" and bool(self.img_cols))
 
     def _target(self, y: np.ndarray, fit: bool = False) -> torch.Tensor:
         if self.kind == "regression":
@@ -163,7 +230,10 @@ class Model:
             return nn.functional.binary_cross_entropy_with_logits(out[:, 0], target)
         return nn.functional.mse_loss(out[:, 0], target)
 
-    def _outputs(self, num, cat, batch: int = 4096):
+    def _outputs(self, num, cat, img, batch: int = 1024):
         self.net.eval()
-        with torch.no_grad():
-            return torch.cat([self.net(num[i:i + batch], cat[i:i + batch]) for i in range(0, len(num), batch)])
+        parts = []
+        with torch.no_grad(), self._precision():
+            for i in range(0, len(num), batch):
+                parts.append(self.net(num[i:i + batch], cat[i:i + batch], img[i:i + batch] if len(img) else img).float())
+        return torch.cat(parts)

@@ -10,7 +10,12 @@
 - free text (text columns, and string columns with a distinct value on most rows such as
   names) becomes TF-IDF word 1-2 grams + char 2-5 grams, read by a linear model
   (LogisticRegression / Ridge) whose predictions are LightGBM features, plus length and word
-  count.
+  count;
+- images (image columns: each row's file): cheap features computed once per run by `encode`
+  (the harness caches them across folds and attempts) from each image decoded at
+  `image_size` pixels square: per channel mean, spread and 5th / 95th percentiles, an 8-bin
+  histogram per channel, a `thumbnail` x `thumbnail` grey thumbnail, and HOG (scikit-image:
+  9 orientations over a 4 x 4 grid of cells, 2 x 2 blocks), all numeric columns for LightGBM.
 
 Target encodings and text predictions are stacked features: on the rows `fit` saw, they are
 out of fold (an inner `inner_folds`-fold split of the training part), so LightGBM never sees a
@@ -27,6 +32,9 @@ Params (all optional; defaults suit any size):
   text_char           true when training text has <= 1M characters in all: add char 2-5 grams
   text_C              4.0    inverse regularisation of the text LogisticRegression
                              (Ridge alpha = 1 / text_C)
+  image_size          64     pixels (square) each image is decoded at for its features
+  thumbnail           8      side of the grey thumbnail kept as pixel columns (0: none)
+  hog                 true   add HOG features
   seed                0
 """
 
@@ -67,11 +75,53 @@ class Features:
         # texts (names, titles), where they matter most, and use words alone on long documents.
         chars = sum(n_train * (c.get("mean_length") or 20.0) for c in cols if c["name"] in self.text)
         self.text_char = bool(params.get("text_char", chars <= 1_000_000))
+        self.images = [c["name"] for c in cols if c["kind"] == "image"]
+        self.image_size = int(params.get("image_size", 64))
+        self.thumbnail = int(params.get("thumbnail", 8))
+        self.use_hog = bool(params.get("hog", True))
+
+    # -- encode: once per run, on train + test rows ----------------------------------------
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """Image features, row-wise and label-free; no columns when the task has no images."""
+        if not self.images:
+            return np.zeros((len(X), 0), dtype=np.float32)
+        from runtime.images import load_images
+
+        per_column = []
+        for c in self.images:  # in chunks of images: memory stays bounded on large folders
+            chunks = [self._image_features(load_images(X[c].iloc[i:i + 2048], self.image_size))
+                      for i in range(0, len(X), 2048)]
+            per_column.append(np.vstack(chunks))
+        return np.hstack(per_column).astype(np.float32)
+
+    def _image_features(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, s, s, 3) uint8 -> (n, features): colour statistics, histograms, a thumbnail, HOG."""
+        rgb = pixels.astype(np.float32) / 255.0
+        flat = rgb.reshape(len(rgb), -1, 3)
+        parts = [flat.mean(axis=1), flat.std(axis=1), np.percentile(flat, 5, axis=1), np.percentile(flat, 95, axis=1)]
+        bins = np.minimum((flat * 8).astype(np.int64), 7)
+        for ch in range(3):
+            hist = np.stack([np.bincount(row, minlength=8) for row in bins[:, :, ch]]) / flat.shape[1]
+            parts.append(hist)
+        grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        side = grey.shape[1]
+        if self.thumbnail > 0 and side % self.thumbnail == 0:
+            step = side // self.thumbnail
+            parts.append(grey.reshape(len(grey), self.thumbnail, step, self.thumbnail, step).mean(axis=(2, 4)).reshape(len(grey), -1))
+        if self.use_hog and side >= 16:
+            from skimage.feature import hog
+
+            cell = side // 4
+            parts.append(np.stack([hog(g, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
+                                       feature_vector=True) for g in grey]))
+        return np.hstack(parts)
 
     # -- fit ------------------------------------------------------------------------------
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
         y = np.asarray(y)
+        self.enc = [c for c in X.columns if str(c).startswith("enc_")]  # encode's image features
         self.missing_cols = [c for c in self.numeric + self.categorical + self.datetime
                              if self.missing_min <= X[c].isna().mean() < 1.0]
         self.categories, self.high = {}, []
@@ -173,7 +223,9 @@ class Features:
                 cols[f"text_pred{j}"] = pred[:, j]
         for c in self.missing_cols:
             cols[f"{c}_isna"] = X[c].isna().to_numpy(dtype=float)
-        cols["n_missing"] = X.isna().sum(axis=1).to_numpy(dtype=float)
+        cols["n_missing"] = X.drop(columns=self.enc + self.images).isna().sum(axis=1).to_numpy(dtype=float)
+        if self.enc:  # one block: hundreds of image columns added one by one would fragment the frame
+            return pd.concat([pd.DataFrame(cols), X[self.enc].reset_index(drop=True).astype(float)], axis=1)
         return pd.DataFrame(cols)
 
     # -- pieces ---------------------------------------------------------------------------

