@@ -156,8 +156,15 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     else:
         trad = traditional_estimate(task, profile, n_folds)
     candidates: list[tuple[str, Estimate | str]] = [("traditional", trad)]
-    candidates.append(("pretrained", pretrained_estimate(task, profile, n_folds, installed, gpu=gpu)))
-    candidates.append(("neural", neural_estimate(task, profile, n_folds, installed, gpu=gpu)))
+    secondary = [("pretrained", pretrained_estimate(task, profile, n_folds, installed, gpu=gpu)),
+                 ("neural", neural_estimate(task, profile, n_folds, installed, gpu=gpu))]
+    side = small_images(profile)
+    if side:
+        # small pictures (digits, thumbnails) upscaled for an ImageNet encoder lose to a CNN that
+        # trains on them at their own size in seconds: the CNN gets the time first
+        secondary.reverse()
+        notes.append(f"images of ~{side} px: the CNN is planned before the ImageNet encoder")
+    candidates += secondary
 
     plans: list[TrackPlan] = []
     left, spare = pool, refine_s  # a track after the first may use refine's reserve: diversity before tuning
@@ -259,6 +266,16 @@ def model_columns(profile: DataProfile) -> int:
     """Columns the traditional model reads: the table's usable ones, each image column as its features."""
     images = len(profile.columns_of("image"))
     return max(1, len(profile.columns) - len(profile.columns_of("id", "constant")) - images + images * IMAGE_FEATURE_COLUMNS)
+
+
+SMALL_IMAGE_SIDE = 64  # images at most this large (median side) are small: digits, icons, thumbnails
+
+
+def small_images(profile: DataProfile) -> int | None:
+    """The images' median side when they are small, else None."""
+    sides = [max(c.images.width.get("median", 0), c.images.height.get("median", 0))
+             for c in profile.columns if c.kind == "image" and c.images is not None]
+    return max(sides) if sides and 0 < max(sides) <= SMALL_IMAGE_SIDE else None
 
 
 def images_to_decode(profile: DataProfile) -> int:

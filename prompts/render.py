@@ -117,6 +117,13 @@ def task_summary(task: TaskSpec) -> str:
 
 
 def _column_line(c) -> str:
+    if c.images is not None:
+        s = c.images
+        size = (f"{s.width.get('median')}x{s.height.get('median')} px median (width {s.width.get('min')}.."
+                f"{s.width.get('max')}, height {s.height.get('min')}..{s.height.get('max')})" if s.width else "sizes unknown")
+        return (f"- {c.name}: image (each row's file path, read through runtime.images.load_images): {s.count} files, "
+                f"{s.missing} missing, {s.unreadable} of {s.sampled} sampled unreadable; {size}; modes "
+                f"{dict(s.modes)}; formats {dict(s.formats)}; e.g. {', '.join(s.examples[:2])}")
     examples = ", ".join(e[:30] for e in c.examples[:3])
     extra = f", mean length {c.mean_length:.0f} chars" if c.mean_length is not None else ""
     return (f"- {c.name}: {c.kind} ({c.dtype}), {c.missing_share:.1%} missing, "
@@ -148,9 +155,11 @@ def profile_summary(profile: DataProfile, limit: int = PROFILE_CHARS) -> str:
             lines.append(f"- ... and {len(profile.warnings) - WARNINGS} more warnings")
 
     lines.append("Columns:")
-    detailed = profile.columns[:DETAILED_COLUMNS]
+    # image columns first: with a wide table beside them they must not be cut from the details
+    ordered = sorted(profile.columns, key=lambda c: c.kind != "image")
+    detailed = ordered[:DETAILED_COLUMNS]
     lines += [_column_line(c) for c in detailed]
-    rest = profile.columns[DETAILED_COLUMNS:]
+    rest = ordered[DETAILED_COLUMNS:]
     if rest:
         by_kind: dict[str, list] = {}
         for c in rest:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import sys
 import time
 import types
 from pathlib import Path
@@ -219,6 +220,20 @@ def encode_rows(features_mod: types.ModuleType, task: dict, profile: dict, param
     return pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
 
 
+def attempt_device() -> str:
+    """Where the attempt computed: `cuda:<name>` when it put tensors on a GPU, else `cpu`."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{torch.cuda.get_device_name(0)}" if torch.cuda.max_memory_allocated() > 0 else "cpu"
+
+
+def reset_device_peak() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str | None:
     """Keep a fold's fitted (Features, Model) units for `iml predict`; the reason when they cannot be."""
     import cloudpickle
@@ -267,6 +282,7 @@ class Harness:
         """Cross-validate one attempt's modules; write result.json, oof.npy, test.npy."""
         attempt_dir = Path(attempt_dir)
         started = time.time()
+        reset_device_peak()
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
@@ -293,6 +309,7 @@ class Harness:
             "fold_scores": fold_scores,
             "metric": self.metric.name,
             "duration_s": round(time.time() - started, 3),
+            "device": attempt_device(),
             "models_saved": unsaved is None,
             **({"models_not_saved": unsaved} if unsaved else {}),
         }

@@ -224,7 +224,11 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     # and the target encoded as iml encodes it (class codes in iml's order; (n, t) for several).
     train = labelled(read_train(task.model_dump()), task.target_columns)
     test = read_test(task.model_dump())
+    if task.images:  # tabular peers read images as their raw pixels
+        train, test = (raw_pixels(frame, task) for frame in (train, test))
     columns = [c for c in (task.id_column, *task.feature_columns) if c]
+    if task.images:
+        columns = [c for c in columns if c != task.images.column] + [c for c in train.columns if c.startswith("px_")]
     train[columns + task.target_columns].to_csv(work / "train.csv", index=False)
     test[columns].to_csv(work / "test.csv", index=False)
     np.save(work / "y.npy", encode_target(train, task.model_dump()))
@@ -237,6 +241,27 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     if code == 0 and (work / "pred.npy").exists():
         format_submission(task, np.load(work / "pred.npy")).to_csv(submission, index=False)
     return submission, code, wall, peak
+
+
+RAW_PIXELS_MAX_SIDE = 64  # larger images go to the peers at this side: 64 x 64 x 3 columns at most
+
+
+def raw_pixels(frame, task):
+    """An image task's rows for a tabular peer: the image column as its pixels at the images'
+    own size (the median side, at most 64), grey when the files are grey."""
+    import pandas as pd
+
+    from nodes.profile import profile_images
+    from runtime.images import load_images
+
+    paths = frame[task.images.column]
+    stats = profile_images(paths, paths.iloc[:0], Path(task.task_dir)).images
+    side = min(RAW_PIXELS_MAX_SIDE, max(stats.width.get("median", 32), stats.height.get("median", 32)))
+    pixels = load_images(paths, side)
+    grey = set(stats.modes) <= {"L", "1", "I", "I;16", "F", "LA"}
+    values = (pixels[..., 0] if grey else pixels).reshape(len(frame), -1)
+    columns = pd.DataFrame(values, columns=[f"px_{i}" for i in range(values.shape[1])], index=frame.index)
+    return pd.concat([frame.drop(columns=[task.images.column]), columns], axis=1)
 
 
 def judge(result: RunResult, task_dir: Path, submission: Path, code: int) -> RunResult:
