@@ -327,6 +327,45 @@ def plot_attempts(tracks: dict[str, TrackResult], task: TaskSpec) -> tuple[bytes
     return _figure_png(fig), caption
 
 
+THUMBNAILS = 12
+
+
+def image_summary(column) -> str:
+    s = column.images
+    sizes = (f"sizes {s.width['min']}..{s.width['max']} x {s.height['min']}..{s.height['max']} px (median "
+             f"{s.width['median']} x {s.height['median']})" if s.width else "sizes unknown")
+    modes = ", ".join(f"{k} {v}" for k, v in s.modes.items()) or "none"
+    formats = ", ".join(f"{k} {v}" for k, v in s.formats.items()) or "none"
+    return (f"{s.count:,} files, {s.missing:,} missing; of {s.sampled} sampled, {s.unreadable} do not decode; {sizes}; "
+            f"modes: {modes}; formats: {formats}. A missing or broken file is a black image for the models.")
+
+
+def plot_thumbnails(task: TaskSpec, column: str) -> tuple[bytes, str] | None:
+    """A few training images with their labels: one of each class first, then the next rows."""
+    from runtime.data import labelled, read_train
+    from runtime.images import load_images
+
+    train = labelled(read_train(task.model_dump()), task.target_columns)
+    if train.empty:
+        return None
+    label = train[task.target].astype(str) if not task.targets else train[task.target_columns].astype(str).agg("/".join, axis=1)
+    first = list(dict.fromkeys(label.drop_duplicates().index[:THUMBNAILS]))
+    rest = [i for i in train.index if i not in set(first)]
+    rows = (first + rest)[:THUMBNAILS]
+    pixels = load_images(train.loc[rows, column], 96)
+    plt = _pyplot()
+    cols = min(6, len(rows))
+    fig, axes = plt.subplots((len(rows) + cols - 1) // cols, cols, figsize=(1.6 * cols, 1.9 * ((len(rows) + cols - 1) // cols)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, i in zip(axes.flat, pixels, rows):
+        ax.imshow(image)
+        ax.set_title(label[i][:18], fontsize=8)
+    caption = f"{len(rows)} training images of `{column}` with their {task.target} (one of each class first)"
+    return _figure_png(fig), caption
+
+
 def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str, str, float]]:
     """(column, kind, mutual information with the target) on the training data, strongest first."""
     import pandas as pd
@@ -451,7 +490,11 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
     if task.classes:
         shown = ", ".join(task.classes[:12]) + (f", … ({len(task.classes)} in all)" if len(task.classes) > 12 else "")
         rows.append(["classes", shown + (" (positive: " + task.classes[-1] + ")" if task.task_type == "binary" else "")])
-    rows.append(["files", ", ".join(f for f in (task.train_file, task.test_file, task.sample_submission_file) if f)])
+    files = [f for f in (task.train_file, task.test_file, task.sample_submission_file) if f]
+    if task.images:
+        files.append(f"images {task.images.train_pattern} / {task.images.test_pattern}"
+                     + (f" (labels from the {task.images.labels_from.replace('_', ' ')}s)" if task.images.labels_from != "table" else ""))
+    rows.append(["files", ", ".join(files)])
     doc.table(["", ""], rows)
     doc.p("How each decision was made:")
     doc.ul([r.replace(": ", " — ", 1) for r in task.reasons])
@@ -482,6 +525,11 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
                    for c in listed], align="lllrrl")
         if len(profile.columns) > len(listed):
             doc.p(f"… and {len(profile.columns) - len(listed)} more columns (profile.json has them all).")
+        for c in profile.columns:
+            if c.kind == "image" and c.images is not None:
+                doc.h(3, f"Images: `{c.name}`")
+                doc.p(image_summary(c))
+                add_plot(f"images_{c.name}.png", lambda c=c: plot_thumbnails(task, c.name))
         ranked: list = []
         try:
             ranked = feature_association(task, profile)

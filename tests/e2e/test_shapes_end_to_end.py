@@ -40,6 +40,9 @@ def test_every_shape_end_to_end(name, tmp_path):
     assert get_metric(got.metric).better(got.score, constant.score), (got, constant)
     recorded = json.loads((run / "task.json").read_text())
     assert recorded["task_type"] == SHAPE_EXAMPLES[name].task_type
+    if recorded.get("images"):  # the report shows what the images look like
+        assert (run / "report_files" / f"images_{recorded['images']['column']}.png").stat().st_size > 1000
+        assert "### Images:" in (run / "report.md").read_text()
     # solution.py, in a process where iML cannot be imported
     launcher = tmp_path / "launch.py"
     launcher.write_text(LAUNCHER)

@@ -131,3 +131,30 @@ def test_templates_use_only_the_placeholders_the_renderer_fills():
         names = set(PLACEHOLDER.findall((PROMPTS_DIR / f"{role}.md").read_text()))
         assert names, role
         assert all(re.fullmatch(r"[a-z_]+", n) for n in names)
+
+
+def test_image_task_prompts_describe_the_image_column_and_the_recipes(tmp_path):
+    """The LLM path on an image task: each track's generate prompt and the debug prompt say what
+    the image column is, how to read it (runtime.images in encode), and show the image recipe."""
+    from PIL import Image
+
+    ids = [f"x{i:03d}" for i in range(40)]
+    for part, rows in (("train", ids[:30]), ("test", ids[30:])):
+        (tmp_path / part).mkdir()
+        for i in rows:
+            Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / part / f"{i}.jpg")
+    pd.DataFrame({"id": ids[:30], "label": ["a", "b", "c"] * 10}).to_csv(tmp_path / "labels.csv", index=False)
+    pd.DataFrame({"id": ids[30:], "label": "a"}).to_csv(tmp_path / "sample_submission.csv", index=False)
+    task = read_task(tmp_path, Settings())
+    profile = profile_data(task)
+    plan = make_blueprint(task, profile, Settings(), budget_s=600, gpu=False)
+    hints = {"traditional": "hog", "pretrained": "EfficientNet", "neural": "CNN"}
+    for name in hints:  # 30 rows plan no network; each track's prompt is asked for all the same
+        track = plan.tracks[0].model_copy(update={"track": name})
+        body = text(generate_messages(task, profile, track))
+        assert "image: image (each row's file path" in body and "40x30 px median" in body and "'JPEG'" in body
+        assert "runtime.images" in body and "load_images" in body, track.track
+        assert hints[track.track] in body, track.track
+    code = {"features": "class Features: ...\n", "model": "class Model: ...\n"}
+    debug = text(debug_messages(task, profile, plan.tracks[0], code, "RuntimeError: shape", [], attempt=1, status="error"))
+    assert "runtime.images.load_images" in debug and "(n, 3, size, size)" in debug
