@@ -11,6 +11,16 @@ import pytest
 
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
+# Tests that need what CI machines do not have run only when asked for.
+OPT_IN = {"gpu": ("IML_TEST_GPU", "needs a CUDA GPU"), "live_llm": ("IML_TEST_LIVE_LLM", "needs a real LLM endpoint")}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, (variable, why) in OPT_IN.items():
+            if marker in item.keywords and os.environ.get(variable) != "1":
+                item.add_marker(pytest.mark.skip(reason=f"{why}: set {variable}=1 to run it"))
+
 
 def write_task(folder: Path, train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | None,
                description: str = "") -> Path:

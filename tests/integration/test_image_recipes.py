@@ -143,3 +143,19 @@ def _write(folder, recipe):
         paths[module] = folder / f"{module}.py"
         paths[module].write_text(source)
     return paths
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recipe", ["pretrained", "neural"])
+def test_on_a_gpu_the_torch_recipes_compute_there(harness, tmp_path, recipe):
+    """On a CUDA machine the encoder and the CNN run on the GPU (mixed precision) and still
+    score as they do on the CPU; result.json says where."""
+    _write(tmp_path, recipe)
+    assert harness.check_attempt(tmp_path, {}) == []
+    params = {"image_size": 96} if recipe == "pretrained" else {}
+    for cache in (harness.run_dir / "cache").glob("encode_*.npy"):
+        cache.unlink()  # encode again, on the GPU
+    harness._encoded.clear()
+    result = harness.run_attempt(tmp_path, params)
+    assert result["device"].startswith("cuda:"), result
+    assert result["score"] < 0.6 * constant_log_loss(harness)
