@@ -588,7 +588,15 @@ def metric_from_text(text: str) -> str | None:
         if section and section[0] <= start < section[1]:
             # Whatever the Evaluation section names outranks any mention elsewhere.
             score += 20.0
+        if name in ("rmse", "mse") and _OF_LOGS.search(sentence):
+            name = "rmsle"  # "RMSE between the log of ...", "RMSE on log-transformed prices": the error of the logs
         key = (score, -start, name)
         if best is None or key[:2] > best[:2]:
             best = key
     return best[2] if best else None
+
+
+# a squared error taken of logarithms, however a description words it
+_OF_LOGS = re.compile(r"\blog(?:arithm)?s?\s+of\b|\b(?:of|on|in|between)\s+(?:the\s+)?(?:natural\s+)?log(?:arithm)?s?\b|"
+                      r"\blog[ -]?(?:transformed|scale[ds]?|space|target|values?|prices?)\b|\blog1p\b|\blog\s*\(|\bln\s*\(",
+                      re.IGNORECASE)

@@ -229,6 +229,15 @@ def test_default_metric() -> None:
         ("Submissions are scored using AUC.", "auc"),
         ("Submissions are evaluated on Mean Absolute Percentage Error.", "mape"),
         ("Predictions are judged by the median absolute error.", "medae"),
+        # "RMSE of the logs" in the ways Kaggle pages word it: the error of the logarithms is RMSLE
+        ("The metric is RMSE between the log of predicted and log of observed values.", "rmsle"),
+        ("Submissions are evaluated on the root mean squared error of log(1 + y).", "rmsle"),
+        ("Submissions are scored by RMSE computed on log-transformed prices.", "rmsle"),
+        ("Submissions are scored on the root mean squared error, computed on the natural log of the count.", "rmsle"),
+        ("Evaluated on RMSE in log space.", "rmsle"),
+        # a log that is not the target's stays RMSE
+        ("Submissions are scored on RMSE. We also log every submission.", "rmse"),
+        ("Evaluated on RMSE (logs are kept on the server for audit).", "rmse"),
     ],
 )
 def test_metric_from_text_on_description_snippets(text: str, expected: str) -> None:
