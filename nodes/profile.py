@@ -121,7 +121,7 @@ def _looks_like_dates(sample: pd.Series) -> bool:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(sample, errors="coerce", format="mixed", utc=True)
     return bool(parsed.notna().mean() > 0.9)
 
 

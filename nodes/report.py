@@ -392,7 +392,7 @@ def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str,
             encoded[c.name] = values.fillna("").astype(str).str.len().to_numpy(dtype=float)
             discrete.append(False)
         elif c.kind == "datetime":
-            when = pd.to_datetime(values, errors="coerce", format="mixed")
+            when = pd.to_datetime(values, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
             seconds = (when - when.min()).dt.total_seconds()
             encoded[c.name] = seconds.fillna(seconds.median() if seconds.notna().any() else 0.0).to_numpy(dtype=float)
             discrete.append(False)

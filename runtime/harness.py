@@ -56,7 +56,7 @@ def make_folds(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_
         # Time-ordered: rows sorted by the time column, cut into k contiguous blocks, so every
         # block is predicted by a model that also saw rows after it. Scored like k-fold; a
         # forward-chaining scheme would leave the first block without predictions.
-        order = np.argsort(pd.to_datetime(frame[scheme["time_column"]], errors="coerce").values, kind="stable")
+        order = np.argsort(pd.to_datetime(frame[scheme["time_column"]], errors="coerce", format="mixed", utc=True).values, kind="stable")
         for i, block in enumerate(np.array_split(order, k)):
             folds[block] = i
         return folds

@@ -118,7 +118,8 @@ class Features:
     def _numbers(self, X: pd.DataFrame) -> pd.DataFrame:
         cols = {c: pd.to_numeric(X[c], errors="coerce").astype(float) for c in self.numeric}
         for c in self.datetime:
-            when = pd.to_datetime(X[c], errors="coerce", format="mixed")
+            # utc=True: tz-aware and mixed-offset stamps parse beside naive ones (all as UTC)
+            when = pd.to_datetime(X[c], errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
             cols.update({f"{c}_year": when.dt.year, f"{c}_month": when.dt.month, f"{c}_dayofweek": when.dt.day_of_week,
                          f"{c}_hour": when.dt.hour, f"{c}_days": (when - pd.Timestamp("1970-01-01")).dt.days})
         return pd.DataFrame(cols, index=X.index).astype(float)

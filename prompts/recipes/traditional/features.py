@@ -5,6 +5,7 @@
   fixed at fit time (unseen and missing -> missing);
 - categoricals with more levels become their training count and a smoothed target encoding;
 - datetimes become their parts (year, month, day, weekday, hour, day number) where they vary;
+  time-zone-aware and mixed-offset timestamps are read in UTC beside naive ones;
 - missing indicators for columns whose training missing share is at least `missing_indicator`,
   and a per-row missing count;
 - free text (text columns, and string columns with a distinct value on most rows such as
@@ -268,7 +269,9 @@ class Features:
 
     @staticmethod
     def _date_parts(col: pd.Series) -> pd.DataFrame:
-        when = pd.to_datetime(col, errors="coerce", format="mixed")
+        # utc=True: tz-aware ("2016-01-25T13:32:20Z") and mixed-offset stamps parse (to UTC) beside
+        # naive ones, which are taken as UTC; without it mixed offsets raise and aware ones cannot be subtracted
+        when = pd.to_datetime(col, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
         return pd.DataFrame({
             "year": when.dt.year, "month": when.dt.month, "day": when.dt.day,
             "dayofweek": when.dt.day_of_week, "hour": when.dt.hour,
