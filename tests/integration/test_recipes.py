@@ -214,3 +214,32 @@ def test_traditional_target_encoding_is_out_of_fold_on_training_rows(harnesses):
     single = X["city"].map(own) == 1
     if single.any():  # a level seen once has nothing else to learn from: the prior
         assert np.allclose(inside[single.to_numpy()], feats.prior[0])
+
+
+def test_an_mae_task_is_fitted_with_an_absolute_loss():
+    """A heavy-tailed target scored by MAE: the recipes' default objective (L1) beats squared error,
+    whose mean chases the outliers."""
+    from runtime.harness import load_module
+
+    rng = np.random.RandomState(0)
+    n = 1200
+    x = rng.normal(size=(n, 3))
+    noise = rng.standard_t(1.2, size=n) * 3  # rare, huge errors
+    y = 2 * x[:, 0] + np.sign(x[:, 1]) + noise
+    X = pd.DataFrame(x, columns=["a", "b", "c"])
+    task = {"task_type": "regression", "metric": "mae", "classes": [], "target": "y"}
+    profile = {"n_train": n, "columns": [{"name": c, "kind": "numeric", "cardinality": n} for c in X.columns]}
+    tr, va, te = slice(0, 800), slice(800, 1000), slice(1000, n)
+    truth = 2 * x[te, 0] + np.sign(x[te, 1])  # the noise is symmetric: the clean signal is its median
+    model_mod = load_module("model", RECIPES_DIR / "traditional" / "model.py")
+    errors = {}
+    for objective in (None, "regression"):
+        params = {} if objective is None else {"objective": objective}
+        model = model_mod.Model(task, params).fit(X.iloc[tr], y[tr], X.iloc[va], y[va])
+        errors[objective or "default"] = float(np.mean(np.abs(model.predict(X.iloc[te]) - truth)))
+    assert errors["default"] < 0.8 * errors["regression"], errors
+    import torch
+
+    neural = load_module("model", RECIPES_DIR / "neural" / "model.py").Model(task, {})
+    loss = neural._loss(torch.zeros((2, 1)), torch.tensor([1.0, 3.0]))
+    assert loss.item() == 2.0  # the mean absolute error; squared error would be 5

@@ -12,7 +12,7 @@ hidden layers (SiLU, dropout), trained with AdamW on mini-batches; it stops when
 the fold's validation part has not improved for `patience` epochs (without one, 10% of the
 training rows are held out for it) and keeps the best epoch's weights. Loss per task:
 binary cross-entropy, cross-entropy over all the task's classes, or MSE on the standardised
-target (log1p first for RMSLE).
+target (log1p first for RMSLE; L1 for MAE and median absolute error).
 
 Runs on the GPU when there is one (with torch's deterministic algorithms switched on, and the
 forward pass in bfloat16 mixed precision for images). Fits
@@ -228,6 +228,8 @@ class Model:
             return nn.functional.cross_entropy(out, target)
         if self.kind == "binary":
             return nn.functional.binary_cross_entropy_with_logits(out[:, 0], target)
+        if self.task.get("metric") in ("mae", "medae"):  # absolute errors: the median's loss, not the mean's
+            return nn.functional.l1_loss(out[:, 0], target)
         return nn.functional.mse_loss(out[:, 0], target)
 
     def _outputs(self, num, cat, img, batch: int = 1024):

@@ -3,7 +3,7 @@
 The head reads the embedding columns (`enc_*`): LogisticRegression, or Ridge on the
 standardised target (log1p first for RMSLE). Its C is picked from `C_grid` by out-of-fold
 loss over `inner_folds` folds of the training rows. When the table has other columns,
-LightGBM then combines the head's prediction (out of fold on the training rows, so it is as
+LightGBM (with the metric's objective: L1 for MAE) then combines the head's prediction (out of fold on the training rows, so it is as
 noisy there as on new rows) with them, with early stopping on the fold's validation part;
 with nothing else, the head's prediction is the answer. Without embedding columns (no text)
 LightGBM reads the table alone.
@@ -154,7 +154,9 @@ class Model:
             random_state=self.seed, deterministic=True, force_col_wise=True, verbose=-1,
         )
         if self.kind == "regression":
-            trees = lgb.LGBMRegressor(**config)
+            # the metric's own loss: absolute errors are scored by the median, not the mean
+            objective = {"mae": "l1", "medae": "l1", "mape": "mape"}.get(self.task.get("metric"), "regression")
+            trees = lgb.LGBMRegressor(objective=objective, **config)
             if self.log_target:
                 y = np.log1p(np.clip(y, 0, None))
                 y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))

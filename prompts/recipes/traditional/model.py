@@ -16,6 +16,8 @@ Params (all optional):
   subsample              0.8    row share per tree (bagging every iteration)
   colsample_bytree       1.0 (< 20 columns), 0.8 (<= 200), 0.3 above   column share per tree
   reg_lambda             1.0    L2 on leaf values
+  objective              the metric's: l1 for MAE / median AE, mape for MAPE, else squared error
+                         (regression; RMSLE learns log1p(y) with squared error)
   min_data_per_group     min(100, max(10, n // 50))  rows per category in a categorical split
   max_bin                255 (<= 200 columns), 63 above
   n_jobs                 1 (n < 100k), else OMP_NUM_THREADS: LightGBM's threads; on small data
@@ -29,6 +31,8 @@ import lightgbm as lgb
 import numpy as np
 
 WIDE = 200  # columns beyond which the data is wide (image features, pixels)
+# regression metrics whose loss is not the squared error, and LightGBM's objective for each
+OBJECTIVES = {"mae": "l1", "medae": "l1", "mape": "mape"}
 
 
 class Model:
@@ -73,7 +77,9 @@ class Model:
         n = X.shape[0]
         config = self.settings(n, list(getattr(X, "columns", range(X.shape[1]))))
         if kind == "regression":
-            self.model = lgb.LGBMRegressor(**config)
+            # the metric's own loss: absolute errors are scored by the median, not the mean
+            objective = self.params.get("objective", OBJECTIVES.get(self.task.get("metric"), "regression"))
+            self.model = lgb.LGBMRegressor(objective=objective, **config)
             if self.log_target:
                 y = np.log1p(np.clip(y, 0, None))
                 y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))
