@@ -195,6 +195,8 @@ class EnsembleResult(BaseModel):
     oof_path: str
     test_path: str
     reason: str
+    # binary tasks scored on labels (accuracy, F1, MCC): P(positive) at or above this is the positive class
+    threshold: float = 0.5
 
 
 LLMOutcome = Literal["ok", "parse_error", "http_error", "timeout", "unsupported", "error"]

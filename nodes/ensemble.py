@@ -58,10 +58,56 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
         reason = f"{best_name} alone" + (f": no blend of the {len(members)} members beat it out of fold" if len(members) > 1
                                          else ": the only scored attempt")
         oof_pred, test_pred = oof[best_name], test[best_name]
+    threshold = 0.5
+    folds = np.load(run_dir / "folds.npy") if (run_dir / "folds.npy").exists() else None
+    if folds is not None and wants_threshold(task, metric):
+        threshold, note = decision_threshold(metric, y, oof_pred, folds)
+        if threshold != 0.5:
+            score = float(metric.score(y, (oof_pred >= threshold).astype(float)))
+        reason += f"; {note}"
     np.save(run_dir / "ensemble_oof.npy", oof_pred)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
-                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason)
+                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold)
+
+
+def wants_threshold(task: TaskSpec, metric: Metric) -> bool:
+    """A binary task whose submission holds labels scored as labels (accuracy, F1, MCC, ...)."""
+    return task.task_type == "binary" and task.submission_format == "label" and metric.needs == "label"
+
+
+THRESHOLD_CANDIDATES = 99
+
+
+def decision_threshold(metric: Metric, y: np.ndarray, oof: np.ndarray, folds: np.ndarray) -> tuple[float, str]:
+    """The probability from which a row is labelled positive, tuned on the out-of-fold
+    predictions; 0.5 unless tuning pays on folds it was not tuned on.
+
+    Each fold's threshold is chosen on the other folds and scored on it, against 0.5 on the
+    same fold; the tuned threshold (chosen on all rows) is used only when the mean gain on the
+    held-out folds is positive and larger than its standard error, so fold noise cannot pick it."""
+    candidates = np.unique(np.concatenate([np.quantile(oof, np.linspace(0.01, 0.99, THRESHOLD_CANDIDATES)), [0.5]]))
+
+    def best(rows: np.ndarray) -> float:
+        scores = [metric.score(y[rows], (oof[rows] >= t).astype(float)) for t in candidates]
+        scores = np.asarray([s if metric.greater_is_better else -s for s in scores])
+        return float(candidates[int(np.nanargmax(scores))])
+
+    gains = []
+    for k in np.unique(folds):
+        held = folds == k
+        t = best(~held)
+        tuned, plain = (metric.score(y[held], (oof[held] >= v).astype(float)) for v in (t, 0.5))
+        gains.append((tuned - plain) if metric.greater_is_better else (plain - tuned))
+    gains = np.asarray(gains, dtype=float)
+    mean = float(np.nanmean(gains))
+    spread = float(np.nanstd(gains) / np.sqrt(max(1, np.isfinite(gains).sum())))
+    if not (mean > 0 and mean > spread):
+        return 0.5, (f"decision threshold 0.5: tuning it gained {mean:+.4g} on held-out folds (standard error "
+                     f"{spread:.2g}), not beyond fold noise")
+    threshold = best(np.ones(len(y), dtype=bool))
+    return threshold, (f"decision threshold {threshold:.3g} (tuned out of fold: {mean:+.4g} {metric.name} on held-out "
+                       f"folds, standard error {spread:.2g})")
 
 
 def ensemble_members(tracks: dict[str, TrackResult], metric: Metric, per_track: int = MEMBERS_PER_TRACK) -> dict[str, AttemptResult]:

@@ -56,6 +56,7 @@ class FittedRun:
         self.task: dict[str, Any] = json.loads((self.run_dir / "task.json").read_text())
         self.profile: dict[str, Any] = json.loads((self.run_dir / "profile.json").read_text())
         self.kind: str = manifest["kind"]
+        self.threshold = float(manifest.get("threshold", 0.5))
         self.baseline = np.asarray(manifest.get("baseline")) if manifest.get("baseline") is not None else None
         self.members = [Member(m["name"], m["weight"], self.run_dir / m["attempt"], m["params"]) for m in manifest["members"]]
         for m in self.members:
@@ -86,7 +87,8 @@ class FittedRun:
         missing = [c for c in self.task.get("passthrough_columns") or [] if c not in rows.columns]
         if missing:
             raise TaskInputError(f"the new rows lack {', '.join(missing)}, which the submission copies from each row")
-        return submission_frame(self.task, self.predict_raw(rows, image_root), rows=rows.reset_index(drop=True))
+        return submission_frame(self.task, self.predict_raw(rows, image_root), rows=rows.reset_index(drop=True),
+                                threshold=self.threshold)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ import pandas as pd
 from runtime.data import label_key, read_table, read_test, target_columns
 
 
-def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | None = None,
+                     threshold: float = 0.5) -> pd.DataFrame:
     """The submission's columns and rows for `test_pred` (the harness's prediction form).
 
+    threshold: a binary task's labels are the positive class where its probability reaches it.
     rows: the predicted rows' id (exact strings) and the columns the submission copies from them;
     default the task's test file, whose rows then follow the sample submission's order."""
     task_dir = Path(task["task_dir"])
@@ -35,7 +37,7 @@ def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | Non
         values = {value_cols[0]: test_pred if test_pred.ndim == 1 else test_pred[:, 1]}
     else:
         # class labels as the exact strings of the train file ("01" stays "01", True stays True)
-        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= 0.5).astype(int)
+        codes = test_pred.argmax(axis=1) if test_pred.ndim == 2 else (test_pred >= threshold).astype(int)
         values = {value_cols[0]: np.array(task["classes"], dtype=object)[codes]}
     frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
     for c in copied:  # as the rows hold them

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from graph.state import AttemptResult, TaskSpec, TrackResult
 from nodes.ensemble import blend, ensemble_members
@@ -87,3 +88,43 @@ def test_failed_attempts_and_missing_predictions_are_not_members(tmp_path):
     failed = AttemptResult(track="traditional", attempt=3, source="refine", status="error", error="boom", dir=str(tmp_path))
     tracks = {"traditional": _track("traditional", [ok, gone]).model_copy(update={"attempts": [ok, gone, failed]})}
     assert list(ensemble_members(tracks, get_metric("rmse"))) == ["traditional/attempt_1"]
+
+
+def test_a_label_metric_gets_a_decision_threshold_tuned_out_of_fold():
+    """F1 on a rare class with calibrated probabilities: labelling from 0.5 on misses most
+    positives; the tuned threshold is lower and scores better on folds it was not tuned on."""
+    from nodes.ensemble import decision_threshold
+    from runtime.metrics import get_metric
+
+    rng = np.random.RandomState(0)
+    p = rng.beta(1, 6, size=4000)
+    y = (rng.rand(4000) < p).astype(int)
+    folds = rng.randint(0, 5, size=4000)
+    f1 = get_metric("f1")
+    threshold, note = decision_threshold(f1, y, p, folds)
+    assert 0.1 < threshold < 0.4, note
+    assert f1.score(y, (p >= threshold).astype(float)) > f1.score(y, (p >= 0.5).astype(float)) + 0.05
+
+
+def test_no_threshold_from_fold_noise():
+    """Predictions that carry no signal: whatever threshold wins on some rows does not hold up
+    on the others, so 0.5 stays."""
+    from nodes.ensemble import decision_threshold
+    from runtime.metrics import get_metric
+
+    rng = np.random.RandomState(1)
+    y = rng.randint(0, 2, size=300)
+    p = np.clip(0.5 + rng.normal(scale=0.01, size=300), 0, 1)
+    threshold, note = decision_threshold(get_metric("accuracy"), y, p, rng.randint(0, 5, size=300))
+    assert threshold == 0.5, note
+
+
+def test_the_submission_labels_follow_the_threshold():
+    from runtime.submission import submission_frame
+
+    task = {"task_dir": ".", "task_type": "binary", "id_column": None, "submission_format": "label", "classes": ["no", "yes"],
+            "submission_columns": ["answer"], "passthrough_columns": [], "target": "answer"}
+    rows = pd.DataFrame(index=range(3))
+    pred = np.array([0.2, 0.35, 0.7])
+    assert list(submission_frame(task, pred, rows=rows)["answer"]) == ["no", "no", "yes"]
+    assert list(submission_frame(task, pred, rows=rows, threshold=0.3)["answer"]) == ["no", "yes", "yes"]
