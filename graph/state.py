@@ -154,7 +154,8 @@ class Blueprint(BaseModel):
     notes: list[str] = Field(default_factory=list)  # how the plan was decided (the LLM's proposal: kept or why not)
 
 
-AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine"]
+# repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)
+AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair"]
 AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory"]
 
 
@@ -254,6 +255,8 @@ class TrackState(TypedDict, total=False):
     attempt: int
     last_error: str | None
     fell_back: bool
+    # the offline debug's repairs, merged into the plan's params: drop_columns, coerce_columns
+    repairs: dict[str, Any]
     attempts: Annotated[list[AttemptResult], operator.add]
     tracks: Annotated[dict[str, TrackResult], merge_tracks]
     llm_usage: Annotated[list[LLMCall], operator.add]

@@ -4,12 +4,17 @@ With an LLM, the LLM gets the failing modules, the error with its traceback and 
 attempts, and returns repaired modules (source "debug"), up to `max_debug_attempts` repairs.
 After that, or when the LLM gives no usable answer, the track falls back to its own recipe
 (when the recipe has not failed already), then to the simpler recipe shared by all tracks.
-Offline there is no one to repair the code, and the track's code is its recipe, so it falls
-back to the shared recipe at once. `fell_back` stops the loop if that fails too.
+Recipe code that fails (offline, or after the LLM's repairs) is repaired before the track
+retreats: the columns the error points to (by name, or the kind of column the failing step
+handles: dates, text, images, categories) get another kind (`coerce_columns`: a date that does
+not parse becomes a category) or, when that failed already, are left out (`drop_columns`), and
+the same recipe runs again with the rest (source "repair"), at most MAX_REPAIRS times. The
+bare shared recipe is the last resort. `fell_back` stops the loop if that fails too.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from langgraph.runtime import Runtime
@@ -26,6 +31,13 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     track = state["plan"].track
     llm_update: dict = {}
     client = client_for(runtime.context)
+    attempts = state.get("attempts", [])
+    if attempts and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
+        repairs = column_repairs(state)
+        if repairs is not None:
+            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", repairs=repairs)
+            return {"code": state["code"], "source": "repair", "repairs": repairs, "fell_back": False,
+                    "attempt": state["attempt"] + 1, "last_error": None}
     if client is not None:
         repaired = repair_with_llm(state, runtime.context, client)
         if "code" in repaired:
@@ -40,6 +52,54 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="fallback")
     return {"code": render_recipe(FALLBACK), "source": "fallback", "fell_back": True, "attempt": state["attempt"] + 1, "last_error": None,
             **llm_update}
+
+
+MAX_REPAIRS = 3
+# what a failing step's traceback says about the kind of column it handles
+KIND_CLUES = {
+    "datetime": ("datetime", "to_datetime", "timestamp", "timezone", "tz-aware", "tz-naive", "_date_parts", "day_of_week"),
+    "text": ("tfidf", "vectorizer", "_text_matrix", "_docs", "tokeniz", "vocabulary", "_embed_texts"),
+    "image": ("load_images", "_image_features", "_embed_images", "pil", "image", "pixel", "hog"),
+    "categorical": ("categor", "_te_table", "_te_apply", "target encod"),
+    "numeric": ("to_numeric", "could not convert string to float", "numeric", "_numbers", "_logged"),
+}
+# a column's kind when its own step failed: another way to read it, before leaving it out
+COERCE_TO = {"datetime": "categorical", "text": "categorical", "numeric": "categorical"}
+
+
+def column_repairs(state: TrackState) -> dict | None:
+    """The next repairs for the recipe's failure, or None when there is none left to try: the
+    feature columns the error names, else those of the kind its failing step handles; each is
+    first read as another kind (COERCE_TO), then left out. Never every column."""
+    repairs = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in (state.get("repairs") or {}).items()}
+    if sum(1 for a in state.get("attempts", []) if a.source == "repair") >= MAX_REPAIRS:
+        return None
+    last = state["attempts"][-1]
+    error = (state.get("last_error") or last.error or "")
+    log = Path(last.dir, "log.txt")
+    if log.exists():
+        error += "\n" + log.read_text(errors="replace")[-4000:]
+    dropped = set(repairs.get("drop_columns", []))
+    coerced = dict(repairs.get("coerce_columns", {}))
+    kinds = {c.name: coerced.get(c.name, c.kind) for c in state["profile"].columns if c.name not in dropped}
+    named = [c for c in kinds if re.search(rf"['\"`]{re.escape(c)}['\"`]", error)]
+    if not named:
+        lowered = error.lower()
+        for kind, clues in KIND_CLUES.items():
+            if any(k == kind for k in kinds.values()) and any(clue in lowered for clue in clues):
+                named = [c for c, k in kinds.items() if k == kind]
+                break
+    if not named or len(named) >= len(kinds) and not any(kinds[c] in COERCE_TO and c not in coerced for c in named):
+        return None
+    for c in named:
+        if kinds[c] in COERCE_TO and c not in coerced:
+            coerced[c] = COERCE_TO[kinds[c]]
+        else:
+            dropped.add(c)
+            coerced.pop(c, None)
+    if len(dropped) >= len(state["profile"].columns):
+        return None
+    return {**({"drop_columns": sorted(dropped)} if dropped else {}), **({"coerce_columns": coerced} if coerced else {})}
 
 
 def llm_repairs(state: TrackState) -> int:

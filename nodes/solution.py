@@ -92,7 +92,7 @@ def inlined(module) -> str:
 
 # What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
 # and one fold's fit and predictions, so the script runs exactly the loop the run ran.
-HARNESS_PARTS = ("ContractError", "make_folds", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "fit_fold",
+HARNESS_PARTS = ("ContractError", "make_folds", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
                  "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows")
 
 

@@ -21,7 +21,8 @@ def attempt_dir(state: TrackState) -> Path:
 
 
 def attempt_params(state: TrackState) -> dict:
-    return dict(state["plan"].params)
+    """The plan's params, with the offline debug's repairs (drop_columns, coerce_columns) on top."""
+    return {**state["plan"].params, **(state.get("repairs") or {})}
 
 
 def write_modules(folder: Path, code: dict[str, str]) -> None:

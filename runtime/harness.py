@@ -137,12 +137,29 @@ class ConstantUnit:
         return np.full(len(X), self.value)
 
 
+REPAIR_PARAMS = ("drop_columns", "coerce_columns")  # read by the harness itself, for any module
+
+
+def repaired(profile: dict[str, Any], params: dict[str, Any], frames: list) -> tuple[dict[str, Any], list]:
+    """The params' repairs of columns (the offline debug's, or a plan's): `drop_columns` leave the
+    frames and the profile; `coerce_columns` ({column: kind}) give a column another kind, so the
+    modules treat it another way (timestamps that do not parse read as categories)."""
+    drop = set(params.get("drop_columns") or [])
+    coerce = dict(params.get("coerce_columns") or {})
+    if not drop and not coerce:
+        return profile, frames
+    columns = [{**c, "kind": coerce.get(c["name"], c["kind"])} for c in profile["columns"] if c["name"] not in drop]
+    frames = [f if f is None else f.drop(columns=[c for c in drop if c in f.columns]) for f in frames]
+    return {**profile, "columns": columns}, frames
+
+
 def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
              params: dict[str, Any], X_tr: pd.DataFrame, y_tr: np.ndarray, X_va: pd.DataFrame | None,
              y_va: np.ndarray | None, others: list[pd.DataFrame]) -> tuple[list[tuple[Any, Any]], list[np.ndarray]]:
     """Fit Features and Model on one fold's training rows; predict the validation rows (when
     given) and each frame of `others`. Several targets: one fit per target column, their
     predictions side by side. Returns the fitted (Features, Model) per unit and the predictions."""
+    profile, (X_tr, X_va, *others) = repaired(profile, params, [X_tr, X_va, *others])
     fitted, columns = [], []
     units = unit_tasks(task, model_mod)
     for unit, j in units:
@@ -213,6 +230,7 @@ def contract_prediction(task_type: str, pred: Any) -> np.ndarray:
 
 def encode_rows(features_mod: types.ModuleType, task: dict, profile: dict, params: dict, rows: pd.DataFrame) -> pd.DataFrame:
     """`Features.encode` over these rows, as columns enc_0..enc_d (the harness caches it)."""
+    profile, (rows,) = repaired(profile, params, [rows])
     enc = np.asarray(features_mod.Features(task, profile, dict(params)).encode(rows), dtype=np.float32)
     enc = enc.reshape(-1, 1) if enc.ndim == 1 else enc
     if enc.ndim != 2 or enc.shape[0] != len(rows):
@@ -339,7 +357,8 @@ class Harness:
         X_test = X_test_all.reset_index(drop=True)
         cut = int(n * 0.75)
         unit, j = unit_tasks(self.task, model_mod)[0]  # the features' checks on the first target's fit
-        feats = features_mod.Features(unit, self.profile, dict(params))
+        profile, (X, X_test) = repaired(self.profile, params, [X, X_test])
+        feats = features_mod.Features(unit, profile, dict(params))
         feats.fit(X.iloc[:cut], y[:cut] if j is None else y[:cut, j])
         Ftr, Fva, Fte = (feats.transform(part) for part in (X.iloc[:cut], X.iloc[cut:], X_test))
         for label, out, rows in (("train", Ftr, cut), ("valid", Fva, n - cut), ("test", Fte, n_test)):
@@ -383,7 +402,8 @@ class Harness:
         # Keyed by the params the features module can read (its source names them), so a
         # model-only change (refine moving the head's C) reuses the embeddings.
         source = Path(features_mod.__file__).read_text() if getattr(features_mod, "__file__", None) else ""
-        used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source}
+        used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source
+                or k in REPAIR_PARAMS}
         key = hashlib.sha1((inspect.getsource(encode) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
         if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
             # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.

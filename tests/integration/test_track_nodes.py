@@ -133,3 +133,50 @@ def test_endless_fit_times_out(prepared):
         settings.time_budget_s, settings.min_attempt_timeout_s = 120, 20
     [result] = update["attempts"]
     assert result.status == "timeout" and "timed out" in result.error
+
+
+def test_a_recipe_step_that_fails_on_one_kind_of_column_is_repaired_not_retreated(prepared, monkeypatch, tmp_path):
+    """The recipe's date step raises on the task's timestamps (as pandas did on mixed offsets):
+    the offline debug reads that column as a category and runs the same recipe again, keeping
+    every other column, instead of falling back to the bare recipe."""
+    import pandas as pd
+
+    from graph.builder import build_track_graph
+    from nodes import generate as generate_module
+
+    state, runtime = prepared
+    task_dir = Path(state["task_dir"])
+    dated = tmp_path / "dated"
+    dated.mkdir()
+    for name in ("train.csv", "test.csv", "description.md"):
+        (dated / name).write_text((task_dir / name).read_text())
+    for name in ("train.csv", "test.csv"):
+        frame = pd.read_csv(dated / name)
+        frame["signup"] = pd.date_range("2024-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%dT00:00:00Z")
+        frame.to_csv(dated / name, index=False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ctx = RunContext(settings=Settings(time_budget_s=120, n_folds=3))
+    rt = Runtime(context=ctx)
+    s = {"task_dir": str(dated), "run_dir": str(run_dir)}
+    for node in (analyze, profile, blueprint):
+        s.update(node(s, rt))
+    assert {c.name: c.kind for c in s["profile"].columns}["signup"] == "datetime"
+    broken = render_recipe("traditional")
+    broken["features"] = broken["features"].replace(
+        "    def _date_parts(col: pd.Series) -> pd.DataFrame:\n",
+        "    def _date_parts(col: pd.Series) -> pd.DataFrame:\n"
+        "        raise ValueError('Mixed timezones detected. Pass utc=True in to_datetime')\n")
+    assert broken["features"] != render_recipe("traditional")["features"]
+    real = generate_module.render_recipe
+    monkeypatch.setattr(generate_module, "render_recipe", lambda track: broken if track == "traditional" else real(track))
+    plan = s["blueprint"].tracks[0]
+    out = build_track_graph().compile().invoke({**s, "plan": plan}, context=ctx)
+    ctx.close()
+    attempts = out["tracks"]["traditional"].attempts
+    sources = [(a.source, a.status) for a in attempts]
+    assert sources[0][0] == "recipe" and sources[0][1] in ("check_failed", "error"), sources
+    assert sources[1] == ("repair", "ok"), sources
+    assert all(src != "fallback" for src, _ in sources), sources
+    assert attempts[1].params["coerce_columns"] == {"signup": "categorical"}
+    assert out["tracks"]["traditional"].status == "ok" and out["tracks"]["traditional"].best_attempt == 2
