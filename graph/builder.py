@@ -24,7 +24,7 @@ from nodes.generate import generate
 from nodes.profile import profile
 from nodes.refine import refine
 from nodes.submit import submit
-from nodes.track import after_check, after_execute, finish
+from nodes.track import after_check, after_execute, finish, next_member
 from typing_extensions import TypedDict
 
 
@@ -41,12 +41,14 @@ def build_track_graph() -> StateGraph:
     g.add_node("check", check)
     g.add_node("execute", execute)
     g.add_node("debug", debug)
+    g.add_node("next_member", next_member)
     g.add_node("finish", finish)
     g.add_edge(START, "generate")
     g.add_edge("generate", "check")
     g.add_conditional_edges("check", after_check)
     g.add_conditional_edges("execute", after_execute)
     g.add_edge("debug", "check")
+    g.add_edge("next_member", "check")
     g.add_edge("finish", END)
     return g
 

@@ -144,6 +144,8 @@ class TrackPlan(BaseModel):
     feature_steps: list[str]
     params: dict[str, Any] = Field(default_factory=dict)
     time_share: float  # fraction of the run's budget
+    # other model families tried as attempts after the track's recipe, in order: name -> params
+    members: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Blueprint(BaseModel):
@@ -155,7 +157,8 @@ class Blueprint(BaseModel):
 
 
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)
-AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair"]
+# member: another model family of the track's zoo (recipes/members/<name>), tried after its own recipe
+AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair", "member"]
 AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory"]
 
 
@@ -171,6 +174,7 @@ class AttemptResult(BaseModel):
     duration_s: float = 0.0
     peak_memory_mb: float | None = None
     dir: str  # where features.py, model.py, log.txt, result.json, oof.npy, test.npy live
+    member: str | None = None  # the member recipe it ran (source "member")
 
 
 class TrackResult(BaseModel):
@@ -257,6 +261,7 @@ class TrackState(TypedDict, total=False):
     fell_back: bool
     # the offline debug's repairs, merged into the plan's params: drop_columns, coerce_columns
     repairs: dict[str, Any]
+    member: str | None  # the member recipe the current attempt runs (None: the track's own code)
     attempts: Annotated[list[AttemptResult], operator.add]
     tracks: Annotated[dict[str, TrackResult], merge_tracks]
     llm_usage: Annotated[list[LLMCall], operator.add]

@@ -196,6 +196,17 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                          "before more tuning of one)")
             spare -= need - left
         left = max(0.0, left - need)
+    trad = next((p for p in plans if p.track == "traditional"), None)
+    if trad is not None:
+        # the traditional track's other model families get what the tracks leave, refine's reserve
+        # included: another family before more tuning of one
+        members, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
+        trad.members, trad.time_share = members, trad.time_share + extra
+        notes += member_notes
+        if extra > left:
+            notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
+                         "before more tuning of one)")
+        left = max(0.0, left - extra)
     if plans and left > 0:
         # what no track needs is spread over the planned tracks in proportion: shares are ceilings,
         # and time a track does not use goes to refine anyway
@@ -372,6 +383,54 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
         est = smaller
     est.notes = notes
     return est, n_folds
+
+
+# -- the traditional track's zoo -----------------------------------------------------------------
+
+LINEAR_FOLD_S = 0.3          # the linear member: a fold's fixed cost
+LINEAR_CELL_S = 2e-7         # and per (row x column x class) of its design matrix
+CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
+CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
+MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
+# the members' defaults refine may move (as their recipes document them)
+MEMBER_DEFAULTS = {"linear": {"C": 1.0}, "catboost": {"depth": 6, "l2_leaf_reg": 3.0}}
+
+
+def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict[str, float]:
+    """Seconds each member recipe needs for all folds (one fit per target column and fold)."""
+    rows = profile.n_train * (n_folds - 1) / n_folds
+    cols = max(1, len(profile.columns) - len(profile.columns_of("id", "constant")))
+    classes = len(task.classes) if task.task_type == "multiclass" else 1
+    per_fold = {"linear": LINEAR_FOLD_S + LINEAR_CELL_S * rows * cols * classes
+                + LINEAR_CHAR_S * _text_chars(profile, int(rows)) * classes,
+                "catboost": CATBOOST_FOLD_S + CATBOOST_CELL_S * rows * cols * classes}
+    return {name: CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+
+
+def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
+                 seed: int = 0) -> tuple[dict[str, dict], float, list[str]]:
+    """The member recipes the traditional track tries after LightGBM, cheapest first, while they
+    fit in room_s: a linear model and CatBoost (other errors than LightGBM's, so the blend gains;
+    most on small tables). Their params, the seconds they add to the track's share, and notes."""
+    from prompts import member_recipes
+
+    available = member_recipes()
+    if profile.columns_of("image"):
+        return {}, 0.0, ["members: none; the image features are LightGBM's (the other members read tables)"]
+    if profile.n_train > MEMBERS_MAX_ROWS:
+        return {}, 0.0, [f"members: none at {profile.n_train:,} rows; LightGBM alone"]
+    members, extra, notes = {}, 0.0, []
+    for name, seconds in sorted(member_estimates(task, profile, n_folds).items(), key=lambda kv: kv[1]):
+        if name not in available or (name == "catboost" and not installed("catboost")):
+            continue
+        need = seconds * SAFETY
+        if need > room_s - extra:
+            notes.append(f"members: {name} skipped, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it")
+            continue
+        members[name] = {**MEMBER_DEFAULTS.get(name, {}), "seed": seed}
+        extra += need
+        notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
+    return members, extra, notes
 
 
 # -- pretrained ---------------------------------------------------------------------------------

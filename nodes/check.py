@@ -87,6 +87,7 @@ def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
         error=message,
         params=attempt_params(state),
         dir=str(folder),
+        member=state.get("member"),
     )
     (folder / "result.json").write_text(result.model_dump_json(indent=2))
     runtime.context.events.emit("attempt", track=result.track, attempt=result.attempt, status=result.status, error=message[:300])

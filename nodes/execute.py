@@ -29,7 +29,7 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     finished = finished_on_disk(folder, fingerprint)
     if finished is not None:  # a resumed run: this very execution ended before the process died
         result = AttemptResult(track=state["plan"].track, attempt=state["attempt"], source=state["source"], params=params,
-                               dir=str(folder), **finished)
+                               dir=str(folder), member=state.get("member"), **finished)
         ctx.events.emit("attempt", track=result.track, attempt=result.attempt, status=result.status, score=result.score,
                         error=(result.error or "")[:300], duration_s=result.duration_s, reused=True)
         return {"last_error": result.error, "attempts": [result]}
@@ -40,7 +40,7 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     outcome = run_in_kernel(state, ctx, code, timeout=timeout)
     (folder / "log.txt").write_text(outcome.output + ("\n" + outcome.error if outcome.error else "") + "\n")
     base = dict(track=state["plan"].track, attempt=state["attempt"], source=state["source"], params=params, dir=str(folder),
-                duration_s=outcome.duration_s, peak_memory_mb=outcome.peak_memory_mb)
+                duration_s=outcome.duration_s, peak_memory_mb=outcome.peak_memory_mb, member=state.get("member"))
     if outcome.error is None:
         scored = json.loads((folder / "result.json").read_text())
         result = AttemptResult(status="ok", score=scored["score"], fold_scores=scored["fold_scores"], **base)

@@ -21,8 +21,27 @@ def attempt_dir(state: TrackState) -> Path:
 
 
 def attempt_params(state: TrackState) -> dict:
-    """The plan's params, with the offline debug's repairs (drop_columns, coerce_columns) on top."""
-    return {**state["plan"].params, **(state.get("repairs") or {})}
+    """The plan's params, with the offline debug's repairs (drop_columns, coerce_columns) on top;
+    a member's own params (and the repairs) when the attempt runs a member recipe."""
+    member = state.get("member")
+    base = state["plan"].members.get(member, {}) if member else state["plan"].params
+    return {**base, **(state.get("repairs") or {})}
+
+
+def members_left(state: TrackState) -> list[str]:
+    """The plan's members not tried yet, while the track's share of the budget lasts."""
+    tried = {a.member for a in state.get("attempts", []) if a.source == "member"}
+    return [m for m in state["plan"].members if m not in tried]
+
+
+def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
+    """The next member recipe of the track's zoo, as the next attempt."""
+    from prompts import render_member
+
+    name = members_left(state)[0]
+    runtime.context.events.emit("generate", track=state["plan"].track, source="member", member=name)
+    return {"code": render_member(name), "source": "member", "member": name, "attempt": state["attempt"] + 1,
+            "last_error": None}
 
 
 def write_modules(folder: Path, code: dict[str, str]) -> None:
@@ -75,17 +94,24 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)
 
 
-def after_check(state: TrackState) -> Literal["execute", "debug", "finish"]:
+def after_check(state: TrackState) -> Literal["execute", "debug", "finish", "next_member"]:
     return "execute" if state.get("last_error") is None else after_failure(state)
 
 
-def after_execute(state: TrackState) -> Literal["finish", "debug"]:
-    return "finish" if state.get("last_error") is None else after_failure(state)
+def after_execute(state: TrackState) -> Literal["finish", "debug", "next_member"]:
+    return after_success(state) if state.get("last_error") is None else after_failure(state)
 
 
-def after_failure(state: TrackState) -> Literal["debug", "finish"]:
-    # debug repairs while attempts are left and falls back to the recipe after; once the
-    # fallback itself has failed there is nothing left to try.
+def after_success(state: TrackState) -> Literal["finish", "next_member"]:
+    return "next_member" if members_left(state) else "finish"
+
+
+def after_failure(state: TrackState) -> Literal["debug", "finish", "next_member"]:
+    # A member that fails is skipped (the track already has its own scored attempt); debug
+    # repairs the track's own code while attempts are left and falls back to the recipe after;
+    # once the fallback itself has failed there is nothing left to try.
+    if state.get("source") == "member":
+        return after_success(state)
     return "finish" if state.get("fell_back") else "debug"
 
 

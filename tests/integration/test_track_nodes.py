@@ -179,4 +179,4 @@ def test_a_recipe_step_that_fails_on_one_kind_of_column_is_repaired_not_retreate
     assert sources[1] == ("repair", "ok"), sources
     assert all(src != "fallback" for src, _ in sources), sources
     assert attempts[1].params["coerce_columns"] == {"signup": "categorical"}
-    assert out["tracks"]["traditional"].status == "ok" and out["tracks"]["traditional"].best_attempt == 2
+    assert out["tracks"]["traditional"].status == "ok"  # (the members of the zoo may then beat it)
