@@ -33,7 +33,7 @@ class Settings:
     n_folds: int = 5
     seed: int = 0
     max_debug_attempts: int = 2
-    min_attempt_timeout_s: float = 20.0  # an attempt gets at least this, even when the budget is spent
+    min_attempt_timeout_s: float = 20.0  # an attempt gets at least this (at most half the budget), even when it is spent
     max_attempt_timeout_s: float | None = None  # cap on one attempt (check or execute); default: the track's share
     parallel_kernels: int = field(default_factory=default_slots)
     kernel_threads: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -56,6 +56,7 @@ MLP_MIN_SECONDS = 2.0     # training time per fold below which a network learns 
 GPU_SPEEDUP = 20.0        # the encoder and the network on a GPU, against 2 CPU cores
 SAFETY = 1.5              # a share is the estimate times this, so a slow machine still finishes
 MIN_FOLDS = 3             # the first step down from 5 folds; 2 only as the last resort
+MIN_SAMPLE_ROWS = 500     # a fold trained on a sample never sees fewer rows than this
 NEURAL_MIN_ROWS = 500     # below this a network is noise next to boosted trees
 # images (measured on 2 cores: 1,800 PNGs, and EfficientNet-Lite0 at 64..224 pixels)
 IMAGE_DECODE_S = 0.004    # open, decode (JPEG drafts) and resize one image
@@ -88,7 +89,9 @@ def recipe_params(track: str) -> set[str]:
     """
     from prompts import RECIPES_DIR
 
-    names: set[str] = set()
+    from runtime.harness import HARNESS_PARAMS
+
+    names: set[str] = set(HARNESS_PARAMS)  # read by the harness for any recipe
     folder = RECIPES_DIR / track
     for module in ("features", "model"):
         path = folder / f"{module}.py"
@@ -313,7 +316,7 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     n = profile.n_train
     n_cols = model_columns(profile)
     params = {**lgbm_defaults(n, n_cols), "seed": 0, **(params or {})}
-    rows = n * (n_folds - 1) / n_folds
+    rows = min(n * (n_folds - 1) / n_folds, params.get("max_train_rows") or float("inf"))
     texts = profile.columns_of("text")
     classes = len(task.classes) if task.task_type == "multiclass" else 1
     # several targets: one fit per target column (the recipes are single-target)
@@ -367,7 +370,11 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
               ("learning rate 0.2, at most 400 trees, early stopping after 30", {"learning_rate": 0.2, "n_estimators": 400,
                                                                                  "early_stopping_rounds": 30}, 0)]
     if min(n_folds, MIN_FOLDS) > 2:
-        steps.append(("2 folds (the last resort)", {}, 2))
+        steps.append(("2 folds", {}, 2))
+    rows = profile.n_train // 2  # then a sample of each fold's training rows, halved while it does not fit
+    while rows >= MIN_SAMPLE_ROWS:
+        steps.append((f"each fold trained on {rows:,} sampled rows (the last resort)", {"max_train_rows": rows}, 0))
+        rows //= 2
     est = traditional_estimate(task, profile, n_folds)
     params = dict(est.params)
     notes: list[str] = []

@@ -56,7 +56,10 @@ def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
     timeout = min(share - used, ctx.remaining_s())
     if ctx.settings.max_attempt_timeout_s is not None:
         timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
-    return max(ctx.settings.min_attempt_timeout_s, timeout)
+    # the floor an attempt always gets, but never more than half a small budget: a 10 s run must
+    # not wait 20 s on one attempt (the plan shrinks for small budgets instead)
+    floor = min(ctx.settings.min_attempt_timeout_s, max(5.0, 0.5 * ctx.settings.time_budget_s))
+    return max(floor, timeout)
 
 
 @dataclass

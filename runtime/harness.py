@@ -138,6 +138,9 @@ class ConstantUnit:
 
 
 REPAIR_PARAMS = ("drop_columns", "coerce_columns")  # read by the harness itself, for any module
+# params the harness reads itself, whatever the modules: the repairs, and a cap on the rows each
+# fold's fit sees (small budgets: a sample rather than a stretched clock)
+HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows")
 
 
 def repaired(profile: dict[str, Any], params: dict[str, Any], frames: list) -> tuple[dict[str, Any], list]:
@@ -160,6 +163,10 @@ def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: 
     given) and each frame of `others`. Several targets: one fit per target column, their
     predictions side by side. Returns the fitted (Features, Model) per unit and the predictions."""
     profile, (X_tr, X_va, *others) = repaired(profile, params, [X_tr, X_va, *others])
+    limit = params.get("max_train_rows")
+    if limit and len(X_tr) > int(limit):  # a seeded sample of the fold's training rows; every row is still predicted
+        keep = np.sort(np.random.RandomState(int(params.get("seed", 0))).choice(len(X_tr), int(limit), replace=False))
+        X_tr, y_tr = X_tr.iloc[keep], y_tr[keep]
     fitted, columns = [], []
     units = unit_tasks(task, model_mod)
     for unit, j in units:

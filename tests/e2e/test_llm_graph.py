@@ -153,7 +153,8 @@ def test_an_llm_that_never_answers_leaves_the_rules_and_recipes_in_charge(make_t
     final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
     assert any("no usable answer" in r for r in final["task"].reasons)
     assert any("no usable plan" in n for n in final["blueprint"].notes)
-    assert [(a.source, a.status) for a in attempts_of(final)] == [("recipe", "ok")]
+    attempts = [(a.source, a.status) for a in attempts_of(final)]
+    assert attempts[0] == ("recipe", "ok") and all(src == "member" for src, _ in attempts[1:]), attempts  # the zoo's members
     assert [(c.role, c.outcome) for c in final["llm_usage"]] == [("analyze", "error"), ("blueprint", "error"), ("generate", "error")]
     assert validate_submission(final["task"], final["submission_path"]) == []
 
@@ -186,7 +187,7 @@ def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tm
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert {e["role"] for e in events if e["event"] == "llm_limit"} >= {"blueprint", "generate"}
     sources = [e.get("source") for e in events if e["event"] == "generate"]
-    assert sources == ["recipe"]  # the code came from the recipe, offline
+    assert sources[0] == "recipe" and set(sources[1:]) <= {"member"}, sources  # recipes, offline
 
 
 def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):

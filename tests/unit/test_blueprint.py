@@ -190,3 +190,44 @@ def test_the_only_track_asked_for_runs_even_when_over_its_estimate():
     assert [t.track for t in bp.tracks] == ["neural"]
     assert bp.tracks[0].params["max_seconds"] == 2.0
     assert any("at most" in n for n in bp.notes)
+
+
+def test_a_small_budget_shrinks_the_plan_to_a_sample_rather_than_stretching_the_clock():
+    """50k rows at 20 s: after fewer folds and faster trees, each fold is trained on a sample
+    (every row still predicted out of fold), so the estimate fits the budget."""
+    bp = _plan(_profile(50_000, numeric=40), budget=20, task=_task("regression", "rmse"))
+    trad = bp.tracks[0]
+    assert 500 <= trad.params["max_train_rows"] < 50_000
+    assert any("sampled rows" in n for n in bp.notes)
+    _shares_ok(bp)
+
+
+def test_max_train_rows_samples_the_fold_s_training_rows_only():
+    import numpy as np
+    import pandas as pd
+
+    from runtime.harness import fit_fold
+
+    seen = []
+
+    class Features:
+        def __init__(self, task, profile, params): ...
+        def fit(self, X, y):
+            seen.append(len(X))
+            return self
+        def transform(self, X):
+            return X
+
+    class Model:
+        def __init__(self, task, params): ...
+        def fit(self, X, y, X_valid=None, y_valid=None):
+            return self
+        def predict(self, X):
+            return np.zeros(len(X))
+
+    modules = [type("m", (), {"Features": Features}), type("m", (), {"Model": Model})]
+    X = pd.DataFrame({"a": np.arange(1000.0)})
+    task = {"task_type": "regression", "classes": [], "target": "y"}
+    _, (pred_va, pred_test) = fit_fold(*modules, task, {"columns": []}, {"max_train_rows": 300}, X.iloc[:800],
+                                       np.arange(800.0), X.iloc[800:], np.arange(200.0), [X.iloc[:50]])
+    assert seen == [300] and len(pred_va) == 200 and len(pred_test) == 50
