@@ -91,7 +91,7 @@ def constant_log_loss(h: Harness) -> float:
     return get_metric("log_loss").score(h.y, np.tile(prior, (len(h.y), 1)))
 
 
-@pytest.mark.parametrize("recipe", ["traditional", "pretrained", "neural"])
+@pytest.mark.parametrize("recipe", ["traditional", "pretrained", "neural", "fallback"])
 def test_each_recipe_reads_the_images(harness, tmp_path, recipe):
     code = render_recipe(recipe)
     assert static_problems(code) == []
@@ -104,7 +104,8 @@ def test_each_recipe_reads_the_images(harness, tmp_path, recipe):
     assert np.isfinite(np.load(tmp_path / "test.npy")).all()
     # encode ran once; an attempt that changes only the model's params reuses it
     caches = sorted((harness.run_dir / "cache").glob("encode_*.npy"))
-    model_param = {"traditional": {"num_leaves": 7}, "pretrained": {"C": 1.0}, "neural": {"lr": 0.003}}[recipe]
+    model_param = {"traditional": {"num_leaves": 7}, "pretrained": {"C": 1.0}, "neural": {"lr": 0.003},
+                   "fallback": {"unused": 1}}[recipe]
     harness.run_attempt(tmp_path, model_param)
     assert sorted((harness.run_dir / "cache").glob("encode_*.npy")) == caches
 
