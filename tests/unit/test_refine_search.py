@@ -58,3 +58,24 @@ def test_rejected_candidates_leave_the_base_alone():
         cand = search.next()
         search.feedback(cand, kept=False)
         assert search.current == {"num_leaves": 16, "seed": 0}
+
+
+def test_a_gain_within_fold_noise_is_not_kept():
+    """Better out of fold by a hair that the folds disagree on: not kept; a gain every fold
+    shows: kept."""
+    from graph.state import AttemptResult
+    from nodes.refine import beyond_fold_noise
+    from runtime.metrics import get_metric
+
+    def attempt(score, folds):
+        return AttemptResult(track="t", attempt=1, source="refine", status="ok", score=score, fold_scores=folds, dir=".")
+
+    auc = get_metric("auc")
+    current = attempt(0.800, [0.78, 0.82, 0.80, 0.79, 0.81])
+    noisy = attempt(0.801, [0.83, 0.78, 0.81, 0.77, 0.83])
+    steady = attempt(0.806, [0.785, 0.826, 0.806, 0.796, 0.817])
+    assert not beyond_fold_noise(auc, noisy, current)
+    assert beyond_fold_noise(auc, steady, current)
+    assert not beyond_fold_noise(auc, attempt(0.79, [0.9] * 5), current)  # worse out of fold
+    rmse = get_metric("rmse")
+    assert beyond_fold_noise(rmse, attempt(1.0, [0.9, 1.0, 1.1]), attempt(1.2, [1.1, 1.2, 1.3]))
