@@ -39,7 +39,7 @@ def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     from prompts import render_member
 
     name = members_left(state)[0]
-    runtime.context.events.emit("generate", track=state["plan"].track, source="member", member=name)
+    runtime.context.events.emit("member", track=state["plan"].track, attempt=state["attempt"] + 1, source="member", member=name)
     return {"code": render_member(name), "source": "member", "member": name, "attempt": state["attempt"] + 1,
             "last_error": None}
 

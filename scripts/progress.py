@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 STAGES = ("analyze", "profile", "blueprint", "tracks", "refine", "ensemble", "submit")
-TRACK_NODES = {"generate", "check", "execute", "debug", "finish"}
+TRACK_NODES = {"generate", "check", "execute", "debug", "next_member", "finish"}
 MARK = {"pending": "·", "running": "»", "done": "✓", "failed": "✗"}
 
 
@@ -140,12 +140,12 @@ class Progress:
         elif kind == "task" and e.get("warnings"):
             for warning in e["warnings"]:
                 self._say(f"warning: {warning}")
-        elif kind == "generate" and e.get("track"):
+        elif kind in ("generate", "member") and e.get("track"):
             t = self._track(e["track"])
             a = t.attempt(int(e.get("attempt", 1)))
             a.source = e.get("source", a.source)
             t.doing = f"checking attempt {a.number}"
-            self._say(f"{t.name}: attempt {a.number} written ({a.source})")
+            self._say(f"{t.name}: attempt {a.number} written ({a.source}{': ' + e['member'] if e.get('member') else ''})")
         elif kind == "debug" and e.get("track"):
             t = self._track(e["track"])
             a = t.attempt(int(e.get("attempt", t.current + 1)))
@@ -202,7 +202,7 @@ class Progress:
 
     def _on_step(self, track: str, node: str) -> None:
         t = self._track(track)
-        if node in ("generate", "debug"):
+        if node in ("generate", "debug", "next_member"):
             t.doing = f"checking attempt {max(1, t.current)}"
         elif node == "check":
             a = t.attempts.get(t.current)

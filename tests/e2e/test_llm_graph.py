@@ -187,7 +187,7 @@ def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tm
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert {e["role"] for e in events if e["event"] == "llm_limit"} >= {"blueprint", "generate"}
     sources = [e.get("source") for e in events if e["event"] == "generate"]
-    assert sources[0] == "recipe" and set(sources[1:]) <= {"member"}, sources  # recipes, offline
+    assert sources == ["recipe"]  # the code came from the recipe, offline (the zoo's members are "member" events)
 
 
 def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):
