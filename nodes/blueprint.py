@@ -116,7 +116,8 @@ def documented_params(source: str) -> set[str]:
         if inside:
             if not line.strip():
                 continue
-            match = re.match(r"^ {1,4}([a-z_][a-z0-9_]*)(\s{2,}|\s*$)", line)
+            # names as the recipes write them: text_C and C too, not only lower case
+            match = re.match(r"^ {1,4}([A-Za-z_][A-Za-z0-9_]*)(\s{2,}|\s*$)", line)
             if match:
                 names.add(match.group(1))
             elif not line.startswith(" "):

@@ -156,6 +156,9 @@ def refine(state: IMLState, runtime: Runtime[RunContext]) -> dict:
         ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {max(0.0, ctx.remaining_s() - reserve):.0f} s left")
         return llm_usage_of(proposer)
     result = summarize_track(name, attempts, metric)
+    if current.score is not None and result.best_attempt != current.attempt:
+        # a candidate that scored higher only within fold noise is not the track's best
+        result = result.model_copy(update={"best_attempt": current.attempt, "score": current.score})
     ctx.events.emit("refine_done", track=name, tried=tried, kept=kept, base_score=base.score, best_score=result.score)
     return {"tracks": {name: result}, **llm_usage_of(proposer)}
 

@@ -102,16 +102,18 @@ def test_search_keeps_only_improvements(tracked, monkeypatch):
     assert 1 <= len(tried) <= 4
     assert all(a.attempt > base.best_attempt for a in tried)
     metric = get_metric("auc")
-    # kept exactly when the score beat the best so far
-    best = base.score
+    # kept exactly when the score beat the best so far by more than fold noise
+    from nodes.refine import beyond_fold_noise
+
+    by_number = {a.attempt: a for a in result.attempts}
+    current = base.best
     for event in _refine_events(state["run_dir"])[before:]:
-        better = event["status"] == "ok" and metric.better(event["score"], best)
-        assert event["kept"] == better, event
-        if better:
-            best = event["score"]
-    assert result.score == pytest.approx(best)
-    # the track's best is the best-scoring attempt, refine's or not
-    scored = [a for a in result.attempts if a.status == "ok"]
-    top = max(scored, key=lambda a: a.score)
-    assert result.score == pytest.approx(top.score)
+        cand = by_number[event["attempt"]]
+        expected = cand.status == "ok" and beyond_fold_noise(metric, cand, current)
+        assert event["kept"] == expected, event
+        if expected:
+            assert metric.better(cand.score, current.score)
+            current = cand
+    # the track's best is the last kept attempt, refine's or the base
+    assert result.best_attempt == current.attempt and result.score == pytest.approx(current.score)
     assert not metric.better(base.score, result.score)
