@@ -397,11 +397,16 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
 
 LINEAR_FOLD_S = 0.3          # the linear member: a fold's fixed cost
 LINEAR_CELL_S = 2e-7         # and per (row x column x class) of its design matrix
+EXTRATREES_FOLD_S = 0.3      # extra-trees (300 trees): a fold's fixed cost
+EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
 # the members' defaults refine may move (as their recipes document them)
-MEMBER_DEFAULTS = {"linear": {"C": 1.0}, "catboost": {"depth": 6, "l2_leaf_reg": 3.0}}
+# tried in this order while they fit: the cheap linear model, CatBoost (the strongest on small
+# tables), extra-trees only where time is left after both
+MEMBER_ORDER = ("linear", "catboost", "extratrees")
+MEMBER_DEFAULTS = {"linear": {"C": 1.0}, "extratrees": {"max_features": 0.5}, "catboost": {"depth": 6, "l2_leaf_reg": 3.0}}
 
 
 def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict[str, float]:
@@ -411,15 +416,16 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
     classes = len(task.classes) if task.task_type == "multiclass" else 1
     per_fold = {"linear": LINEAR_FOLD_S + LINEAR_CELL_S * rows * cols * classes
                 + LINEAR_CHAR_S * _text_chars(profile, int(rows)) * classes,
+                "extratrees": EXTRATREES_FOLD_S + EXTRATREES_CELL_S * rows * cols,
                 "catboost": CATBOOST_FOLD_S + CATBOOST_CELL_S * rows * cols * classes}
     return {name: CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
                  seed: int = 0) -> tuple[dict[str, dict], float, list[str]]:
-    """The member recipes the traditional track tries after LightGBM, cheapest first, while they
-    fit in room_s: a linear model and CatBoost (other errors than LightGBM's, so the blend gains;
-    most on small tables). Their params, the seconds they add to the track's share, and notes."""
+    """The member recipes the traditional track tries after LightGBM, in MEMBER_ORDER, while they
+    fit in room_s: a linear model, extra-trees and CatBoost (other errors than LightGBM's, so the
+    blend gains; most on small tables). Their params, the seconds they add to the track's share, and notes."""
     from prompts import member_recipes
 
     available = member_recipes()
@@ -428,7 +434,9 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
     if profile.n_train > MEMBERS_MAX_ROWS:
         return {}, 0.0, [f"members: none at {profile.n_train:,} rows; LightGBM alone"]
     members, extra, notes = {}, 0.0, []
-    for name, seconds in sorted(member_estimates(task, profile, n_folds).items(), key=lambda kv: kv[1]):
+    estimates = member_estimates(task, profile, n_folds)
+    for name in MEMBER_ORDER:
+        seconds = estimates[name]
         if name not in available or (name == "catboost" and not installed("catboost")):
             continue
         need = seconds * SAFETY
