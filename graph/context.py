@@ -24,6 +24,7 @@ from langgraph.graph import StateGraph
 
 from runtime.kernel import ExecutionSlots, KernelSession, default_slots
 
+RAY_SLOTS = 8  # execution slots when Ray schedules the kernels: more than there are tracks
 HARNESS_STARTUP = "from runtime.harness import Harness\nH = Harness({run_dir!r})\n"
 
 
@@ -45,6 +46,10 @@ class Settings:
     # caps on the run's LLM use, checked before each request; once reached the run goes on offline
     max_llm_cost_usd: float | None = field(default_factory=lambda: _env_number("IML_MAX_LLM_COST", float))
     max_llm_tokens: int | None = field(default_factory=lambda: _env_number("IML_MAX_LLM_TOKENS", int))
+    # a Ray cluster for the tracks' kernels ("auto", "local", host:port); None: kernels run here
+    ray_address: str | None = field(default_factory=lambda: os.environ.get("IML_RAY_ADDRESS", "").strip() or None)
+    ray_cpus_per_track: float | None = None  # None: the cluster's CPUs split over the planned tracks
+    ray_max_retries: int = 2  # new actors for one cell whose actor died, before the cell counts as died
 
 
 def _env_number(name: str, kind: type) -> Any:
@@ -102,6 +107,7 @@ class RunContext:
     _kernel_lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: ExecutionSlots | None = None
     _llm_budget: Any = None
+    _ray: Any = None  # runtime.cluster.RayPool, when the kernels run on a Ray cluster
 
     @property
     def llm_budget(self):
@@ -117,7 +123,9 @@ class RunContext:
     def slots(self) -> ExecutionSlots:
         with self._kernel_lock:
             if self._slots is None:
-                self._slots = ExecutionSlots(self.settings.parallel_kernels)
+                # On a cluster Ray holds back the actors its resources cannot place yet: no
+                # local limit on top (one slot per track).
+                self._slots = ExecutionSlots(RAY_SLOTS if self.settings.ray_address else self.settings.parallel_kernels)
             return self._slots
 
     def elapsed_s(self) -> float:
@@ -126,8 +134,38 @@ class RunContext:
     def remaining_s(self) -> float:
         return self.settings.time_budget_s - self.elapsed_s()
 
+    def ray_pool(self, run_dir: str | Path):
+        """The run's Ray cluster (joined on first use), when settings name one."""
+        from runtime.cluster import RayPool
+
+        with self._kernel_lock:
+            if self._ray is None:
+                s = self.settings
+                self._ray = RayPool(s.ray_address, run_dir, emit=self.events.emit, max_retries=s.ray_max_retries,
+                                    cpus_per_track=s.ray_cpus_per_track, max_threads=s.kernel_threads,
+                                    memory_limit_mb=s.kernel_memory_mb)
+            return self._ray
+
+    def gpu_available(self, run_dir: str | Path) -> bool:
+        """Whether the tracks' kernels get a GPU: this machine's, or the cluster's."""
+        if self.settings.ray_address:
+            return self.ray_pool(run_dir).cluster.get("GPU", 0.0) > 0
+        from runtime.kernel import gpu_available
+
+        return gpu_available()
+
     def kernel(self, track: str, run_dir: str) -> KernelSession:
-        """The track's kernel, started on first use with the harness loaded."""
+        """The track's kernel, started on first use with the harness loaded (inside a Ray actor
+        when the run has a cluster)."""
+        if self.settings.ray_address:
+            pool = self.ray_pool(run_dir)
+            with self._kernel_lock:
+                session = self._kernels.get(track)
+                if session is None:
+                    session = pool.kernel(track, HARNESS_STARTUP.format(run_dir=str(run_dir)))
+                    self._kernels[track] = session
+            session.start()
+            return session
         with self._kernel_lock:
             session = self._kernels.get(track)
             if session is None:
@@ -154,6 +192,11 @@ class RunContext:
             for session in self._kernels.values():
                 session.shutdown()
             self._kernels.clear()
+            pool, self._ray = self._ray, None
+        if pool is not None:
+            from runtime.cluster import disconnect
+
+            disconnect()
 
 
 # -- nodes invoked without a RunContext --------------------------------------------------------

@@ -119,7 +119,10 @@ def run_status(run_dir: Path) -> tuple[bool, dict]:
     with checkpointer(run_dir) as saver:
         app = build_graph().compile(checkpointer=saver)
         snapshot = app.get_state({"configurable": {"thread_id": run_dir.name}})
-    return (not snapshot.next and bool(snapshot.values)), dict(snapshot.values)
+    # An interrupt that lands after a step's tasks wrote their results, before the step was
+    # applied, leaves no `next` but those tasks: the run is not over (resuming applies them).
+    finished = not snapshot.next and not snapshot.tasks and bool(snapshot.values)
+    return finished, dict(snapshot.values)
 
 
 class RunClock:

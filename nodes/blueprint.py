@@ -21,7 +21,8 @@ from prompts import recipe_tracks
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
-    plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0))
+    plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0),
+                          gpu=ctx.gpu_available(state["run_dir"]))
     llm_update: dict = {}
     client = client_for(ctx)
     if client is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -54,8 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--tracks", help="comma-separated tracks to run (traditional, pretrained, neural)")
     p.add_argument("--seed", type=int, default=0)
+    add_ray_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_llm_arguments(p)
+
+    p = sub.add_parser("batch", help="run many tasks, one run each, in local processes or on a Ray cluster")
+    p.add_argument("task_dirs", nargs="*", type=Path, metavar="TASK_DIR")
+    p.add_argument("--out", type=Path, help="the batch folder: runs/, logs/, summary.csv")
+    p.add_argument("--resume", type=Path, metavar="BATCH_DIR", help="continue a batch; finished tasks are left alone")
+    p.add_argument("--time-budget", type=parse_duration, default=parse_duration("10m"), help="per task (default 10m)")
+    p.add_argument("--parallel", type=int, metavar="N",
+                   help="tasks at once (default 1; with --ray, one per CPU of the cluster)")
+    p.add_argument("--folds", type=int, help="cross-validation folds of each run")
+    p.add_argument("--tracks", help="comma-separated tracks each run may use")
+    p.add_argument("--seed", type=int)
+    add_ray_arguments(p)
+    p.add_argument("--quiet", action="store_true", help="no table, only the summary")
 
     p = sub.add_parser("resume", help="continue a run that was killed")
     p.add_argument("run_dir", type=Path)
@@ -90,6 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_ray_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", dest="ray_address", metavar="ADDRESS",
+                   help="run the tracks' kernels on a Ray cluster: auto (the one `ray start` runs here), local "
+                        "(start one in this process) or HOST:PORT (env IML_RAY_ADDRESS)")
+    p.add_argument("--ray-cpus", dest="ray_cpus", type=float, metavar="N",
+                   help="CPUs each track's actor asks for (default: the cluster's CPUs split over the tracks)")
+
+
+def ray_settings(args, settings) -> None:
+    """--ray / --ray-cpus onto settings, failing in one line when Ray is missing or unreachable."""
+    if getattr(args, "ray_address", None):
+        settings.ray_address = args.ray_address
+    if getattr(args, "ray_cpus", None) is not None:
+        if args.ray_cpus <= 0:
+            raise TaskInputError("--ray-cpus must be positive")
+        settings.ray_cpus_per_track = args.ray_cpus
+    if settings.ray_address:
+        from runtime.cluster import connect
+
+        connect(settings.ray_address)  # before a run folder exists: a wrong address is one line, not a failed run
+
+
 def add_llm_arguments(p: argparse.ArgumentParser, resume: bool = False) -> None:
     default = " (default: the run's own, from llm.json)" if resume else ""
     p.add_argument("--model", help=f"LLM model name, e.g. gpt-4o-mini (env IML_MODEL; none: offline){default}")
@@ -111,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/red] {message}")
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted; `iml resume RUN_DIR` continues from the last finished step")
+        if args.command == "batch":
+            err_console.print("interrupted; `iml batch --resume BATCH_DIR` continues it (finished tasks stay as they are)")
+        else:
+            err_console.print("interrupted; `iml resume RUN_DIR` continues from the last finished step")
         return 130
 
 
@@ -155,6 +195,7 @@ def cmd_run(args) -> int:
         raise TaskInputError("--max-llm-cost and --max-llm-tokens must not be negative")
     if args.folds < 2:
         raise TaskInputError("--folds must be at least 2")
+    ray_settings(args, settings)
     task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
     for warning in task.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
@@ -200,6 +241,55 @@ def progress_display(quiet: bool, budget_s: float, used_before_s: float = 0.0):
 
     with Progress(console, budget_s=budget_s, used_before_s=used_before_s) as progress:
         yield progress
+
+
+def cmd_batch(args) -> int:
+    from scripts.batch import Batch, BatchSpec, new_batch
+    from scripts.progress import BatchTable
+
+    if args.resume is not None:
+        if args.task_dirs:
+            raise TaskInputError("--resume continues the batch's own tasks: give no task folders with it")
+        folder = args.resume.resolve()
+        spec = BatchSpec.load(folder)
+        parallel = args.parallel or spec.parallel
+    else:
+        if args.out is None:
+            raise TaskInputError("give the batch a folder: iml batch TASK_DIR... --out BATCH_DIR")
+        if args.parallel is not None and args.parallel < 1:
+            raise TaskInputError("--parallel must be at least 1")
+        run_args = []
+        for flag, value in (("--folds", args.folds), ("--tracks", args.tracks), ("--seed", args.seed)):
+            if value is not None:
+                run_args += [flag, str(value)]
+        ray_address = args.ray_address or os.environ.get("IML_RAY_ADDRESS", "").strip() or None
+        parallel = args.parallel or 1
+        if ray_address and args.parallel is None:
+            from runtime.cluster import cluster_cpus
+
+            parallel = max(1, int(cluster_cpus(ray_address)))
+        folder = args.out.resolve()
+        spec = new_batch(args.task_dirs, folder, args.time_budget, parallel=parallel, ray_address=ray_address,
+                         ray_cpus=args.ray_cpus, run_args=run_args)
+    where = f"Ray cluster {spec.ray_address}" if spec.ray_address else "local processes"
+    console.print(f"iml batch: {len(spec.tasks)} tasks | {spec.time_budget_s:.0f}s each | {parallel} at once on {where} "
+                  f"| {folder}")
+    table = BatchTable(console, quiet=args.quiet)
+    batch = Batch(spec, folder, parallel=parallel, on_change=table.update)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with table:
+            states = batch.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    table.final(states)
+    console.print(f"summary: {folder / 'summary.csv'}")
+    failed = [s for s in states.values() if s.status != "done"]
+    return 1 if failed else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def cmd_predict(args) -> int:
@@ -373,7 +463,7 @@ def _cell(value) -> str:
 
 
 COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate,
-            "grade": cmd_grade, "bench": cmd_bench}
+            "grade": cmd_grade, "bench": cmd_bench, "batch": cmd_batch}
 
 
 if __name__ == "__main__":

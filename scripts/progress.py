@@ -293,3 +293,69 @@ class Progress:
         if self.last_line:
             parts.append(Text(self.last_line, style="dim", overflow="ellipsis", no_wrap=True))
         return Group(*parts)
+
+
+class BatchTable:
+    """The live table of `iml batch`: each task's status, time and score.
+
+    On a terminal it is redrawn in place (and once a second, so running tasks' clocks move);
+    elsewhere one plain line per change of a task's status; nothing when quiet.
+    """
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.live = console.is_terminal and not quiet
+        self._states: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
+        self._shown: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._display: Live | None = None
+
+    def __enter__(self) -> BatchTable:
+        if self.live:
+            self._display = Live(get_renderable=self.render, console=self.console, refresh_per_second=1, transient=True)
+            self._display.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._display is not None:
+            self._display.__exit__(*exc)
+            self._display = None
+
+    def update(self, states: dict[str, Any]) -> None:
+        with self._lock:
+            for name, state in states.items():
+                before = self._states.get(name)
+                if state.status == "running" and (before is None or before.status != "running"):
+                    self._started[name] = time.time()
+                self._states[name] = state
+            if self.live or self.quiet:
+                return
+            for name, state in states.items():
+                line = f"{state.status}" + (f" {state.score:.6g}" if state.score is not None and state.status == "done" else "")
+                if self._shown.get(name) != line:
+                    self._shown[name] = line
+                    extra = ""
+                    if state.status in ("done", "failed", "stopped"):
+                        extra = f" ({state.seconds or 0:.0f}s{', ' + state.note if state.note else ''})"
+                    self.console.print(f"batch: {name} {line}{extra}", highlight=False)
+
+    def render(self) -> Table:
+        table = Table(box=None, title="batch")
+        for col in ("task", "status", "seconds", "metric", "cv_score", "submission"):
+            table.add_column(col, justify="right" if col in ("seconds", "cv_score") else "left",
+                             no_wrap=col != "submission", overflow="fold")
+        with self._lock:
+            for name, s in self._states.items():
+                seconds = s.seconds
+                if s.status == "running" and name in self._started:
+                    seconds = time.time() - self._started[name]
+                table.add_row(name, f"{MARK.get({'queued': 'pending', 'running': 'running', 'done': 'done'}.get(s.status, 'failed'))} "
+                              f"{s.status}", "" if seconds is None else f"{seconds:.0f}", s.metric or "",
+                              "" if s.score is None else f"{s.score:.6g}", s.submission or s.note or "")
+        return table
+
+    def final(self, states: dict[str, Any]) -> None:
+        self.update(states)
+        self.console.print(self.render())

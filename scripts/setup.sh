@@ -11,10 +11,17 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip --disable-pip-version-check"
+# IML_EXTRAS: the optional dependency groups (pyproject.toml); the test command adds `cluster` (Ray)
+# (the stamp lists what is installed, one group a line: the demo after the tests installs nothing).
 stamp=".venv/.iml-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setting up .venv (first time: a few minutes)..."
+installed=""
+[ -f "$stamp" ] && installed="$(cat "$stamp")"
+wanted="$(printf '%s\n%s\n' "${IML_EXTRAS:-dev}" "$installed" | tr ',' '\n' | grep -v '^$' | sort -u)"
+missing="$(comm -23 <(echo "$wanted") <(echo "$installed" | grep -v '^$' | sort -u))"
+if [ -n "$missing" ] || [ pyproject.toml -nt "$stamp" ]; then
+  extras="$(paste -sd, <<<"$wanted")"
+  echo "setting up .venv with [$extras] (first time: a few minutes)..."
   $PIP install -q "torch==2.13.0"
-  $PIP install -q -e ".[dev]"
-  touch "$stamp"
+  $PIP install -q -e ".[$extras]"
+  echo "$wanted" > "$stamp"
 fi
