@@ -71,8 +71,6 @@ def connect(address: str) -> None:
     """Join the cluster at `address` ("auto": the one `ray start` runs here, "local": start one
     in this process, else host:port or ray://...); a no-op when this process already joined one."""
     global _started_here
-    if address not in ("auto", "local"):
-        _use_token_when_there_is_one()  # before ray is imported: it reads the mode once
     ray = require_ray()
     with _connect_lock:
         if ray.is_initialized():
@@ -87,8 +85,9 @@ def connect(address: str) -> None:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise TaskInputError(f"could not join the Ray cluster at {address!r}: {detail} "
-                                 "(start one with `ray start --head`, or use --ray local)") from None
+            raise TaskInputError(f"could not join the Ray cluster at {address!r}: {detail} (start one with `ray start "
+                                 "--head`, or use --ray local; a cluster with token authentication needs "
+                                 "RAY_AUTH_MODE=token and its token here)") from None
         _started_here = True
 
 
@@ -99,23 +98,6 @@ def cluster_cpus(address: str) -> float:
 
 
 PROBE_TIMEOUT_S = 5.0
-
-
-def _use_token_when_there_is_one() -> None:
-    """Ray (2.5x+) sends its auth token to an explicit address only in RAY_AUTH_MODE=token, while
-    `ray start` enables token auth whenever a token exists: a head on this machine then refused
-    every driver ("Authentication token is missing"), retrying for a minute. A cluster without
-    auth accepts a driver that sends one, so the token goes whenever there is one; the mode is
-    set in the environment, which the tasks of a batch inherit."""
-    if os.environ.get("RAY_AUTH_MODE"):
-        return  # the user's choice
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if os.environ.get("RAY_AUTH_TOKEN") or path.is_file():
-        os.environ["RAY_AUTH_MODE"] = "token"
-        with contextlib.suppress(ImportError, AttributeError):  # ray imported already: refresh what it read
-            from ray._raylet import Config
-
-            Config.initialize("")
 
 
 def _unreachable(address: str) -> str | None:

