@@ -34,7 +34,7 @@ from nodes.execute import execute
 from nodes.track import attempt_dir, summarize_track, write_modules
 from runtime.metrics import Metric, get_metric
 
-MAX_CANDIDATES = 60
+MAX_CANDIDATES = 60  # per base attempt: each model family the search moves on to gets as many
 MAX_RESEEDS = 8  # the best params with other seeds: ensemble members that average out bagging noise
 MIN_CANDIDATE_S = 2.0  # what a candidate costs at least (a cell, a fit, writing files)
 
@@ -115,52 +115,108 @@ def refine(state: IMLState, runtime: Runtime[RunContext]) -> dict:
         return {}
     name = best.track
     plan = next((p for p in state["blueprint"].tracks if p.track == name), None)
-    base = best.best
-    if plan is None or base is None:
+    if plan is None or best.best is None:
         return {}
     reserve = final_reserve_s(state["blueprint"].budget_s)
-    code = read_modules(Path(base.dir))
-    proposer = propose_candidates(state, ctx, plan, base, code, metric)
     attempts = list(best.attempts)
-    current = base
-    tried, kept = 0, 0
-    while tried < MAX_CANDIDATES:
-        left = ctx.remaining_s() - reserve
-        # durations swing with the machine's load: plan with the slower of the base and the
-        # current best, so the last candidate does not overrun the budget
-        typical = max(MIN_CANDIDATE_S, current.duration_s or 0.0, base.duration_s or 0.0)
-        if left < typical * 0.8:
-            break  # not even a cheaper-than-usual candidate would finish in time
-        cand = proposer.next()
-        if cand is None:
+    champion, tried, kept, calls = best.best, 0, 0, {}
+    stopped = "time"
+    # The best attempt first; when its search runs dry with time left, the best attempt of each
+    # other model family of the track (the zoo's members): the ensemble blends them, so a better
+    # member pays even when it does not become the best.
+    for i, base in enumerate(refine_bases(best, metric)):
+        code = read_modules(Path(base.dir))
+        proposer = propose_candidates(state, ctx, plan, base, code, metric) if i == 0 else offline_search(base, code)
+        search = search_from(state, runtime, plan, base, code, proposer, attempts, reserve, MAX_CANDIDATES)
+        tried, kept = tried + search.tried, kept + search.kept
+        calls = {**calls, **llm_usage_of(proposer)}
+        if i == 0 or beyond_fold_noise(metric, search.current, champion):
+            champion = search.current
+        stopped = search.stopped
+        if stopped == "time":
             break
-        if max(MIN_CANDIDATE_S, typical * cand.cost) * 1.25 > left:
-            proposer.feedback(cand, kept=False)  # too slow for the time left; a cheaper one may fit
-            continue
-        result = run_candidate(state, runtime, plan, cand, code, attempt=max(a.attempt for a in attempts) + 1, timeout=left)
-        attempts.append(result)
-        cand.result = result
-        tried += 1
-        improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
-        proposer.feedback(cand, kept=improved)
-        ctx.events.emit("refine", track=name, attempt=result.attempt, change=cand.note, status=result.status,
-                        score=result.score, best=current.score, kept=improved, duration_s=result.duration_s)
-        if improved:
-            current, kept = result, kept + 1
-            if cand.code is not None:
-                code = cand.code
     # No kernel computes after refine: free their memory before ensemble and submit (a later
     # use, e.g. a resumed run, starts them again).
     ctx.close()
     if tried == 0:
         ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {max(0.0, ctx.remaining_s() - reserve):.0f} s left")
-        return llm_usage_of(proposer)
+        return calls
     result = summarize_track(name, attempts, metric)
-    if current.score is not None and result.best_attempt != current.attempt:
+    if champion.score is not None and result.best_attempt != champion.attempt:
         # a candidate that scored higher only within fold noise is not the track's best
-        result = result.model_copy(update={"best_attempt": current.attempt, "score": current.score})
-    ctx.events.emit("refine_done", track=name, tried=tried, kept=kept, base_score=base.score, best_score=result.score)
-    return {"tracks": {name: result}, **llm_usage_of(proposer)}
+        result = result.model_copy(update={"best_attempt": champion.attempt, "score": champion.score})
+    left = max(0.0, ctx.remaining_s() - reserve)
+    ctx.events.emit("refine_done", track=name, tried=tried, kept=kept, base_score=best.best.score, best_score=result.score,
+                    stopped=stopped if left > MIN_CANDIDATE_S else "time", left_s=round(left, 1))
+    return {"tracks": {name: result}, **calls}
+
+
+@dataclass
+class SearchOutcome:
+    current: AttemptResult
+    tried: int
+    kept: int
+    stopped: str  # "time", "candidates" (MAX_CANDIDATES from this base) or "nothing left to try"
+
+
+def search_from(state: IMLState, runtime: Runtime[RunContext], plan: TrackPlan, base: AttemptResult,
+                code: dict[str, str], proposer, attempts: list[AttemptResult], reserve: float,
+                max_candidates: int) -> SearchOutcome:
+    """The candidates one proposer has from one base attempt, while time lasts; `attempts` grows."""
+    ctx = runtime.context
+    metric = get_metric(state["task"].metric)
+    current, tried, kept = base, 0, 0
+    while True:
+        if tried >= max_candidates:
+            return SearchOutcome(current, tried, kept, "candidates")
+        left = ctx.remaining_s() - reserve
+        # durations swing with the machine's load: plan with the slower of the base and the
+        # current best, so the last candidate does not overrun the budget
+        typical = max(MIN_CANDIDATE_S, current.duration_s or 0.0, base.duration_s or 0.0)
+        if left < typical * 0.8:
+            return SearchOutcome(current, tried, kept, "time")  # not even a cheaper-than-usual candidate would finish
+        cand = proposer.next()
+        if cand is None:
+            return SearchOutcome(current, tried, kept, "nothing left to try")
+        if max(MIN_CANDIDATE_S, typical * cand.cost) * 1.25 > left:
+            proposer.feedback(cand, kept=False)  # too slow for the time left; a cheaper one may fit
+            continue
+        result = run_candidate(state, runtime, plan, cand, code, attempt=max(a.attempt for a in attempts) + 1, timeout=left)
+        result = result.model_copy(update={"member": base.member})  # the family it refines
+        attempts.append(result)
+        cand.result = result
+        tried += 1
+        improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
+        if isinstance(proposer, ParamSearch):
+            proposer.learn(cand, result, current)
+        proposer.feedback(cand, kept=improved)
+        ctx.events.emit("refine", track=plan.track, attempt=result.attempt, change=cand.note, status=result.status,
+                        score=result.score, best=current.score, kept=improved, duration_s=result.duration_s,
+                        base=base.attempt)
+        if improved:
+            current, kept = result, kept + 1
+            if cand.code is not None:
+                code = cand.code
+
+
+def refine_bases(track: TrackResult, metric: Metric) -> list[AttemptResult]:
+    """The track's best attempt, then the best scored attempt of each other model family
+    (`member`; the track's own recipe and its repairs are one family), best first."""
+    best_of: dict[str | None, AttemptResult] = {}
+    for a in track.attempts:
+        if a.status != "ok" or a.score is None or math.isnan(a.score):
+            continue
+        family = a.member
+        if family not in best_of or metric.better(a.score, best_of[family].score):
+            best_of[family] = a
+    first = track.best
+    others = sorted((a for a in best_of.values() if first is None or a.member != first.member),
+                    key=lambda a: a.score, reverse=metric.greater_is_better)
+    return ([first] if first is not None else []) + others
+
+
+def offline_search(base: AttemptResult, code: dict[str, str]) -> "ParamSearch":
+    return ParamSearch(base.params, searchable(code, base.params), seed=int(base.params.get("seed", 0) or 0))
 
 
 def best_track(tracks: dict[str, TrackResult], metric: Metric) -> TrackResult | None:
@@ -188,7 +244,7 @@ def propose_candidates(state: IMLState, ctx: RunContext, plan: TrackPlan, base: 
     when it has nothing usable; refine's loop, its time accounting and the keep-only-if-better
     rule stay the same.
     """
-    search = ParamSearch(base.params, searchable(code, base.params), seed=int(base.params.get("seed", 0) or 0))
+    search = offline_search(base, code)
     client = client_for(ctx)
     if client is None:
         return search
@@ -269,6 +325,13 @@ class ParamSearch:
             if notes and self._fresh(cand):
                 return cand
         return None
+
+    def learn(self, cand: Candidate, result: AttemptResult, current: AttemptResult) -> None:
+        """A reseed that scores exactly as its base, fold by fold, shows modules that ignore the
+        seed (a linear model, a deterministic encoder): no other seed will differ either."""
+        if cand.note.startswith("seed ") and result.status == "ok" and result.fold_scores \
+                and result.fold_scores == current.fold_scores:
+            self.reseed = False
 
     def feedback(self, cand: Candidate, kept: bool) -> None:
         if not kept:

@@ -194,6 +194,8 @@ class Progress:
             elif kind == "refine_done":
                 detail = (f"{e.get('track')}: {e.get('kept', 0)} of {e.get('tried', 0)} changes kept, "
                           f"{_score(e.get('base_score'))} -> {_score(e.get('best_score'))}")
+                if e.get("stopped") and e.get("stopped") != "time":
+                    detail += f"; stopped with {e.get('left_s', 0):.0f} s left: {e['stopped']}"
                 self.stages["refine"] = "done"
             else:
                 detail = ", ".join(f"{k} {_score(v) if isinstance(v, float) else v}" for k, v in e.items() if k not in ("t", "event"))

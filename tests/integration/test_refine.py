@@ -117,3 +117,24 @@ def test_search_keeps_only_improvements(tracked, monkeypatch):
     # the track's best is the last kept attempt, refine's or the base
     assert result.best_attempt == current.attempt and result.score == pytest.approx(current.score)
     assert not metric.better(base.score, result.score)
+
+
+def test_when_the_best_attempts_search_runs_dry_the_next_family_is_searched(tracked, monkeypatch):
+    """The time left after one base's search goes to the best attempt of another model family,
+    whose candidates are attempts of the track with that family's name."""
+    state, runtime = tracked
+    track = state["tracks"]["traditional"]
+    base = track.best
+    member = base.model_copy(update={"attempt": base.attempt + 50, "member": "linear", "source": "member",
+                                     "score": base.score - 0.01})
+    state = {**state, "tracks": {"traditional": track.model_copy(update={"attempts": [*track.attempts, member]})}}
+    monkeypatch.setattr(refine_module, "propose_candidates", lambda *a, **k: Scripted([]))  # the best: nothing to try
+    monkeypatch.setattr(refine_module, "MAX_CANDIDATES", 2)
+    before = len(_refine_events(state["run_dir"]))
+    result = refine(state, runtime)["tracks"]["traditional"]
+    events = _refine_events(state["run_dir"])[before:]
+    assert len(events) == 2 and {e["base"] for e in events} == {member.attempt}
+    tried = [a for a in result.attempts if a.source == "refine"][-2:]
+    assert all(a.member == "linear" and a.status == "ok" for a in tried)
+    done = [json.loads(line) for line in (Path(state["run_dir"]) / "events.jsonl").read_text().splitlines()][-1]
+    assert done["event"] == "refine_done" and done["stopped"] == "candidates"

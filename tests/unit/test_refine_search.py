@@ -79,3 +79,35 @@ def test_a_gain_within_fold_noise_is_not_kept():
     assert not beyond_fold_noise(auc, attempt(0.79, [0.9] * 5), current)  # worse out of fold
     rmse = get_metric("rmse")
     assert beyond_fold_noise(rmse, attempt(1.0, [0.9, 1.0, 1.1]), attempt(1.2, [1.1, 1.2, 1.3]))
+
+
+def _attempt(n, score, member=None, folds=(0.9, 0.8)):
+    from graph.state import AttemptResult
+
+    return AttemptResult(track="traditional", attempt=n, source="member" if member else "recipe", status="ok",
+                         score=score, fold_scores=list(folds), member=member, dir=f"/x/attempt_{n}")
+
+
+def test_a_seed_the_modules_ignore_ends_the_reseeds():
+    search = ParamSearch({"C": 1.0, "seed": 0}, [])  # a linear model: nothing to move but its seed
+    first = search.next()
+    assert first.note.startswith("seed")
+    base = _attempt(1, 0.85)
+    search.learn(first, _attempt(2, 0.85), base)  # the very same folds: the seed changed nothing
+    assert search.next() is None
+    other = ParamSearch({"C": 1.0, "seed": 0}, [])
+    cand = other.next()
+    other.learn(cand, _attempt(2, 0.86, folds=(0.91, 0.81)), base)  # bagging noise: other seeds may help
+    assert other.next() is not None
+
+
+def test_refine_moves_on_to_each_other_model_family_best_first():
+    from graph.state import TrackResult
+    from nodes.refine import refine_bases
+    from runtime.metrics import get_metric
+
+    attempts = [_attempt(1, 0.90), _attempt(2, 0.93, "linear"), _attempt(3, 0.91, "catboost"),
+                _attempt(4, 0.92, "catboost"), _attempt(5, 0.80, "extratrees"), _attempt(6, 0.94, "linear")]
+    track = TrackResult(track="traditional", status="ok", best_attempt=6, score=0.94, attempts=attempts)
+    assert [a.attempt for a in refine_bases(track, get_metric("auc"))] == [6, 4, 1, 5]
+    assert [a.attempt for a in refine_bases(track, get_metric("log_loss"))][1:] == [5, 1, 3]  # lower is better
