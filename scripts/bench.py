@@ -329,7 +329,7 @@ def verdict(table: pd.DataFrame, systems: list[str]) -> list[str]:
             lines.append(f"{s}: no valid submission on " + ", ".join(bad))
     if "autogluon" in systems:
         beats = int((table["iml/autogluon"] >= 1.0).sum())
-        need = math.ceil(2 * len(table) / 3)
+        need = math.ceil(5 * len(table) / 6)  # the zoo issue's target: 10 of 12, five sixths of any count
         lines.append(f"iml >= AutoGluon on {beats}/{len(table)} tasks (target: {need})")
         lighter = int((table["iml_mb"] <= table["autogluon_mb"]).sum())
         lines.append(f"iml peak memory <= AutoGluon's on {lighter}/{len(table)} tasks")
