@@ -10,7 +10,6 @@ a constant baseline from the training target keeps the run's promise of a valid 
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -42,7 +41,7 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
         return baseline(task, run_dir, metric)
     oof = {name: np.load(Path(a.dir) / "oof.npy") for name, a in members.items()}
     test = {name: np.load(Path(a.dir) / "test.npy") for name, a in members.items()}
-    best_name = max(members, key=lambda n: members[n].score if metric.greater_is_better else -members[n].score)
+    best_name = metric.best(members, key=lambda n: members[n].score)
     best_score = members[best_name].score
     weights = hill_climb(oof, y, metric, best_name) if len(members) > 1 else Counter({best_name: 1})
     blend_oof = _weighted(oof, weights)
@@ -80,7 +79,7 @@ def steady_gain(metric: Metric, y: np.ndarray, folds: np.ndarray | None, blend: 
     for k in np.unique(folds):
         rows = folds == k
         a, b = float(metric.score(y[rows], blend[rows])), float(metric.score(y[rows], single[rows]))
-        gains.append((a - b) if metric.greater_is_better else (b - a))
+        gains.append(metric.gain(a, b))
     gains = np.asarray([g for g in gains if np.isfinite(g)])
     return len(gains) < 2 or bool(gains.mean() > gains.std(ddof=1) / np.sqrt(len(gains)))
 
@@ -103,16 +102,15 @@ def decision_threshold(metric: Metric, y: np.ndarray, oof: np.ndarray, folds: np
     candidates = np.unique(np.concatenate([np.quantile(oof, np.linspace(0.01, 0.99, THRESHOLD_CANDIDATES)), [0.5]]))
 
     def best(rows: np.ndarray) -> float:
-        scores = [metric.score(y[rows], (oof[rows] >= t).astype(float)) for t in candidates]
-        scores = np.asarray([s if metric.greater_is_better else -s for s in scores])
-        return float(candidates[int(np.nanargmax(scores))])
+        scores = {float(t): metric.score(y[rows], (oof[rows] >= t).astype(float)) for t in candidates}
+        return metric.best(scores, key=scores.get)
 
     gains = []
     for k in np.unique(folds):
         held = folds == k
         t = best(~held)
         tuned, plain = (metric.score(y[held], (oof[held] >= v).astype(float)) for v in (t, 0.5))
-        gains.append((tuned - plain) if metric.greater_is_better else (plain - tuned))
+        gains.append(metric.gain(tuned, plain))
     gains = np.asarray(gains, dtype=float)
     mean = float(np.nanmean(gains))
     spread = float(np.nanstd(gains) / np.sqrt(max(1, np.isfinite(gains).sum())))
@@ -131,9 +129,10 @@ def ensemble_members(tracks: dict[str, TrackResult], metric: Metric, per_track: 
     for name, t in tracks.items():
         if t.status != "ok":
             continue
-        scored = [a for a in t.attempts if a.status == "ok" and a.score is not None and not math.isnan(a.score)
-                  and (Path(a.dir) / "oof.npy").exists() and (Path(a.dir) / "test.npy").exists()]
-        scored.sort(key=lambda a: (a.attempt != t.best_attempt, -a.score if metric.greater_is_better else a.score))
+        kept = [a for a in t.attempts if a.status == "ok" and (Path(a.dir) / "oof.npy").exists()
+                and (Path(a.dir) / "test.npy").exists()]
+        ranked = metric.ranked(kept, key=lambda a: a.score)
+        scored = [a for a in ranked if a.attempt == t.best_attempt] + [a for a in ranked if a.attempt != t.best_attempt]
         for a in scored[:per_track]:
             members[f"{name}/attempt_{a.attempt}"] = a
     return members
@@ -144,7 +143,7 @@ def hill_climb(oof: dict[str, np.ndarray], y: np.ndarray, metric: Metric, start:
     current = metric.score(y, oof[start])
     for _ in range(MAX_STEPS):
         trials = {name: metric.score(y, _weighted(oof, weights + Counter({name: 1}))) for name in oof}
-        name = max(trials, key=lambda n: trials[n] if metric.greater_is_better else -trials[n])
+        name = metric.best(trials, key=trials.get)
         if not metric.better(trials[name], current):
             break
         weights[name] += 1

@@ -133,8 +133,5 @@ def summarize_track(track: str, attempts: list[AttemptResult], metric) -> TrackR
     if not scored:
         last = attempts[-1].error if attempts else "no attempt ran"
         return TrackResult(track=track, status="failed", reason=(last or "")[:500], attempts=attempts)
-    best = scored[0]
-    for a in scored[1:]:
-        if metric.better(a.score, best.score):
-            best = a
+    best = metric.best(scored, key=lambda a: a.score) or scored[0]
     return TrackResult(track=track, status="ok", best_attempt=best.attempt, score=best.score, attempts=attempts)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from collections.abc import Iterable
+from typing import Callable, Literal, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class _SklearnMetrics:
@@ -267,9 +270,28 @@ class Metric:
             return True
         return a > b if self.greater_is_better else a < b
 
+    def gain(self, a: float, b: float) -> float:
+        """How much better score ``a`` is than ``b`` (negative when worse), whichever way the
+        metric points: fold-by-fold gains are compared with their spread."""
+        return (a - b) if self.greater_is_better else (b - a)
+
+    def ranked(self, items: Iterable[T], key: Callable[[T], float | None] = lambda x: x) -> list[T]:
+        """The items with a real score, best first (a stable sort: ties keep their order)."""
+        scored = [x for x in items if _real(key(x))]
+        return sorted(scored, key=key, reverse=self.greater_is_better)
+
+    def best(self, items: Iterable[T], key: Callable[[T], float | None] = lambda x: x) -> T | None:
+        """The item whose score is best (the first of equals), or None when none has a real score."""
+        ranked = self.ranked(items, key)
+        return ranked[0] if ranked else None
+
     def worst(self) -> float:
         """The value every real score beats, for initialising searches."""
         return -math.inf if self.greater_is_better else math.inf
+
+
+def _real(score: float | None) -> bool:
+    return score is not None and not (isinstance(score, float) and math.isnan(score))
 
 
 def _m(

@@ -289,3 +289,13 @@ def test_column_wise_means_score_each_target_column_with_its_base_metric() -> No
     assert rmsle.name == "mean_columnwise_rmsle" and rmsle.score(values, values) == 0.0
     with pytest.raises(ValueError, match="has no column-wise mean"):
         get_metric("accuracy").columnwise()
+
+
+def test_best_ranked_and_gain_follow_the_metrics_direction():
+    auc, rmse = get_metric("auc"), get_metric("rmse")
+    scores = {"a": 0.7, "b": float("nan"), "c": 0.9, "d": None, "e": 0.9}
+    assert auc.best(scores, key=scores.get) == "c"  # the first of equals; nan and None never win
+    assert rmse.best(scores, key=scores.get) == "a"
+    assert auc.ranked(scores, key=scores.get) == ["c", "e", "a"]
+    assert rmse.best([]) is None and auc.best([float("nan")]) is None
+    assert auc.gain(0.9, 0.8) > 0 and rmse.gain(0.9, 0.8) < 0
