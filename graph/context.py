@@ -50,6 +50,14 @@ class Settings:
     ray_address: str | None = field(default_factory=lambda: os.environ.get("IML_RAY_ADDRESS", "").strip() or None)
     ray_cpus_per_track: float | None = None  # None: the cluster's CPUs split over the planned tracks
     ray_max_retries: int = 2  # new actors for one cell whose actor died, before the cell counts as died
+    # bounds of refine's search and of the budget's reserves
+    refine_max_candidates: int = 60  # per base attempt: each model family refine moves on to gets as many
+    refine_max_reseeds: int = 8  # the best params with other seeds: members that average out bagging noise
+    refine_llm_rewrites: int = 3  # LLM rewrites of one module before the parameter search (with an LLM)
+    final_reserve_share: float = 0.06  # of the budget, kept for ensemble + submit + the outputs ...
+    final_reserve_min_s: float = 4.0  # ... and never less than this
+    refine_reserve_share: float = 0.15  # of budgets of 45 s or more, kept for refine's search
+    recursion_limit: int = 10_000  # graph steps per (sub)graph run; refine's loop is bounded by time and candidates
 
 
 def _env_number(name: str, kind: type) -> Any:

@@ -5,7 +5,6 @@ Each rule states its reason; a track that does not fit is recorded in `skipped` 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import Blueprint, DataProfile, IMLState, TaskSpec, TrackPlan, ValidationScheme
 from prompts import recipe_tracks
+from runtime.params import SPACES, WIDE, Data
 
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
@@ -69,61 +69,42 @@ IMAGE_HEAD_S = 9e-7       # the linear head on image embeddings: seconds per row
 CNN_IMAGE_EPOCH_S = 1.0e-3  # the CNN (width 16, 32 px): seconds per image per epoch on 2 cores
 CNN_EPOCHS = 25           # epochs until early stopping, typically
 CNN_MIN_SECONDS = 8.0     # training time per fold below which a CNN learns too little
-WIDE = 200                # columns beyond which the traditional model samples a third per tree (its recipe's WIDE)
 
 
-def final_reserve_s(budget_s: float) -> float:
+def final_reserve_s(budget_s: float, settings: Settings | None = None) -> float:
     """Kept for ensemble + submit + writing the outputs, whatever the tracks do."""
-    return max(4.0, 0.06 * budget_s)
+    settings = settings or Settings()
+    return max(settings.final_reserve_min_s, settings.final_reserve_share * budget_s)
 
 
-def refine_reserve_s(budget_s: float) -> float:
+def refine_reserve_s(budget_s: float, settings: Settings | None = None) -> float:
     """Kept for refine's search; refine also gets whatever the tracks leave unused."""
-    return 0.15 * budget_s if budget_s >= 45 else 0.0
+    settings = settings or Settings()
+    return settings.refine_reserve_share * budget_s if budget_s >= 45 else 0.0
 
 
 def recipe_params(track: str) -> set[str]:
-    """The params a track's recipe documents (its modules' docstring "Params" tables).
+    """The params a recipe declares (runtime/params.py), and those the harness reads for any.
 
     Plans only carry params the recipe reads: a name the recipe does not know would be
     silently ignored, and refine would search a dimension that changes nothing.
     """
-    from prompts import RECIPES_DIR
-
     from runtime.harness import HARNESS_PARAMS
 
-    names: set[str] = set(HARNESS_PARAMS)  # read by the harness for any recipe
-    folder = RECIPES_DIR / track
-    for module in ("features", "model"):
-        path = folder / f"{module}.py"
-        if path.exists():
-            names |= documented_params(path.read_text())
-    return names
+    return set(HARNESS_PARAMS) | SPACES[track].names
 
 
-def documented_params(source: str) -> set[str]:
-    """Names in the module docstring's `Params` section: lines `  name   default  meaning`."""
-    import ast
+def plan_data(task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> Data:
+    """What the recipes' defaults depend on, as the profile tells it before any fit: a fold's
+    training rows, the model's columns, whether text feeds it."""
+    return Data(n=int(profile.n_train * (n_folds - 1) / max(1, n_folds)), columns=model_columns(profile),
+                task_type=task.task_type, metric=task.metric, text_pred=bool(_text_chars(profile, 1)),
+                text_chars=_text_chars(profile, profile.n_train), images=bool(profile.columns_of("image")))
 
-    try:
-        doc = ast.get_docstring(ast.parse(source)) or ""
-    except SyntaxError:
-        return set()
-    names, inside = set(), False
-    for line in doc.splitlines():
-        if re.match(r"^\s*Params\b", line):
-            inside = True
-            continue
-        if inside:
-            if not line.strip():
-                continue
-            # names as the recipes write them: text_C and C too, not only lower case
-            match = re.match(r"^ {1,4}([A-Za-z_][A-Za-z0-9_]*)(\s{2,}|\s*$)", line)
-            if match:
-                names.add(match.group(1))
-            elif not line.startswith(" "):
-                inside = False
-    return names
+
+def recipe_defaults(recipe: str, task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> dict[str, Any]:
+    """A recipe's declared defaults evaluated on this data: what its plan's params leave out."""
+    return SPACES[recipe].defaults(plan_data(task, profile, n_folds))
 
 
 @dataclass
@@ -145,7 +126,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
         gpu = gpu_available()
     notes: list[str] = []
-    final_s, refine_s = final_reserve_s(budget_s), refine_reserve_s(budget_s)
+    final_s, refine_s = final_reserve_s(budget_s, settings), refine_reserve_s(budget_s, settings)
     pool = max(0.0, budget_s - final_s - refine_s)
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
                  f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
@@ -264,20 +245,6 @@ def _family(name: str, profile: DataProfile | None = None) -> str:
 # -- traditional --------------------------------------------------------------------------------
 
 
-def lgbm_defaults(n: int, n_cols: int = 0) -> dict[str, Any]:
-    """The traditional recipe's size-based defaults, made explicit so refine can move them."""
-    wide = n_cols > WIDE
-    return {
-        "learning_rate": 0.05 if n < 20_000 else 0.08 if n < 100_000 else 0.1,
-        "num_leaves": 15 if n < 2_000 else 31 if n < 50_000 else 63,
-        "min_child_samples": 10 if n < 2_000 else 20,
-        "colsample_bytree": 0.3 if wide else 0.8,
-        "subsample": 0.8,
-        "reg_lambda": 1.0,
-        **({"max_bin": 63} if wide else {}),
-    }
-
-
 def model_columns(profile: DataProfile) -> int:
     """Columns the traditional model reads: the table's usable ones, each image column as its features."""
     images = len(profile.columns_of("image"))
@@ -317,25 +284,25 @@ def target_units(task: TaskSpec) -> int:
 def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, params: dict | None = None) -> Estimate:
     n = profile.n_train
     n_cols = model_columns(profile)
-    params = {**lgbm_defaults(n, n_cols), "seed": 0, **(params or {})}
+    given = dict(params or {})
+    params = {**recipe_defaults("traditional", task, profile, n_folds), **given}
     rows = min(n * (n_folds - 1) / n_folds, params.get("max_train_rows") or float("inf"))
     texts = profile.columns_of("text")
     classes = len(task.classes) if task.task_type == "multiclass" else 1
     # several targets: one fit per target column (the recipes are single-target)
     units = target_units(task)
-    trees = min(params.get("n_estimators", 2000), 20.0 / params["learning_rate"]) + params.get(
-        "early_stopping_rounds", 100 if n < 20_000 else 50)
+    trees = min(params["n_estimators"], 20.0 / params["learning_rate"]) + params["early_stopping_rounds"]
     if classes > 2:
         trees *= 2  # multiclass log loss keeps improving slowly: early stopping comes late
     # the constant was measured at colsample 0.8 and 255 bins (63 bins: 0.3 of the time, on 424 image features)
-    sampled = params.get("colsample_bytree", 0.8) / 0.8 * (0.3 if params.get("max_bin", 255) <= 63 else 1.0)
+    sampled = params["colsample_bytree"] / 0.8 * (0.3 if params["max_bin"] <= 63 else 1.0)
     # image features come as one numeric block: none of the per-column work of a table's columns
     image_cols = len(profile.columns_of("image")) * IMAGE_FEATURE_COLUMNS
     fold = (0.3 + LGBM_CELL_TREE_S * rows * n_cols * sampled * trees * classes
             + LGBM_COLUMN_S * (n_cols - image_cols + image_cols / 20))
     chars = _text_chars(profile, int(rows))
-    if chars and params.get("text", True):
-        inner = int(params.get("inner_folds", 5))
+    if chars and params["text"]:
+        inner = int(params["inner_folds"])
         fold += TFIDF_CHAR_S * chars + LINEAR_CHAR_S * chars * (inner + 1) * (classes if classes > 2 else 1)
     steps = ["drop id and constant columns", "numeric columns as they are (LightGBM splits on missing values)"]
     cats = profile.columns_of("categorical")
@@ -346,7 +313,7 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
         steps.append("datetime columns split into parts")
     if texts:
         steps.append(f"{len(texts)} text column(s): TF-IDF word + char n-grams through a linear model, out of fold"
-                     if params.get("text", True) else f"{len(texts)} text column(s) as length and word counts only")
+                     if params["text"] else f"{len(texts)} text column(s) as length and word counts only")
     images = images_to_decode(profile)
     if images:
         steps.append(f"{len(profile.columns_of('image'))} image column(s): colour statistics, histograms, a grey "
@@ -355,7 +322,8 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     if units > 1:
         steps.append(f"one model per target column ({units} columns)")
     encode = images * (IMAGE_DECODE_S + IMAGE_FEATURE_S)
-    return Estimate(seconds=KERNEL_S + CHECK_S + encode + n_folds * fold * units, params=params, steps=steps)
+    # the plan holds only what differs from the recipe's defaults: those stay the recipe's, data-aware
+    return Estimate(seconds=KERNEL_S + CHECK_S + encode + n_folds * fold * units, params=given, steps=steps)
 
 
 def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float) -> tuple[Estimate, int]:
@@ -403,11 +371,9 @@ EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
-# the members' defaults refine may move (as their recipes document them)
 # tried in this order while they fit: the cheap linear model, CatBoost (the strongest on small
 # tables), extra-trees only where time is left after both
 MEMBER_ORDER = ("linear", "catboost", "extratrees")
-MEMBER_DEFAULTS = {"linear": {"C": 1.0}, "extratrees": {"max_features": 0.5}, "catboost": {"depth": 6, "l2_leaf_reg": 3.0}}
 
 
 def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict[str, float]:
@@ -444,7 +410,7 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
         if need > room_s - extra:
             notes.append(f"members: {name} skipped, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it")
             continue
-        members[name] = {**MEMBER_DEFAULTS.get(name, {}), "seed": seed}
+        members[name] = {"seed": seed}
         extra += need
         notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
     return members, extra, notes
@@ -507,11 +473,6 @@ def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, inst
 # -- neural -------------------------------------------------------------------------------------
 
 
-def neural_defaults(n: int) -> dict[str, Any]:
-    """The neural recipe's documented defaults, explicit so refine can move them."""
-    return {"hidden": 128 if n < 5_000 else 256, "dropout": 0.1, "lr": 2e-3, "weight_decay": 1e-4}
-
-
 def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installed: Callable[[str], bool],
                     max_seconds: float | None = None, gpu: bool = False) -> Estimate | str:
     """The network trains until early stopping or `max_seconds` per fold, whichever first."""
@@ -533,7 +494,7 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
     cap = max_seconds if max_seconds is not None else min(20.0, max(3.0, n / 2000))  # the recipe's default cap
     per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * per_fold
-    params: dict[str, Any] = {**neural_defaults(n), "max_seconds": round(cap, 1)}
+    params: dict[str, Any] = {"max_seconds": round(cap, 1)}
     steps = ["numeric columns standardised (log1p where skewed), missing values imputed with indicators",
              "categoricals through learned embeddings", "text as TF-IDF reduced by SVD",
              f"an MLP with early stopping on the fold's validation part, at most {cap:.0f} s per fold"]
@@ -549,7 +510,7 @@ def cnn_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, max_seconds
     cap = max_seconds if max_seconds is not None else min(60.0, max(10.0, n / 50))  # the recipe's default with images
     per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + images_to_decode(profile) * IMAGE_DECODE_S + n_folds * per_fold
-    params: dict[str, Any] = {**neural_defaults(n), "max_seconds": round(cap, 1), "image_size": 32}
+    params: dict[str, Any] = {"max_seconds": round(cap, 1)}
     steps = ["images decoded once at 32 px, pixels cached across folds and attempts",
              "a small CNN from scratch (three convolution blocks, batch norm, global pooling) with random shifts and "
              f"flips, early stopping on the fold's validation part, at most {cap:.0f} s per fold"
@@ -661,8 +622,9 @@ def llm_plan_problems(proposal, task: TaskSpec, profile: DataProfile, draft: Blu
             problems.append(f"track '{p.track}' drops columns that do not exist: {unknown[:5]}")
         if columns and len(set(p.drop_columns) & set(columns)) >= len(columns):
             problems.append(f"track '{p.track}' drops every column")
+        defaults = recipe_defaults(p.track, task, profile, draft.validation.n_folds)
         for key, value in p.params.items():
-            base = offered[p.track].params.get(key)
+            base = offered[p.track].params.get(key, defaults.get(key))
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if isinstance(base, (int, float)) and not isinstance(base, bool) and value is not None:
                 if not numeric or not math.isfinite(value):

@@ -204,9 +204,21 @@ def recipe_text(track: str, limit: int = RECIPE_CHARS) -> str:
     name = track if track in recipe_tracks() else ("traditional" if "traditional" in recipe_tracks() else FALLBACK)
     code = render_recipe(name)
     note = "" if name == track else f"(from the {name} track: this track has no recipe of its own)\n\n"
-    share = limit // max(1, len(code))
-    return note + "\n\n".join(f"## {module}.py\n\n```python\n{bounded(source.rstrip(), share)}\n```"
-                                for module, source in code.items())
+    table = params_text(name)
+    share = max(0, limit - len(table)) // max(1, len(code))
+    return note + table + "\n\n".join(f"## {module}.py\n\n```python\n{bounded(source.rstrip(), share)}\n```"
+                                                 for module, source in code.items())
+
+
+def params_text(recipe: str) -> str:
+    """The recipe's declared params (runtime/params.py): what a plan or a rewrite may set."""
+    from runtime.params import SPACES
+
+    space = SPACES.get(recipe)
+    if space is None:
+        return ""
+    return (f"## params the recipe reads (`SPACES[{recipe!r}].resolve(params, Data(...))` from runtime.params; "
+            f"name, default, meaning)\n\n```\n{space.table()}\n```\n\n")
 
 
 def contract_text() -> str:

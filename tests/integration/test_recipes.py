@@ -181,20 +181,28 @@ def test_neural_recipe_is_deterministic_and_honours_its_time_cap(harnesses, tmp_
     assert time.time() - started < 5
 
 
-def test_recipes_document_their_params():
-    """The blueprint and refine read each recipe's params from its docstrings."""
-    for recipe in RECIPES:
+def test_recipes_read_only_declared_params():
+    """Each recipe reads its settings through runtime/params.py's declaration and names no
+    param that is not declared there (the blueprint, refine and the prompts read the same)."""
+    from prompts import member_recipes
+    from runtime.params import SPACES
+
+    for recipe in (*RECIPES, *(f"members/{m}" for m in sorted(member_recipes()))):
+        name = recipe.split("/")[-1]
+        if name == "fallback":
+            continue
+        space = SPACES[name]
         for module, source in render_recipe(recipe).items():
-            doc = source.split('"""')[1]
-            assert "Params" in doc, f"{recipe}/{module}.py does not list its params"
-            for name in set(_params_read(source)):
-                assert name in doc, f"{recipe}/{module}.py reads params['{name}'] without documenting it"
+            assert "params.get(" not in source and 'params["' not in source, f"{recipe}/{module}.py reads params directly"
+            for key in _settings_read(source):
+                assert key in space, f"{recipe}/{module}.py reads {key!r}, which SPACES[{name!r}] does not declare"
+        assert any(_settings_read(source) for source in render_recipe(recipe).values()), recipe
 
 
-def _params_read(source: str) -> list[str]:
+def _settings_read(source: str) -> list[str]:
     import re
 
-    return re.findall(r"params(?:\.get\(|\[)\"(\w+)\"", source) + re.findall(r"\bp(?:\.get\(|\[)\"(\w+)\"", source)
+    return re.findall(r"\b(?:r|p|resolved|self\.resolved|settings\(device\))\[\"(\w+)\"\]", source)
 
 
 def test_traditional_target_encoding_is_out_of_fold_on_training_rows(harnesses):

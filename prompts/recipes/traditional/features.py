@@ -23,20 +23,7 @@ out of fold (an inner `inner_folds`-fold split of the training part), so LightGB
 value computed from the row's own label; on any other rows they come from the whole training
 part. `transform` recognises the fitted rows by a hash of their content.
 
-Params (all optional; defaults suit any size):
-  high_cardinality    50     categoricals with more levels get count + target encoding
-  te_smoothing        20     target encoding = (sum + m * prior) / (count + m), m = this
-  inner_folds         5      inner folds for out-of-fold target encoding and text predictions
-  missing_indicator   0.05   add `<col>_isna` when this share of training rows is missing
-  text                true   use the TF-IDF linear model on free text (false: lengths only)
-  text_max_features   200000  vocabulary cap per vectorizer (terms in at least 2 rows)
-  text_char           true when training text has <= 1M characters in all: add char 2-5 grams
-  text_C              4.0    inverse regularisation of the text LogisticRegression
-                             (Ridge alpha = 1 / text_C)
-  image_size          64     pixels (square) each image is decoded at for its features
-  thumbnail           8      side of the grey thumbnail kept as pixel columns (0: none)
-  hog                 true   add HOG features
-  seed                0
+Params: runtime/params.py declares them (SPACES["traditional"], shared with model.py).
 """
 
 import numpy as np
@@ -47,6 +34,12 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+from runtime.params import SPACES, Data
+
+# the declared params this module reads (model.py reads the others)
+FEATURE_KEYS = ("te_smoothing", "text_C", "high_cardinality", "inner_folds", "missing_indicator", "text",
+                "text_max_features", "text_char", "image_size", "thumbnail", "hog", "seed")
+
 
 class Features:
     def __init__(self, task: dict, profile: dict, params: dict):
@@ -55,13 +48,6 @@ class Features:
         self.n_classes = len(task.get("classes") or [])
         self.log_target = task.get("metric") == "rmsle"
         self.params = params
-        self.seed = int(params.get("seed", 0))
-        self.high_card = int(params.get("high_cardinality", 50))
-        self.smoothing = float(params.get("te_smoothing", 20))
-        self.inner_folds = int(params.get("inner_folds", 5))
-        self.missing_min = float(params.get("missing_indicator", 0.05))
-        self.use_text = bool(params.get("text", True))
-        self.text_C = float(params.get("text_C", 4.0))
         n_train = max(1, int(profile.get("n_train", 1)))
         cols = profile["columns"]
         self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
@@ -71,15 +57,16 @@ class Features:
         near_unique = [c["name"] for c in cols if c["kind"] == "categorical" and c["cardinality"] > 0.5 * n_train]
         self.text = [c["name"] for c in cols if c["kind"] == "text"] + near_unique
         self.categorical = [c["name"] for c in cols if c["kind"] == "categorical" and c["name"] not in near_unique]
-        self.text_max_features = int(params.get("text_max_features", 200_000))
+        self.images = [c["name"] for c in cols if c["kind"] == "image"]
         # char n-grams cost time in proportion to the characters read: keep them for short
         # texts (names, titles), where they matter most, and use words alone on long documents.
         chars = sum(n_train * (c.get("mean_length") or 20.0) for c in cols if c["name"] in self.text)
-        self.text_char = bool(params.get("text_char", chars <= 1_000_000))
-        self.images = [c["name"] for c in cols if c["kind"] == "image"]
-        self.image_size = int(params.get("image_size", 64))
-        self.thumbnail = int(params.get("thumbnail", 8))
-        self.use_hog = bool(params.get("hog", True))
+        r = SPACES["traditional"].resolve(params, Data(n=n_train, task_type=self.kind, text_chars=chars))
+        self.resolved = {k: r[k] for k in FEATURE_KEYS}
+        self.seed, self.high_card, self.smoothing = r["seed"], r["high_cardinality"], r["te_smoothing"]
+        self.inner_folds, self.missing_min, self.use_text, self.text_C = r["inner_folds"], r["missing_indicator"], r["text"], r["text_C"]
+        self.text_max_features, self.text_char = r["text_max_features"], r["text_char"]
+        self.image_size, self.thumbnail, self.use_hog = r["image_size"], r["thumbnail"], r["hog"]
 
     # -- encode: once per run, on train + test rows ----------------------------------------
 

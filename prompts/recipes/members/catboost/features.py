@@ -9,8 +9,7 @@
   when it repeats (short labels); long free text is left to the LightGBM recipe's TF-IDF;
 - image columns are left to the other members (they read the pixels).
 
-Params (all optional):
-  seed    0
+Params: runtime/params.py declares them (SPACES["catboost"]).
 """
 
 import numpy as np

@@ -5,20 +5,13 @@ Its loss is the metric's: Logloss / MultiClass for probabilities, RMSE, MAE for 
 errors (and median absolute error), RMSE on log1p(y) for RMSLE. It never writes files
 (allow_writing_files off) and runs on `thread_count` threads.
 
-Params (all optional; n = training rows):
-  iterations             2000   upper bound; early stopping picks the number of trees
-  learning_rate          0.05 (n < 2k), 0.08 (< 20k), 0.12 above
-  depth                  6
-  l2_leaf_reg            3.0
-  early_stopping_rounds  100 (n < 2k), 50 above
-  thread_count           OMP_NUM_THREADS (the kernel's cores)
-  seed                   0
+Params: runtime/params.py declares them (SPACES["catboost"]).
 """
-
-import os
 
 import numpy as np
 from catboost import CatBoostClassifier, CatBoostRegressor
+
+from runtime.params import SPACES, Data
 
 LOSSES = {"mae": "MAE", "medae": "MAE"}
 
@@ -31,15 +24,15 @@ class Model:
         self.log_target = task.get("metric") == "rmsle"
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
-        p, n = self.params, X.shape[0]
+        r = self.resolved = SPACES["catboost"].resolve(self.params, Data(n=X.shape[0], columns=X.shape[1]))
         cats = [i for i, c in enumerate(X.columns) if str(c).startswith("cat__")]
         config = dict(
-            iterations=int(p.get("iterations", 2000)),
-            learning_rate=float(p.get("learning_rate", 0.05 if n < 2_000 else 0.08 if n < 20_000 else 0.12)),
-            depth=int(p.get("depth", 6)),
-            l2_leaf_reg=float(p.get("l2_leaf_reg", 3.0)),
-            random_seed=int(p.get("seed", 0)),
-            thread_count=int(p.get("thread_count", os.environ.get("OMP_NUM_THREADS", 1))),
+            iterations=r["iterations"],
+            learning_rate=r["learning_rate"],
+            depth=r["depth"],
+            l2_leaf_reg=r["l2_leaf_reg"],
+            random_seed=r["seed"],
+            thread_count=r["thread_count"],
             allow_writing_files=False,
             verbose=False,
             cat_features=cats,
@@ -56,7 +49,7 @@ class Model:
         fit_args = {}
         if X_valid is not None and y_valid is not None and (self.kind == "regression" or len(np.unique(y_valid)) > 1):
             fit_args = dict(eval_set=(X_valid, np.asarray(y_valid)),
-                            early_stopping_rounds=int(p.get("early_stopping_rounds", 100 if n < 2_000 else 50)))
+                            early_stopping_rounds=r["early_stopping_rounds"])
         self.model.fit(X, y, **fit_args)
         return self
 

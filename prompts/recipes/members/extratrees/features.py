@@ -6,8 +6,7 @@
   -> -1), so randomised splits can separate common from rare levels;
 - free text: its length and word count.
 
-Params (all optional):
-  seed    0
+Params: runtime/params.py declares them (SPACES["extratrees"]).
 """
 
 import numpy as np

@@ -2,18 +2,13 @@
 trees, averaged, so its errors differ from boosting's (strongest in a blend on small tables).
 Probabilities are clipped away from 0 and 1 for log loss (a leaf of one class says 0).
 
-Params (all optional; n = training rows):
-  n_estimators       300
-  min_samples_leaf   1 (n < 2k), 3 above
-  max_features       0.5    share of the columns each split considers
-  n_jobs             OMP_NUM_THREADS (the kernel's cores)
-  seed               0
+Params: runtime/params.py declares them (SPACES["extratrees"]).
 """
-
-import os
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor
+
+from runtime.params import SPACES, Data
 
 
 class Model:
@@ -24,12 +19,9 @@ class Model:
         self.log_target = task.get("metric") == "rmsle"
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
-        p, n = self.params, X.shape[0]
-        config = dict(n_estimators=int(p.get("n_estimators", 300)),
-                      min_samples_leaf=int(p.get("min_samples_leaf", 1 if n < 2_000 else 3)),
-                      max_features=float(p.get("max_features", 0.5)),
-                      n_jobs=int(p.get("n_jobs", os.environ.get("OMP_NUM_THREADS", 1))),
-                      random_state=int(p.get("seed", 0)))
+        r = self.resolved = SPACES["extratrees"].resolve(self.params, Data(n=X.shape[0], columns=X.shape[1]))
+        config = dict(n_estimators=r["n_estimators"], min_samples_leaf=r["min_samples_leaf"],
+                      max_features=r["max_features"], n_jobs=r["n_jobs"], random_state=r["seed"])
         y = np.asarray(y)
         if self.kind == "regression":  # squared error even for MAE: sklearn's absolute error is quadratic in n
             self.model = ExtraTreesRegressor(**config)

@@ -6,16 +6,15 @@ linear model reads well.
 - categoricals: one-hot, levels seen at least `min_count` times (others share one column);
 - free text (text columns): TF-IDF of word 1-2 grams (sublinear tf, at most `text_max_features`).
 
-Params (all optional):
-  min_count          2       occurrences a level needs for its own one-hot column
-  text_max_features  50000   TF-IDF vocabulary per text column
-  seed               0
+Params: runtime/params.py declares them (SPACES["linear"]).
 """
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
+
+from runtime.params import SPACES, Data
 
 
 class Features:
@@ -25,8 +24,8 @@ class Features:
         self.categorical = [c["name"] for c in cols if c["kind"] == "categorical"]
         self.datetime = [c["name"] for c in cols if c["kind"] == "datetime"]
         self.text = [c["name"] for c in cols if c["kind"] == "text"]
-        self.min_count = int(params.get("min_count", 2))
-        self.text_max_features = int(params.get("text_max_features", 50_000))
+        r = SPACES["linear"].resolve(params, Data(n=int(profile.get("n_train", 0))))
+        self.min_count, self.text_max_features = r["min_count"], r["text_max_features"]
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
         num = self._numbers(X)

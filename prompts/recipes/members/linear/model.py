@@ -2,14 +2,14 @@
 on the standardised target (log1p first for RMSLE), on the sparse design matrix. Unlike
 trees it extrapolates and adds smoothly, which is what a blend of trees lacks on small tables.
 
-Params (all optional):
-  C        1.0    inverse regularisation (Ridge alpha = 1 / C)
-  seed     0
+Params: runtime/params.py declares them (SPACES["linear"]).
 """
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
+
+from runtime.params import SPACES, Data
 
 
 class Model:
@@ -17,8 +17,8 @@ class Model:
         self.task = task
         self.kind = task["task_type"]
         self.log_target = task.get("metric") == "rmsle"
-        self.C = float(params.get("C", 1.0))
-        self.seed = int(params.get("seed", 0))
+        r = self.resolved = SPACES["linear"].resolve(params, Data(n=0))
+        self.C, self.seed = r["C"], r["seed"]
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         y = np.asarray(y)
