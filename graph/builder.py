@@ -2,6 +2,7 @@
 
     START -> analyze -> profile -> blueprint -> track (one per plan, via Send) -> refine -> ensemble -> submit -> END
     track: generate -> check -> execute -> finish, with debug looping back to check on failure
+    refine: start -> propose -> check (changed code) -> execute -> judge -> propose ... -> finish
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nodes.ensemble import ensemble
 from nodes.execute import execute
 from nodes.generate import generate
 from nodes.profile import profile
-from nodes.refine import refine
+from nodes.refine import build_refine_graph
 from nodes.submit import submit
 from nodes.track import after_check, after_execute, finish, next_member
 from typing_extensions import TypedDict
@@ -59,7 +60,7 @@ def build_graph() -> StateGraph:
     g.add_node("profile", profile)
     g.add_node("blueprint", blueprint)
     g.add_node("track", build_track_graph().compile())
-    g.add_node("refine", refine)
+    g.add_node("refine", build_refine_graph().compile())
     g.add_node("ensemble", ensemble)
     g.add_node("submit", submit)
     g.add_edge(START, "analyze")

@@ -198,7 +198,7 @@ def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on
                      started_at=time.time() - clock.used_before_s)
     for call in spent or []:
         ctx.llm_budget.add(call)
-    config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": 100}
+    config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": settings.recursion_limit}
     clock.start(kind)
     ctx.events.subscribe(clock.tick)
     session = {"event": "session", "kind": kind, "budget_s": round(settings.time_budget_s, 1),

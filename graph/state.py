@@ -159,7 +159,8 @@ class Blueprint(BaseModel):
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)
 # member: another model family of the track's zoo (recipes/members/<name>), tried after its own recipe
 AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair", "member"]
-AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory"]
+# pruned: a refine candidate stopped after its first folds, clearly worse than the best
+AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory", "pruned"]
 
 
 class AttemptResult(BaseModel):
@@ -175,6 +176,8 @@ class AttemptResult(BaseModel):
     peak_memory_mb: float | None = None
     dir: str  # where features.py, model.py, log.txt, result.json, oof.npy, test.npy live
     member: str | None = None  # the member recipe it ran (source "member")
+    # what the modules ran with, defaults included (the recipes record it; runtime/params.py)
+    resolved_params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrackResult(BaseModel):
@@ -226,6 +229,46 @@ class LLMCall(BaseModel):
     seconds: float = 0.0
     outcome: LLMOutcome = "ok"
     error: str | None = None
+
+
+# -- refine's search (nodes/refine.py): checkpointed with the run's state -----------------------
+
+
+class Candidate(BaseModel):
+    """One thing to try: the chain's best modules with `params`, or `code` when a module was
+    rewritten. `cost` is its expected duration relative to the chain's best."""
+
+    params: dict[str, Any]
+    note: str
+    code: dict[str, str] | None = None
+    cost: float = 1.0
+    kind: Literal["move", "tpe", "reseed", "llm", "given"] = "given"
+    move: str | None = None  # the parameter a move changes
+    step: int = 0
+    trial: int | None = None  # the study's trial number (TPE)
+    attempt: int = 0
+    timeout_s: float = 0.0
+
+
+class Chain(BaseModel):
+    """The search from one base attempt: what it has tried and where it stands."""
+
+    base: int
+    member: str | None = None
+    current: int  # the attempt the chain stands on (its best so far)
+    params: dict[str, Any]
+    code: dict[str, str]
+    pending: list[tuple[str, int]] = Field(default_factory=list)  # declared steps still to try: (param, step)
+    seen: list[str] = Field(default_factory=list)
+    reseed: bool = True
+    reseeds: int = 0
+    turn: int = 0
+    tried: int = 0
+    kept: int = 0
+    llm_asked: int = 0
+    llm_given_up: bool = False
+    study: str = ""
+    stopped: str | None = None  # why the chain ended: "time", "candidates", "nothing left to try"
 
 
 def merge_tracks(left: dict[str, TrackResult], right: dict[str, TrackResult]) -> dict[str, TrackResult]:

@@ -36,14 +36,17 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     (folder / EXECUTION).write_text(json.dumps({"sha256": fingerprint, "params": params}, indent=2, default=str))
     ctx.events.emit("cross_validate", track=state["plan"].track, attempt=state["attempt"], source=state["source"],
                     timeout_s=round(timeout, 1))
-    code = f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={timeout * 0.9:.1f})"
+    prune = state.get("prune")
+    code = (f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={timeout * 0.9:.1f}"
+            + (f", prune=json.loads({json.dumps(prune)!r}))" if prune else ")"))
     outcome = run_in_kernel(state, ctx, code, timeout=timeout)
     (folder / "log.txt").write_text(outcome.output + ("\n" + outcome.error if outcome.error else "") + "\n")
     base = dict(track=state["plan"].track, attempt=state["attempt"], source=state["source"], params=params, dir=str(folder),
                 duration_s=outcome.duration_s, peak_memory_mb=outcome.peak_memory_mb, member=state.get("member"))
     if outcome.error is None:
         scored = json.loads((folder / "result.json").read_text())
-        result = AttemptResult(status="ok", score=scored["score"], fold_scores=scored["fold_scores"], **base)
+        result = AttemptResult(status=scored["status"], score=scored.get("score"), fold_scores=scored["fold_scores"],
+                               resolved_params=scored.get("resolved_params") or {}, error=scored.get("error"), **base)
     else:
         result = AttemptResult(status=outcome.status, error=outcome.error, **base)
         (folder / "result.json").write_text(result.model_dump_json(indent=2))
@@ -86,6 +89,9 @@ def finished_on_disk(folder: Path, fingerprint: str) -> dict | None:
     status = raw.get("status")
     if status == "ok" and raw.get("score") is not None and (folder / "oof.npy").exists() and (folder / "test.npy").exists():
         return {"status": "ok", "score": raw["score"], "fold_scores": raw.get("fold_scores", []),
+                "duration_s": raw.get("duration_s", 0.0), "resolved_params": raw.get("resolved_params") or {}}
+    if status == "pruned":
+        return {"status": status, "error": raw.get("error"), "fold_scores": raw.get("fold_scores", []),
                 "duration_s": raw.get("duration_s", 0.0)}
     if status in ("error", "timeout", "died", "out_of_memory"):
         return {"status": status, "error": raw.get("error"), "duration_s": raw.get("duration_s", 0.0),

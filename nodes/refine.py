@@ -1,352 +1,287 @@
-"""refine: with the time left, improve the best track and keep a change only when the
-cross-validated score improves.
+"""refine: with the time left, improve the best track, as a loop of graph steps.
 
-Offline, refine searches the best track's parameters: a budget-aware hill climb over the
-parameters the track's modules document, starting from the best attempt's. Each candidate is
-a new attempt of that track (source "refine"), run in the track's own kernel through the same
-check and execute nodes as every other attempt, scored by the harness on the same folds. A
-candidate becomes the new base only when `metric.better` says its score beats the base's;
-every candidate stays on the leaderboard, and the ensemble may still use it as a member.
+    start -> propose -> check (changed code) -> execute -> judge -> propose ... -> finish
 
-`propose_candidates` is the seam for an LLM: with `runtime.context.llm` set, a rewrite of
-one module can be proposed there (a Candidate with `code`), and it runs through the same
-loop, with the check before execution that changed code needs.
+Each candidate is a new attempt of the best track (source "refine"), run in the track's own
+kernel by the same check and execute nodes as every other attempt, scored by the harness on
+the same folds. `judge` keeps it as the new base of its chain only beyond fold noise; every
+candidate stays on the leaderboard, and the ensemble may use it as a member. Every step is a
+checkpointed graph step: Studio shows each candidate, and a killed refine resumes at the step
+it was in, its search state in the graph state and its Optuna study in the run folder, so no
+finished candidate runs again.
+
+Offline, a chain searches one base attempt's declared parameters (runtime/params.py): first
+each parameter's declared steps from the base, a kept step repeated in its direction (a hill
+climb that measured well at small budgets), then Optuna's seeded TPE over the declared ranges,
+which learns from every candidate told to the study (the base enqueued first), alternating
+with reseeds of the chain's best. A candidate worse than the best on each of its first folds
+is pruned there. When a chain runs dry, the best attempt of the track's next model family is
+searched. With an LLM, the first chain asks for targeted rewrites of one module first.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import random
-from dataclasses import dataclass
+import operator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-
+from langgraph.graph import END, START
 from langgraph.runtime import Runtime
+from typing_extensions import TypedDict
 
-from graph.context import RunContext
+from graph.context import ContextGraph, RunContext
 from graph.llm import client_for
-from graph.state import AttemptResult, IMLState, TrackPlan, TrackResult
-from nodes.blueprint import documented_params, final_reserve_s
+from graph.state import (AttemptResult, Blueprint, Candidate, Chain, DataProfile, LLMCall, TaskSpec, TrackPlan,
+                         TrackResult, merge_tracks)
+from nodes.blueprint import final_reserve_s, plan_data
 from nodes.check import check
 from nodes.execute import execute
 from nodes.track import attempt_dir, summarize_track, write_modules
 from runtime.metrics import Metric, get_metric
+from runtime.params import Param, Space, space_for
 
-MAX_CANDIDATES = 60  # per base attempt: each model family the search moves on to gets as many
-MAX_RESEEDS = 8  # the best params with other seeds: ensemble members that average out bagging noise
 MIN_CANDIDATE_S = 2.0  # what a candidate costs at least (a cell, a fit, writing files)
+PRUNE_AFTER_FOLDS = 2  # a candidate is judged on this many folds before it may be pruned
+TPE_TRIES = 8  # asks of the sampler for one affordable, new candidate
 
 
-@dataclass
-class Candidate:
-    """One thing to try: the base attempt's modules with `params`, or `code` when a module
-    was rewritten. `cost` is its expected duration relative to the base attempt's."""
-
-    params: dict[str, Any]
-    note: str
-    code: dict[str, str] | None = None
-    cost: float = 1.0
-    move: "Move | None" = None
-    step: int = 0
-    result: AttemptResult | None = None  # set by refine after the run, for proposers that learn from it
+class RefineInput(TypedDict, total=False):
+    run_dir: str
+    task: TaskSpec
+    profile: DataProfile
+    blueprint: Blueprint
+    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    refine_bases: list[int]  # the attempts to search from, in order (default: refine_bases())
+    refine_given: list[Candidate]  # candidates to try first on the first chain (an outside proposer's)
 
 
-@dataclass(frozen=True)
-class Move:
-    """A change of one parameter: values from the current one, and the relative cost."""
-
-    param: str
-    kind: str  # "scale": multiply; "shift": add; "set": a fixed value
-    steps: tuple[float, ...]
-    low: float | None = None
-    high: float | None = None
-    integer: bool = False
-    cost: tuple[float, ...] = ()
-
-    def value(self, current: Any, step: int) -> Any | None:
-        """The parameter after step `step` from `current`, or None when it would not change."""
-        amount = self.steps[step]
-        value = current * amount if self.kind == "scale" else current + amount if self.kind == "shift" else amount
-        if self.low is not None:
-            value = max(self.low, value)
-        if self.high is not None:
-            value = min(self.high, value)
-        value = int(round(value)) if self.integer else round(float(value), 6)
-        return None if value == current else value
-
-    def step_cost(self, step: int) -> float:
-        return self.cost[step] if step < len(self.cost) else 1.0
+class RefineOutput(TypedDict):
+    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    llm_usage: Annotated[list[LLMCall], operator.add]
 
 
-# The parameters worth moving, most promising first, for any module that documents them.
-# A move is used only when the base attempt's modules document the parameter and the base's
-# params hold a numeric value for it (the blueprint writes the recipe's defaults explicitly).
-MOVES: tuple[Move, ...] = (
-    # LightGBM (traditional)
-    Move("num_leaves", "scale", (2.0, 0.5), low=4, high=255, integer=True, cost=(1.4, 0.8)),
-    Move("min_child_samples", "scale", (2.5, 0.4), low=2, high=200, integer=True),
-    Move("colsample_bytree", "shift", (-0.3, 0.2), low=0.2, high=1.0),
-    Move("learning_rate", "scale", (0.5,), low=0.005, high=0.3, cost=(2.0,)),
-    Move("reg_lambda", "scale", (10.0, 0.1), low=0.0, high=100.0),
-    Move("subsample", "shift", (-0.2, 0.15), low=0.4, high=1.0),
-    Move("min_data_per_group", "scale", (0.3, 3.0), low=2, high=500, integer=True),
-    Move("te_smoothing", "scale", (0.25, 4.0), low=0.5, high=500),
-    Move("text_C", "scale", (3.0, 0.33), low=0.01, high=100),
-    # linear heads and networks (pretrained, neural)
-    Move("C", "scale", (3.0, 0.33), low=1e-4, high=1e4),
-    Move("alpha", "scale", (0.33, 3.0), low=1e-6, high=1e4),
-    Move("dropout", "shift", (0.15, -0.1), low=0.0, high=0.6),
-    Move("weight_decay", "scale", (10.0, 0.1), low=0.0, high=1.0),
-    Move("lr", "scale", (0.5, 2.0), low=1e-5, high=0.1, cost=(1.3, 0.9)),
-    Move("hidden", "scale", (2.0, 0.5), low=16, high=2048, integer=True, cost=(1.5, 0.8)),
-    Move("epochs", "scale", (2.0,), low=1, high=500, integer=True, cost=(2.0,)),
-)
+class RefineState(RefineInput, total=False):
+    track: str
+    attempts: list[AttemptResult]  # the track's attempts, refine's candidates appended
+    bases: list[int]
+    chain: Chain | None
+    champion: int | None  # the track's best after refine
+    candidate: Candidate | None
+    verdict: str | None  # check's error for a changed-code candidate
+    tried: int
+    kept: int
+    stopped: str
+    llm_usage: Annotated[list[LLMCall], operator.add]
 
 
-def refine(state: IMLState, runtime: Runtime[RunContext]) -> dict:
+# -- the nodes ------------------------------------------------------------------------------------
+
+
+def start(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """The best track, the attempts to search from, and the first chain."""
     ctx = runtime.context
-    tracks: dict[str, TrackResult] = state.get("tracks", {}) or {}
     metric = get_metric(state["task"].metric)
-    best = best_track(tracks, metric)
-    if best is None:
+    best = best_track(state.get("tracks") or {}, metric)
+    if best is None or best.best is None or plan_of(state, best.track) is None:
         ctx.events.emit("refine", skipped="no track produced a score")
-        return {}
-    name = best.track
-    plan = next((p for p in state["blueprint"].tracks if p.track == name), None)
-    if plan is None or best.best is None:
-        return {}
-    reserve = final_reserve_s(state["blueprint"].budget_s)
+        return {"track": "", "chain": None}
+    bases = state.get("refine_bases") or [a.attempt for a in refine_bases(best, metric)]
     attempts = list(best.attempts)
-    champion, tried, kept, calls = best.best, 0, 0, {}
-    stopped = "time"
-    # The best attempt first; when its search runs dry with time left, the best attempt of each
-    # other model family of the track (the zoo's members): the ensemble blends them, so a better
-    # member pays even when it does not become the best.
-    for i, base in enumerate(refine_bases(best, metric)):
-        code = read_modules(Path(base.dir))
-        proposer = propose_candidates(state, ctx, plan, base, code, metric) if i == 0 else offline_search(base, code)
-        search = search_from(state, runtime, plan, base, code, proposer, attempts, reserve, MAX_CANDIDATES)
-        tried, kept = tried + search.tried, kept + search.kept
-        calls = {**calls, **llm_usage_of(proposer)}
-        if i == 0 or beyond_fold_noise(metric, search.current, champion):
-            champion = search.current
-        stopped = search.stopped
-        if stopped == "time":
-            break
+    first = attempt_by_number(attempts, bases[0])
+    chain = new_chain(state, first, ctx)
+    return {"track": best.track, "attempts": attempts, "bases": bases, "chain": chain, "champion": best.best.attempt,
+            "tried": 0, "kept": 0, "stopped": "time"}
+
+
+def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """The next candidate of the current chain, or the next chain's first, while time lasts."""
+    ctx = runtime.context
+    chain, attempts, stopped = state["chain"], state["attempts"], state.get("stopped", "time")
+    left = ctx.remaining_s() - reserve_s(state, ctx)
+    calls: list[LLMCall] = []
+    given = state.get("refine_given")
+    while chain is not None:
+        current, base = attempt_by_number(attempts, chain.current), attempt_by_number(attempts, chain.base)
+        # durations swing with the machine's load: plan with the slower of the base and the
+        # chain's best, so the last candidate does not overrun the budget
+        typical = max(MIN_CANDIDATE_S, current.duration_s or 0.0, base.duration_s or 0.0)
+        if left < typical * 0.8:
+            return {"chain": chain.model_copy(update={"stopped": "time"}), "candidate": None, "stopped": "time",
+                    "llm_usage": calls}
+        cand = None
+        if chain.tried >= ctx.settings.refine_max_candidates:
+            chain = chain.model_copy(update={"stopped": "candidates"})
+        elif given is not None and chain.base == state["bases"][0]:
+            # an outside proposer's candidates are all the first chain tries
+            cand, given = (given[0] if given else None), given[1:]
+        else:
+            cand, chain, asked = next_candidate(state, ctx, chain, typical, left)
+            calls += asked
+        if cand is not None:
+            cand = cand.model_copy(update={"attempt": max(a.attempt for a in attempts) + 1, "timeout_s": left})
+            update = {"chain": chain, "candidate": cand, "verdict": None, "llm_usage": calls}
+            if cand.code is None:  # unchanged code: straight to execute, which needs the modules there
+                write_modules(attempt_dir(track_inputs({**state, **update}, cand)), chain.code)
+            return {**update, **({"refine_given": given} if given is not None else {})}
+        stopped = chain.stopped or "nothing left to try"
+        chain = next_chain({**state, "refine_given": given}, chain, ctx)
+    return {"chain": None, "candidate": None, "stopped": stopped, "llm_usage": calls}
+
+
+def check_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """A rewritten module goes through the track's check: static rules, then the sample run."""
+    update = check(track_inputs(state, state["candidate"]), runtime)
+    failed = update.get("attempts") or []
+    return {"verdict": update.get("last_error"), **({"attempts": [*state["attempts"], failed[0]]} if failed else {})}
+
+
+def execute_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """Cross-validate the candidate with the track's execute node; pruned when clearly worse."""
+    cand = state["candidate"]
+    prune = prune_rule(state) if cand.kind in ("move", "tpe", "reseed") else None
+    update = execute(track_inputs(state, cand, prune=prune), runtime)
+    return {"attempts": [*state["attempts"], update["attempts"][0]]}
+
+
+def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """Keep the candidate as its chain's best only beyond fold noise; tell the study."""
+    ctx = runtime.context
+    metric = get_metric(state["task"].metric)
+    cand, chain, attempts = state["candidate"], state["chain"], list(state["attempts"])
+    result = attempts[-1]
+    result = result.model_copy(update={"member": chain.member})  # the family it refines
+    attempts[-1] = result
+    current = attempt_by_number(attempts, chain.current)
+    improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
+    tell_study(state, chain, cand, result)
+    chain = learn(chain, cand, result, current, improved)
+    ctx.events.emit("refine", track=state["track"], attempt=result.attempt, change=cand.note, status=result.status,
+                    score=result.score, best=current.score, kept=improved, duration_s=result.duration_s,
+                    base=chain.base)
+    champion = state["champion"]
+    if improved and (chain.base == state["bases"][0] or beyond_fold_noise(metric, result, attempt_by_number(attempts, champion))):
+        champion = result.attempt  # another family's candidate becomes the track's best only beyond noise
+    return {"attempts": attempts, "chain": chain, "candidate": None, "champion": champion,
+            "tried": state["tried"] + 1, "kept": state["kept"] + int(improved)}
+
+
+def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
+    """The track's result with refine's candidates, and why refine stopped."""
+    ctx = runtime.context
     # No kernel computes after refine: free their memory before ensemble and submit (a later
     # use, e.g. a resumed run, starts them again).
     ctx.close()
-    if tried == 0:
+    name = state.get("track")
+    if not name:
+        return {}
+    reserve = reserve_s(state, ctx)
+    if state.get("tried", 0) == 0:
         ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {max(0.0, ctx.remaining_s() - reserve):.0f} s left")
-        return calls
-    result = summarize_track(name, attempts, metric)
+        return {}
+    metric = get_metric(state["task"].metric)
+    track = state["tracks"][name]
+    result = summarize_track(name, state["attempts"], metric)
+    champion = attempt_by_number(state["attempts"], state["champion"])
     if champion.score is not None and result.best_attempt != champion.attempt:
         # a candidate that scored higher only within fold noise is not the track's best
         result = result.model_copy(update={"best_attempt": champion.attempt, "score": champion.score})
     left = max(0.0, ctx.remaining_s() - reserve)
-    ctx.events.emit("refine_done", track=name, tried=tried, kept=kept, base_score=best.best.score, best_score=result.score,
-                    stopped=stopped if left > MIN_CANDIDATE_S else "time", left_s=round(left, 1))
-    return {"tracks": {name: result}, **calls}
+    ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=track.score,
+                    best_score=result.score, stopped=state.get("stopped", "time") if left > MIN_CANDIDATE_S else "time",
+                    left_s=round(left, 1))
+    return {"tracks": {name: result}}
 
 
-@dataclass
-class SearchOutcome:
-    current: AttemptResult
-    tried: int
-    kept: int
-    stopped: str  # "time", "candidates" (MAX_CANDIDATES from this base) or "nothing left to try"
+def after_start(state: RefineState) -> Literal["propose", "finish"]:
+    return "propose" if state.get("chain") is not None else "finish"
 
 
-def search_from(state: IMLState, runtime: Runtime[RunContext], plan: TrackPlan, base: AttemptResult,
-                code: dict[str, str], proposer, attempts: list[AttemptResult], reserve: float,
-                max_candidates: int) -> SearchOutcome:
-    """The candidates one proposer has from one base attempt, while time lasts; `attempts` grows."""
-    ctx = runtime.context
-    metric = get_metric(state["task"].metric)
-    current, tried, kept = base, 0, 0
-    while True:
-        if tried >= max_candidates:
-            return SearchOutcome(current, tried, kept, "candidates")
-        left = ctx.remaining_s() - reserve
-        # durations swing with the machine's load: plan with the slower of the base and the
-        # current best, so the last candidate does not overrun the budget
-        typical = max(MIN_CANDIDATE_S, current.duration_s or 0.0, base.duration_s or 0.0)
-        if left < typical * 0.8:
-            return SearchOutcome(current, tried, kept, "time")  # not even a cheaper-than-usual candidate would finish
-        cand = proposer.next()
-        if cand is None:
-            return SearchOutcome(current, tried, kept, "nothing left to try")
-        if max(MIN_CANDIDATE_S, typical * cand.cost) * 1.25 > left:
-            proposer.feedback(cand, kept=False)  # too slow for the time left; a cheaper one may fit
-            continue
-        result = run_candidate(state, runtime, plan, cand, code, attempt=max(a.attempt for a in attempts) + 1, timeout=left)
-        result = result.model_copy(update={"member": base.member})  # the family it refines
-        attempts.append(result)
-        cand.result = result
-        tried += 1
-        improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
-        if isinstance(proposer, ParamSearch):
-            proposer.learn(cand, result, current)
-        proposer.feedback(cand, kept=improved)
-        ctx.events.emit("refine", track=plan.track, attempt=result.attempt, change=cand.note, status=result.status,
-                        score=result.score, best=current.score, kept=improved, duration_s=result.duration_s,
-                        base=base.attempt)
-        if improved:
-            current, kept = result, kept + 1
-            if cand.code is not None:
-                code = cand.code
+def after_propose(state: RefineState) -> Literal["check", "execute", "finish"]:
+    cand = state.get("candidate")
+    if cand is None:
+        return "finish"
+    return "check" if cand.code is not None else "execute"
+
+
+def after_check(state: RefineState) -> Literal["execute", "judge"]:
+    return "execute" if state.get("verdict") is None else "judge"
+
+
+def build_refine_graph() -> ContextGraph:
+    g = ContextGraph(RefineState, context_schema=RunContext, input_schema=RefineInput, output_schema=RefineOutput)
+    g.add_node("start", start)
+    g.add_node("propose", propose)
+    g.add_node("check", check_candidate)
+    g.add_node("execute", execute_candidate)
+    g.add_node("judge", judge)
+    g.add_node("finish", finish)
+    g.add_edge(START, "start")
+    g.add_conditional_edges("start", after_start)
+    g.add_conditional_edges("propose", after_propose)
+    g.add_conditional_edges("check", after_check)
+    g.add_edge("execute", "judge")
+    g.add_edge("judge", "propose")
+    g.add_edge("finish", END)
+    return g
+
+
+# -- what the nodes share -----------------------------------------------------------------------
+
+
+def reserve_s(state: RefineState, ctx: RunContext) -> float:
+    return final_reserve_s(state["blueprint"].budget_s, ctx.settings)
+
+
+def plan_of(state: RefineState, track: str) -> TrackPlan | None:
+    return next((p for p in state["blueprint"].tracks if p.track == track), None)
+
+
+def attempt_by_number(attempts: list[AttemptResult], number: int) -> AttemptResult:
+    return next(a for a in attempts if a.attempt == number)
+
+
+def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None) -> dict[str, Any]:
+    """What the track's check and execute nodes read, for one candidate: its share of the
+    budget is the time refine had left when it was proposed, so execute's deadline is refine's."""
+    plan = plan_of(state, state["track"])
+    budget = max(state["blueprint"].budget_s, 1.0)
+    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": cand.timeout_s / budget})
+    chain = state["chain"]
+    return {"run_dir": state["run_dir"], "task": state["task"], "profile": state["profile"],
+            "blueprint": state["blueprint"], "plan": cand_plan, "code": cand.code or chain.code, "source": "refine",
+            "attempt": cand.attempt, "attempts": [], "last_error": None, "prune": prune}
+
+
+def prune_rule(state: RefineState) -> dict | None:
+    """Stop a candidate after its first folds when it is worse than the chain's best on each,
+    by more than half the spread of the best's fold scores (the harness applies it)."""
+    best = attempt_by_number(state["attempts"], state["chain"].current)
+    folds = [s for s in best.fold_scores if s is not None and math.isfinite(s)]
+    if len(folds) <= PRUNE_AFTER_FOLDS:
+        return None
+    return {"after": PRUNE_AFTER_FOLDS, "best": folds, "margin": 0.5 * float(np.std(folds))}
+
+
+def best_track(tracks: dict[str, TrackResult], metric: Metric) -> TrackResult | None:
+    return metric.best([t for t in tracks.values() if t.status == "ok"], key=lambda t: t.score)
 
 
 def refine_bases(track: TrackResult, metric: Metric) -> list[AttemptResult]:
     """The track's best attempt, then the best scored attempt of each other model family
     (`member`; the track's own recipe and its repairs are one family), best first."""
     best_of: dict[str | None, AttemptResult] = {}
-    for a in track.attempts:
-        if a.status != "ok" or a.score is None or math.isnan(a.score):
-            continue
-        family = a.member
-        if family not in best_of or metric.better(a.score, best_of[family].score):
-            best_of[family] = a
+    for a in metric.ranked([a for a in track.attempts if a.status == "ok"], key=lambda a: a.score):
+        best_of.setdefault(a.member, a)
     first = track.best
-    others = sorted((a for a in best_of.values() if first is None or a.member != first.member),
-                    key=lambda a: a.score, reverse=metric.greater_is_better)
+    others = [a for a in best_of.values() if first is None or a.member != first.member]
     return ([first] if first is not None else []) + others
-
-
-def offline_search(base: AttemptResult, code: dict[str, str]) -> "ParamSearch":
-    return ParamSearch(base.params, searchable(code, base.params), seed=int(base.params.get("seed", 0) or 0))
-
-
-def best_track(tracks: dict[str, TrackResult], metric: Metric) -> TrackResult | None:
-    scored = [t for t in tracks.values() if t.status == "ok" and t.score is not None and not math.isnan(t.score)]
-    if not scored:
-        return None
-    top = scored[0]
-    for t in scored[1:]:
-        if metric.better(t.score, top.score):
-            top = t
-    return top
 
 
 def read_modules(folder: Path) -> dict[str, str]:
     return {m: (folder / f"{m}.py").read_text() for m in ("features", "model")}
-
-
-def propose_candidates(state: IMLState, ctx: RunContext, plan: TrackPlan, base: AttemptResult,
-                       code: dict[str, str], metric: Metric) -> "ParamSearch":
-    """What refine tries, as an object with next() -> Candidate | None and feedback(cand, kept).
-
-    Offline: a parameter search over what the base attempt's modules document. This is the
-    seam for the LLM branch: with ctx.llm set, a proposer that asks for a rewrite of one
-    module (prompts/refine.md) returns Candidate(code=...) and falls back to this search
-    when it has nothing usable; refine's loop, its time accounting and the keep-only-if-better
-    rule stay the same.
-    """
-    search = offline_search(base, code)
-    client = client_for(ctx)
-    if client is None:
-        return search
-    return LLMRewrites(client, state, ctx, plan, base, code, search)
-
-
-def searchable(code: dict[str, str], params: dict[str, Any]) -> list[Move]:
-    """The moves whose parameter the modules document and the base params hold as a number."""
-    documented: set[str] = set()
-    for source in code.values():
-        documented |= documented_params(source)
-    return [m for m in MOVES if m.param in documented and isinstance(params.get(m.param), (int, float))
-            and not isinstance(params.get(m.param), bool)]
-
-
-class ParamSearch:
-    """Coordinate hill climbing, then random pairs of moves and reseeds around the current best.
-
-    The first pass tries each move's steps once, in order of promise, from the current best
-    params. A kept step becomes the new base and is tried again in the same direction (the
-    move's other steps are dropped). After the first pass come, in turn, random
-    two-parameter changes and the current best with another `seed` (when the modules read
-    one), until the caller stops asking (time) or nothing new is left. A reseed is rarely
-    kept, but its predictions differ from the best's by the randomness of bagging and
-    column sampling alone: the ensemble averages such members and cuts that variance.
-    """
-
-    def __init__(self, base: dict[str, Any], moves: list[Move], seed: int = 0):
-        self.current = dict(base)
-        self.moves = moves
-        self.pending: list[tuple[Move, int]] = [(m, i) for m in moves for i in range(len(m.steps))]
-        self.seen: set[str] = {_key(base)}
-        self.rng = random.Random(seed)
-        self.reseed = isinstance(base.get("seed"), int) and not isinstance(base.get("seed"), bool)
-        self.reseeds = 0
-        self.turn = 0
-
-    def next(self) -> Candidate | None:
-        while self.pending:
-            move, step = self.pending.pop(0)
-            value = move.value(self.current[move.param], step)
-            if value is None:
-                continue
-            cand = Candidate(params={**self.current, move.param: value}, cost=move.step_cost(step), move=move, step=step,
-                             note=f"{move.param} {self.current[move.param]} -> {value}")
-            if self._fresh(cand):
-                return cand
-        self.turn += 1
-        makers = (self._reseeded, self._random_pair) if self.turn % 2 == 0 else (self._random_pair, self._reseeded)
-        for make in makers:
-            cand = make()
-            if cand is not None:
-                return cand
-        return None
-
-    def _reseeded(self) -> Candidate | None:
-        while self.reseed and self.reseeds < MAX_RESEEDS:
-            self.reseeds += 1
-            seed = int(self.current["seed"]) + 1000 * self.reseeds
-            cand = Candidate(params={**self.current, "seed": seed}, note=f"seed {self.current['seed']} -> {seed}")
-            if self._fresh(cand):
-                return cand
-        return None
-
-    def _random_pair(self) -> Candidate | None:
-        if len(self.moves) < 2:
-            return None
-        for _ in range(50):
-            params, notes, cost = dict(self.current), [], 1.0
-            for move in self.rng.sample(self.moves, 2):
-                step = self.rng.randrange(len(move.steps))
-                value = move.value(self.current[move.param], step)
-                if value is not None:
-                    params[move.param] = value
-                    notes.append(f"{move.param} {self.current[move.param]} -> {value}")
-                    cost *= move.step_cost(step)
-            cand = Candidate(params=params, note=", ".join(notes), cost=cost)
-            if notes and self._fresh(cand):
-                return cand
-        return None
-
-    def learn(self, cand: Candidate, result: AttemptResult, current: AttemptResult) -> None:
-        """A reseed that scores exactly as its base, fold by fold, shows modules that ignore the
-        seed (a linear model, a deterministic encoder): no other seed will differ either."""
-        if cand.note.startswith("seed ") and result.status == "ok" and result.fold_scores \
-                and result.fold_scores == current.fold_scores:
-            self.reseed = False
-
-    def feedback(self, cand: Candidate, kept: bool) -> None:
-        if not kept:
-            return
-        self.current = dict(cand.params)
-        if cand.move is not None:
-            self.pending = [(m, i) for m, i in self.pending if m is not cand.move]
-            self.pending.insert(0, (cand.move, cand.step))
-
-    def _fresh(self, cand: Candidate) -> bool:
-        key = _key(cand.params)
-        if key in self.seen:
-            return False
-        self.seen.add(key)
-        return True
 
 
 def beyond_fold_noise(metric: Metric, candidate: AttemptResult, current: AttemptResult) -> bool:
@@ -359,112 +294,238 @@ def beyond_fold_noise(metric: Metric, candidate: AttemptResult, current: Attempt
     a, b = np.asarray(candidate.fold_scores, dtype=float), np.asarray(current.fold_scores, dtype=float)
     if len(a) != len(b) or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return True
-    gain = (a - b) if metric.greater_is_better else (b - a)
+    gain = np.asarray([metric.gain(x, y) for x, y in zip(a, b)])
     return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
 
 
-def run_candidate(state: IMLState, runtime: Runtime[RunContext], plan: TrackPlan, cand: Candidate,
-                  base_code: dict[str, str], attempt: int, timeout: float) -> AttemptResult:
-    """One candidate as a new attempt of the track, through the track's own nodes.
+# -- the search of one chain ---------------------------------------------------------------------
 
-    Changed code goes through `check` first (static rules, then the sample run in the
-    kernel); unchanged code with new params is written to the attempt's folder and goes
-    straight to `execute`, which runs the harness and reads its score. The candidate's share
-    of the budget is the time refine has left, so execute's deadline is refine's.
-    """
-    budget = max(state["blueprint"].budget_s, 1.0)
-    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": timeout / budget})
-    track_state: dict[str, Any] = {
-        "run_dir": state["run_dir"], "task": state["task"], "profile": state["profile"],
-        "blueprint": state["blueprint"], "plan": cand_plan, "code": cand.code or base_code,
-        "source": "refine", "attempt": attempt, "attempts": [], "last_error": None,
-    }
-    if cand.code is not None:
-        update = check(track_state, runtime)
-        if update.get("last_error") is not None:
-            return update["attempts"][0]
-    else:
-        write_modules(attempt_dir(track_state), base_code)
-    update = execute(track_state, runtime)
-    return update["attempts"][0]
+
+def searched_params(space: Space, params: dict[str, Any]) -> list[Param]:
+    """The declared searchable params whose current value is a number (a default the recipe
+    decides at fit time, like the pretrained head's C, is known once the base has run)."""
+    return [p for p in space.searched() if isinstance(params.get(p.name), (int, float))
+            and not isinstance(params.get(p.name), bool)]
+
+
+def new_chain(state: RefineState, base: AttemptResult, ctx: RunContext) -> Chain:
+    """A chain from `base`: its params made explicit (what it ran with, defaults included)."""
+    space = space_for(state["track"] if state.get("track") else base.track, base.member)
+    data = plan_data(state["task"], state["profile"], state["blueprint"].validation.n_folds)
+    known = {**space.defaults(data), **base.resolved_params, **base.params}
+    params = dict(base.params)
+    for p in space.searched():
+        if isinstance(known.get(p.name), (int, float)) and not isinstance(known.get(p.name), bool):
+            params[p.name] = known[p.name]
+    moves = searched_params(space, params)
+    chain = Chain(base=base.attempt, member=base.member, current=base.attempt, params=params,
+                  code=read_modules(Path(base.dir)), pending=first_pass(moves),
+                  seen=[_key(params), _key(base.params)],
+                  reseed=isinstance(params.get("seed"), int) and not isinstance(params.get("seed"), bool),
+                  study=f"{base.track}-attempt_{base.attempt}")
+    study = open_study(state["run_dir"], base.track, chain.study, state["task"].metric, seed=ctx.settings.seed)
+    if not study.trials and base.score is not None:
+        # the base is scored already: enqueued first and told its score, not run again
+        dists = distributions(moves)
+        study.enqueue_trial({p.name: params[p.name] for p in moves if _inside(p, params[p.name])})
+        trial = study.ask(dists)
+        study.tell(trial, base.score)
+    return chain
+
+
+def first_pass(moves: list[Param]) -> list[tuple[str, int]]:
+    """Each searched parameter's declared steps from the base, most promising parameter first."""
+    return [(p.name, i) for p in moves for i in range(len(p.steps))]
+
+
+def next_chain(state: RefineState, done: Chain, ctx: RunContext) -> Chain | None:
+    bases = state["bases"]
+    i = bases.index(done.base) + 1
+    if i >= len(bases):
+        return None
+    return new_chain(state, attempt_by_number(state["attempts"], bases[i]), ctx)
+
+
+def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: float,
+                   left: float) -> tuple[Candidate | None, Chain, list[LLMCall]]:
+    """The chain's next candidate that fits the time left: an LLM rewrite (first chain, with an
+    LLM), a declared step, then TPE and reseeds in turn; None when nothing is left."""
+    calls: list[LLMCall] = []
+    client = client_for(ctx)
+    if client is not None and chain.base == state["bases"][0]:
+        while not chain.llm_given_up and chain.llm_asked < ctx.settings.refine_llm_rewrites:
+            cand, chain, asked = ask_rewrite(client, state, ctx, chain)
+            calls += asked
+            if cand is not None:
+                return cand, chain, calls
+    space = space_for(state["track"], chain.member)
+    fits = lambda c: max(MIN_CANDIDATE_S, typical * c.cost) * 1.25 <= left  # noqa: E731
+    seen = set(chain.seen)
+    while chain.pending:
+        name, step = chain.pending[0]
+        chain = chain.model_copy(update={"pending": chain.pending[1:]})
+        p = space[name]
+        value = p.moved(chain.params[name], p.steps[step])
+        if value is None:
+            continue
+        cand = Candidate(params={**chain.params, name: value}, note=f"{name} {chain.params[name]} -> {value}", kind="move",
+                         move=name, step=step, cost=p.relative_cost(value, chain.params[name]))
+        if _key(cand.params) in seen or not fits(cand):
+            continue  # too slow for the time left; a cheaper one may fit
+        return cand, seen_with(chain, cand), calls
+    makers = (reseeded, sampled) if chain.turn % 2 == 0 else (sampled, reseeded)
+    chain = chain.model_copy(update={"turn": chain.turn + 1})
+    for make in makers:
+        cand, chain = make(state, ctx, chain, space, fits)
+        if cand is not None:
+            return cand, seen_with(chain, cand), calls
+    return None, chain, calls
+
+
+def seen_with(chain: Chain, cand: Candidate) -> Chain:
+    return chain.model_copy(update={"seen": [*chain.seen, _key(cand.params)]})
+
+
+def reseeded(state: RefineState, ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
+    """The chain's best with another seed: rarely kept, but its predictions differ by the
+    randomness of bagging and column sampling alone, which the ensemble averages out."""
+    while chain.reseed and chain.reseeds < ctx.settings.refine_max_reseeds:
+        chain = chain.model_copy(update={"reseeds": chain.reseeds + 1})
+        seed = int(chain.params["seed"]) + 1000 * chain.reseeds
+        cand = Candidate(params={**chain.params, "seed": seed}, note=f"seed {chain.params['seed']} -> {seed}", kind="reseed")
+        if _key(cand.params) not in chain.seen:
+            return cand, chain
+    return None, chain
+
+
+def sampled(state: RefineState, ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
+    """Optuna's TPE, over the declared ranges, from everything told to the chain's study."""
+    import optuna
+
+    moves = searched_params(space, chain.params)
+    if not moves:
+        return None, chain
+    study = open_study(state["run_dir"], state["track"], chain.study, state["task"].metric,
+                       seed=ctx.settings.seed + chain.tried)
+    dists = distributions(moves)
+    for _ in range(TPE_TRIES):
+        trial = study.ask(dists)
+        params = {**chain.params, **trial.params}
+        changed = [p for p in moves if params[p.name] != chain.params[p.name]]
+        cost = float(np.prod([p.relative_cost(params[p.name], chain.params[p.name]) for p in changed])) if changed else 1.0
+        cand = Candidate(params=params, kind="tpe", trial=trial.number, cost=cost,
+                         note="tpe: " + ", ".join(f"{p.name} {chain.params[p.name]} -> {params[p.name]}" for p in changed))
+        if changed and _key(params) not in chain.seen and fits(cand):
+            return cand, chain
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # nothing new, or too slow: not run
+    return None, chain
+
+
+def learn(chain: Chain, cand: Candidate, result: AttemptResult, current: AttemptResult, kept: bool) -> Chain:
+    """The chain after a candidate: a kept one is the new base, its step tried again in the
+    same direction (the move's other steps dropped); a reseed that scores exactly as its base
+    fold by fold shows modules that ignore the seed, so no other seed will differ either."""
+    update: dict[str, Any] = {"tried": chain.tried + 1}
+    if cand.kind == "reseed" and result.status == "ok" and result.fold_scores and result.fold_scores == current.fold_scores:
+        update["reseed"] = False
+    if kept:
+        update.update(current=result.attempt, params=dict(cand.params), kept=chain.kept + 1)
+        if cand.code is not None:
+            update["code"] = dict(cand.code)
+        if cand.move is not None:
+            pending = [(m, i) for m, i in chain.pending if m != cand.move]
+            update["pending"] = [(cand.move, cand.step), *pending]
+    return chain.model_copy(update=update)
+
+
+# -- the study in the run folder ----------------------------------------------------------------
+
+
+def study_path(run_dir: str, track: str) -> Path:
+    return Path(run_dir) / "tracks" / track / "refine_study.jsonl"
+
+
+def open_study(run_dir: str, track: str, name: str, metric_name: str, seed: int):
+    """The chain's Optuna study, stored in the run folder (a journal file, so a resumed run
+    loads every trial told before the kill)."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = study_path(run_dir, track)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    direction = "maximize" if get_metric(metric_name).greater_is_better else "minimize"
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    return optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler, load_if_exists=True)
+
+
+def distributions(params: list[Param]) -> dict[str, Any]:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    return {p.name: IntDistribution(int(p.low), int(p.high), log=p.log) if p.kind is int
+            else FloatDistribution(float(p.low), float(p.high), log=p.log) for p in params}
+
+
+def tell_study(state: RefineState, chain: Chain, cand: Candidate, result: AttemptResult) -> None:
+    """Every candidate's outcome goes to the chain's study, so TPE learns from the declared
+    steps and reseeds too (a pruned or failed one as such)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = open_study(state["run_dir"], state["track"], chain.study, state["task"].metric, seed=0)
+    ok = result.status == "ok" and result.score is not None and math.isfinite(result.score)
+    status = TrialState.COMPLETE if ok else TrialState.PRUNED if result.status == "pruned" else TrialState.FAIL
+    if cand.trial is not None:
+        study.tell(cand.trial, result.score if ok else None, state=status)
+        return
+    moves = searched_params(space_for(state["track"], chain.member), cand.params)
+    inside = [p for p in moves if _inside(p, cand.params[p.name])]
+    study.add_trial(optuna.trial.create_trial(
+        params={p.name: cand.params[p.name] for p in inside}, distributions=distributions(inside),
+        value=result.score if ok else None, state=status, user_attrs={"attempt": result.attempt, "kind": cand.kind}))
+
+
+def _inside(p: Param, value: Any) -> bool:
+    return p.low <= value <= p.high
 
 
 def _key(params: dict[str, Any]) -> str:
     return repr(sorted((k, repr(v)) for k, v in params.items()))
 
 
-# -- with an LLM: targeted rewrites of one module, then the parameter search --------------------
-
-MAX_LLM_REWRITES = 3
+# -- with an LLM: targeted rewrites of one module, before the parameter search --------------------
 
 
-class LLMRewrites:
-    """Asks the LLM for a targeted rewrite of one module of the current best code (model.py
-    first, then features.py, alternating), up to MAX_LLM_REWRITES times; each is a Candidate
-    with `code`, checked, cross-validated and kept only if the score improves. Then, or as
-    soon as the LLM gives no usable answer, the parameter search goes on from the best so far.
-    `calls` holds the LLM requests for the run's `llm_usage`."""
+def ask_rewrite(client, state: RefineState, ctx: RunContext, chain: Chain) -> tuple[Candidate | None, Chain, list[LLMCall]]:
+    """One request for a rewrite of one module of the chain's best code (model.py first, then
+    features.py, alternating); a usable answer is a Candidate with `code`, checked before it
+    runs. A failed request ends the rewrites; the parameter search goes on without them."""
+    from graph.llm import LLMError, ModuleRewrite, strip_fences
+    from prompts.render import refine_messages
 
-    def __init__(self, client, state: IMLState, ctx: RunContext, plan: TrackPlan, base: AttemptResult,
-                 code: dict[str, str], search: ParamSearch, max_rewrites: int = MAX_LLM_REWRITES):
-        self.client, self.state, self.ctx, self.plan = client, state, ctx, plan
-        self.code, self.score = dict(code), base.score
-        self.search = search
-        self.max_rewrites = max_rewrites
-        self.asked = 0
-        self.given_up = False
-        self.tried: set[str] = set()  # rewrites already run, so a repeated answer is not run again
-        self.calls: list = []
-        track = state.get("tracks", {}).get(plan.track)
-        self.memory: list[AttemptResult] = list(track.attempts) if track is not None else [base]
+    focus = ("model", "features")[chain.llm_asked % 2]
+    chain = chain.model_copy(update={"llm_asked": chain.llm_asked + 1})
+    plan = plan_of(state, state["track"])
+    current = attempt_by_number(state["attempts"], chain.current)
+    try:
+        answer = client.ask(
+            ModuleRewrite,
+            refine_messages(state["task"], state["profile"], plan, chain.code, current.score, params=chain.params,
+                            attempts=state["attempts"], focus=focus),
+            role="refine", node="refine", track=state["track"], events=ctx.events)
+    except LLMError as e:
+        ctx.events.emit("refine_llm", track=state["track"], gave_up=str(e)[:200])
+        return None, chain.model_copy(update={"llm_given_up": True}), list(e.calls)
+    rewrite = answer.value
+    source = strip_fences(rewrite.code)
+    code = {**chain.code, rewrite.module: source}
+    key = json.dumps(sorted(code.items()))
+    if not source.strip() or source == chain.code.get(rewrite.module) or key in chain.seen:
+        ctx.events.emit("refine_llm", track=state["track"], skipped=f"no new change to {rewrite.module}.py")
+        return None, chain, list(answer.calls)
+    note = f"LLM rewrite of {rewrite.module}.py: {rewrite.notes.strip()[:150] or 'no notes'}"
+    chain = chain.model_copy(update={"seen": [*chain.seen, key]})
+    return Candidate(params=dict(chain.params), note=note, code=code, kind="llm"), chain, list(answer.calls)
 
-    def next(self) -> Candidate | None:
-        while not self.given_up and self.asked < self.max_rewrites:
-            cand = self._ask()
-            if cand is not None:
-                return cand
-        return self.search.next()
-
-    def _ask(self) -> Candidate | None:
-        from graph.llm import LLMError, ModuleRewrite, strip_fences
-        from prompts.render import refine_messages
-
-        focus = ("model", "features")[self.asked % 2]
-        self.asked += 1
-        task, profile = self.state["task"], self.state["profile"]
-        try:
-            answer = self.client.ask(
-                ModuleRewrite,
-                refine_messages(task, profile, self.plan, self.code, self.score, params=self.search.current,
-                                attempts=self.memory, focus=focus),
-                role="refine", node="refine", track=self.plan.track, events=self.ctx.events)
-        except LLMError as e:
-            self.calls += e.calls
-            self.given_up = True
-            self.ctx.events.emit("refine_llm", track=self.plan.track, gave_up=str(e)[:200])
-            return None
-        self.calls += answer.calls
-        rewrite = answer.value
-        source = strip_fences(rewrite.code)
-        code = {**self.code, rewrite.module: source}
-        if not source.strip() or source == self.code.get(rewrite.module) or repr(sorted(code.items())) in self.tried:
-            self.ctx.events.emit("refine_llm", track=self.plan.track, skipped=f"no new change to {rewrite.module}.py")
-            return None
-        self.tried.add(repr(sorted(code.items())))
-        note = f"LLM rewrite of {rewrite.module}.py: {rewrite.notes.strip()[:150] or 'no notes'}"
-        return Candidate(params=dict(self.search.current), note=note, code=code)
-
-    def feedback(self, cand: Candidate, kept: bool) -> None:
-        if cand.code is None:
-            self.search.feedback(cand, kept)
-        elif kept:
-            self.code = dict(cand.code)
-        if cand.result is not None:
-            self.memory.append(cand.result)
-            if kept:
-                self.score = cand.result.score
-
-
-def llm_usage_of(proposer) -> dict:
-    calls = getattr(proposer, "calls", None)
-    return {"llm_usage": calls} if calls else {}

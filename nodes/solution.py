@@ -21,6 +21,7 @@ import numpy as np
 from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
 from runtime import data as data_module
 from runtime import images as images_module
+from runtime import params as params_module
 from runtime import submission as submission_module
 
 def _harness():
@@ -93,7 +94,7 @@ def inlined(module) -> str:
 # What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
 # and one fold's fit and predictions, so the script runs exactly the loop the run ran.
 HARNESS_PARTS = ("ContractError", "make_folds", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
-                 "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows")
+                 "fold_fits", "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows", "join_encoded")
 
 
 def harness_functions() -> str:
@@ -156,7 +157,7 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
         inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
         BODY,
-        images_part(json.loads(task_json)),
+        runtime_part(json.loads(task_json)),
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
         "\n".join(source_lines),
         "\n# name, blend weight (relative: divided by the sum of the weights), attempt folder, out-of-fold score,\n# params, modules\n"
@@ -166,17 +167,21 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
     return "".join(parts)
 
 
-def images_part(task: dict) -> str:
-    """An image task's members import runtime.images: its source, inlined, installed under that name."""
-    if not task.get("images"):
-        return ""
-    return ("\n# -- inlined from iML: runtime/images.py (decoding each image once), which the members' features\n"
-            "# import as runtime.images: installed under that name, so they run as they ran in the run " + "-" * 10 + "\n\n"
-            f"IMAGES_SOURCE = {literal(inlined(images_module))}\n"
-            "images_module = types.ModuleType('runtime.images')\n"
-            "exec(compile(IMAGES_SOURCE, '<runtime/images.py>', 'exec'), images_module.__dict__)\n"
-            "sys.modules.setdefault('runtime', types.ModuleType('runtime'))\n"
-            "sys.modules['runtime.images'] = images_module\n")
+def runtime_part(task: dict) -> str:
+    """The iML modules the members' code imports, inlined and installed under their names, so they
+    run as they ran in the run: runtime.params (the recipes' declared settings) always,
+    runtime.images (decoding each image once) for an image task."""
+    modules = [("params", params_module)] + ([("images", images_module)] if task.get("images") else [])
+    parts = ["\n# -- inlined from iML: " + ", ".join(f"runtime/{n}.py" for n, _ in modules)
+             + ", which the members' modules import: installed under those names " + "-" * 10 + "\n\n",
+             "sys.modules.setdefault('runtime', types.ModuleType('runtime'))\n"]
+    for name, module in modules:
+        upper = name.upper()
+        parts.append(f"{upper}_SOURCE = {literal(inlined(module))}\n"
+                     f"{name}_module = types.ModuleType('runtime.{name}')\n"
+                     f"sys.modules['runtime.{name}'] = {name}_module\n"
+                     f"exec(compile({upper}_SOURCE, '<runtime/{name}.py>', 'exec'), {name}_module.__dict__)\n")
+    return "".join(parts)
 
 
 def write_solution(state: IMLState, run_dir: Path) -> Path:
@@ -222,34 +227,24 @@ BODY = '''
 # -- the harness's loop over folds --------------------------------------------------------
 
 
-def load_module(name: str, source: str) -> types.ModuleType:
+def module_from_source(name: str, source: str) -> types.ModuleType:
+    """A member's module from the source held below (the harness loads the same file from its folder)."""
     module = types.ModuleType(name)
     exec(compile(source, f"<{name}>", "exec"), module.__dict__)
     return module
 
 
-def with_encoding(features_mod, params: dict, X: pd.DataFrame, X_test: pd.DataFrame):
-    """Raw columns plus Features.encode's columns, computed once on train + test (as the harness does)."""
-    if getattr(features_mod.Features, "encode", None) is None:
-        return X, X_test
-    enc = encode_rows(features_mod, TASK, PROFILE, params, pd.concat([X, X_test], ignore_index=True))
-    n = len(X)
-    X = pd.concat([X, enc.iloc[:n].set_axis(X.index)], axis=1)
-    X_test = pd.concat([X_test, enc.iloc[n:].set_axis(X_test.index)], axis=1)
-    return X, X_test
-
-
 def cross_fit(member: dict, X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
-    """One fit per fold on the other folds (the harness's fit_fold), test predictions averaged."""
-    features_mod = load_module("features", member["features"])
-    model_mod = load_module("model", member["model"])
+    """The harness's folds (fold_fits) for one member, test predictions averaged."""
+    features_mod = module_from_source("features", member["features"])
+    model_mod = module_from_source("model", member["model"])
     params = member["params"]
-    X, X_test = with_encoding(features_mod, params, X, X_test)
+    if getattr(features_mod.Features, "encode", None) is not None:  # computed once on train + test, as the harness does
+        both = pd.concat([X, X_test], ignore_index=True)
+        X, X_test = join_encoded(X, X_test, encode_rows(features_mod, TASK, PROFILE, params, both))
     n_folds = int(folds.max()) + 1
     test_pred = empty_prediction(TASK, len(X_test))
-    for k in range(n_folds):
-        tr, va = folds != k, folds == k
-        _, (_, pred_test) = fit_fold(features_mod, model_mod, TASK, PROFILE, params, X[tr], y[tr], X[va], y[va], [X_test])
+    for k, _, _, pred_test in fold_fits(features_mod, model_mod, TASK, PROFILE, params, X, y, X_test, folds):
         test_pred += pred_test / n_folds
         print(f"  {member['name']}: fold {k + 1}/{n_folds} done", file=sys.stderr)
     return test_pred

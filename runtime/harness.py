@@ -273,6 +273,44 @@ def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str |
     return None
 
 
+def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
+              params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray):
+    """Each fold's fit on the other folds (the held-out fold passed for early stopping), one at
+    a time: (k, the fitted Features and Model, validation predictions, test predictions)."""
+    for k in range(int(folds.max()) + 1):
+        tr, va = folds != k, folds == k
+        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va], y[va],
+                                                [X_test])
+        yield k, fitted, pred_va, pred_test
+
+
+def join_encoded(X: pd.DataFrame, X_test: pd.DataFrame, enc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The raw columns plus `Features.encode`'s, whose rows are the train rows then the test rows."""
+    n = len(X)
+    return (pd.concat([X, enc.iloc[:n].set_axis(X.index)], axis=1),
+            pd.concat([X_test, enc.iloc[n:n + len(X_test)].set_axis(X_test.index)], axis=1))
+
+
+def resolved_params(fitted: list[tuple[Any, Any]]) -> dict[str, Any]:
+    """The settings the first fit's Features and Model used (recipes record them as `resolved`):
+    what refine moves from, data-aware defaults included."""
+    feats, model = fitted[0]
+    out = {**(getattr(feats, "resolved", None) or {}), **(getattr(model, "resolved", None) or {})}
+    return {k: v for k, v in out.items() if v is None or isinstance(v, (bool, int, float, str, list))}
+
+
+def clearly_worse(metric, fold_scores: list[float], prune: dict[str, Any]) -> bool:
+    """Whether the folds so far put an attempt below the best on each, by more than the margin."""
+    k = len(fold_scores)
+    best = list(prune.get("best") or [])
+    if k < int(prune.get("after", 2)) or len(best) < k:
+        return False
+    gains = [metric.gain(a, b) for a, b in zip(fold_scores, best[:k])]
+    if not all(np.isfinite(gains)):
+        return False
+    return max(gains) < 0 and -float(np.mean(gains)) > float(prune.get("margin", 0.0))
+
+
 class Harness:
     def __init__(self, run_dir: str | Path):
         run_dir = Path(run_dir)
@@ -303,8 +341,13 @@ class Harness:
 
     # -- attempts -------------------------------------------------------------------------
 
-    def run_attempt(self, attempt_dir: str | Path, params: dict[str, Any], deadline_s: float | None = None) -> dict:
-        """Cross-validate one attempt's modules; write result.json, oof.npy, test.npy."""
+    def run_attempt(self, attempt_dir: str | Path, params: dict[str, Any], deadline_s: float | None = None,
+                    prune: dict[str, Any] | None = None) -> dict:
+        """Cross-validate one attempt's modules; write result.json, oof.npy, test.npy.
+
+        `prune` (refine's candidates): {"after": k, "best": the current best's fold scores,
+        "margin": m}. From fold k on, an attempt worse than the best on every fold so far, by
+        more than m on average, stops there: result.json says "pruned" with its fold scores."""
         attempt_dir = Path(attempt_dir)
         started = time.time()
         reset_device_peak()
@@ -315,16 +358,23 @@ class Harness:
         test_pred = empty_prediction(self.task, len(X_test))
         fold_scores: list[float] = []
         unsaved: str | None = None
-        for k in range(self.n_folds):
+        resolved: dict[str, Any] = {}
+        for k, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
+                                                       self.y, X_test, self.folds):
             if deadline_s is not None and time.time() - started > deadline_s and k > 0:
                 raise TimeoutError(f"time share ran out after {k} of {self.n_folds} folds ({deadline_s:.0f} s)")
-            tr, va = self.folds != k, self.folds == k
-            fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, self.task, self.profile, params,
-                                                    X[tr], self.y[tr], X[va], self.y[va], [X_test])
+            va = self.folds == k
+            resolved = resolved or resolved_params(fitted)
             oof[va] = pred_va
             test_pred += pred_test / self.n_folds
             fold_scores.append(float(self.metric.score(self.y[va], oof[va])))
             unsaved = unsaved or save_fold(attempt_dir, k, fitted)
+            if prune and k + 1 < self.n_folds and clearly_worse(self.metric, fold_scores, prune):
+                result = {"status": "pruned", "fold_scores": fold_scores, "metric": self.metric.name,
+                          "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
+                          "error": f"pruned after {k + 1} of {self.n_folds} folds: worse than the best on each"}
+                (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+                return result
         score = float(self.metric.score(self.y, oof))
         np.save(attempt_dir / "oof.npy", oof)
         np.save(attempt_dir / "test.npy", test_pred)
@@ -336,9 +386,10 @@ class Harness:
             "duration_s": round(time.time() - started, 3),
             "device": attempt_device(),
             "models_saved": unsaved is None,
+            "resolved_params": resolved,
             **({"models_not_saved": unsaved} if unsaved else {}),
         }
-        (attempt_dir / "result.json").write_text(json.dumps(result, indent=2))
+        (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
         return result
 
     def check_attempt(self, attempt_dir: str | Path, params: dict[str, Any]) -> list[str]:
@@ -415,9 +466,7 @@ class Harness:
         if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
             # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.
             rows = pd.concat([X, X_test], ignore_index=True)
-            enc = encode_rows(features_mod, self.task, self.profile, params, rows)
-            return (pd.concat([X, enc.iloc[:len(X)].set_axis(X.index)], axis=1),
-                    pd.concat([X_test, enc.iloc[len(X):].set_axis(X_test.index)], axis=1))
+            return join_encoded(X, X_test, encode_rows(features_mod, self.task, self.profile, params, rows))
         if key not in self._encoded:
             cache = self.run_dir / "cache" / f"encode_{key}.npy"
             if cache.exists():
@@ -428,11 +477,6 @@ class Harness:
                 cache.parent.mkdir(exist_ok=True)
                 np.save(cache, enc)
             self._encoded[key] = pd.DataFrame(enc, columns=[f"enc_{i}" for i in range(enc.shape[1])])
-        enc = self._encoded[key]
-        n = len(self.X)
-        train_enc = enc.iloc[:n].set_axis(self.X.index)
-        test_enc = enc.iloc[n:].set_axis(self.X_test.index)
-        X = pd.concat([X, train_enc.loc[X.index]], axis=1)
-        X_test = pd.concat([X_test, test_enc.loc[X_test.index]], axis=1)
-        return X, X_test
+        full, full_test = join_encoded(self.X, self.X_test, self._encoded[key])
+        return full.loc[X.index], full_test.loc[X_test.index]
 

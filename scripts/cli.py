@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--tracks", help="comma-separated tracks to run (traditional, pretrained, neural)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--refine-candidates", type=int, metavar="N",
+                   help="most candidates refine tries per model family it searches (0: no refine; default: Settings')")
     add_ray_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_llm_arguments(p)
@@ -187,6 +189,10 @@ def cmd_run(args) -> int:
         id_column=args.id_column,
         tracks=tuple(t.strip() for t in args.tracks.split(",")) if args.tracks else None,
     )
+    if args.refine_candidates is not None:
+        if args.refine_candidates < 0:
+            raise TaskInputError("--refine-candidates must not be negative")
+        settings.refine_max_candidates = args.refine_candidates
     if args.max_llm_cost is not None:
         settings.max_llm_cost_usd = args.max_llm_cost
     if args.max_llm_tokens is not None:

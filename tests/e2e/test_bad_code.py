@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from stub_openai import Script, ScriptedChatModel
 
-import nodes.refine
 from graph.context import Settings
 from graph.runner import run_task
 from nodes.submit import validate_submission
@@ -57,7 +56,6 @@ BAD = [
 
 
 def test_every_kind_of_bad_module_fails_alone_and_the_run_ends_valid(make_task, tmp_path, monkeypatch):
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 0)
     task_dir = make_task("binary")
     script = Script({
         "TaskReading": [{"target": "outcome", "id_column": "row_key", "metric": "auc", "task_type": "binary", "notes": ""}],
@@ -66,7 +64,8 @@ def test_every_kind_of_bad_module_fails_alone_and_the_run_ends_valid(make_task, 
     # The memory ceiling turns the blow-up into out_of_memory; the cap on one attempt keeps the
     # endless fit's timeout quick. Every one of them is stopped by check, before a full execution.
     settings = Settings(time_budget_s=600, n_folds=3, max_debug_attempts=len(BAD) - 1,
-                        kernel_memory_mb=1500, min_attempt_timeout_s=4, max_attempt_timeout_s=8)
+                        kernel_memory_mb=1500, min_attempt_timeout_s=4, max_attempt_timeout_s=8,
+                        refine_max_candidates=0)
     final = run_task(task_dir, tmp_path / "run", settings, llm=ScriptedChatModel(script=script))
 
     attempts = final["tracks"]["traditional"].attempts

@@ -13,7 +13,6 @@ import pytest
 from stub_openai import DemoAnswers, Script, ScriptedChatModel, StubOpenAIServer, broken_syntax
 
 from graph.context import Settings
-import nodes.refine
 from graph.runner import run_task
 from nodes.submit import validate_submission
 from prompts import render_recipe
@@ -40,8 +39,8 @@ CONSTANT = OUT_OF_RANGE.replace("np.full(len(X), 1.5)", "np.full(len(X), 0.5)")
 READING = {"target": "outcome", "id_column": "row_key", "metric": "auc", "task_type": "binary", "notes": "plain binary task"}
 
 
-def settings() -> Settings:
-    return Settings(time_budget_s=240, n_folds=3, max_debug_attempts=2)
+def settings(refine_candidates: int = 1) -> Settings:
+    return Settings(time_budget_s=240, n_folds=3, max_debug_attempts=2, refine_max_candidates=refine_candidates)
 
 
 def attempts_of(final: dict, track: str = "traditional"):
@@ -49,7 +48,6 @@ def attempts_of(final: dict, track: str = "traditional"):
 
 
 def test_scripted_llm_recovers_from_bad_json_bad_syntax_and_a_broken_contract(make_task, tmp_path, monkeypatch):
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
     task_dir = make_task("binary")
     script = Script({
         "TaskReading": ['{"target": "outcome", "metric": ', READING],
@@ -99,11 +97,10 @@ def test_scripted_llm_recovers_from_bad_json_bad_syntax_and_a_broken_contract(ma
 
 
 def test_code_that_is_never_fixed_falls_back_to_the_recipe_and_the_run_stays_valid(make_task, tmp_path, monkeypatch):
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 0)
     task_dir = make_task("regression")
     broken = {"features": "import numpy as np\n\nclass Features:\n    pass\n", "model": "class Model:\n    pass\n", "notes": "hm"}
     script = Script({"ModuleCode": [broken] * 10})
-    final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
+    final = run_task(task_dir, tmp_path / "run", settings(0), llm=ScriptedChatModel(script=script))
 
     attempts = attempts_of(final)
     assert [a.source for a in attempts] == ["llm", "debug", "debug", "fallback"]
@@ -117,13 +114,11 @@ def test_code_that_is_never_fixed_falls_back_to_the_recipe_and_the_run_stays_val
 def test_iml_run_against_a_stub_openai_server(make_task, tmp_path, capsys, monkeypatch):
     from scripts.cli import main
 
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
-
     task_dir = make_task("multiclass")
     out = tmp_path / "run"
     with StubOpenAIServer(Script(default=DemoAnswers(first_code_broken=True))) as server:
         code = main(["run", str(task_dir), "--model", "stub-model", "--base-url", server.url, "--out", str(out),
-                     "--time-budget", "4m", "--folds", "3", "--quiet"])
+                     "--time-budget", "4m", "--folds", "3", "--refine-candidates", "1", "--quiet"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     first = printed.strip().splitlines()[0]
@@ -147,10 +142,9 @@ def test_iml_run_against_a_stub_openai_server(make_task, tmp_path, capsys, monke
 def test_an_llm_that_never_answers_leaves_the_rules_and_recipes_in_charge(make_task, tmp_path, monkeypatch):
     from stub_openai import Reply
 
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 0)
     task_dir = make_task("multiclass_proba")
     script = Script({name: [Reply(status=500)] * 10 for name in ("TaskReading", "PlanProposal", "ModuleCode")})
-    final = run_task(task_dir, tmp_path / "run", settings(), llm=ScriptedChatModel(script=script))
+    final = run_task(task_dir, tmp_path / "run", settings(0), llm=ScriptedChatModel(script=script))
     assert any("no usable answer" in r for r in final["task"].reasons)
     assert any("no usable plan" in n for n in final["blueprint"].notes)
     attempts = [(a.source, a.status) for a in attempts_of(final)]
@@ -162,13 +156,12 @@ def test_an_llm_that_never_answers_leaves_the_rules_and_recipes_in_charge(make_t
 def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tmp_path, capsys, monkeypatch):
     from scripts.cli import main
 
-    monkeypatch.setattr(nodes.refine, "MAX_CANDIDATES", 1)
     task_dir = make_task("binary")
     out = tmp_path / "run"
     with StubOpenAIServer(Script(default=DemoAnswers())) as server:
         # one request (analyze's) uses more than 50 tokens: every later role finds the cap reached
         code = main(["run", str(task_dir), "--model", "stub-model", "--base-url", server.url, "--out", str(out),
-                     "--time-budget", "60s", "--folds", "3", "--max-llm-tokens", "50"])
+                     "--time-budget", "60s", "--folds", "3", "--refine-candidates", "1", "--max-llm-tokens", "50"])
         asked = len(server.requests)
     printed = capsys.readouterr().out
     assert code == 0, printed

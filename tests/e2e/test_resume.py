@@ -141,8 +141,12 @@ def test_killed_mid_track_then_mid_refine(task, tmp_path):
     log = events(run)
     third = sessions(log)[2]
     assert not any(e["event"] in ("task", "profile", "blueprint", "generate", "track") for e in third)
-    # refine starts over, but the candidates that had finished are taken from disk, not run again
-    assert any(e["event"] == "attempt" and e.get("reused") for e in third)
+    # refine resumes at the step it was in: no candidate that had finished cross-validates again
+    # (counted from the events), and its search goes on from the study in the run folder
+    validated = [e["attempt"] for e in third if e["event"] == "cross_validate"]
+    assert not set(validated) & finished_before, (validated, finished_before)
+    assert len(validated) == len(set(validated))
+    assert (run / "tracks" / "traditional" / "refine_study.jsonl").exists()
     after = executions(run)
     for n in finished_before:
         if after[n][0] == before[n][0]:  # the same code and params in the same folder

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from langgraph.runtime import Runtime
 
-import nodes.refine as refine_module
 from graph.context import EventLog, RunContext, Settings
 from nodes.analyze import analyze
 from nodes.blueprint import blueprint
@@ -19,7 +18,7 @@ from nodes.check import check
 from nodes.execute import execute
 from nodes.generate import generate
 from nodes.profile import profile
-from nodes.refine import Candidate, refine
+from nodes.refine import Candidate
 from nodes.track import finish
 from runtime.metrics import get_metric
 
@@ -54,18 +53,11 @@ def tracked(tmp_path_factory):
     ctx.close()
 
 
-class Scripted:
-    """A proposer that tries the given params in order, the way an LLM proposer would."""
+def run_refine(state, runtime, **inputs):
+    """The refine subgraph on the fixture's state, as the main graph runs it."""
+    from nodes.refine import build_refine_graph
 
-    def __init__(self, candidates: list[Candidate]):
-        self.candidates = list(candidates)
-        self.kept: list[bool] = []
-
-    def next(self):
-        return self.candidates.pop(0) if self.candidates else None
-
-    def feedback(self, cand, kept):
-        self.kept.append(kept)
+    return build_refine_graph().compile().invoke({**state, **inputs}, context=runtime.context)
 
 
 def _refine_events(run_dir: str) -> list[dict]:
@@ -73,30 +65,30 @@ def _refine_events(run_dir: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["event"] == "refine" and "attempt" in e]
 
 
-def test_a_worse_candidate_is_recorded_but_not_kept(tracked, monkeypatch):
+def test_a_worse_candidate_is_recorded_but_not_kept(tracked):
     state, runtime = tracked
     base = state["tracks"]["traditional"]
     params = dict(base.best.params)
     stump = Candidate(params={**params, "num_leaves": 2, "n_estimators": 1, "learning_rate": 0.001}, note="a single stump")
-    proposer = Scripted([stump])
-    monkeypatch.setattr(refine_module, "propose_candidates", lambda *a, **k: proposer)
-    update = refine(state, runtime)
+    before = len(_refine_events(state["run_dir"]))
+    update = run_refine(state, runtime, refine_given=[stump])
     result = update["tracks"]["traditional"]
     new = [a for a in result.attempts if a.source == "refine"]
     assert len(new) == 1 and new[0].status == "ok" and new[0].params["num_leaves"] == 2
     metric = get_metric("auc")
     assert metric.better(base.score, new[0].score)  # the stump is worse ...
-    assert proposer.kept == [False]  # ... so refine says it was not kept
+    [event] = _refine_events(state["run_dir"])[before:]
+    assert event["kept"] is False and event["change"] == "a single stump"  # ... so refine says it was not kept
     assert result.best_attempt == base.best_attempt and result.score == base.score
     assert Path(new[0].dir, "oof.npy").exists() and Path(new[0].dir, "model.py").exists()
 
 
 def test_search_keeps_only_improvements(tracked, monkeypatch):
     state, runtime = tracked
-    monkeypatch.setattr(refine_module, "MAX_CANDIDATES", 4)
+    monkeypatch.setattr(runtime.context.settings, "refine_max_candidates", 4)
     base = state["tracks"]["traditional"]
     before = len(_refine_events(state["run_dir"]))
-    update = refine(state, runtime)
+    update = run_refine(state, runtime)
     result = update["tracks"]["traditional"]
     tried = [a for a in result.attempts if a.source == "refine"]
     assert 1 <= len(tried) <= 4
@@ -117,6 +109,11 @@ def test_search_keeps_only_improvements(tracked, monkeypatch):
     # the track's best is the last kept attempt, refine's or the base
     assert result.best_attempt == current.attempt and result.score == pytest.approx(current.score)
     assert not metric.better(base.score, result.score)
+    # the candidates were told to the track's study in the run folder, the base first
+    from nodes.refine import open_study
+
+    study = open_study(state["run_dir"], "traditional", f"traditional-attempt_{base.best_attempt}", "auc", seed=0)
+    assert study.trials[0].value == pytest.approx(base.score) and len(study.trials) >= len(tried) + 1
 
 
 def test_when_the_best_attempts_search_runs_dry_the_next_family_is_searched(tracked, monkeypatch):
@@ -128,13 +125,32 @@ def test_when_the_best_attempts_search_runs_dry_the_next_family_is_searched(trac
     member = base.model_copy(update={"attempt": base.attempt + 50, "member": "linear", "source": "member",
                                      "score": base.score - 0.01})
     state = {**state, "tracks": {"traditional": track.model_copy(update={"attempts": [*track.attempts, member]})}}
-    monkeypatch.setattr(refine_module, "propose_candidates", lambda *a, **k: Scripted([]))  # the best: nothing to try
-    monkeypatch.setattr(refine_module, "MAX_CANDIDATES", 2)
+    monkeypatch.setattr(runtime.context.settings, "refine_max_candidates", 2)
     before = len(_refine_events(state["run_dir"]))
-    result = refine(state, runtime)["tracks"]["traditional"]
+    # the best has nothing to try (an outside proposer with no candidates), then the member's family
+    result = run_refine(state, runtime, refine_given=[], refine_bases=[base.attempt, member.attempt])["tracks"]["traditional"]
     events = _refine_events(state["run_dir"])[before:]
     assert len(events) == 2 and {e["base"] for e in events} == {member.attempt}
     tried = [a for a in result.attempts if a.source == "refine"][-2:]
     assert all(a.member == "linear" and a.status == "ok" for a in tried)
     done = [json.loads(line) for line in (Path(state["run_dir"]) / "events.jsonl").read_text().splitlines()][-1]
     assert done["event"] == "refine_done" and done["stopped"] == "candidates"
+
+
+def test_a_candidate_worse_on_its_first_folds_is_pruned_there(tracked):
+    """The harness stops a candidate that the first folds show clearly worse than the best: no
+    predictions are written, the fold scores say why, and nothing is offered as a submission."""
+    state, runtime = tracked
+    track = state["tracks"]["traditional"]
+    plan = state["blueprint"].tracks[0]
+    number = max(a.attempt for a in track.attempts) + 100
+    from nodes.track import attempt_dir, write_modules
+    from nodes.refine import read_modules
+
+    inputs = {"run_dir": state["run_dir"], "task": state["task"], "profile": state["profile"],
+              "blueprint": state["blueprint"], "plan": plan, "source": "refine", "attempt": number, "attempts": [],
+              "last_error": None, "prune": {"after": 2, "best": [1.0, 1.0, 1.0], "margin": 0.0}}
+    write_modules(attempt_dir(inputs), read_modules(Path(track.best.dir)))
+    [result] = execute(inputs, runtime)["attempts"]
+    assert result.status == "pruned" and len(result.fold_scores) == 2 and "pruned after 2 of 3 folds" in result.error
+    assert not Path(result.dir, "oof.npy").exists()

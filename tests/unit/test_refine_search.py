@@ -1,69 +1,151 @@
-"""refine's offline search, without a kernel: what it proposes, in which order, and how a kept
-candidate moves the base."""
+"""refine's offline search, without a kernel: what a chain proposes, in which order, how a kept
+candidate moves it, and the Optuna study it keeps in the run folder."""
 
 from __future__ import annotations
 
-from nodes.refine import MAX_RESEEDS, MOVES, ParamSearch, searchable
-
-RECIPE = '''"""A recipe.
-
-Params (all optional):
-  num_leaves      31
-  learning_rate   0.05
-  seed            0
-"""
-'''
-
-
-def _moves(*names):
-    return [m for m in MOVES if m.param in names]
-
-
-def test_only_documented_numeric_params_are_searched():
-    params = {"num_leaves": 31, "learning_rate": 0.05, "seed": 0, "min_child_samples": 20, "text": True}
-    moves = searchable({"features": "x = 1\n", "model": RECIPE}, params)
-    # min_child_samples is in the params but not documented by these modules
-    assert [m.param for m in moves] == ["num_leaves", "learning_rate"]
-    assert searchable({"model": RECIPE}, {"seed": 0}) == []  # nothing numeric to move
+from graph.context import RunContext, Settings
+from graph.state import AttemptResult, TaskSpec
+from nodes.refine import (
+    Candidate,
+    Chain,
+    first_pass,
+    learn,
+    next_candidate,
+    open_study,
+    sampled,
+    searched_params,
+    tell_study,
+)
+from runtime.params import SPACES
 
 
-def test_first_pass_then_reseeds_and_pairs_until_exhausted():
-    search = ParamSearch({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, _moves("num_leaves", "learning_rate"))
-    notes, params = [], []
-    while (cand := search.next()) is not None:
+def _attempt(n, score, member=None, folds=(0.9, 0.8)):
+    return AttemptResult(track="traditional", attempt=n, source="member" if member else "recipe", status="ok",
+                         score=score, fold_scores=list(folds), member=member, dir=f"/x/attempt_{n}")
+
+
+def _task(metric="auc"):
+    return TaskSpec(task_dir="/nowhere", task_type="binary", target="y", id_column=None, metric=metric,
+                    greater_is_better=metric == "auc", submission_format="proba", submission_columns=["y"])
+
+
+def _chain(params, names=None):
+    moves = [p for p in searched_params(SPACES["traditional"], params) if names is None or p.name in names]
+    return Chain(base=1, current=1, params=params, code={}, pending=first_pass(moves), study="traditional-attempt_1")
+
+
+def _state(tmp_path):
+    return {"run_dir": str(tmp_path), "track": "traditional", "task": _task(), "bases": [1]}
+
+
+def _next(state, chain, left=1e9, typical=1.0):
+    cand, chain, _ = next_candidate(state, RunContext(settings=Settings()), chain, typical=typical, left=left)
+    return cand, chain
+
+
+def test_only_declared_numeric_params_are_searched():
+    params = {"num_leaves": 31, "learning_rate": 0.05, "seed": 0, "text": True, "objective": None, "C": 1.0}
+    names = [p.name for p in searched_params(SPACES["traditional"], params)]
+    assert names == ["num_leaves", "learning_rate"]  # C is the linear member's, not LightGBM's
+    assert [p.name for p in searched_params(SPACES["linear"], params)] == ["C"]  # ... where it is searched
+    assert [p.name for p in searched_params(SPACES["pretrained"], {"C": 0.3})] == ["C"]  # known once the base ran
+    assert searched_params(SPACES["traditional"], {"seed": 0}) == []  # nothing numeric to move
+
+
+def test_the_declared_steps_come_first_in_order(tmp_path):
+    state = _state(tmp_path)
+    chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0})
+    notes = []
+    for _ in range(3):
+        cand, chain = _next(state, chain)
         notes.append(cand.note)
-        params.append(tuple(sorted(cand.params.items())))
-    assert notes[:3] == ["num_leaves 16 -> 32", "num_leaves 16 -> 8", "learning_rate 0.05 -> 0.025"]
-    assert sum(n.startswith("seed") for n in notes) == MAX_RESEEDS
-    assert len(params) == len(set(params))  # never the same candidate twice
+    assert notes == ["num_leaves 16 -> 32", "num_leaves 16 -> 8", "learning_rate 0.05 -> 0.025"]
+    assert cand.cost == 2.0  # halving the learning rate doubles the trees
 
 
-def test_a_kept_step_becomes_the_base_and_is_repeated():
-    search = ParamSearch({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, _moves("num_leaves", "learning_rate"))
-    first = search.next()
+def test_a_kept_step_becomes_the_base_and_is_repeated(tmp_path):
+    state = _state(tmp_path)
+    chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0})
+    first, chain = _next(state, chain)
     assert first.params["num_leaves"] == 32
-    search.feedback(first, kept=True)
-    again = search.next()
+    chain = learn(chain, first, _attempt(2, 0.95), _attempt(1, 0.9), kept=True)
+    assert chain.current == 2 and chain.params["num_leaves"] == 32
+    again, chain = _next(state, chain)
     assert again.params["num_leaves"] == 64 and again.note == "num_leaves 32 -> 64"
-    search.feedback(again, kept=False)
-    nxt = search.next()
+    chain = learn(chain, again, _attempt(3, 0.9), _attempt(2, 0.95), kept=False)
+    nxt, chain = _next(state, chain)
     # the other step of the same move (down) is dropped once one direction helped
     assert nxt.params == {"num_leaves": 32, "learning_rate": 0.025, "seed": 0}
-    assert nxt.cost == 2.0  # halving the learning rate doubles the trees
 
 
-def test_rejected_candidates_leave_the_base_alone():
-    search = ParamSearch({"num_leaves": 16, "seed": 0}, _moves("num_leaves"))
-    for _ in range(3):
-        cand = search.next()
-        search.feedback(cand, kept=False)
-        assert search.current == {"num_leaves": 16, "seed": 0}
+def test_rejected_candidates_leave_the_base_alone(tmp_path):
+    state = _state(tmp_path)
+    chain = _chain({"num_leaves": 16, "seed": 0}, names={"num_leaves"})
+    for n in range(2):
+        cand, chain = _next(state, chain)
+        chain = learn(chain, cand, _attempt(n + 2, 0.8), _attempt(1, 0.9), kept=False)
+        assert chain.params == {"num_leaves": 16, "seed": 0} and chain.current == 1
+
+
+def test_a_candidate_too_slow_for_the_time_left_is_passed_over(tmp_path):
+    chain = _chain({"learning_rate": 0.05, "num_leaves": 16, "seed": 0}, names={"learning_rate"})
+    cand, _ = _next(_state(tmp_path), chain, left=6.0, typical=4.0)  # halving the rate costs 2x: 8 s > 6 s
+    assert cand.kind == "reseed" and cand.params["learning_rate"] == 0.05
+
+
+def test_after_the_steps_tpe_and_reseeds_take_turns_and_never_repeat(tmp_path):
+    state = _state(tmp_path)
+    chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, names={"num_leaves", "learning_rate"})
+    kinds, seen = [], set()
+    for n in range(16):
+        cand, chain = _next(state, chain)
+        if cand is None:
+            break
+        kinds.append(cand.kind)
+        key = tuple(sorted(cand.params.items()))
+        assert key not in seen
+        seen.add(key)
+        for p in searched_params(SPACES["traditional"], cand.params):
+            assert p.low <= cand.params[p.name] <= p.high, (p.name, cand.params[p.name])
+        result = _attempt(n + 2, 0.8 + 0.001 * n, folds=(0.8, 0.7 + n / 100))
+        tell_study(state, chain, cand, result)
+        chain = learn(chain, cand, result, _attempt(1, 0.9), kept=False)
+    assert kinds[:3] == ["move", "move", "move"]
+    assert "tpe" in kinds and "reseed" in kinds
+    assert kinds.count("reseed") <= Settings().refine_max_reseeds
+    # every candidate was told to the study in the run folder, after the base enqueued first
+    study = open_study(str(tmp_path), "traditional", chain.study, "auc", seed=0)
+    assert len([t for t in study.trials if t.state.name == "COMPLETE"]) == len(kinds)
+
+
+def test_tpe_is_seeded(tmp_path):
+    def proposals(folder):
+        state = {**_state(folder), "run_dir": str(folder)}
+        chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, names={"num_leaves", "learning_rate"})
+        out = []
+        for n in range(6):
+            cand, chain = sampled(state, RunContext(settings=Settings()), chain, SPACES["traditional"], lambda c: True)
+            out.append(cand.params)
+            tell_study(state, chain, cand, _attempt(n + 2, 0.8 + 0.01 * n))
+            chain = learn(chain, cand, _attempt(n + 2, 0.8), _attempt(1, 0.9), kept=False)
+        return out
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert proposals(tmp_path / "a") == proposals(tmp_path / "b")
+
+
+def test_a_seed_the_modules_ignore_ends_the_reseeds():
+    chain = Chain(base=1, current=1, params={"C": 1.0, "seed": 0}, code={}, study="s")
+    reseed = Candidate(params={"C": 1.0, "seed": 1000}, note="seed 0 -> 1000", kind="reseed")
+    base = _attempt(1, 0.85)
+    assert not learn(chain, reseed, _attempt(2, 0.85), base, kept=False).reseed  # the very same folds
+    assert learn(chain, reseed, _attempt(2, 0.86, folds=(0.91, 0.81)), base, kept=False).reseed  # bagging noise
 
 
 def test_a_gain_within_fold_noise_is_not_kept():
     """Better out of fold by a hair that the folds disagree on: not kept; a gain every fold
     shows: kept."""
-    from graph.state import AttemptResult
     from nodes.refine import beyond_fold_noise
     from runtime.metrics import get_metric
 
@@ -81,26 +163,6 @@ def test_a_gain_within_fold_noise_is_not_kept():
     assert beyond_fold_noise(rmse, attempt(1.0, [0.9, 1.0, 1.1]), attempt(1.2, [1.1, 1.2, 1.3]))
 
 
-def _attempt(n, score, member=None, folds=(0.9, 0.8)):
-    from graph.state import AttemptResult
-
-    return AttemptResult(track="traditional", attempt=n, source="member" if member else "recipe", status="ok",
-                         score=score, fold_scores=list(folds), member=member, dir=f"/x/attempt_{n}")
-
-
-def test_a_seed_the_modules_ignore_ends_the_reseeds():
-    search = ParamSearch({"C": 1.0, "seed": 0}, [])  # a linear model: nothing to move but its seed
-    first = search.next()
-    assert first.note.startswith("seed")
-    base = _attempt(1, 0.85)
-    search.learn(first, _attempt(2, 0.85), base)  # the very same folds: the seed changed nothing
-    assert search.next() is None
-    other = ParamSearch({"C": 1.0, "seed": 0}, [])
-    cand = other.next()
-    other.learn(cand, _attempt(2, 0.86, folds=(0.91, 0.81)), base)  # bagging noise: other seeds may help
-    assert other.next() is not None
-
-
 def test_refine_moves_on_to_each_other_model_family_best_first():
     from graph.state import TrackResult
     from nodes.refine import refine_bases
@@ -111,3 +173,16 @@ def test_refine_moves_on_to_each_other_model_family_best_first():
     track = TrackResult(track="traditional", status="ok", best_attempt=6, score=0.94, attempts=attempts)
     assert [a.attempt for a in refine_bases(track, get_metric("auc"))] == [6, 4, 1, 5]
     assert [a.attempt for a in refine_bases(track, get_metric("log_loss"))][1:] == [5, 1, 3]  # lower is better
+
+
+def test_the_harness_prunes_only_a_candidate_worse_on_every_fold_so_far():
+    from runtime.harness import clearly_worse
+    from runtime.metrics import get_metric
+
+    auc, rmse = get_metric("auc"), get_metric("rmse")
+    rule = {"after": 2, "best": [0.90, 0.85, 0.88], "margin": 0.01}
+    assert not clearly_worse(auc, [0.70], rule)  # one fold is not enough
+    assert clearly_worse(auc, [0.80, 0.80], rule)
+    assert not clearly_worse(auc, [0.91, 0.70], rule)  # better on one fold
+    assert not clearly_worse(auc, [0.895, 0.845], rule)  # worse, but within the margin
+    assert clearly_worse(rmse, [2.0, 2.0], {"after": 2, "best": [1.0, 1.1], "margin": 0.1})  # lower is better
