@@ -6,8 +6,10 @@ the results (leaderboard with per-fold scores, failures, score per attempt, the 
 its weights, out-of-fold predictions against the truth), where the time went, the LLM's
 token use, the winning code, and the files of the run.
 
-Both formats come from one list of blocks, so they say the same thing. Everything is read
-from the state and the run folder on the host: no kernel, no generated code runs here.
+Both formats come from one list of blocks, built by one function per section and rendered by
+two Jinja2 templates (templates/report.md.j2, report.html.j2), so they say the same thing.
+Everything is read from the state and the run folder on the host: no kernel, no generated
+code runs here.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from graph.state import DataProfile, IMLState, TaskSpec, TrackResult
 from nodes.solution import member_attempts
@@ -40,26 +45,29 @@ PLOTS_DIR = "report_files"
 
 @dataclass
 class Doc:
-    blocks: list[tuple] = field(default_factory=list)
+    """The report's content as blocks (dicts with a `kind`); templates/report.{md,html}.j2 render them."""
+
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def h(self, level: int, text: str, anchor: str | None = None) -> None:
-        self.blocks.append(("h", level, text, anchor))
+        self.blocks.append({"kind": "h", "level": level, "text": text, "anchor": anchor})
 
     def p(self, text: str) -> None:
-        self.blocks.append(("p", text))
+        self.blocks.append({"kind": "p", "text": text})
 
     def ul(self, items: list[str]) -> None:
         if items:
-            self.blocks.append(("ul", items))
+            self.blocks.append({"kind": "ul", "entries": list(items)})
 
     def table(self, headers: list[str], rows: list[list[Any]], align: str | None = None) -> None:
-        self.blocks.append(("table", headers, [[_cell(v) for v in r] for r in rows], align or "l" * len(headers)))
+        self.blocks.append({"kind": "table", "headers": headers, "rows": [[_cell(v) for v in r] for r in rows],
+                            "align": align or "l" * len(headers)})
 
     def code(self, text: str, lang: str = "python", title: str | None = None) -> None:
-        self.blocks.append(("code", text, lang, title))
+        self.blocks.append({"kind": "code", "text": text, "lang": lang, "title": title})
 
     def image(self, name: str, png: bytes, caption: str) -> None:
-        self.blocks.append(("img", name, png, caption))
+        self.blocks.append({"kind": "img", "name": name, "png": png, "caption": caption})
 
 
 def _read_json(path: Path) -> dict:
@@ -77,42 +85,33 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _inline_html(text: str) -> str:
-    out = html.escape(text, quote=False)
+def _inline_html(text: str) -> Markup:
+    """The markdown the report's text uses (`code`, **bold**), as HTML; everything else escaped."""
+    out = html.escape(str(text), quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    return out
+    return Markup(out)
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _alt(caption: str) -> str:
+    return re.split(r"[(:]", caption, maxsplit=1)[0].strip()
+
+
+@lru_cache(maxsize=2)
+def _templates(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=autoescape, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(md_cell=_md_cell, inline=_inline_html, alt=_alt, trim_end=lambda t: str(t).rstrip(),
+                       b64=lambda png: base64.b64encode(png).decode())
+    return env
 
 
 def to_markdown(doc: Doc) -> str:
-    out: list[str] = []
-    for block in doc.blocks:
-        kind = block[0]
-        if kind == "h":
-            out.append("#" * block[1] + " " + block[2])
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in block[1]))
-        elif kind == "table":
-            _, headers, rows, align = block
-            lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
-                     "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            out.append("\n".join(lines))
-        elif kind == "code":
-            _, text, lang, title = block
-            fence = "````" if "```" in text else "```"
-            out.append((f"**{title}**\n\n" if title else "") + f"{fence}{lang}\n{text.rstrip()}\n{fence}")
-        elif kind == "img":
-            _, name, _png, caption = block
-            alt = re.split(r"[(:]", caption, maxsplit=1)[0].strip()
-            out.append(f"![{alt}]({PLOTS_DIR}/{name})\n\n*{caption}*")
-    return "\n\n".join(out) + "\n"
+    return _templates(False).get_template("report.md.j2").render(doc=doc, plots_dir=PLOTS_DIR)
 
 
 CSS = """
@@ -132,46 +131,7 @@ details{margin:6px 0 12px}summary{cursor:pointer;color:#2856b6}
 
 
 def to_html(doc: Doc, title: str) -> str:
-    body: list[str] = []
-    nav = [(b[3], b[2]) for b in doc.blocks if b[0] == "h" and b[1] == 2 and b[3]]
-    for i, block in enumerate(doc.blocks):
-        kind = block[0]
-        if kind == "h":
-            _, level, text, anchor = block
-            body.append(f"<h{level}{f' id={anchor!r}' if anchor else ''}>{_inline_html(text)}</h{level}>")
-        elif kind == "p":
-            cls = ' class="lead"' if i <= 2 else ""
-            body.append(f"<p{cls}>{_inline_html(block[1])}</p>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline_html(x)}</li>" for x in block[1]) + "</ul>")
-        elif kind == "table":
-            _, headers, rows, align = block
-            cls = [' class="r"' if a == "r" else "" for a in align]
-            head = "".join(f"<th{c}>{_inline_html(h)}</th>" for h, c in zip(headers, cls))
-            head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
-            rows_html = "".join("<tr>" + "".join(f"<td{c}>{_inline_html(v)}</td>" for v, c in zip(row, cls)) + "</tr>" for row in rows)
-            body.append(f"<table>{head}<tbody>{rows_html}</tbody></table>")
-        elif kind == "code":
-            _, text, lang, title_ = block
-            pre = f"<pre><code class=\"language-{lang}\">{html.escape(text.rstrip())}</code></pre>"
-            if title_:
-                body.append(f"<details open><summary><code>{html.escape(title_)}</code></summary>{pre}</details>")
-            else:
-                body.append(pre)
-        elif kind == "img":
-            _, name, png, caption = block
-            data = base64.b64encode(png).decode()
-            alt = re.split(r"[(:]", caption, maxsplit=1)[0].strip()
-            body.append(f"<figure><img alt=\"{html.escape(alt)}\" src=\"data:image/png;base64,{data}\">"
-                        f"<figcaption>{_inline_html(caption)}</figcaption></figure>")
-    if nav:
-        links = "".join(f"<a href=\"#{a}\">{html.escape(t)}</a>" for a, t in nav)
-        # after the title and the lead paragraph
-        insert_at = next((k + 1 for k, b in enumerate(body) if b.startswith("<p")), 1)
-        body.insert(insert_at, f"<nav>{links}</nav>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    return _templates(True).get_template("report.html.j2").render(doc=doc, title=title, css=Markup(CSS)) + "\n"
 
 
 # -- reading the run ------------------------------------------------------------------------------
@@ -429,37 +389,11 @@ def plot_association(ranked: list[tuple[str, str, float]]) -> tuple[bytes, str]:
 # -- the report -----------------------------------------------------------------------------------
 
 
-def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) -> tuple[Doc, dict[str, bytes], list[str]]:
-    """The report's blocks, its plots (file name -> PNG) and the problems met while making it."""
-    doc, plots, problems = Doc(), {}, []
-    task: TaskSpec = state["task"]
-    profile: DataProfile | None = state.get("profile")
-    blueprint = state.get("blueprint")
-    tracks: dict[str, TrackResult] = state.get("tracks", {}) or {}
-    ensemble = state.get("ensemble")
-    metric = get_metric(task.metric)
-    direction = "higher is better" if metric.greater_is_better else "lower is better"
-    events = read_events(run_dir)
-    clock = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    settings = json.loads((run_dir / "settings.json").read_text()) if (run_dir / "settings.json").exists() else {}
-    budget = clock.get("time_budget_s") or settings.get("time_budget_s")
-    if used_s is None:
-        times = run_times(events)
-        used_s = times[-1][1] if times else 0.0
-    usage = state.get("llm_usage") or []
-
-    def add_plot(name: str, make) -> None:
-        try:
-            made = make()
-        except Exception as e:  # a plot must never cost the report
-            problems.append(f"plot {name}: {type(e).__name__}: {e}")
-            return
-        if made is not None:
-            png, caption = made
-            plots[name] = png
-            doc.image(name, png, caption)
-
-    # -- title and summary
+def section_summary(r: ReportRun) -> None:
+    """The title and the summary: what was asked, the score, the submission, time and LLM."""
+    doc, task, ensemble, metric, direction, clock, budget, used_s, usage, run_dir, state = (
+        r.doc, r.task, r.ensemble, r.metric, r.direction,
+        r.clock, r.budget, r.used_s, r.usage, r.run_dir, r.state)
     task_name = Path(task.task_dir).name
     doc.h(1, f"iML report: {task_name}")
     sub = state.get("submission_path")
@@ -481,7 +415,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
     doc.p(" ".join(parts))
     doc.p(f"Run folder: `{run_dir}`. Reproduce the submission without iML: `python solution.py TASK_DIR OUT.csv`.")
 
-    # -- the task
+
+def section_task(r: ReportRun) -> None:
+    """1. The task as understood, with analyze's reasons."""
+    doc, task, metric, direction = r.doc, r.task, r.metric, r.direction
     doc.h(2, "1. The task as understood", "task")
     rows = [["task type", task.task_type], ["target", ", ".join(f"`{c}`" for c in task.target_columns)], ["id column", f"`{task.id_column}`" if task.id_column else "none (rows in order)"],
             ["metric", f"{metric.name}: {metric.description} ({direction})"],
@@ -499,7 +436,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
     doc.p("How each decision was made:")
     doc.ul([r.replace(": ", " — ", 1) for r in task.reasons])
 
-    # -- the data
+
+def section_data(r: ReportRun) -> None:
+    """2. The data: profile highlights, warnings, columns, images, the association with the target."""
+    doc, problems, task, profile, add_plot = r.doc, r.problems, r.task, r.profile, r.add_plot
     if profile is not None:
         doc.h(2, "2. The data", "data")
         kinds: dict[str, int] = {}
@@ -538,7 +478,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
         if ranked:
             add_plot("association.png", lambda: plot_association(ranked))
 
-    # -- the blueprint
+
+def section_blueprint(r: ReportRun) -> None:
+    """3. The blueprint: the validation scheme, each track's plan and why, the tracks not run."""
+    doc, blueprint = r.doc, r.blueprint
     if blueprint is not None:
         doc.h(2, "3. The blueprint", "blueprint")
         v = blueprint.validation
@@ -557,7 +500,12 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
             doc.h(3, "Tracks not run")
             doc.ul([f"{name}: {why}" for name, why in blueprint.skipped.items()])
 
-    # -- results
+
+def section_results(r: ReportRun) -> None:
+    """4. Results: every attempt, what failed, the ensemble and its out-of-fold predictions."""
+    doc, task, tracks, ensemble, metric, direction, run_dir, add_plot = (
+        r.doc, r.task, r.tracks, r.ensemble,
+        r.metric, r.direction, r.run_dir, r.add_plot)
     doc.h(2, "4. Results", "results")
     board = []
     for name, t in tracks.items():
@@ -593,7 +541,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
         if oof_path is not None and oof_path.exists() and y_path.exists() and task.task_type not in ("multilabel", "multitarget"):
             add_plot("oof.png", lambda: plot_oof(task, np.load(y_path), np.load(oof_path)))
 
-    # -- time
+
+def section_time(r: ReportRun) -> None:
+    """5. Where the time went: stages, attempts, sessions."""
+    doc, tracks, events, sessions = r.doc, r.tracks, r.events, r.sessions
     doc.h(2, "5. Time", "time")
     stages = stage_times(events)
     if stages:
@@ -609,7 +560,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
                   [[s.get("kind"), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.get("started", 0))), s.get("seconds"),
                     s.get("budget_left_s"), s.get("ended") or "killed"] for s in sessions], align="llrrl")
 
-    # -- LLM
+
+def section_llm(r: ReportRun) -> None:
+    """6. LLM use: requests, tokens and cost by role, the cap."""
+    doc, usage, run_dir = r.doc, r.usage, r.run_dir
     doc.h(2, "6. LLM use", "llm")
     if not usage:
         doc.p("No LLM was configured: rules read the task, the blueprint came from rules, and the code from the "
@@ -637,7 +591,10 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
               + ("**The cap was reached: from then on no request was made and the run went on offline** (rules and "
                  "recipes in the LLM's roles)." if budget.get("reached") else "The cap was not reached."))
 
-    # -- code
+
+def section_code(r: ReportRun) -> None:
+    """7. The winning code: each ensemble member's modules."""
+    doc, problems, tracks, ensemble, run_dir = r.doc, r.problems, r.tracks, r.ensemble, r.run_dir
     doc.h(2, "7. The winning code", "code")
     members = {}
     if ensemble is not None and ensemble.kind != "baseline":
@@ -659,13 +616,70 @@ def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) ->
     else:
         doc.p("No member to show: the submission is a constant baseline.")
 
-    # -- files
+
+def section_files(r: ReportRun) -> None:
+    """8. The files of the run, and the notes on this report."""
+    doc, problems, run_dir = r.doc, r.problems, r.run_dir
     doc.h(2, "8. Files of the run", "files")
     doc.table(["file", "what it holds"], [[f"`{name}`", what] for name, what in FILES if (run_dir / name.split("/")[0]).exists()])
     if problems:
         doc.h(3, "Notes on this report")
         doc.ul(problems)
-    return doc, plots, problems
+
+
+@dataclass
+class ReportRun:
+    """What every section reads, gathered once from the state and the run folder; the sections
+    add their blocks to `doc`, their plots to `plots` and what went wrong to `problems`."""
+
+    state: IMLState
+    run_dir: Path
+    used_s: float
+    doc: Doc = field(default_factory=Doc)
+    plots: dict[str, bytes] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        state, run_dir = self.state, self.run_dir
+        self.task: TaskSpec = state["task"]
+        self.profile: DataProfile | None = state.get("profile")
+        self.blueprint = state.get("blueprint")
+        self.tracks: dict[str, TrackResult] = state.get("tracks", {}) or {}
+        self.ensemble = state.get("ensemble")
+        self.metric = get_metric(self.task.metric)
+        self.direction = "higher is better" if self.metric.greater_is_better else "lower is better"
+        self.events = read_events(run_dir)
+        self.clock = _read_json(run_dir / "run.json")
+        self.settings = _read_json(run_dir / "settings.json")
+        self.budget = self.clock.get("time_budget_s") or self.settings.get("time_budget_s")
+        self.sessions = self.clock.get("sessions", [])
+        self.usage = state.get("llm_usage") or []
+
+    def add_plot(self, name: str, make) -> None:
+        try:
+            made = make()
+        except Exception as e:  # a plot must never cost the report
+            self.problems.append(f"plot {name}: {type(e).__name__}: {e}")
+            return
+        if made is not None:
+            png, caption = made
+            self.plots[name] = png
+            self.doc.image(name, png, caption)
+
+
+SECTIONS = (section_summary, section_task, section_data, section_blueprint, section_results, section_time, section_llm,
+            section_code, section_files)
+
+
+def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) -> tuple[Doc, dict[str, bytes], list[str]]:
+    """The report's blocks, its plots (file name -> PNG) and the problems met while making it."""
+    if used_s is None:
+        times = run_times(read_events(run_dir))
+        used_s = times[-1][1] if times else 0.0
+    r = ReportRun(state, run_dir, used_s)
+    for section in SECTIONS:
+        section(r)
+    return r.doc, r.plots, r.problems
 
 
 FILES = [
