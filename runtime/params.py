@@ -264,6 +264,16 @@ FALLBACK = Space("fallback", _seed())
 SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINED, LINEAR, CATBOOST, EXTRATREES, FALLBACK)}
 
 
+def params_markdown() -> str:
+    """Every recipe's parameters as the README shows them (`iml params` prints the same)."""
+    parts = []
+    for space in SPACES.values():
+        if space.recipe == "fallback":
+            continue
+        parts.append(f"`{space.recipe}`:\n\n```\n{space.table()}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
 def space_for(track: str, member: str | None = None) -> Space:
     """The parameters of the recipe an attempt runs: its member's when it runs one."""
     return SPACES.get(member or track, FALLBACK)

@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=Path, metavar="DIR",
                    help="image tasks: the folder the rows' images are under, laid out like the task's (default: the task's folder)")
 
+    p = sub.add_parser("params", help="every recipe's parameters: defaults, meaning, the ranges refine searches")
+    p.add_argument("recipe", nargs="?", help="one recipe (traditional, neural, pretrained, linear, catboost, extratrees)")
+
     p = sub.add_parser("validate", help="check a submission against a task's format")
     p.add_argument("task_dir", type=Path)
     p.add_argument("submission", type=Path)
@@ -314,6 +317,18 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_params(args) -> int:
+    from runtime.params import SPACES, params_markdown
+
+    if args.recipe is None:
+        print(params_markdown(), end="")
+        return 0
+    if args.recipe not in SPACES:
+        raise TaskInputError(f"no recipe {args.recipe!r}; one of {', '.join(SPACES)}")
+    print(SPACES[args.recipe].table())
+    return 0
+
+
 def cmd_validate(args) -> int:
     from graph.context import Settings
     from nodes.analyze import read_task
@@ -468,8 +483,8 @@ def _cell(value) -> str:
     return str(value)
 
 
-COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "validate": cmd_validate,
-            "grade": cmd_grade, "bench": cmd_bench, "batch": cmd_batch}
+COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "params": cmd_params,
+            "validate": cmd_validate, "grade": cmd_grade, "bench": cmd_bench, "batch": cmd_batch}
 
 
 if __name__ == "__main__":
