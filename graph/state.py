@@ -251,15 +251,16 @@ class Candidate(BaseModel):
 
 
 class Chain(BaseModel):
-    """The search from one base attempt: what it has tried and where it stands."""
+    """The search from one base attempt: where it stands and what it has left. Small on purpose:
+    every step of refine checkpoints it, so what grows with the candidates (their results, what
+    was tried) lives in the run folder (attempt.json, the study), not here."""
 
     base: int
     member: str | None = None
     current: int  # the attempt the chain stands on (its best so far)
     params: dict[str, Any]
-    code: dict[str, str]
+    code_dir: str  # the attempt folder whose modules are the chain's code (a kept rewrite moves it)
     pending: list[tuple[str, int]] = Field(default_factory=list)  # declared steps still to try: (param, step)
-    seen: list[str] = Field(default_factory=list)
     reseed: bool = True
     reseeds: int = 0
     turn: int = 0

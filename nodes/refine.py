@@ -21,9 +21,10 @@ searched. With an LLM, the first chain asks for targeted rewrites of one module 
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import operator
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,12 +35,11 @@ from typing_extensions import TypedDict
 
 from graph.context import ContextGraph, RunContext
 from graph.llm import client_for
-from graph.state import (AttemptResult, Blueprint, Candidate, Chain, DataProfile, LLMCall, TaskSpec, TrackPlan,
-                         TrackResult, merge_tracks)
+from graph.state import AttemptResult, Blueprint, Candidate, Chain, DataProfile, LLMCall, TaskSpec, TrackPlan, TrackResult
 from nodes.blueprint import final_reserve_s, plan_data
 from nodes.check import check
 from nodes.execute import execute
-from nodes.track import attempt_dir, summarize_track, write_modules
+from nodes.track import ATTEMPT_RECORD, attempt_dir, load_attempt, record_attempt, summarize_track, write_modules
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
 
@@ -50,27 +50,29 @@ TPE_TRIES = 8  # asks of the sampler for one affordable, new candidate
 
 class RefineInput(TypedDict, total=False):
     run_dir: str
-    task: TaskSpec
-    profile: DataProfile
-    blueprint: Blueprint
-    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    tracks: dict[str, TrackResult]  # read by start, then emptied: the parent merges refine's result into its own
     refine_bases: list[int]  # the attempts to search from, in order (default: refine_bases())
     refine_given: list[Candidate]  # candidates to try first on the first chain (an outside proposer's)
 
 
 class RefineOutput(TypedDict):
-    tracks: Annotated[dict[str, TrackResult], merge_tracks]
+    tracks: dict[str, TrackResult]
     llm_usage: Annotated[list[LLMCall], operator.add]
 
 
 class RefineState(RefineInput, total=False):
+    """Small on purpose: each step checkpoints all of it. Task, profile and blueprint are read
+    from the run folder; attempts from their attempt.json; what was tried from the study."""
+
     track: str
-    attempts: list[AttemptResult]  # the track's attempts, refine's candidates appended
+    own: list[int]  # the track's attempts before refine
     bases: list[int]
+    first_candidate: int
+    next_attempt: int
     chain: Chain | None
-    champion: int | None  # the track's best after refine
+    champion: int  # the track's best after refine
     candidate: Candidate | None
-    verdict: str | None  # check's error for a changed-code candidate
+    result: AttemptResult | None  # the candidate's outcome, for judge
     tried: int
     kept: int
     stopped: str
@@ -83,28 +85,32 @@ class RefineState(RefineInput, total=False):
 def start(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The best track, the attempts to search from, and the first chain."""
     ctx = runtime.context
-    metric = get_metric(state["task"].metric)
+    task, _, blueprint = run_inputs(state["run_dir"])
+    metric = get_metric(task.metric)
     best = best_track(state.get("tracks") or {}, metric)
-    if best is None or best.best is None or plan_of(state, best.track) is None:
+    if best is None or best.best is None or plan_of(blueprint, best.track) is None:
         ctx.events.emit("refine", skipped="no track produced a score")
-        return {"track": "", "chain": None}
+        return {"tracks": {}, "track": "", "chain": None}
+    for a in best.attempts:
+        record_attempt(a)
     bases = state.get("refine_bases") or [a.attempt for a in refine_bases(best, metric)]
-    attempts = list(best.attempts)
-    first = attempt_by_number(attempts, bases[0])
-    chain = new_chain(state, first, ctx)
-    return {"track": best.track, "attempts": attempts, "bases": bases, "chain": chain, "champion": best.best.attempt,
-            "tried": 0, "kept": 0, "stopped": "time"}
+    number = max(a.attempt for a in best.attempts) + 1
+    update = {"tracks": {}, "track": best.track, "own": [a.attempt for a in best.attempts], "bases": bases,
+              "first_candidate": number, "next_attempt": number, "champion": best.best.attempt, "tried": 0, "kept": 0,
+              "stopped": "time"}
+    update["chain"] = new_chain({**state, **update}, find_attempt(state["run_dir"], best.track, bases[0]), ctx)
+    return update
 
 
 def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The next candidate of the current chain, or the next chain's first, while time lasts."""
     ctx = runtime.context
-    chain, attempts, stopped = state["chain"], state["attempts"], state.get("stopped", "time")
+    chain, stopped = state["chain"], state.get("stopped", "time")
     left = ctx.remaining_s() - reserve_s(state, ctx)
     calls: list[LLMCall] = []
     given = state.get("refine_given")
     while chain is not None:
-        current, base = attempt_by_number(attempts, chain.current), attempt_by_number(attempts, chain.base)
+        current, base = chain_attempt(state, chain.current), chain_attempt(state, chain.base)
         # durations swing with the machine's load: plan with the slower of the base and the
         # chain's best, so the last candidate does not overrun the budget
         typical = max(MIN_CANDIDATE_S, current.duration_s or 0.0, base.duration_s or 0.0)
@@ -121,13 +127,14 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             cand, chain, asked = next_candidate(state, ctx, chain, typical, left)
             calls += asked
         if cand is not None:
-            cand = cand.model_copy(update={"attempt": max(a.attempt for a in attempts) + 1, "timeout_s": left})
-            update = {"chain": chain, "candidate": cand, "verdict": None, "llm_usage": calls}
+            cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
+            update = {"chain": chain, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1,
+                      "llm_usage": calls, **({"refine_given": given} if given is not None else {})}
             if cand.code is None:  # unchanged code: straight to execute, which needs the modules there
-                write_modules(attempt_dir(track_inputs({**state, **update}, cand)), chain.code)
-            return {**update, **({"refine_given": given} if given is not None else {})}
+                write_modules(attempt_dir(track_inputs({**state, **update}, cand)), read_modules(Path(chain.code_dir)))
+            return update
         stopped = chain.stopped or "nothing left to try"
-        chain = next_chain({**state, "refine_given": given}, chain, ctx)
+        chain = next_chain(state, chain, ctx)
     return {"chain": None, "candidate": None, "stopped": stopped, "llm_usage": calls}
 
 
@@ -135,7 +142,11 @@ def check_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """A rewritten module goes through the track's check: static rules, then the sample run."""
     update = check(track_inputs(state, state["candidate"]), runtime)
     failed = update.get("attempts") or []
-    return {"verdict": update.get("last_error"), **({"attempts": [*state["attempts"], failed[0]]} if failed else {})}
+    return {"result": failed[0] if failed else None}
+
+
+def after_check(state: RefineState) -> Literal["execute", "judge"]:
+    return "judge" if state.get("result") is not None else "execute"
 
 
 def execute_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
@@ -143,18 +154,18 @@ def execute_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     cand = state["candidate"]
     prune = prune_rule(state) if cand.kind in ("move", "tpe", "reseed") else None
     update = execute(track_inputs(state, cand, prune=prune), runtime)
-    return {"attempts": [*state["attempts"], update["attempts"][0]]}
+    return {"result": update["attempts"][0]}
 
 
 def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """Keep the candidate as its chain's best only beyond fold noise; tell the study."""
     ctx = runtime.context
-    metric = get_metric(state["task"].metric)
-    cand, chain, attempts = state["candidate"], state["chain"], list(state["attempts"])
-    result = attempts[-1]
-    result = result.model_copy(update={"member": chain.member})  # the family it refines
-    attempts[-1] = result
-    current = attempt_by_number(attempts, chain.current)
+    task, _, _ = run_inputs(state["run_dir"])
+    metric = get_metric(task.metric)
+    cand, chain = state["candidate"], state["chain"]
+    result = state["result"].model_copy(update={"member": chain.member})  # the family it refines
+    record_attempt(result)
+    current = chain_attempt(state, chain.current)
     improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
     tell_study(state, chain, cand, result)
     chain = learn(chain, cand, result, current, improved)
@@ -162,9 +173,10 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
                     score=result.score, best=current.score, kept=improved, duration_s=result.duration_s,
                     base=chain.base)
     champion = state["champion"]
-    if improved and (chain.base == state["bases"][0] or beyond_fold_noise(metric, result, attempt_by_number(attempts, champion))):
+    if improved and (chain.base == state["bases"][0]
+                     or beyond_fold_noise(metric, result, chain_attempt(state, champion))):
         champion = result.attempt  # another family's candidate becomes the track's best only beyond noise
-    return {"attempts": attempts, "chain": chain, "candidate": None, "champion": champion,
+    return {"chain": chain, "candidate": None, "result": None, "champion": champion,
             "tried": state["tried"] + 1, "kept": state["kept"] + int(improved)}
 
 
@@ -181,15 +193,19 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     if state.get("tried", 0) == 0:
         ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {max(0.0, ctx.remaining_s() - reserve):.0f} s left")
         return {}
-    metric = get_metric(state["task"].metric)
-    track = state["tracks"][name]
-    result = summarize_track(name, state["attempts"], metric)
-    champion = attempt_by_number(state["attempts"], state["champion"])
+    task, _, _ = run_inputs(state["run_dir"])
+    metric = get_metric(task.metric)
+    numbers = [*state["own"], *range(state["first_candidate"], state["next_attempt"])]
+    attempts = [a for a in (load_attempt(state["run_dir"], name, n) for n in numbers) if a is not None]
+    own = [a for a in attempts if a.attempt in state["own"]]
+    result = summarize_track(name, attempts, metric)
+    champion = chain_attempt(state, state["champion"])
     if champion.score is not None and result.best_attempt != champion.attempt:
         # a candidate that scored higher only within fold noise is not the track's best
         result = result.model_copy(update={"best_attempt": champion.attempt, "score": champion.score})
     left = max(0.0, ctx.remaining_s() - reserve)
-    ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=track.score,
+    before = summarize_track(name, own, metric)
+    ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=before.score,
                     best_score=result.score, stopped=state.get("stopped", "time") if left > MIN_CANDIDATE_S else "time",
                     left_s=round(left, 1))
     return {"tracks": {name: result}}
@@ -204,10 +220,6 @@ def after_propose(state: RefineState) -> Literal["check", "execute", "finish"]:
     if cand is None:
         return "finish"
     return "check" if cand.code is not None else "execute"
-
-
-def after_check(state: RefineState) -> Literal["execute", "judge"]:
-    return "execute" if state.get("verdict") is None else "judge"
 
 
 def build_refine_graph() -> ContextGraph:
@@ -231,34 +243,55 @@ def build_refine_graph() -> ContextGraph:
 # -- what the nodes share -----------------------------------------------------------------------
 
 
+def run_inputs(run_dir: str) -> tuple[TaskSpec, DataProfile, Blueprint]:
+    """The task, profile and blueprint as the run wrote them (the harness reads the same files)."""
+    folder = Path(run_dir)
+    stamp = tuple((folder / f).stat().st_mtime_ns for f in ("task.json", "profile.json", "blueprint.json"))
+    return _run_inputs(str(folder), stamp)
+
+
+@lru_cache(maxsize=8)
+def _run_inputs(run_dir: str, stamp: tuple) -> tuple[TaskSpec, DataProfile, Blueprint]:
+    folder = Path(run_dir)
+    return (TaskSpec.model_validate_json((folder / "task.json").read_text()),
+            DataProfile.model_validate_json((folder / "profile.json").read_text()),
+            Blueprint.model_validate_json((folder / "blueprint.json").read_text()))
+
+
 def reserve_s(state: RefineState, ctx: RunContext) -> float:
-    return final_reserve_s(state["blueprint"].budget_s, ctx.settings)
+    return final_reserve_s(run_inputs(state["run_dir"])[2].budget_s, ctx.settings)
 
 
-def plan_of(state: RefineState, track: str) -> TrackPlan | None:
-    return next((p for p in state["blueprint"].tracks if p.track == track), None)
+def plan_of(blueprint: Blueprint, track: str) -> TrackPlan | None:
+    return next((p for p in blueprint.tracks if p.track == track), None)
 
 
-def attempt_by_number(attempts: list[AttemptResult], number: int) -> AttemptResult:
-    return next(a for a in attempts if a.attempt == number)
+def find_attempt(run_dir: str, track: str, number: int) -> AttemptResult:
+    found = load_attempt(run_dir, track, number)
+    if found is None:
+        raise FileNotFoundError(f"attempt {number} of track {track} has no {ATTEMPT_RECORD} in {run_dir}")
+    return found
+
+
+def chain_attempt(state: RefineState, number: int) -> AttemptResult:
+    return find_attempt(state["run_dir"], state["track"], number)
 
 
 def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None) -> dict[str, Any]:
     """What the track's check and execute nodes read, for one candidate: its share of the
     budget is the time refine had left when it was proposed, so execute's deadline is refine's."""
-    plan = plan_of(state, state["track"])
-    budget = max(state["blueprint"].budget_s, 1.0)
-    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": cand.timeout_s / budget})
-    chain = state["chain"]
-    return {"run_dir": state["run_dir"], "task": state["task"], "profile": state["profile"],
-            "blueprint": state["blueprint"], "plan": cand_plan, "code": cand.code or chain.code, "source": "refine",
-            "attempt": cand.attempt, "attempts": [], "last_error": None, "prune": prune}
+    task, profile, blueprint = run_inputs(state["run_dir"])
+    plan = plan_of(blueprint, state["track"])
+    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": cand.timeout_s / max(blueprint.budget_s, 1.0)})
+    code = cand.code or read_modules(Path(state["chain"].code_dir))
+    return {"run_dir": state["run_dir"], "task": task, "profile": profile, "blueprint": blueprint, "plan": cand_plan,
+            "code": code, "source": "refine", "attempt": cand.attempt, "attempts": [], "last_error": None, "prune": prune}
 
 
 def prune_rule(state: RefineState) -> dict | None:
     """Stop a candidate after its first folds when it is worse than the chain's best on each,
     by more than half the spread of the best's fold scores (the harness applies it)."""
-    best = attempt_by_number(state["attempts"], state["chain"].current)
+    best = chain_attempt(state, state["chain"].current)
     folds = [s for s in best.fold_scores if s is not None and math.isfinite(s)]
     if len(folds) <= PRUNE_AFTER_FOLDS:
         return None
@@ -309,27 +342,26 @@ def searched_params(space: Space, params: dict[str, Any]) -> list[Param]:
 
 
 def new_chain(state: RefineState, base: AttemptResult, ctx: RunContext) -> Chain:
-    """A chain from `base`: its params made explicit (what it ran with, defaults included)."""
-    space = space_for(state["track"] if state.get("track") else base.track, base.member)
-    data = plan_data(state["task"], state["profile"], state["blueprint"].validation.n_folds)
-    known = {**space.defaults(data), **base.resolved_params, **base.params}
+    """A chain from `base`: its params made explicit (what it ran with, defaults included), and its
+    study in the run folder with the base enqueued first and told the score it already has."""
+    task, profile, blueprint = run_inputs(state["run_dir"])
+    space = space_for(state["track"], base.member)
+    known = {**space.defaults(plan_data(task, profile, blueprint.validation.n_folds)), **base.resolved_params, **base.params}
     params = dict(base.params)
     for p in space.searched():
         if isinstance(known.get(p.name), (int, float)) and not isinstance(known.get(p.name), bool):
             params[p.name] = known[p.name]
     moves = searched_params(space, params)
-    chain = Chain(base=base.attempt, member=base.member, current=base.attempt, params=params,
-                  code=read_modules(Path(base.dir)), pending=first_pass(moves),
-                  seen=[_key(params), _key(base.params)],
-                  reseed=isinstance(params.get("seed"), int) and not isinstance(params.get("seed"), bool),
-                  study=f"{base.track}-attempt_{base.attempt}")
-    study = open_study(state["run_dir"], base.track, chain.study, state["task"].metric, seed=ctx.settings.seed)
-    if not study.trials and base.score is not None:
-        # the base is scored already: enqueued first and told its score, not run again
-        dists = distributions(moves)
-        study.enqueue_trial({p.name: params[p.name] for p in moves if _inside(p, params[p.name])})
-        trial = study.ask(dists)
-        study.tell(trial, base.score)
+    chain = Chain(base=base.attempt, member=base.member, current=base.attempt, params=params, code_dir=base.dir,
+                  pending=first_pass(moves), reseed=isinstance(params.get("seed"), int) and not isinstance(params.get("seed"), bool),
+                  study=f"{state['track']}-attempt_{base.attempt}")
+    study = open_study(state["run_dir"], state["track"], chain.study, task.metric, seed=ctx.settings.seed)
+    if not study.trials:
+        study.enqueue_trial({p.name: params[p.name] for p in moves if _inside(p, params[p.name])},
+                            user_attrs={"key": _key(params), "attempt": base.attempt, "kind": "base"})
+        trial = study.ask(distributions([p for p in moves if _inside(p, params[p.name])]))
+        ok = base.score is not None and math.isfinite(base.score)
+        study.tell(trial, base.score if ok else None, state=None if ok else _trial_state("FAIL"))
     return chain
 
 
@@ -343,24 +375,28 @@ def next_chain(state: RefineState, done: Chain, ctx: RunContext) -> Chain | None
     i = bases.index(done.base) + 1
     if i >= len(bases):
         return None
-    return new_chain(state, attempt_by_number(state["attempts"], bases[i]), ctx)
+    return new_chain(state, chain_attempt(state, bases[i]), ctx)
 
 
 def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: float,
                    left: float) -> tuple[Candidate | None, Chain, list[LLMCall]]:
     """The chain's next candidate that fits the time left: an LLM rewrite (first chain, with an
-    LLM), a declared step, then TPE and reseeds in turn; None when nothing is left."""
+    LLM), a declared step, then TPE and reseeds in turn; None when nothing is left. What was
+    tried already is read from the chain's study, so no candidate runs twice."""
     calls: list[LLMCall] = []
     client = client_for(ctx)
+    # TPE's seed moves with the chain's candidates, so a resumed run asks what a fresh one would
+    study = open_study(state["run_dir"], state["track"], chain.study, run_inputs(state["run_dir"])[0].metric,
+                       seed=ctx.settings.seed + chain.tried)
+    seen = {t.user_attrs.get("key") for t in study.trials}
     if client is not None and chain.base == state["bases"][0]:
         while not chain.llm_given_up and chain.llm_asked < ctx.settings.refine_llm_rewrites:
-            cand, chain, asked = ask_rewrite(client, state, ctx, chain)
+            cand, chain, asked = ask_rewrite(client, state, ctx, chain, seen)
             calls += asked
             if cand is not None:
                 return cand, chain, calls
     space = space_for(state["track"], chain.member)
     fits = lambda c: max(MIN_CANDIDATE_S, typical * c.cost) * 1.25 <= left  # noqa: E731
-    seen = set(chain.seen)
     while chain.pending:
         name, step = chain.pending[0]
         chain = chain.model_copy(update={"pending": chain.pending[1:]})
@@ -372,41 +408,33 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
                          move=name, step=step, cost=p.relative_cost(value, chain.params[name]))
         if _key(cand.params) in seen or not fits(cand):
             continue  # too slow for the time left; a cheaper one may fit
-        return cand, seen_with(chain, cand), calls
+        return cand, chain, calls
     makers = (reseeded, sampled) if chain.turn % 2 == 0 else (sampled, reseeded)
     chain = chain.model_copy(update={"turn": chain.turn + 1})
     for make in makers:
-        cand, chain = make(state, ctx, chain, space, fits)
+        cand, chain = make(study, seen, ctx, chain, space, fits)
         if cand is not None:
-            return cand, seen_with(chain, cand), calls
+            return cand, chain, calls
     return None, chain, calls
 
 
-def seen_with(chain: Chain, cand: Candidate) -> Chain:
-    return chain.model_copy(update={"seen": [*chain.seen, _key(cand.params)]})
-
-
-def reseeded(state: RefineState, ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
+def reseeded(study, seen: set[str], ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
     """The chain's best with another seed: rarely kept, but its predictions differ by the
     randomness of bagging and column sampling alone, which the ensemble averages out."""
     while chain.reseed and chain.reseeds < ctx.settings.refine_max_reseeds:
         chain = chain.model_copy(update={"reseeds": chain.reseeds + 1})
         seed = int(chain.params["seed"]) + 1000 * chain.reseeds
         cand = Candidate(params={**chain.params, "seed": seed}, note=f"seed {chain.params['seed']} -> {seed}", kind="reseed")
-        if _key(cand.params) not in chain.seen:
+        if _key(cand.params) not in seen:
             return cand, chain
     return None, chain
 
 
-def sampled(state: RefineState, ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
+def sampled(study, seen: set[str], ctx: RunContext, chain: Chain, space: Space, fits) -> tuple[Candidate | None, Chain]:
     """Optuna's TPE, over the declared ranges, from everything told to the chain's study."""
-    import optuna
-
     moves = searched_params(space, chain.params)
     if not moves:
         return None, chain
-    study = open_study(state["run_dir"], state["track"], chain.study, state["task"].metric,
-                       seed=ctx.settings.seed + chain.tried)
     dists = distributions(moves)
     for _ in range(TPE_TRIES):
         trial = study.ask(dists)
@@ -415,10 +443,18 @@ def sampled(state: RefineState, ctx: RunContext, chain: Chain, space: Space, fit
         cost = float(np.prod([p.relative_cost(params[p.name], chain.params[p.name]) for p in changed])) if changed else 1.0
         cand = Candidate(params=params, kind="tpe", trial=trial.number, cost=cost,
                          note="tpe: " + ", ".join(f"{p.name} {chain.params[p.name]} -> {params[p.name]}" for p in changed))
-        if changed and _key(params) not in chain.seen and fits(cand):
+        key = _key(params)
+        trial.set_user_attr("key", key)
+        if changed and key not in seen and fits(cand):
             return cand, chain
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # nothing new, or too slow: not run
+        study.tell(trial, state=_trial_state("FAIL"))  # nothing new, or too slow: not run
     return None, chain
+
+
+def _trial_state(name: str):
+    from optuna.trial import TrialState
+
+    return TrialState[name]
 
 
 def learn(chain: Chain, cand: Candidate, result: AttemptResult, current: AttemptResult, kept: bool) -> Chain:
@@ -429,9 +465,8 @@ def learn(chain: Chain, cand: Candidate, result: AttemptResult, current: Attempt
     if cand.kind == "reseed" and result.status == "ok" and result.fold_scores and result.fold_scores == current.fold_scores:
         update["reseed"] = False
     if kept:
-        update.update(current=result.attempt, params=dict(cand.params), kept=chain.kept + 1)
-        if cand.code is not None:
-            update["code"] = dict(cand.code)
+        # its folder holds the chain's code from now on (a kept rewrite's modules)
+        update.update(current=result.attempt, params=dict(cand.params), kept=chain.kept + 1, code_dir=result.dir)
         if cand.move is not None:
             pending = [(m, i) for m, i in chain.pending if m != cand.move]
             update["pending"] = [(cand.move, cand.step), *pending]
@@ -470,13 +505,12 @@ def distributions(params: list[Param]) -> dict[str, Any]:
 
 def tell_study(state: RefineState, chain: Chain, cand: Candidate, result: AttemptResult) -> None:
     """Every candidate's outcome goes to the chain's study, so TPE learns from the declared
-    steps and reseeds too (a pruned or failed one as such)."""
+    steps and reseeds too (a pruned or failed one as such), and no candidate is proposed twice."""
     import optuna
-    from optuna.trial import TrialState
 
-    study = open_study(state["run_dir"], state["track"], chain.study, state["task"].metric, seed=0)
+    study = open_study(state["run_dir"], state["track"], chain.study, run_inputs(state["run_dir"])[0].metric, seed=0)
     ok = result.status == "ok" and result.score is not None and math.isfinite(result.score)
-    status = TrialState.COMPLETE if ok else TrialState.PRUNED if result.status == "pruned" else TrialState.FAIL
+    status = _trial_state("COMPLETE" if ok else "PRUNED" if result.status == "pruned" else "FAIL")
     if cand.trial is not None:
         study.tell(cand.trial, result.score if ok else None, state=status)
         return
@@ -484,7 +518,13 @@ def tell_study(state: RefineState, chain: Chain, cand: Candidate, result: Attemp
     inside = [p for p in moves if _inside(p, cand.params[p.name])]
     study.add_trial(optuna.trial.create_trial(
         params={p.name: cand.params[p.name] for p in inside}, distributions=distributions(inside),
-        value=result.score if ok else None, state=status, user_attrs={"attempt": result.attempt, "kind": cand.kind}))
+        value=result.score if ok else None, state=status,
+        user_attrs={"key": candidate_key(cand), "attempt": result.attempt, "kind": cand.kind}))
+
+
+def candidate_key(cand: Candidate) -> str:
+    """What makes a candidate new: its params, and its code when a module was rewritten."""
+    return _key(cand.params if cand.code is None else {**cand.params, "__code__": sorted(cand.code.items())})
 
 
 def _inside(p: Param, value: Any) -> bool:
@@ -492,40 +532,41 @@ def _inside(p: Param, value: Any) -> bool:
 
 
 def _key(params: dict[str, Any]) -> str:
-    return repr(sorted((k, repr(v)) for k, v in params.items()))
+    return hashlib.sha1(repr(sorted((k, repr(v)) for k, v in params.items())).encode()).hexdigest()[:16]
 
 
 # -- with an LLM: targeted rewrites of one module, before the parameter search --------------------
 
 
-def ask_rewrite(client, state: RefineState, ctx: RunContext, chain: Chain) -> tuple[Candidate | None, Chain, list[LLMCall]]:
+def ask_rewrite(client, state: RefineState, ctx: RunContext, chain: Chain,
+                seen: set[str]) -> tuple[Candidate | None, Chain, list[LLMCall]]:
     """One request for a rewrite of one module of the chain's best code (model.py first, then
     features.py, alternating); a usable answer is a Candidate with `code`, checked before it
     runs. A failed request ends the rewrites; the parameter search goes on without them."""
     from graph.llm import LLMError, ModuleRewrite, strip_fences
-    from prompts.render import refine_messages
+    from prompts.render import MEMORY_ITEMS, refine_messages
 
+    task, profile, blueprint = run_inputs(state["run_dir"])
     focus = ("model", "features")[chain.llm_asked % 2]
     chain = chain.model_copy(update={"llm_asked": chain.llm_asked + 1})
-    plan = plan_of(state, state["track"])
-    current = attempt_by_number(state["attempts"], chain.current)
+    code = read_modules(Path(chain.code_dir))
+    current = chain_attempt(state, chain.current)
+    recent = [*state["own"], *range(state["first_candidate"], state["next_attempt"])][-MEMORY_ITEMS:]
+    memory = [a for a in (load_attempt(state["run_dir"], state["track"], n) for n in recent) if a is not None]
     try:
         answer = client.ask(
             ModuleRewrite,
-            refine_messages(state["task"], state["profile"], plan, chain.code, current.score, params=chain.params,
-                            attempts=state["attempts"], focus=focus),
+            refine_messages(task, profile, plan_of(blueprint, state["track"]), code, current.score, params=chain.params,
+                            attempts=memory, focus=focus),
             role="refine", node="refine", track=state["track"], events=ctx.events)
     except LLMError as e:
         ctx.events.emit("refine_llm", track=state["track"], gave_up=str(e)[:200])
         return None, chain.model_copy(update={"llm_given_up": True}), list(e.calls)
     rewrite = answer.value
     source = strip_fences(rewrite.code)
-    code = {**chain.code, rewrite.module: source}
-    key = json.dumps(sorted(code.items()))
-    if not source.strip() or source == chain.code.get(rewrite.module) or key in chain.seen:
+    cand = Candidate(params=dict(chain.params), code={**code, rewrite.module: source}, kind="llm",
+                     note=f"LLM rewrite of {rewrite.module}.py: {rewrite.notes.strip()[:150] or 'no notes'}")
+    if not source.strip() or source == code.get(rewrite.module) or candidate_key(cand) in seen:
         ctx.events.emit("refine_llm", track=state["track"], skipped=f"no new change to {rewrite.module}.py")
         return None, chain, list(answer.calls)
-    note = f"LLM rewrite of {rewrite.module}.py: {rewrite.notes.strip()[:150] or 'no notes'}"
-    chain = chain.model_copy(update={"seen": [*chain.seen, key]})
-    return Candidate(params=dict(chain.params), note=note, code=code, kind="llm"), chain, list(answer.calls)
-
+    return cand, chain, list(answer.calls)

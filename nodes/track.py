@@ -14,6 +14,21 @@ from graph.state import AttemptResult, TrackResult, TrackState
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 
+ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
+
+
+def record_attempt(result: AttemptResult) -> None:
+    Path(result.dir, ATTEMPT_RECORD).write_text(result.model_dump_json(indent=2))
+
+
+def load_attempt(run_dir: str, track: str, number: int) -> AttemptResult | None:
+    path = Path(run_dir) / "tracks" / track / f"attempt_{number}" / ATTEMPT_RECORD
+    try:
+        return AttemptResult.model_validate_json(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def attempt_dir(state: TrackState) -> Path:
     folder = Path(state["run_dir"]) / "tracks" / state["plan"].track / f"attempt_{state['attempt']}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,12 @@ def test_when_the_best_attempts_search_runs_dry_the_next_family_is_searched(trac
     state, runtime = tracked
     track = state["tracks"]["traditional"]
     base = track.best
+    import shutil
+
+    folder = Path(base.dir).parent / f"attempt_{base.attempt + 50}"  # a member's attempt, as the track would have it
+    shutil.copytree(base.dir, folder, dirs_exist_ok=True)
     member = base.model_copy(update={"attempt": base.attempt + 50, "member": "linear", "source": "member",
-                                     "score": base.score - 0.01})
+                                     "score": base.score - 0.01, "dir": str(folder)})
     state = {**state, "tracks": {"traditional": track.model_copy(update={"attempts": [*track.attempts, member]})}}
     monkeypatch.setattr(runtime.context.settings, "refine_max_candidates", 2)
     before = len(_refine_events(state["run_dir"]))

@@ -31,11 +31,20 @@ def _task(metric="auc"):
 
 def _chain(params, names=None):
     moves = [p for p in searched_params(SPACES["traditional"], params) if names is None or p.name in names]
-    return Chain(base=1, current=1, params=params, code={}, pending=first_pass(moves), study="traditional-attempt_1")
+    return Chain(base=1, current=1, params=params, code_dir="/x/attempt_1", pending=first_pass(moves),
+                 study="traditional-attempt_1")
 
 
 def _state(tmp_path):
-    return {"run_dir": str(tmp_path), "track": "traditional", "task": _task(), "bases": [1]}
+    """A run folder as refine reads it: the task, profile and blueprint the earlier stages wrote."""
+    from graph.state import Blueprint, DataProfile, TargetProfile, ValidationScheme
+
+    (tmp_path / "task.json").write_text(_task().model_dump_json())
+    (tmp_path / "profile.json").write_text(DataProfile(n_train=100, n_test=10, columns=[],
+                                                       target=TargetProfile(kind="classes")).model_dump_json())
+    (tmp_path / "blueprint.json").write_text(Blueprint(validation=ValidationScheme(kind="kfold"), tracks=[],
+                                                       budget_s=60).model_dump_json())
+    return {"run_dir": str(tmp_path), "track": "traditional", "bases": [1]}
 
 
 def _next(state, chain, left=1e9, typical=1.0):
@@ -120,11 +129,12 @@ def test_after_the_steps_tpe_and_reseeds_take_turns_and_never_repeat(tmp_path):
 
 def test_tpe_is_seeded(tmp_path):
     def proposals(folder):
-        state = {**_state(folder), "run_dir": str(folder)}
+        state = _state(folder)
         chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, names={"num_leaves", "learning_rate"})
         out = []
         for n in range(6):
-            cand, chain = sampled(state, RunContext(settings=Settings()), chain, SPACES["traditional"], lambda c: True)
+            study = open_study(str(folder), "traditional", chain.study, "auc", seed=n)
+            cand, chain = sampled(study, set(), RunContext(settings=Settings()), chain, SPACES["traditional"], lambda c: True)
             out.append(cand.params)
             tell_study(state, chain, cand, _attempt(n + 2, 0.8 + 0.01 * n))
             chain = learn(chain, cand, _attempt(n + 2, 0.8), _attempt(1, 0.9), kept=False)
@@ -136,7 +146,7 @@ def test_tpe_is_seeded(tmp_path):
 
 
 def test_a_seed_the_modules_ignore_ends_the_reseeds():
-    chain = Chain(base=1, current=1, params={"C": 1.0, "seed": 0}, code={}, study="s")
+    chain = Chain(base=1, current=1, params={"C": 1.0, "seed": 0}, code_dir="/x/attempt_1", study="s")
     reseed = Candidate(params={"C": 1.0, "seed": 1000}, note="seed 0 -> 1000", kind="reseed")
     base = _attempt(1, 0.85)
     assert not learn(chain, reseed, _attempt(2, 0.85), base, kept=False).reseed  # the very same folds
