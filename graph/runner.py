@@ -224,6 +224,8 @@ def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on
                     on_update("custom", chunk)
                 elif not namespace:
                     on_update("updates", chunk)
+                elif namespace[0].split(":")[0] == "refine":
+                    continue  # refine's steps speak through its own events (the candidate, its score, kept)
                 else:
                     for node in chunk:
                         on_update("track_step", {"track": track_of.get(namespace[0]), "node": node})
