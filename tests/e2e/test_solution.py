@@ -45,7 +45,7 @@ def solved(root: Path, kind: str) -> tuple[Path, Path]:
     task_dir = write_task(root / "task", train, test, sample, descriptions[kind])
     run_dir = root / "run"
     # refine fills whatever budget is left: a short one keeps the test short
-    run_task(task_dir, run_dir, Settings(time_budget_s=30, n_folds=3, tracks=("traditional",)))
+    run_task(task_dir, run_dir, Settings(time_budget_s=30, n_folds=3, tracks=("traditional",), refine_max_candidates=3))
     return task_dir, run_dir.resolve()
 
 
@@ -66,10 +66,12 @@ def test_solution_reproduces_the_submission(kind, binary_run, tmp_path):
     task_dir, run_dir = binary_run if kind == "binary" else solved(tmp_path / "solved", kind)
     script = run_dir / "solution.py"
     source = script.read_text()
-    # iML is never imported: the only import of its names is the recipes' runtime.images, inside
-    # the image branch of `encode`, which solution.py installs itself on an image task
+    # iML is never imported: the only imports of its names are the recipes' runtime.params (their
+    # declared settings) and runtime.images (inside the image branch of `encode`), which
+    # solution.py inlines and installs itself
     imports = [line.strip() for line in source.splitlines() if re_imports_iml(line)]
-    assert set(imports) <= {"from runtime.images import load_images"}, imports
+    assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data"}, imports
+    assert "sys.modules['runtime.params'] = params_module" in source
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     done = run_isolated(script, task_dir, workdir / "out.csv", workdir)

@@ -128,7 +128,7 @@ def test_langgraph_dev_serves_the_graph(task, server):
     nodes: list[str] = []
     events: list[str] = []
     for part in client.runs.stream(thread["thread_id"], "iml", input={"task_dir": str(task)},
-                                   context={"n_folds": 3, "time_budget_s": 60},
+                                   context={"n_folds": 3, "time_budget_s": 60, "refine_max_candidates": 3},
                                    stream_mode=["updates", "custom"], stream_subgraphs=True):
         if part.event.startswith("updates") and isinstance(part.data, dict):
             nodes += list(part.data)
@@ -137,6 +137,7 @@ def test_langgraph_dev_serves_the_graph(task, server):
         assert not part.event.startswith("error"), part.data
     assert ["analyze", "profile", "blueprint"] == nodes[:3]
     assert {"generate", "check", "execute", "finish", "track", "ensemble", "submit"} <= set(nodes)
+    assert {"propose", "judge"} <= set(nodes)  # refine's candidates, step by step
     assert "attempt" in events  # events from inside the track's subgraph reach the client
 
     values = client.threads.get_state(thread["thread_id"])["values"]
