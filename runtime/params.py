@@ -141,8 +141,9 @@ TRADITIONAL = Space(
           "15 (n < 2k), 31 (n < 50k), 63 above; 7 with a text_pred* column", 4, 255, True, (2.0, 0.5), 0.5),
     Param("min_child_samples", int, lambda d: 30 if d.text_pred else 10 if d.n < 2_000 else 20,
           "10 (n < 2k), 20 above; 30 with a text_pred* column", 2, 200, True, (2.5, 0.4)),
-    Param("colsample_bytree", float, lambda d: 1.0 if d.columns < 20 else 0.8 if d.columns <= WIDE else 0.3,
-          "1.0 (< 20 columns), 0.8 (<= 200), 0.3 above   column share per tree", 0.2, 1.0, False, (-0.3, 0.2)),
+    # 0.8 on few columns too: out of fold it beat 1.0 on each of the 7 examples with < 20 columns
+    Param("colsample_bytree", float, lambda d: 0.8 if d.columns <= WIDE else 0.3,
+          "0.8 (<= 200 columns), 0.3 above   column share per tree", 0.2, 1.0, False, (-0.3, 0.2)),
     Param("learning_rate", float, lambda d: 0.05 if d.n < 50_000 else 0.1,
           "0.05 (n < 50k), 0.1 above", 0.005, 0.3, True, (0.5,), -1.0),
     Param("reg_lambda", float, 1.0, "1.0   L2 on leaf values", 1e-3, 100.0, True, (10.0, 0.1)),

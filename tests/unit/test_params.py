@@ -33,7 +33,8 @@ def test_defaults_follow_the_data():
     trad = SPACES["traditional"]
     assert trad.defaults(Data(n=1_000))["num_leaves"] == 15 and trad.defaults(Data(n=60_000))["num_leaves"] == 63
     assert trad.defaults(Data(n=1_000, text_pred=True))["num_leaves"] == 7  # small trees beside a text model's prediction
-    assert trad.defaults(Data(n=1_000, columns=10))["colsample_bytree"] == 1.0
+    assert trad.defaults(Data(n=1_000, columns=10))["colsample_bytree"] == 0.8
+    assert trad.defaults(Data(n=1_000, columns=424))["colsample_bytree"] == 0.3
     assert trad.defaults(Data(n=1_000, columns=424))["max_bin"] == 63
     assert SPACES["neural"].defaults(Data(n=1_000, gpu=True))["conv_width"] == 32
 
