@@ -16,7 +16,7 @@ from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import Blueprint, DataProfile, IMLState, TaskSpec, TrackPlan, ValidationScheme
 from prompts import recipe_tracks
-from runtime.params import SPACES, WIDE, Data
+from runtime.params import SPACES, Data
 
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
