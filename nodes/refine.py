@@ -511,8 +511,11 @@ def tell_study(state: RefineState, chain: Chain, cand: Candidate, result: Attemp
     study = open_study(state["run_dir"], state["track"], chain.study, run_inputs(state["run_dir"])[0].metric, seed=0)
     ok = result.status == "ok" and result.score is not None and math.isfinite(result.score)
     status = _trial_state("COMPLETE" if ok else "PRUNED" if result.status == "pruned" else "FAIL")
+    # idempotent: a judge killed after telling and before its checkpoint runs again on resume
     if cand.trial is not None:
-        study.tell(cand.trial, result.score if ok else None, state=status)
+        study.tell(cand.trial, result.score if ok else None, state=status, skip_if_finished=True)
+        return
+    if any(t.user_attrs.get("attempt") == result.attempt for t in study.trials):
         return
     moves = searched_params(space_for(state["track"], chain.member), cand.params)
     inside = [p for p in moves if _inside(p, cand.params[p.name])]

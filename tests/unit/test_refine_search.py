@@ -196,3 +196,17 @@ def test_the_harness_prunes_only_a_candidate_worse_on_every_fold_so_far():
     assert not clearly_worse(auc, [0.91, 0.70], rule)  # better on one fold
     assert not clearly_worse(auc, [0.895, 0.845], rule)  # worse, but within the margin
     assert clearly_worse(rmse, [2.0, 2.0], {"after": 2, "best": [1.0, 1.1], "margin": 0.1})  # lower is better
+
+
+def test_telling_the_study_twice_records_the_candidate_once(tmp_path):
+    """A judge killed after telling the study and before its checkpoint runs again on resume."""
+    state = _state(tmp_path)
+    chain = _chain({"num_leaves": 16, "learning_rate": 0.05, "seed": 0}, names={"num_leaves", "learning_rate"})
+    study = open_study(str(tmp_path), "traditional", chain.study, "auc", seed=0)
+    tpe, chain = sampled(study, set(), RunContext(settings=Settings()), chain, SPACES["traditional"], lambda c: True)
+    move = Candidate(params={**chain.params, "num_leaves": 32}, note="num_leaves 16 -> 32", kind="move", move="num_leaves")
+    for cand, n in ((tpe, 2), (move, 3)):
+        for _ in range(2):
+            tell_study(state, chain, cand, _attempt(n, 0.8))
+    trials = open_study(str(tmp_path), "traditional", chain.study, "auc", seed=0).trials
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
