@@ -347,9 +347,12 @@ def new_chain(state: RefineState, base: AttemptResult, ctx: RunContext) -> Chain
     task, profile, blueprint = run_inputs(state["run_dir"])
     space = space_for(state["track"], base.member)
     known = {**space.defaults(plan_data(task, profile, blueprint.validation.n_folds)), **base.resolved_params, **base.params}
+    # only what the modules read: code that is not the recipe's (an LLM's) may ignore a declared name
+    source = "\n".join(read_modules(Path(base.dir)).values())
     params = dict(base.params)
     for p in space.searched():
-        if isinstance(known.get(p.name), (int, float)) and not isinstance(known.get(p.name), bool):
+        read = p.name in base.resolved_params or f'"{p.name}"' in source or f"'{p.name}'" in source
+        if read and isinstance(known.get(p.name), (int, float)) and not isinstance(known.get(p.name), bool):
             params[p.name] = known[p.name]
     moves = searched_params(space, params)
     chain = Chain(base=base.attempt, member=base.member, current=base.attempt, params=params, code_dir=base.dir,

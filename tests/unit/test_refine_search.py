@@ -210,3 +210,20 @@ def test_telling_the_study_twice_records_the_candidate_once(tmp_path):
             tell_study(state, chain, cand, _attempt(n, 0.8))
     trials = open_study(str(tmp_path), "traditional", chain.study, "auc", seed=0).trials
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_a_chain_searches_only_what_its_modules_read(tmp_path):
+    """An LLM's modules may ignore a declared name: moving it would change nothing."""
+    from nodes.refine import new_chain
+
+    state = {**_state(tmp_path), "own": [1]}
+    folder = tmp_path / "tracks" / "traditional" / "attempt_1"
+    folder.mkdir(parents=True)
+    (folder / "features.py").write_text("class Features:\n    pass\n")
+    (folder / "model.py").write_text('class Model:\n    def __init__(self, task, params):\n'
+                                     '        self.leaves = params.get("num_leaves", 31)\n')
+    base = AttemptResult(track="traditional", attempt=1, source="llm", status="ok", score=0.9, fold_scores=[0.9, 0.9],
+                         params={"seed": 0}, dir=str(folder))
+    chain = new_chain(state, base, RunContext(settings=Settings()))
+    assert {name for name, _ in chain.pending} == {"num_leaves"}
+    assert "learning_rate" not in chain.params and chain.params["num_leaves"] == 15  # the declared default here
