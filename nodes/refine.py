@@ -359,7 +359,7 @@ def new_chain(state: RefineState, base: AttemptResult, ctx: RunContext) -> Chain
                   pending=first_pass(moves), reseed=isinstance(params.get("seed"), int) and not isinstance(params.get("seed"), bool),
                   study=f"{state['track']}-attempt_{base.attempt}")
     study = open_study(state["run_dir"], state["track"], chain.study, task.metric, seed=ctx.settings.seed)
-    if not study.trials:
+    if not study.get_trials(deepcopy=False):
         study.enqueue_trial({p.name: params[p.name] for p in moves if _inside(p, params[p.name])},
                             user_attrs={"key": _key(params), "attempt": base.attempt, "kind": "base"})
         trial = study.ask(distributions([p for p in moves if _inside(p, params[p.name])]))
@@ -391,7 +391,7 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
     # TPE's seed moves with the chain's candidates, so a resumed run asks what a fresh one would
     study = open_study(state["run_dir"], state["track"], chain.study, run_inputs(state["run_dir"])[0].metric,
                        seed=ctx.settings.seed + chain.tried)
-    seen = {t.user_attrs.get("key") for t in study.trials}
+    seen = {t.user_attrs.get("key") for t in study.get_trials(deepcopy=False)}
     if client is not None and chain.base == state["bases"][0]:
         while not chain.llm_given_up and chain.llm_asked < ctx.settings.refine_llm_rewrites:
             cand, chain, asked = ask_rewrite(client, state, ctx, chain, seen)
@@ -487,16 +487,24 @@ def open_study(run_dir: str, track: str, name: str, metric_name: str, seed: int)
     """The chain's Optuna study, stored in the run folder (a journal file, so a resumed run
     loads every trial told before the kill)."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = study_path(run_dir, track)
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    storage = _journal(str(path))
     direction = "maximize" if get_metric(metric_name).greater_is_better else "minimize"
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     return optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler, load_if_exists=True)
+
+
+@lru_cache(maxsize=16)
+def _journal(path: str):
+    """One storage per journal file and process: it replays only the lines added since its last
+    read, where a new one would parse the whole journal at every step (quadratic over a run)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(path))
 
 
 def distributions(params: list[Param]) -> dict[str, Any]:
@@ -518,7 +526,7 @@ def tell_study(state: RefineState, chain: Chain, cand: Candidate, result: Attemp
     if cand.trial is not None:
         study.tell(cand.trial, result.score if ok else None, state=status, skip_if_finished=True)
         return
-    if any(t.user_attrs.get("attempt") == result.attempt for t in study.trials):
+    if any(t.user_attrs.get("attempt") == result.attempt for t in study.get_trials(deepcopy=False)):
         return
     moves = searched_params(space_for(state["track"], chain.member), cand.params)
     inside = [p for p in moves if _inside(p, cand.params[p.name])]
