@@ -278,11 +278,3 @@ def params_markdown() -> str:
 def space_for(track: str, member: str | None = None) -> Space:
     """The parameters of the recipe an attempt runs: its member's when it runs one."""
     return SPACES.get(member or track, FALLBACK)
-
-
-def overrides(space: Space, params: Mapping[str, Any], data: Data) -> dict[str, Any]:
-    """The params that differ from the space's defaults for this data (what a plan needs to hold)."""
-    defaults = space.defaults(data)
-    return {k: v for k, v in params.items() if k not in space or defaults.get(k) != v}
-
-
