@@ -16,7 +16,7 @@ from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import Blueprint, DataProfile, IMLState, TaskSpec, TrackPlan, ValidationScheme
 from prompts import recipe_tracks
-from runtime.params import SPACES, Data
+from runtime.params import HARNESS_PARAMS, SPACES, Data
 
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
@@ -56,6 +56,7 @@ ENCODER_LOAD_S = 6.0      # import torch + load all-MiniLM-L6-v2
 ENCODER_ROW_S = 0.004     # the encoder's per-row overhead (~11 s per 1000 short sentences)
 ENCODER_TOKEN_S = 0.00025  # and per token up to max_length (attention grows it; measured at 64..256)
 CHARS_PER_TOKEN = 4.2
+FINAL_ROW_S = 2e-5        # ensemble + submit + outputs per train + test row (43k + 11k rows: ~1 s with the report)
 TORCH_IMPORT_S = 3.0
 MLP_ROW_EPOCH_S = 2.0e-5  # a small MLP: seconds per row per epoch (forward + backward), 2 threads
 MLP_EPOCHS = 40           # epochs until early stopping, typically
@@ -77,10 +78,11 @@ CNN_EPOCHS = 25           # epochs until early stopping, typically
 CNN_MIN_SECONDS = 8.0     # training time per fold below which a CNN learns too little
 
 
-def final_reserve_s(budget_s: float, settings: Settings | None = None) -> float:
-    """Kept for ensemble + submit + writing the outputs, whatever the tracks do."""
+def final_reserve_s(budget_s: float, settings: Settings | None = None, rows: int = 0) -> float:
+    """Kept for ensemble + submit + writing the outputs, whatever the tracks do; `rows` (train +
+    test) for the blends' scoring and the files, which grow with them."""
     settings = settings or Settings()
-    return max(settings.final_reserve_min_s, settings.final_reserve_share * budget_s)
+    return max(settings.final_reserve_min_s, settings.final_reserve_share * budget_s, FINAL_ROW_S * rows)
 
 
 def refine_reserve_s(budget_s: float, settings: Settings | None = None) -> float:
@@ -95,8 +97,6 @@ def recipe_params(track: str) -> set[str]:
     Plans only carry params the recipe reads: a name the recipe does not know would be
     silently ignored, and refine would search a dimension that changes nothing.
     """
-    from runtime.harness import HARNESS_PARAMS
-
     return set(HARNESS_PARAMS) | SPACES[track].names
 
 
@@ -133,7 +133,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
         gpu = gpu_available()
     notes: list[str] = []
-    final_s, refine_s = final_reserve_s(budget_s, settings), refine_reserve_s(budget_s, settings)
+    final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
+    refine_s = refine_reserve_s(budget_s, settings)
     pool = max(0.0, budget_s - final_s - refine_s)
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
                  f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
@@ -382,10 +383,13 @@ EXTRATREES_FOLD_S = 0.3      # extra-trees (300 trees): a fold's fixed cost
 EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
+KNN_FOLD_S = 0.05            # k-nearest neighbours: a fold's fixed cost
+KNN_CELL_S = 1e-10           # and per (training row x queried row x column): the held-out fold and the test rows
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
-# tried in this order while they fit: the cheap linear model, CatBoost (the strongest on small
-# tables), extra-trees only where time is left after both
-MEMBER_ORDER = ("linear", "catboost", "extratrees")
+# tried in this order while they fit: the cheap linear model, neighbours (cheap on small tables,
+# and on clustered classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out
+# of fold), CatBoost (the strongest on small tables), extra-trees only where time is left after all
+MEMBER_ORDER = ("linear", "knn", "catboost", "extratrees")
 
 
 def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict[str, float]:
@@ -396,7 +400,10 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
     per_fold = {"linear": LINEAR_FOLD_S + LINEAR_CELL_S * rows * cols * classes
                 + LINEAR_CHAR_S * _text_chars(profile, int(rows)) * classes,
                 "extratrees": EXTRATREES_FOLD_S + EXTRATREES_CELL_S * rows * cols,
-                "catboost": CATBOOST_FOLD_S + CATBOOST_CELL_S * rows * cols * classes}
+                "catboost": CATBOOST_FOLD_S + CATBOOST_CELL_S * rows * cols * classes,
+                # queried: the held-out fold, the test rows, and for classes the training rows (its calibration)
+                "knn": KNN_FOLD_S + KNN_CELL_S * rows * cols * (rows / max(1, n_folds - 1) + profile.n_test
+                                                                + (rows if task.task_type != "regression" else 0))}
     return {name: CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
 
 
@@ -418,11 +425,13 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
         seconds = estimates[name]
         if name not in available or (name == "catboost" and not installed("catboost")):
             continue
+        if name == "knn" and not profile.columns_of("numeric", "categorical", "datetime"):
+            continue  # free text alone: no distance between rows for it
         need = seconds * SAFETY
         if need > room_s - extra:
             notes.append(f"members: {name} skipped, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it")
             continue
-        members[name] = {"seed": seed}
+        members[name] = {"seed": seed} if "seed" in SPACES[name] else {}
         extra += need
         notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
     return members, extra, notes

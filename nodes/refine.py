@@ -43,7 +43,7 @@ from nodes.track import ATTEMPT_RECORD, attempt_dir, load_attempt, record_attemp
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
 
-MIN_CANDIDATE_S = 2.0  # what a candidate costs at least (a cell, a fit, writing files)
+MIN_CANDIDATE_S = 0.5  # what a candidate costs at least (a cell, a fit, writing files: ~0.1 s beyond its folds)
 PRUNE_AFTER_FOLDS = 2  # a candidate is judged on this many folds before it may be pruned
 TPE_TRIES = 8  # asks of the sampler for one affordable, new candidate
 
@@ -259,7 +259,8 @@ def _run_inputs(run_dir: str, stamp: tuple) -> tuple[TaskSpec, DataProfile, Blue
 
 
 def reserve_s(state: RefineState, ctx: RunContext) -> float:
-    return final_reserve_s(run_inputs(state["run_dir"])[2].budget_s, ctx.settings)
+    _, profile, blueprint = run_inputs(state["run_dir"])
+    return final_reserve_s(blueprint.budget_s, ctx.settings, profile.n_train + profile.n_test)
 
 
 def plan_of(blueprint: Blueprint, track: str) -> TrackPlan | None:

@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackResult, TrackState
 from runtime.kernel import KernelStartError
-from runtime.metrics import get_metric
+from runtime.metrics import get_metric, preload_sklearn
 
 ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
 
@@ -92,6 +92,7 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     The kernel is started inside the slot: tracks waiting their turn hold no kernel, so no more
     kernels load the data (and torch) at once than may compute at once.
     """
+    preload_sklearn()  # while the kernel computes, for the ensemble's scores
     with ctx.slots.hold():
         try:
             kernel = ctx.kernel(state["plan"].track, state["run_dir"])
@@ -137,8 +138,11 @@ def finish(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     track = state["plan"].track
     attempts = state.get("attempts", [])
     result = summarize_track(track, attempts, get_metric(state["task"].metric))
-    # A finished track's kernel only holds memory; refine starts the best track's again.
-    runtime.context.close_kernel(track)
+    # A finished track's kernel only holds memory while other tracks compute; refine starts the
+    # best track's again. The only track keeps its kernel: refine searches it next, and a restart
+    # (kernel, imports, data) is seconds that a small budget does not have.
+    if len(state["blueprint"].tracks) > 1:
+        runtime.context.close_kernel(track)
     runtime.context.events.emit("track", track=track, status=result.status, score=result.score, attempts=len(attempts))
     return {"tracks": {track: result}}
 

@@ -27,6 +27,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from runtime.data import feature_columns, label_key, labelled, read_test, read_train, target_columns
 from runtime.metrics import get_metric
+from runtime.params import REPAIR_PARAMS
 from runtime.predict import MODELS_DIR
 
 SAMPLE_ROWS = 300
@@ -137,10 +138,6 @@ class ConstantUnit:
         return np.full(len(X), self.value)
 
 
-REPAIR_PARAMS = ("drop_columns", "coerce_columns")  # read by the harness itself, for any module
-# params the harness reads itself, whatever the modules: the repairs, and a cap on the rows each
-# fold's fit sees (small budgets: a sample rather than a stretched clock)
-HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows")
 
 
 def repaired(profile: dict[str, Any], params: dict[str, Any], frames: list) -> tuple[dict[str, Any], list]:

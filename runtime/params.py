@@ -18,6 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# params the harness reads itself, whatever the modules: the offline debug's repairs of columns,
+# and a cap on the rows each fold's fit sees (small budgets: a sample rather than a stretched clock)
+REPAIR_PARAMS = ("drop_columns", "coerce_columns")
+HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows")
+
 WIDE = 200  # columns beyond which the data is wide (image features, pixels): sample columns, coarser bins
 
 
@@ -259,10 +264,20 @@ EXTRATREES = Space(
     _seed(),
 )
 
+KNN = Space(
+    "knn",
+    Param("n_neighbors", int, lambda d: 5 if d.n < 5_000 else 10, "5 (n < 5k), else 10", 1, 100, True, (2.0, 0.5), 0.3),
+    Param("weights", object, "distance", "distance   or uniform: how the neighbours' votes count"),
+    Param("scale", object, "auto", "auto   standard (each column by its spread), global (all by one), auto: global "
+          "for 20+ non-negative columns in one range (pixels)"),
+    Param("max_levels", int, 20, "20   one-hot columns per categorical (its commonest levels)"),
+    Param("n_jobs", int, lambda d: _threads(), "OMP_NUM_THREADS (the kernel's cores)"),
+)  # no seed: the neighbours are the same whatever it is, so refine never reseeds it
+
 FALLBACK = Space("fallback", _seed())
 
 # recipe name (a track's recipe, or a member of the traditional track's zoo) -> its parameters
-SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINED, LINEAR, CATBOOST, EXTRATREES, FALLBACK)}
+SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINED, LINEAR, CATBOOST, EXTRATREES, KNN, FALLBACK)}
 
 
 def params_markdown() -> str:

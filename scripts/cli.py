@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image tasks: the folder the rows' images are under, laid out like the task's (default: the task's folder)")
 
     p = sub.add_parser("params", help="every recipe's parameters: defaults, meaning, the ranges refine searches")
-    p.add_argument("recipe", nargs="?", help="one recipe (traditional, neural, pretrained, linear, catboost, extratrees)")
+    p.add_argument("recipe", nargs="?", help="one recipe (traditional, neural, pretrained, linear, catboost, extratrees, knn)")
 
     p = sub.add_parser("validate", help="check a submission against a task's format")
     p.add_argument("task_dir", type=Path)

@@ -8,12 +8,15 @@ import pytest
 from graph.context import Settings
 from graph.state import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 from nodes.blueprint import (
+    CHECK_S,
+    member_estimates,
     final_reserve_s,
     make_blueprint,
     recipe_params,
     refine_reserve_s,
 )
 from prompts import recipe_tracks
+from runtime.params import SPACES
 
 ALL = {"traditional", "pretrained", "neural"}
 
@@ -168,7 +171,8 @@ def test_a_plan_holds_only_what_differs_from_the_recipes_defaults():
     defaults = recipe_defaults("traditional", _task(), profile, bp.validation.n_folds)
     assert {k for k, v in trad.params.items() if defaults.get(k) == v} <= {"seed"}
     assert "num_leaves" not in trad.params and "learning_rate" not in trad.params
-    assert all(m == {"seed": 0} for m in trad.members.values())  # members: their recipes' defaults
+    # members: their recipes' defaults, and the seed where the recipe has one
+    assert trad.members and all(m == ({"seed": 0} if "seed" in SPACES[name] else {}) for name, m in trad.members.items())
 
 def test_a_second_model_may_take_refines_reserve_at_a_small_budget():
     # digits-like: 1.4k rows, 64 numeric columns, ten classes, 60 s
@@ -227,3 +231,13 @@ def test_max_train_rows_samples_the_fold_s_training_rows_only():
     _, (pred_va, pred_test) = fit_fold(*modules, task, {"columns": []}, {"max_train_rows": 300}, X.iloc[:800],
                                        np.arange(800.0), X.iloc[800:], np.arange(200.0), [X.iloc[:50]])
     assert seen == [300] and len(pred_va) == 200 and len(pred_test) == 50
+
+
+def test_neighbours_join_the_zoo_on_small_tables_and_never_on_text_alone():
+    small = _plan(_profile(300, numeric=6), 120.0, available={"traditional"})
+    assert "knn" in small.tracks[0].members
+    texts = _plan(_profile(300, numeric=0, text=1), 120.0, available={"traditional"})
+    assert "knn" not in texts.tracks[0].members and "linear" in texts.tracks[0].members
+    # its cost grows with the square of the rows (each query against every training row)
+    costs = [member_estimates(_task(), _profile(n, numeric=6), 5)["knn"] for n in (20_000, 40_000)]
+    assert 3.0 < (costs[1] - CHECK_S) / (costs[0] - CHECK_S) < 4.5
