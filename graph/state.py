@@ -146,6 +146,9 @@ class TrackPlan(BaseModel):
     time_share: float  # fraction of the run's budget
     # other model families tried as attempts after the track's recipe, in order: name -> params
     members: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # members that did not fit the plan: name -> seconds they need; tried after the planned ones
+    # while the track's share has that much left (the plan's estimates are pessimistic)
+    members_if_time: dict[str, float] = Field(default_factory=dict)
 
 
 class Blueprint(BaseModel):

@@ -194,8 +194,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     if trad is not None:
         # the traditional track's other model families get what the tracks leave, refine's reserve
         # included: another family before more tuning of one
-        members, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
-        trad.members, trad.time_share = members, trad.time_share + extra
+        members, if_time, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
+        trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
         notes += member_notes
         if extra > left:
             notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
@@ -385,6 +385,7 @@ CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on 
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
 KNN_FOLD_S = 0.05            # k-nearest neighbours: a fold's fixed cost
 KNN_CELL_S = 1e-10           # and per (training row x queried row x column): the held-out fold and the test rows
+MEMBER_CHECK_S = 0.5         # a member's dynamic check in a running kernel (CHECK_S includes a kernel's first imports)
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
 # tried in this order while they fit: the cheap linear model, neighbours (cheap on small tables,
 # and on clustered classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out
@@ -408,18 +409,21 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
-                 seed: int = 0) -> tuple[dict[str, dict], float, list[str]]:
+                 seed: int = 0) -> tuple[dict[str, dict], dict[str, float], float, list[str]]:
     """The member recipes the traditional track tries after LightGBM, in MEMBER_ORDER, while they
-    fit in room_s: a linear model, extra-trees and CatBoost (other errors than LightGBM's, so the
-    blend gains; most on small tables). Their params, the seconds they add to the track's share, and notes."""
+    fit in room_s: a linear model, neighbours, CatBoost and extra-trees (other errors than
+    LightGBM's, so the blend gains; most on small tables). Their params; those that did not fit,
+    with the seconds their folds need (the track tries them when its share has that much left:
+    on a quiet machine the estimates are pessimistic, and a 10 s plan fits none of them); the
+    seconds the planned ones add to the track's share; and notes."""
     from prompts import member_recipes
 
     available = member_recipes()
     if profile.columns_of("image"):
-        return {}, 0.0, ["members: none; the image features are LightGBM's (the other members read tables)"]
+        return {}, {}, 0.0, ["members: none; the image features are LightGBM's (the other members read tables)"]
     if profile.n_train > MEMBERS_MAX_ROWS:
-        return {}, 0.0, [f"members: none at {profile.n_train:,} rows; LightGBM alone"]
-    members, extra, notes = {}, 0.0, []
+        return {}, {}, 0.0, [f"members: none at {profile.n_train:,} rows; LightGBM alone"]
+    members, if_time, extra, notes = {}, {}, 0.0, []
     estimates = member_estimates(task, profile, n_folds)
     for name in MEMBER_ORDER:
         seconds = estimates[name]
@@ -429,12 +433,14 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
             continue  # free text alone: no distance between rows for it
         need = seconds * SAFETY
         if need > room_s - extra:
-            notes.append(f"members: {name} skipped, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it")
+            if_time[name] = round((seconds - CHECK_S) * SAFETY + MEMBER_CHECK_S, 2)
+            notes.append(f"members: {name} not planned, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it; "
+                         f"tried if the track has {if_time[name]:.1f} s of its share left after the planned ones")
             continue
         members[name] = {"seed": seed} if "seed" in SPACES[name] else {}
         extra += need
         notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
-    return members, extra, notes
+    return members, if_time, extra, notes
 
 
 # -- pretrained ---------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackResult, TrackState
+from nodes.blueprint import final_reserve_s
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric, preload_sklearn
+from runtime.params import SPACES
 
 ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
 
@@ -38,22 +40,47 @@ def attempt_dir(state: TrackState) -> Path:
 def attempt_params(state: TrackState) -> dict:
     """The plan's params, with the offline debug's repairs (drop_columns, coerce_columns) on top;
     a member's own params (and the repairs) when the attempt runs a member recipe."""
-    member = state.get("member")
-    base = state["plan"].members.get(member, {}) if member else state["plan"].params
+    member, plan = state.get("member"), state["plan"]
+    if not member:
+        base = plan.params
+    elif member in plan.members:
+        base = plan.members[member]
+    else:  # a member tried because time was left: its recipe's defaults, with the run's seed
+        base = {"seed": plan.params["seed"]} if "seed" in SPACES[member] and "seed" in plan.params else {}
     return {**base, **(state.get("repairs") or {})}
 
 
-def members_left(state: TrackState) -> list[str]:
-    """The plan's members not tried yet, while the track's share of the budget lasts."""
+def members_left(state: TrackState, run_left_s: float = float("inf")) -> list[str]:
+    """The plan's members not tried yet; then those it had no room for, each while the track's
+    share and the run (`run_left_s`, its final reserve kept) still have the seconds it needs:
+    the track's own attempts ran faster than estimated."""
+    plan = state["plan"]
     tried = {a.member for a in state.get("attempts", []) if a.source == "member"}
-    return [m for m in state["plan"].members if m not in tried]
+    planned = [m for m in plan.members if m not in tried]
+    if planned:
+        return planned
+    left = min(share_left_s(state), run_left_s)
+    return [m for m, need in plan.members_if_time.items() if m not in tried and m not in plan.members and need <= left]
+
+
+def run_left_s(state: TrackState, ctx: RunContext) -> float:
+    """Seconds the run has left before its final reserve (ensemble, submit, outputs)."""
+    profile = state["profile"]
+    return ctx.remaining_s() - final_reserve_s(state["blueprint"].budget_s, ctx.settings, profile.n_train + profile.n_test)
+
+
+def share_left_s(state: TrackState) -> float:
+    """Seconds of the track's share of the budget its attempts have not used."""
+    share = state["plan"].time_share * state["blueprint"].budget_s
+    return share - sum(a.duration_s for a in state.get("attempts", []))
 
 
 def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     """The next member recipe of the track's zoo, as the next attempt."""
     from prompts import render_member
 
-    name = members_left(state)[0]
+    # the clock moved since the router's look: never fail here for lack of a fitting one
+    name = (members_left(state, run_left_s(state, runtime.context)) or members_left(state))[0]
     runtime.context.events.emit("member", track=state["plan"].track, attempt=state["attempt"] + 1, source="member", member=name)
     return {"code": render_member(name), "source": "member", "member": name, "attempt": state["attempt"] + 1,
             "last_error": None}
@@ -66,9 +93,7 @@ def write_modules(folder: Path, code: dict[str, str]) -> None:
 
 def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
     """What is left of the track's share of the budget, and never more than the run has left."""
-    share = state["plan"].time_share * state["blueprint"].budget_s
-    used = sum(a.duration_s for a in state.get("attempts", []))
-    timeout = min(share - used, ctx.remaining_s())
+    timeout = min(share_left_s(state), ctx.remaining_s())
     if ctx.settings.max_attempt_timeout_s is not None:
         timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
     # the floor an attempt always gets, but never more than half a small budget: a 10 s run must
@@ -113,24 +138,24 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)
 
 
-def after_check(state: TrackState) -> Literal["execute", "debug", "finish", "next_member"]:
-    return "execute" if state.get("last_error") is None else after_failure(state)
+def after_check(state: TrackState, runtime: Runtime[RunContext]) -> Literal["execute", "debug", "finish", "next_member"]:
+    return "execute" if state.get("last_error") is None else after_failure(state, runtime)
 
 
-def after_execute(state: TrackState) -> Literal["finish", "debug", "next_member"]:
-    return after_success(state) if state.get("last_error") is None else after_failure(state)
+def after_execute(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "debug", "next_member"]:
+    return after_success(state, runtime) if state.get("last_error") is None else after_failure(state, runtime)
 
 
-def after_success(state: TrackState) -> Literal["finish", "next_member"]:
-    return "next_member" if members_left(state) else "finish"
+def after_success(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "next_member"]:
+    return "next_member" if members_left(state, run_left_s(state, runtime.context)) else "finish"
 
 
-def after_failure(state: TrackState) -> Literal["debug", "finish", "next_member"]:
+def after_failure(state: TrackState, runtime: Runtime[RunContext]) -> Literal["debug", "finish", "next_member"]:
     # A member that fails is skipped (the track already has its own scored attempt); debug
     # repairs the track's own code while attempts are left and falls back to the recipe after;
     # once the fallback itself has failed there is nothing left to try.
     if state.get("source") == "member":
-        return after_success(state)
+        return after_success(state, runtime)
     return "finish" if state.get("fell_back") else "debug"
 
 

@@ -241,3 +241,22 @@ def test_neighbours_join_the_zoo_on_small_tables_and_never_on_text_alone():
     # its cost grows with the square of the rows (each query against every training row)
     costs = [member_estimates(_task(), _profile(n, numeric=6), 5)["knn"] for n in (20_000, 40_000)]
     assert 3.0 < (costs[1] - CHECK_S) / (costs[0] - CHECK_S) < 4.5
+
+
+def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
+    from graph.state import AttemptResult
+    from nodes.track import members_left
+
+    bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"})
+    [trad] = bp.tracks
+    assert not trad.members and {"linear", "knn"} <= set(trad.members_if_time)
+    share = trad.time_share * bp.budget_s
+    state = {"plan": trad, "blueprint": bp, "attempts": [AttemptResult(track="traditional", attempt=1, source="recipe",
+                                                                        status="ok", score=0.9, duration_s=0.5, dir="/nowhere")]}
+    fits = members_left(state)
+    assert fits and fits == [m for m in trad.members_if_time if trad.members_if_time[m] <= share - 0.5]
+    # nor when the run's clock has less left than they need, whatever the share says
+    assert members_left(state, run_left_s=0.1) == []
+    # a track whose own attempt took nearly its share tries none of them
+    state["attempts"][0] = state["attempts"][0].model_copy(update={"duration_s": share - 0.1})
+    assert members_left(state) == []
