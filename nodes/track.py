@@ -13,7 +13,7 @@ from graph.context import RunContext
 from graph.state import AttemptResult, TrackResult, TrackState
 from nodes.blueprint import final_reserve_s
 from runtime.kernel import KernelStartError
-from runtime.metrics import get_metric, preload_sklearn
+from runtime.metrics import get_metric
 from runtime.params import SPACES
 
 ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
@@ -117,7 +117,6 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     The kernel is started inside the slot: tracks waiting their turn hold no kernel, so no more
     kernels load the data (and torch) at once than may compute at once.
     """
-    preload_sklearn()  # while the kernel computes, for the ensemble's scores
     with ctx.slots.hold():
         try:
             kernel = ctx.kernel(state["plan"].track, state["run_dir"])

@@ -14,11 +14,8 @@ threshold 0.5 / argmax, clipped probabilities for log loss, rounded values for q
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
-import sys
-import threading
 from dataclasses import dataclass, field
 from collections.abc import Iterable
 from typing import Callable, Literal, TypeVar
@@ -30,8 +27,10 @@ T = TypeVar("T")
 
 class _SklearnMetrics:
     """sklearn.metrics, imported on first use: the registry (names, directions, parsing a
-    description) is needed long before any score, and sklearn + scipy cost ~60 MB of the
-    framework's process while the kernels compute."""
+    description) is needed long before any score, and sklearn + scipy cost ~70 MB of the
+    framework's process, which the run's peak memory would count while a kernel computes. The
+    first score in this process is the ensemble's, after refine has closed the kernels (the
+    import, ~1 s on 2 cores, is in the final reserve)."""
 
     def __getattr__(self, name: str):
         from sklearn import metrics
@@ -40,20 +39,6 @@ class _SklearnMetrics:
 
 
 skm = _SklearnMetrics()
-
-
-def preload_sklearn() -> None:
-    """Import sklearn.metrics in a background thread: the framework's process waits on a kernel
-    for seconds at a time, and the ensemble, which scores blends, otherwise pays the import
-    (~1 s on 2 cores) out of the final reserve."""
-    global _preloading
-    if _preloading is None and "sklearn.metrics" not in sys.modules:
-        _preloading = threading.Thread(target=importlib.import_module, args=("sklearn.metrics",), daemon=True,
-                                       name="iml-preload-sklearn")
-        _preloading.start()
-
-
-_preloading: threading.Thread | None = None
 
 
 __all__ = [

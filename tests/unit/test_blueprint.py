@@ -103,9 +103,8 @@ def test_pretrained_downsized_then_skipped_as_the_budget_shrinks():
     profile = _profile(3000, numeric=0, text=1, text_length=1000, n_test=800)
     roomy = _plan(profile, budget=1800)
     assert "pretrained" in [t.track for t in roomy.tracks]
-    tight = _plan(profile, budget=300)
-    if "pretrained" in [t.track for t in tight.tracks]:
-        assert any("max_length" in n for n in tight.notes)
+    tight = _plan(profile, budget=180)
+    assert "pretrained" in [t.track for t in tight.tracks] and any("max_length" in n for n in tight.notes)
     tiny = _plan(profile, budget=60)
     assert "pretrained" not in [t.track for t in tiny.tracks]
     reason = tiny.skipped["pretrained"]

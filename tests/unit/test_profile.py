@@ -41,3 +41,30 @@ def test_warnings_for_leakage_and_duplicates(make_task):
     warnings = profile_data(read_task(folder, Settings())).warnings
     assert any("leakage: 'leak'" in w for w in warnings)
     assert any("repeat another row" in w for w in warnings)
+
+
+def test_the_stages_before_the_tracks_leave_sklearn_out_of_the_framework_s_process(make_task):
+    """sklearn + scipy are ~70 MB of the framework's process: imported before a kernel computes,
+    they add to the run's peak memory (the kernels hold their own copy). The first score in this
+    process is the ensemble's, after the kernels have closed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from graph.builder import build_graph\n"
+        "from graph.context import Settings\n"
+        "from nodes.analyze import read_task\n"
+        "from nodes.profile import profile_data\n"
+        "from nodes.blueprint import make_blueprint\n"
+        "build_graph().compile()\n"
+        "from pathlib import Path\n"
+        f"task = read_task(Path({str(make_task('binary'))!r}), Settings())\n"
+        "make_blueprint(task, profile_data(task), Settings(), 60.0, gpu=False)\n"
+        "print(sorted(m for m in ('sklearn', 'scipy', 'lightgbm', 'torch') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
