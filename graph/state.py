@@ -133,6 +133,7 @@ class ValidationScheme(BaseModel):
     kind: Literal["kfold", "stratified", "group", "time"]
     n_folds: int = 5
     seed: int = 0
+    repeats: int = 1  # the folds cut this many times, each with its own seed (random k-fold only)
     group_column: str | None = None
     time_column: str | None = None
 

@@ -64,10 +64,13 @@ FINAL_ROW_S = 5e-6        # ensemble + submit + outputs per train + test row (no
 TORCH_IMPORT_S = 3.0
 MLP_ROW_EPOCH_S = 2.0e-5  # a small MLP: seconds per row per epoch (forward + backward), 2 threads
 MLP_EPOCHS = 40           # epochs until early stopping, typically
-MLP_MIN_SECONDS = 2.0     # training time per fold below which a network learns too little
+MLP_MIN_SECONDS = 2.0     # training time per fold below which a network learns too little ...
+MLP_MIN_EPOCHS = 15       # ... or the time of this many epochs, if longer
 GPU_SPEEDUP = 20.0        # the encoder and the network on a GPU, against 2 CPU cores
 SAFETY = 1.5              # a share is the estimate times this, so a slow machine still finishes
 MIN_FOLDS = 3             # the first step down from 5 folds; 2 only as the last resort
+REPEAT_MAX_ROWS = 1_000   # up to this many training rows the folds are cut again ...
+FOLD_REPEATS = 3          # ... this many times at most
 MIN_SAMPLE_ROWS = 500     # a fold trained on a sample never sees fewer rows than this
 NEURAL_MIN_ROWS = 500     # below this a network is noise next to boosted trees
 # images (measured on 2 cores: 1,800 PNGs, and EfficientNet-Lite0 at 64..224 pixels)
@@ -93,6 +96,20 @@ def refine_reserve_s(budget_s: float, settings: Settings | None = None) -> float
     """Kept for refine's search; refine also gets whatever the tracks leave unused."""
     settings = settings or Settings()
     return settings.refine_reserve_share * budget_s if budget_s >= 45 else 0.0
+
+
+def fold_repeats(profile: DataProfile, plans: list[TrackPlan], works: dict[str, tuple[float, float]]) -> int:
+    """How many times the folds are cut: on small data (fits are cheap there, and one cut's fold
+    noise is larger than the gains refine and the ensemble weigh) up to FOLD_REPEATS, while every
+    planned track's work, that many times over, fits its share (counted as downsize_traditional
+    counts room: the fixed costs' estimate never takes more than a quarter of it)."""
+    if profile.n_train > REPEAT_MAX_ROWS or [p.track for p in plans] != ["traditional"]:
+        return 1  # another track's estimate (a network sized to its room, an encoder) knows no repeats
+    for repeats in range(FOLD_REPEATS, 1, -1):
+        if all(repeats * works[p.track][0] * safety(p.track)
+               <= max(p.time_share - works[p.track][1], 0.75 * p.time_share) for p in plans):
+            return repeats
+    return 1
 
 
 def recipe_params(track: str) -> set[str]:
@@ -165,6 +182,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     candidates += secondary
 
     plans: list[TrackPlan] = []
+    works: dict[str, tuple[float, float]] = {}  # each planned track's estimate: (its folds' work, its fixed costs)
     left, spare = pool, refine_s  # a track after the first may use refine's reserve: diversity before tuning
     for name, est in candidates:
         if not wanted(name):
@@ -188,6 +206,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         need = min(room, max(est.seconds * safety(name), 10.0))
         plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile),
                                feature_steps=est.steps, params=params, time_share=need))
+        works[name] = (est.seconds - est.fixed_s, est.fixed_s)
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
             notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
@@ -200,6 +219,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         # included: another family before more tuning of one
         members, if_time, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
         trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
+        work, fixed = works["traditional"]
+        works["traditional"] = (work + extra / SAFETY - len(members) * CHECK_S, fixed + len(members) * CHECK_S)
         notes += member_notes
         if extra > left:
             notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
@@ -211,10 +232,17 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         total = sum(p.time_share for p in plans)
         for p in plans:
             p.time_share += left * p.time_share / total
+    repeats = fold_repeats(profile, plans, works)
+    if repeats > 1:
+        notes.append(f"the {n_folds} folds are cut {repeats} times ({profile.n_train:,} rows: one cut's fold noise would "
+                     "decide between candidates; each row is predicted once per cut, and scored on the average)")
+        if trad is not None:  # a member run for time left repeats its folds too
+            trad.members_if_time = {m: round((s - MEMBER_CHECK_S) * repeats + MEMBER_CHECK_S, 2)
+                                    for m, s in trad.members_if_time.items()}
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
-                                  n_folds=n_folds, seed=settings.seed)
+                                  n_folds=n_folds, seed=settings.seed, repeats=repeats)
     return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
 
 
@@ -383,16 +411,22 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
 
 
 # -- the traditional track's zoo -----------------------------------------------------------------
+# Re-measured in Dec 2026 on the bench's member attempts (11 tables, 60 s and 10 s): the linear
+# member took 0.1-0.8 s for 5 folds (0.3 s per fold was assumed), neighbours 0.2-1 s, extra-trees
+# 1.4-8 s; CatBoost 0.5-8 s against 7.6-11.8 s estimated, left as it is (its spread is the data's).
 
-LINEAR_FOLD_S = 0.3          # the linear member: a fold's fixed cost
+LINEAR_FOLD_S = 0.04         # the linear member: a fold's fixed cost
 LINEAR_CELL_S = 2e-7         # and per (row x column x class) of its design matrix
-EXTRATREES_FOLD_S = 0.3      # extra-trees (300 trees): a fold's fixed cost
+EXTRATREES_FOLD_S = 0.4      # extra-trees (300 trees): a fold's fixed cost
 EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
-KNN_FOLD_S = 0.05            # k-nearest neighbours: a fold's fixed cost
-KNN_CELL_S = 1e-10           # and per (training row x queried row x column): the held-out fold and the test rows
+KNN_FOLD_S = 0.06            # k-nearest neighbours: a fold's fixed cost
+KNN_CELL_S = 3e-10           # and per (training row x queried row x column): the held-out fold and the test rows
+KNN_MAX_ROWS = 20_000        # beyond this they cost seconds per fold and lose to the trees (diamonds, 43k rows: 7 s, RMSE 764 against 536)
 MEMBER_CHECK_S = 0.5         # a member's dynamic check in a running kernel (CHECK_S includes a kernel's first imports)
+MEMBER_DEADLINE_FACTOR = 2.0  # a member cell is stopped at this many times its estimate ...
+MEMBER_DEADLINE_S = 3.0       # ... plus this (imports, a slow start)
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
 # tried in this order while they fit: the cheap linear model, neighbours (cheap on small tables,
 # and on clustered classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out
@@ -413,6 +447,15 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
                 "knn": KNN_FOLD_S + KNN_CELL_S * rows * cols * (rows / max(1, n_folds - 1) + profile.n_test
                                                                 + (rows if task.task_type != "regression" else 0))}
     return {name: CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+
+
+def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: ValidationScheme, name: str) -> float:
+    """The longest one of a member's cells (its check, its folds) may take: MEMBER_DEADLINE_FACTOR
+    times its estimate, every cut of the folds included."""
+    estimate = member_estimates(task, profile, validation.n_folds).get(name)
+    if estimate is None:
+        return float("inf")
+    return MEMBER_DEADLINE_FACTOR * ((estimate - CHECK_S) * validation.repeats + MEMBER_CHECK_S) + MEMBER_DEADLINE_S
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
@@ -436,8 +479,8 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
         seconds = estimates[name]
         if name not in available or (name == "catboost" and not installed("catboost")):
             continue
-        if name == "knn" and not profile.columns_of("numeric", "categorical", "datetime"):
-            continue  # free text alone: no distance between rows for it
+        if name == "knn" and (profile.n_train > KNN_MAX_ROWS or not profile.columns_of("numeric", "categorical", "datetime")):
+            continue  # free text alone has no distance between rows; many rows cost the square of their number
         need = seconds * SAFETY
         if need > room_s - extra:
             if_time[name] = round((seconds - CHECK_S) * SAFETY + MEMBER_CHECK_S, 2)
@@ -523,9 +566,7 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
     if not kinds or (numeric / len(kinds) < 0.5 and "text" not in kinds and n < 20_000):
         return (f"mostly categorical data ({numeric} of {len(kinds)} columns numeric, {n} rows): boosted trees with "
                 "native categories suit it better than a network")
-    rows = n * (n_folds - 1) / n_folds
-    width = 1 + len(kinds) / 50
-    natural = MLP_ROW_EPOCH_S * rows * MLP_EPOCHS * width / (GPU_SPEEDUP if gpu else 1.0)
+    natural = mlp_epoch_seconds(profile, n_folds, gpu) * MLP_EPOCHS
     cap = max_seconds if max_seconds is not None else SPACES["neural"]["max_seconds"].default_for(Data(n=n))
     per_fold = (0.5 + min(cap, natural)) * target_units(task)
     seconds = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * per_fold
@@ -534,6 +575,13 @@ def neural_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, installe
              "categoricals through learned embeddings", "text as TF-IDF reduced by SVD",
              f"an MLP with early stopping on the fold's validation part, at most {cap:.0f} s per fold"]
     return Estimate(seconds=seconds, params=params, steps=steps)
+
+
+def mlp_epoch_seconds(profile: DataProfile, n_folds: int, gpu: bool = False) -> float:
+    """One epoch of the MLP over a fold's training rows."""
+    kinds = [c.kind for c in profile.columns if c.kind not in ("id", "constant")]
+    rows = profile.n_train * (n_folds - 1) / n_folds
+    return MLP_ROW_EPOCH_S * rows * (1 + len(kinds) / 50) / (GPU_SPEEDUP if gpu else 1.0)
 
 
 def cnn_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, max_seconds: float | None = None,
@@ -583,18 +631,24 @@ def _fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int
         return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
                 f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")
     if name == "neural":
-        least = CNN_MIN_SECONDS if profile.columns_of("image") else MLP_MIN_SECONDS
+        # a network cut off before MLP_MIN_EPOCHS epochs learns too little to add to the trees (at
+        # 60 s on 43k rows it got 4.4 s per fold, 6 epochs: 604 RMSE against LightGBM's 536, and
+        # the blend lost on the test rows), so its least time grows with the rows
+        least = CNN_MIN_SECONDS if profile.columns_of("image") else max(
+            MLP_MIN_SECONDS, MLP_MIN_EPOCHS * mlp_epoch_seconds(profile, n_folds, gpu))
         fixed = KERNEL_S + CHECK_S + TORCH_IMPORT_S + n_folds * 0.5 * target_units(task)
         fixed += images_to_decode(profile) * IMAGE_DECODE_S
         cap = (room - fixed) / (n_folds * target_units(task))  # max_seconds caps each fit: one per target column
         if cap >= least or first:
-            cap = max(cap, least)
+            # the only track asked for runs whatever it learns, but within the budget: its floor is the fixed one
+            cap = max(cap, least if not first else CNN_MIN_SECONDS if profile.columns_of("image") else MLP_MIN_SECONDS)
             smaller = neural_estimate(task, profile, n_folds, installed, max_seconds=round(cap, 1), gpu=gpu)
             if isinstance(smaller, Estimate):
                 smaller.notes.append(f"at most {cap:.1f} s of training per fold (the estimate was ~{est.seconds:.0f} s)")
                 return smaller
         return (f"a network needs ~{fixed - (0 if first else KERNEL_S) + n_folds * least:.0f} s even at "
-                f"{least:.0f} s of training per fold; {left_s:.0f} s are left for it")
+                f"{least:.0f} s of training per fold (at least {MLP_MIN_EPOCHS} epochs, or {MLP_MIN_SECONDS:.0f} s); "
+                f"{left_s:.0f} s are left for it")
     return f"estimated {est.seconds:.0f} s; {left_s:.0f} s are left for it"
 
 

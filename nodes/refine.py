@@ -160,13 +160,14 @@ def execute_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
 def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """Keep the candidate as its chain's best only beyond fold noise; tell the study."""
     ctx = runtime.context
-    task, _, _ = run_inputs(state["run_dir"])
+    task, _, blueprint = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
+    per_cut = blueprint.validation.n_folds
     cand, chain = state["candidate"], state["chain"]
     result = state["result"].model_copy(update={"member": chain.member})  # the family it refines
     record_attempt(result)
     current = chain_attempt(state, chain.current)
-    improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current)
+    improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current, per_cut)
     tell_study(state, chain, cand, result)
     chain = learn(chain, cand, result, current, improved)
     ctx.events.emit("refine", track=state["track"], attempt=result.attempt, change=cand.note, status=result.status,
@@ -174,7 +175,7 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
                     base=chain.base)
     champion = state["champion"]
     if improved and (chain.base == state["bases"][0]
-                     or beyond_fold_noise(metric, result, chain_attempt(state, champion))):
+                     or beyond_fold_noise(metric, result, chain_attempt(state, champion), per_cut)):
         champion = result.attempt  # another family's candidate becomes the track's best only beyond noise
     return {"chain": chain, "candidate": None, "result": None, "champion": champion,
             "tried": state["tried"] + 1, "kept": state["kept"] + int(improved)}
@@ -318,18 +319,23 @@ def read_modules(folder: Path) -> dict[str, str]:
     return {m: (folder / f"{m}.py").read_text() for m in ("features", "model")}
 
 
-def beyond_fold_noise(metric: Metric, candidate: AttemptResult, current: AttemptResult) -> bool:
+def beyond_fold_noise(metric: Metric, candidate: AttemptResult, current: AttemptResult, folds_per_cut: int = 0) -> bool:
     """Whether the candidate is better than the current best by more than fold noise: better
     out of fold, and its fold-by-fold gain (the same folds for both) has a mean above its
     standard error. On a few hundred rows a 60-candidate search otherwise keeps whichever
-    candidate the folds happened to favour."""
+    candidate the folds happened to favour.
+
+    When the folds are cut several times (more fold scores than `folds_per_cut`), the cuts share
+    their rows, so their gains are not independent: the variance is corrected as Nadeau and
+    Bengio do for repeated cross-validation, by 1/J + 1/(k - 1) instead of 1/J."""
     if not metric.better(candidate.score, current.score):
         return False
     a, b = np.asarray(candidate.fold_scores, dtype=float), np.asarray(current.fold_scores, dtype=float)
     if len(a) != len(b) or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return True
     gain = np.asarray([metric.gain(x, y) for x, y in zip(a, b)])
-    return bool(gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)))
+    share = 1.0 / len(gain) + (1.0 / (folds_per_cut - 1) if 1 < folds_per_cut < len(gain) else 0.0)
+    return bool(gain.mean() > gain.std(ddof=1) * np.sqrt(share))
 
 
 # -- the search of one chain ---------------------------------------------------------------------

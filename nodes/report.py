@@ -487,7 +487,8 @@ def section_blueprint(r: ReportRun) -> None:
         v = blueprint.validation
         scheme = {"kfold": "k-fold", "stratified": "stratified k-fold", "group": f"group k-fold on `{v.group_column}`",
                   "time": f"time-ordered blocks on `{v.time_column}`"}[v.kind]
-        doc.p(f"Validation: {v.n_folds} folds, {scheme}, seed {v.seed}. The harness owns the folds: every track is scored "
+        cuts = f", cut {v.repeats} times (each row predicted once per cut, scored on the average)" if v.repeats > 1 else ""
+        doc.p(f"Validation: {v.n_folds} folds, {scheme}, seed {v.seed}{cuts}. The harness owns the folds: every track is scored "
               "on the same ones, out of fold, and generated code never sees a validation label.")
         doc.p(f"Budget at planning time: {_minutes(blueprint.budget_s)}.")
         for plan in blueprint.tracks:

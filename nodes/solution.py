@@ -93,7 +93,7 @@ def inlined(module) -> str:
 
 # What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
 # and one fold's fit and predictions, so the script runs exactly the loop the run ran.
-HARNESS_PARTS = ("ContractError", "make_folds", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
+HARNESS_PARTS = ("ContractError", "make_folds", "make_fold_sets", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
                  "fold_fits", "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows", "join_encoded")
 
 
@@ -119,6 +119,14 @@ def literal(text: str) -> str:
     return repr(text)
 
 
+def attempt_cuts(folder: Path) -> int:
+    """How many cuts of the folds an attempt finished (result.json; one before repeats existed)."""
+    try:
+        return int(json.loads((folder / "result.json").read_text()).get("cuts") or 1)
+    except (OSError, ValueError):
+        return 1
+
+
 def render_solution(state: IMLState, run_dir: Path) -> str:
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
@@ -133,6 +141,7 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         member_lines.append(
             f"    {{'name': {name!r}, 'weight': {weights[name]!r}, 'attempt': {str(folder.relative_to(run_dir))!r},\n"
             f"     'score': {attempt.score!r}, 'params': json.loads({literal(json.dumps(attempt.params))}),\n"
+            f"     'cuts': {attempt_cuts(folder)!r},\n"
             f"     'features': FEATURES_{i}, 'model': MODEL_{i}}},"
         )
         for module in ("features", "model"):
@@ -235,19 +244,23 @@ def module_from_source(name: str, source: str) -> types.ModuleType:
 
 
 def cross_fit(member: dict, X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray) -> np.ndarray:
-    """The harness's folds (fold_fits) for one member, test predictions averaged."""
+    """The harness's folds (fold_fits, every repeat's) for one member, test predictions averaged."""
     features_mod = module_from_source("features", member["features"])
     model_mod = module_from_source("model", member["model"])
     params = member["params"]
     if getattr(features_mod.Features, "encode", None) is not None:  # computed once on train + test, as the harness does
         both = pd.concat([X, X_test], ignore_index=True)
         X, X_test = join_encoded(X, X_test, encode_rows(features_mod, TASK, PROFILE, params, both))
+    folds = folds[:member["cuts"]]  # the cuts the run finished for this member (its time may have ended one early)
     n_folds = int(folds.max()) + 1
-    test_pred = empty_prediction(TASK, len(X_test))
-    for k, _, _, pred_test in fold_fits(features_mod, model_mod, TASK, PROFILE, params, X, y, X_test, folds):
-        test_pred += pred_test / n_folds
-        print(f"  {member['name']}: fold {k + 1}/{n_folds} done", file=sys.stderr)
-    return test_pred
+    n_fits = len(folds) * n_folds
+    test_pred, cut_test = empty_prediction(TASK, len(X_test)), empty_prediction(TASK, len(X_test))
+    for j, _, _, _, pred_test in fold_fits(features_mod, model_mod, TASK, PROFILE, params, X, y, X_test, folds):
+        cut_test += pred_test / n_folds  # summed as the harness sums them, so the result is the same to the bit
+        if (j + 1) % n_folds == 0:
+            test_pred, cut_test = test_pred + cut_test, empty_prediction(TASK, len(X_test))
+        print(f"  {member['name']}: fit {j + 1}/{n_fits} done", file=sys.stderr)
+    return test_pred / len(folds)
 '''
 
 MAIN = '''
@@ -264,7 +277,7 @@ def main(task_dir: Path, out: Path) -> None:
     if ENSEMBLE_KIND == "baseline":
         test_pred = baseline_prediction(train, TASK, len(test))
     else:
-        folds = make_folds(VALIDATION, y, train, TASK["task_type"])
+        folds = make_fold_sets(VALIDATION, y, train, TASK["task_type"])
         total = sum(m["weight"] for m in MEMBERS)
         preds = {m["name"]: cross_fit(m, X, y, X_test, folds) for m in MEMBERS}
         if len(MEMBERS) == 1:

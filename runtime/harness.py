@@ -80,6 +80,16 @@ def make_folds(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_
     return folds
 
 
+
+def make_fold_sets(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_type: str) -> np.ndarray:
+    """(repeats, rows): each repeat's fold index per training row. A repeat cuts a random k-fold
+    again with another seed, so every row is predicted once per repeat by models that never saw
+    it; a time or group scheme has one way to cut, and one repeat."""
+    kind = scheme.get("kind", "stratified")
+    repeats = max(1, int(scheme.get("repeats", 1))) if kind in ("kfold", "stratified") else 1
+    seed = int(scheme.get("seed", 0))
+    return np.stack([make_folds({**scheme, "seed": seed + 1000 * r}, y, frame, task_type) for r in range(repeats)])
+
 def to_dense_float(X: Any) -> np.ndarray | None:
     """A numeric float view of a transform's output, or None when it is not numeric."""
     if hasattr(X, "toarray"):  # scipy sparse: check values only
@@ -256,6 +266,12 @@ def reset_device_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def drop_folds(attempt_dir: Path, fits) -> None:
+    """Remove the kept models of fits whose cut was not finished (their predictions are not used)."""
+    for j in fits:
+        (attempt_dir / MODELS_DIR / f"fold_{j}.pkl").unlink(missing_ok=True)
+
+
 def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str | None:
     """Keep a fold's fitted (Features, Model) units for `iml predict`; the reason when they cannot be."""
     import cloudpickle
@@ -273,12 +289,16 @@ def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str |
 def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
               params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray):
     """Each fold's fit on the other folds (the held-out fold passed for early stopping), one at
-    a time: (k, the fitted Features and Model, validation predictions, test predictions)."""
-    for k in range(int(folds.max()) + 1):
-        tr, va = folds != k, folds == k
-        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va], y[va],
-                                                [X_test])
-        yield k, fitted, pred_va, pred_test
+    a time, repeat after repeat (`folds`: one assignment, or one per repeat): (j, the held-out
+    rows, the fitted Features and Model, validation predictions, test predictions); j counts the fits."""
+    j = 0
+    for assignment in np.atleast_2d(folds):
+        for k in range(int(assignment.max()) + 1):
+            tr, va = assignment != k, assignment == k
+            fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va],
+                                                    y[va], [X_test])
+            yield j, va, fitted, pred_va, pred_test
+            j += 1
 
 
 def join_encoded(X: pd.DataFrame, X_test: pd.DataFrame, enc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -324,13 +344,18 @@ class Harness:
         self.X_test = test[features]
         self.test_ids = test[id_col].to_numpy() if id_col and id_col in test.columns else np.arange(len(test))
         self.y = encode_target(train, self.task)
-        self.folds = make_folds(self.scheme, self.y, train, self.task["task_type"])
+        self.fold_sets = make_fold_sets(self.scheme, self.y, train, self.task["task_type"])
+        self.folds = self.fold_sets[0]  # the first repeat's: what the ensemble's fold-by-fold checks split by
         self.metric = get_metric(self.task["metric"])
         self.n_folds = int(self.folds.max()) + 1
+        self.n_fits = len(self.fold_sets) * self.n_folds
         self._encoded: dict[str, pd.DataFrame] = {}
         # The ensemble and the report read these on the host, without a kernel.
         np.save(run_dir / "y.npy", self.y)
         np.save(run_dir / "folds.npy", self.folds)
+
+    def _cuts_note(self) -> str:
+        return f" ({len(self.fold_sets)} cuts of {self.n_folds})" if len(self.fold_sets) > 1 else ""
 
     @property
     def n_classes(self) -> int:
@@ -351,27 +376,36 @@ class Harness:
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
-        oof = empty_prediction(self.task, len(self.y))
-        test_pred = empty_prediction(self.task, len(X_test))
+        # each cut predicts every row once; a cut counts when all its folds are done
+        oof, test_pred = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
+        cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
+        cuts = 0
         fold_scores: list[float] = []
         unsaved: str | None = None
         resolved: dict[str, Any] = {}
-        for k, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
-                                                       self.y, X_test, self.folds):
-            if deadline_s is not None and time.time() - started > deadline_s and k > 0:
-                raise TimeoutError(f"time share ran out after {k} of {self.n_folds} folds ({deadline_s:.0f} s)")
-            va = self.folds == k
+        for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
+                                                           self.y, X_test, self.fold_sets):
+            if deadline_s is not None and time.time() - started > deadline_s and j > 0:
+                if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
+                    drop_folds(attempt_dir, range(cuts * self.n_folds, j))
+                    fold_scores = fold_scores[:cuts * self.n_folds]
+                    break
+                raise TimeoutError(f"time share ran out after {j} of {self.n_folds} folds ({deadline_s:.0f} s)")
             resolved = resolved or resolved_params(fitted)
-            oof[va] = pred_va
-            test_pred += pred_test / self.n_folds
-            fold_scores.append(float(self.metric.score(self.y[va], oof[va])))
-            unsaved = unsaved or save_fold(attempt_dir, k, fitted)
-            if prune and k + 1 < self.n_folds and clearly_worse(self.metric, fold_scores, prune):
+            cut_oof[va] = pred_va
+            cut_test += pred_test / self.n_folds
+            fold_scores.append(float(self.metric.score(self.y[va], pred_va)))
+            unsaved = unsaved or save_fold(attempt_dir, j, fitted)
+            if prune and j + 1 < self.n_fits and clearly_worse(self.metric, fold_scores, prune):
                 result = {"status": "pruned", "fold_scores": fold_scores, "metric": self.metric.name,
                           "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
-                          "error": f"pruned after {k + 1} of {self.n_folds} folds: worse than the best on each"}
+                          "error": f"pruned after {j + 1} of {self.n_fits} folds{self._cuts_note()}: worse than the best on each"}
                 (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
                 return result
+            if (j + 1) % self.n_folds == 0:
+                oof, test_pred, cuts = oof + cut_oof, test_pred + cut_test, cuts + 1
+                cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
+        oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
         np.save(attempt_dir / "oof.npy", oof)
         np.save(attempt_dir / "test.npy", test_pred)
@@ -379,6 +413,7 @@ class Harness:
             "status": "ok",
             "score": score,
             "fold_scores": fold_scores,
+            "cuts": cuts,
             "metric": self.metric.name,
             "duration_s": round(time.time() - started, 3),
             "device": attempt_device(),

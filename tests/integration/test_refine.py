@@ -156,5 +156,5 @@ def test_a_candidate_worse_on_its_first_folds_is_pruned_there(tracked):
               "last_error": None, "prune": {"after": 2, "best": [1.0, 1.0, 1.0], "margin": 0.0}}
     write_modules(attempt_dir(inputs), read_modules(Path(track.best.dir)))
     [result] = execute(inputs, runtime)["attempts"]
-    assert result.status == "pruned" and len(result.fold_scores) == 2 and "pruned after 2 of 3 folds" in result.error
+    assert result.status == "pruned" and len(result.fold_scores) == 2 and "pruned after 2 of " in result.error
     assert not Path(result.dir, "oof.npy").exists()

@@ -258,3 +258,18 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
     # a track whose own attempt took nearly its share tries none of them
     state["attempts"][0] = state["attempts"][0].model_copy(update={"duration_s": share - 0.1})
     assert members_left(state) == []
+
+
+def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
+    from graph.context import RunContext
+    from nodes.blueprint import member_deadline_s
+    from nodes.track import attempt_timeout
+
+    task, profile = _task(), _profile(2_000, numeric=10, categorical=40)
+    bp = _plan(profile, 600.0, task=task, available={"traditional"})
+    ctx = RunContext(settings=Settings(time_budget_s=600.0))
+    state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": []}
+    own = attempt_timeout(state, ctx)
+    deadline = member_deadline_s(task, profile, bp.validation, "catboost")
+    assert attempt_timeout({**state, "member": "catboost"}, ctx) == deadline < own
+    assert deadline < 2.5 * member_estimates(task, profile, bp.validation.n_folds)["catboost"]
