@@ -101,13 +101,12 @@ def refine_reserve_s(budget_s: float, settings: Settings | None = None) -> float
 def fold_repeats(profile: DataProfile, plans: list[TrackPlan], works: dict[str, tuple[float, float]]) -> int:
     """How many times the folds are cut: on small data (fits are cheap there, and one cut's fold
     noise is larger than the gains refine and the ensemble weigh) up to FOLD_REPEATS, while every
-    planned track's work, that many times over, fits its share (counted as downsize_traditional
-    counts room: the fixed costs' estimate never takes more than a quarter of it)."""
+    planned track's work, that many times over, fits its share beside its fixed costs: at a small
+    budget (10 s) the kernel and the check leave no room for it, and the plan shrinks instead."""
     if profile.n_train > REPEAT_MAX_ROWS or [p.track for p in plans] != ["traditional"]:
         return 1  # another track's estimate (a network sized to its room, an encoder) knows no repeats
     for repeats in range(FOLD_REPEATS, 1, -1):
-        if all(repeats * works[p.track][0] * safety(p.track)
-               <= max(p.time_share - works[p.track][1], 0.75 * p.time_share) for p in plans):
+        if all(repeats * works[p.track][0] * safety(p.track) <= p.time_share - works[p.track][1] for p in plans):
             return repeats
     return 1
 
@@ -220,7 +219,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         members, if_time, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
         trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
         work, fixed = works["traditional"]
-        works["traditional"] = (work + extra / SAFETY - len(members) * CHECK_S, fixed + len(members) * CHECK_S)
+        works["traditional"] = (work + extra / SAFETY - len(members) * MEMBER_CHECK_S, fixed + len(members) * MEMBER_CHECK_S)
         notes += member_notes
         if extra > left:
             notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
@@ -446,7 +445,8 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
                 # queried: the held-out fold, the test rows, and for classes the training rows (its calibration)
                 "knn": KNN_FOLD_S + KNN_CELL_S * rows * cols * (rows / max(1, n_folds - 1) + profile.n_test
                                                                 + (rows if task.task_type != "regression" else 0))}
-    return {name: CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+    # a member runs in the track's kernel, already started: its check costs MEMBER_CHECK_S
+    return {name: MEMBER_CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
 
 
 def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: ValidationScheme, name: str) -> float:
@@ -455,7 +455,7 @@ def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: Validati
     estimate = member_estimates(task, profile, validation.n_folds).get(name)
     if estimate is None:
         return float("inf")
-    return MEMBER_DEADLINE_FACTOR * ((estimate - CHECK_S) * validation.repeats + MEMBER_CHECK_S) + MEMBER_DEADLINE_S
+    return MEMBER_DEADLINE_FACTOR * ((estimate - MEMBER_CHECK_S) * validation.repeats + MEMBER_CHECK_S) + MEMBER_DEADLINE_S
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
@@ -483,7 +483,7 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
             continue  # free text alone has no distance between rows; many rows cost the square of their number
         need = seconds * SAFETY
         if need > room_s - extra:
-            if_time[name] = round((seconds - CHECK_S) * SAFETY + MEMBER_CHECK_S, 2)
+            if_time[name] = round((seconds - MEMBER_CHECK_S) * SAFETY + MEMBER_CHECK_S, 2)
             notes.append(f"members: {name} not planned, ~{seconds:.0f} s and {max(0.0, room_s - extra):.0f} s left for it; "
                          f"tried if the track has {if_time[name]:.1f} s of its share left after the planned ones")
             continue

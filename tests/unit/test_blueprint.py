@@ -8,7 +8,7 @@ import pytest
 from graph.context import Settings
 from graph.state import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 from nodes.blueprint import (
-    CHECK_S,
+    MEMBER_CHECK_S,
     member_estimates,
     final_reserve_s,
     make_blueprint,
@@ -238,7 +238,7 @@ def test_neighbours_join_the_zoo_on_small_tables_and_never_on_text_alone():
     assert "knn" not in texts.tracks[0].members and "linear" in texts.tracks[0].members
     # its cost grows with the square of the rows (each query against every training row)
     costs = [member_estimates(_task(), _profile(n, numeric=6), 5)["knn"] for n in (20_000, 40_000)]
-    assert 3.0 < (costs[1] - CHECK_S) / (costs[0] - CHECK_S) < 4.5
+    assert 3.0 < (costs[1] - MEMBER_CHECK_S) / (costs[0] - MEMBER_CHECK_S) < 4.5
 
 
 def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():

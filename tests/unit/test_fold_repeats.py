@@ -32,9 +32,11 @@ def test_each_cut_predicts_every_row_once_and_the_cuts_differ():
 def test_small_tables_get_repeated_folds_and_large_ones_do_not():
     small = _plan(_profile(300, numeric=6), 60.0, available={"traditional"})
     assert small.validation.repeats >= 2 and any(f"cut {small.validation.repeats} times" in n for n in small.notes)
-    # at 10 s no member is planned: LightGBM's folds alone are cut again, the members' time left scales
-    tight = _plan(_profile(300, numeric=6), 10.0, available={"traditional"})
-    assert tight.validation.repeats == 3 and tight.tracks[0].members_if_time
+    # at 10 s the kernel and the check leave no room for it: the plan shrinks instead
+    assert _plan(_profile(300, numeric=6), 10.0, available={"traditional"}).validation.repeats == 1
+    # at 30 s three cuts of LightGBM and the planned members fit beside the fixed costs
+    one = _plan(_profile(300, numeric=6), 30.0, available={"traditional"})
+    assert one.validation.repeats == 3
     large = _plan(_profile(20_000, numeric=6), 60.0, available={"traditional"})
     assert large.validation.repeats == 1
 
