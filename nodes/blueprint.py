@@ -60,7 +60,7 @@ ENCODER_LOAD_S = 6.0      # import torch + load all-MiniLM-L6-v2
 ENCODER_ROW_S = 0.004     # the encoder's per-row overhead (~11 s per 1000 short sentences)
 ENCODER_TOKEN_S = 0.00025  # and per token up to max_length (attention grows it; measured at 64..256)
 CHARS_PER_TOKEN = 4.2
-FINAL_ROW_S = 5e-6        # ensemble + submit + outputs per train + test row (not measured beyond 54k rows, where all of it took ~1 s)
+FINAL_ROW_S = 5e-6        # ensemble + submit + outputs per train + test row (unmeasured beyond 54k rows: ~1 s there)
 TORCH_IMPORT_S = 3.0
 MLP_ROW_EPOCH_S = 2.0e-5  # a small MLP: seconds per row per epoch (forward + backward), 2 threads
 MLP_EPOCHS = 40           # epochs until early stopping, typically
@@ -234,7 +234,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     repeats = fold_repeats(profile, plans, works)
     if repeats > 1:
         notes.append(f"the {n_folds} folds are cut {repeats} times ({profile.n_train:,} rows: one cut's fold noise would "
-                     "decide between candidates; each row is predicted once per cut, and scored on the average)")
+                     "decide between candidates; each row is predicted once per cut, and scored on the average); a member "
+                     f"tried for time left needs its folds' time {repeats} times over")
         if trad is not None:  # a member run for time left repeats its folds too
             trad.members_if_time = {m: round((s - MEMBER_CHECK_S) * repeats + MEMBER_CHECK_S, 2)
                                     for m, s in trad.members_if_time.items()}
@@ -422,7 +423,7 @@ CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on 
 CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
 KNN_FOLD_S = 0.06            # k-nearest neighbours: a fold's fixed cost
 KNN_CELL_S = 3e-10           # and per (training row x queried row x column): the held-out fold and the test rows
-KNN_MAX_ROWS = 20_000        # beyond this they cost seconds per fold and lose to the trees (diamonds, 43k rows: 7 s, RMSE 764 against 536)
+KNN_MAX_ROWS = 20_000        # beyond, seconds per fold for less than the trees (diamonds, 43k rows: 7 s, RMSE 764 vs 536)
 MEMBER_CHECK_S = 0.5         # a member's dynamic check in a running kernel (CHECK_S includes a kernel's first imports)
 MEMBER_DEADLINE_FACTOR = 2.0  # a member cell is stopped at this many times its estimate ...
 MEMBER_DEADLINE_S = 3.0       # ... plus this (imports, a slow start)

@@ -80,7 +80,6 @@ def make_folds(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_
     return folds
 
 
-
 def make_fold_sets(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, task_type: str) -> np.ndarray:
     """(repeats, rows): each repeat's fold index per training row. A repeat cuts a random k-fold
     again with another seed, so every row is predicted once per repeat by models that never saw
@@ -89,6 +88,7 @@ def make_fold_sets(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, t
     repeats = max(1, int(scheme.get("repeats", 1))) if kind in ("kfold", "stratified") else 1
     seed = int(scheme.get("seed", 0))
     return np.stack([make_folds({**scheme, "seed": seed + 1000 * r}, y, frame, task_type) for r in range(repeats)])
+
 
 def to_dense_float(X: Any) -> np.ndarray | None:
     """A numeric float view of a transform's output, or None when it is not numeric."""
@@ -146,8 +146,6 @@ class ConstantUnit:
 
     def predict(self, X: Any) -> np.ndarray:
         return np.full(len(X), self.value)
-
-
 
 
 def repaired(profile: dict[str, Any], params: dict[str, Any], frames: list) -> tuple[dict[str, Any], list]:
