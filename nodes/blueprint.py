@@ -413,20 +413,23 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
 # -- the traditional track's zoo -----------------------------------------------------------------
 # Re-measured in Dec 2026 on the bench's member attempts (11 tables, 60 s and 10 s): the linear
 # member took 0.1-0.8 s for 5 folds (0.3 s per fold was assumed), neighbours 0.2-1 s, extra-trees
-# 1.4-8 s; CatBoost 0.5-8 s against 7.6-11.8 s estimated, left as it is (its spread is the data's).
+# 1.4-8 s; CatBoost 0.5-8 s on small tables (its fixed cost, early stopping, varies with the data)
+# and 11 s a fold on diamonds' 34k rows, 2.3x its estimate: its per-cell cost was tripled.
 
 LINEAR_FOLD_S = 0.04         # the linear member: a fold's fixed cost
 LINEAR_CELL_S = 2e-7         # and per (row x column x class) of its design matrix
 EXTRATREES_FOLD_S = 0.4      # extra-trees (300 trees): a fold's fixed cost
 EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
-CATBOOST_CELL_S = 1e-5       # and per (row x column x class), 2 threads
+CATBOOST_CELL_S = 3e-5       # and per (row x column x class), 2 threads (diamonds, 34k rows: 11 s a fold)
 KNN_FOLD_S = 0.06            # k-nearest neighbours: a fold's fixed cost
 KNN_CELL_S = 3e-10           # and per (training row x queried row x column): the held-out fold and the test rows
 KNN_MAX_ROWS = 20_000        # beyond, seconds per fold for less than the trees (diamonds, 43k rows: 7 s, RMSE 764 vs 536)
 MEMBER_CHECK_S = 0.5         # a member's dynamic check in a running kernel (CHECK_S includes a kernel's first imports)
 MEMBER_DEADLINE_FACTOR = 2.0  # a member cell is stopped at this many times its estimate ...
 MEMBER_DEADLINE_S = 3.0       # ... plus this (imports, a slow start)
+MEMBER_CHECK_DEADLINE_S = 5.0  # a member's check (300 rows) is stopped here, whatever its folds' estimate
+MEMBER_MIN_LEFT_S = 1.0        # no member starts with less than this left before the final reserve
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
 # tried in this order while they fit: the cheap linear model, neighbours (cheap on small tables,
 # and on clustered classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out

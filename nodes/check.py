@@ -175,7 +175,7 @@ def _safety_problems(module: str, tree: ast.Module) -> list[str]:
 def dynamic_problems(state: TrackState, ctx: RunContext) -> list[str]:
     folder = attempt_dir(state)
     code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(attempt_params(state))!r}))"
-    outcome = run_in_kernel(state, ctx, code, timeout=attempt_timeout(state, ctx))
+    outcome = run_in_kernel(state, ctx, code, timeout=attempt_timeout(state, ctx, check=True))
     if outcome.error:
         return [f"dynamic check on a small sample failed: {outcome.error}"]
     return json.loads((folder / "check.json").read_text())["problems"]

@@ -11,7 +11,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackResult, TrackState
-from nodes.blueprint import final_reserve_s, member_deadline_s
+from nodes.blueprint import MEMBER_CHECK_DEADLINE_S, MEMBER_MIN_LEFT_S, final_reserve_s, member_deadline_s
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 from runtime.params import SPACES
@@ -56,10 +56,10 @@ def members_left(state: TrackState, run_left_s: float = float("inf")) -> list[st
     the track's own attempts ran faster than estimated."""
     plan = state["plan"]
     tried = {a.member for a in state.get("attempts", []) if a.source == "member"}
+    left = min(share_left_s(state), run_left_s)
     planned = [m for m in plan.members if m not in tried]
     if planned:
-        return planned
-    left = min(share_left_s(state), run_left_s)
+        return planned if run_left_s >= MEMBER_MIN_LEFT_S else []  # the run's clock: past it, no member starts
     return [m for m, need in plan.members_if_time.items() if m not in tried and m not in plan.members and need <= left]
 
 
@@ -91,21 +91,25 @@ def write_modules(folder: Path, code: dict[str, str]) -> None:
         (folder / f"{module}.py").write_text(source)
 
 
-def attempt_timeout(state: TrackState, ctx: RunContext) -> float:
-    """What is left of the track's share of the budget, and never more than the run has left; a
-    member's, never more than a few times its estimate (CatBoost on 43 categorical columns ran 3x
-    over its estimate into the track's whole share, and left refine nothing)."""
+def attempt_timeout(state: TrackState, ctx: RunContext, check: bool = False) -> float:
+    """What is left of the track's share of the budget, and never more than the run has left.
+
+    A member is an extra beside the track's own scored attempt, so it never waits past the run's
+    final reserve nor a few times its estimate, and its check (`check`) never past
+    MEMBER_CHECK_DEADLINE_S: CatBoost on 43 categorical columns spent 9 s on the check's 300 rows
+    and ran 2x over its estimate into the track's whole share, where refine had nothing left."""
+    if state.get("member"):
+        deadline = member_deadline_s(state["task"], state["profile"], state["blueprint"].validation, state["member"])
+        caps = [share_left_s(state), run_left_s(state, ctx), deadline] + ([MEMBER_CHECK_DEADLINE_S] if check else [])
+        caps += [ctx.settings.max_attempt_timeout_s] if ctx.settings.max_attempt_timeout_s is not None else []
+        return max(1.0, min(caps))
     timeout = min(share_left_s(state), ctx.remaining_s())
     if ctx.settings.max_attempt_timeout_s is not None:
         timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
     # the floor an attempt always gets, but never more than half a small budget: a 10 s run must
     # not wait 20 s on one attempt (the plan shrinks for small budgets instead)
     floor = min(ctx.settings.min_attempt_timeout_s, max(5.0, 0.5 * ctx.settings.time_budget_s))
-    timeout = max(floor, timeout)
-    if state.get("member"):  # the track has its own scored attempt: a member is an extra, never a wait
-        timeout = min(timeout, member_deadline_s(state["task"], state["profile"], state["blueprint"].validation,
-                                                 state["member"]))
-    return timeout
+    return max(floor, timeout)
 
 
 @dataclass

@@ -262,7 +262,7 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
 
 def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
     from graph.context import RunContext
-    from nodes.blueprint import member_deadline_s
+    from nodes.blueprint import MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from nodes.track import attempt_timeout
 
     task, profile = _task(), _profile(2_000, numeric=10, categorical=40)
@@ -271,5 +271,11 @@ def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s
     state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": []}
     own = attempt_timeout(state, ctx)
     deadline = member_deadline_s(task, profile, bp.validation, "catboost")
-    assert attempt_timeout({**state, "member": "catboost"}, ctx) == deadline < own
+    member = {**state, "member": "catboost"}
+    assert attempt_timeout(member, ctx) == deadline < own
     assert deadline < 2.5 * member_estimates(task, profile, bp.validation.n_folds)["catboost"]
+    assert attempt_timeout(member, ctx, check=True) == MEMBER_CHECK_DEADLINE_S  # its check: 300 rows
+    # and never past the run's final reserve, where the track's own attempt still gets its floor
+    late = RunContext(settings=Settings(time_budget_s=600.0))
+    late.started_at -= 596.0
+    assert attempt_timeout(member, late) == 1.0 and attempt_timeout(state, late) >= 5.0
