@@ -413,13 +413,13 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
 # -- the traditional track's zoo -----------------------------------------------------------------
 # Re-measured in Dec 2026 on the bench's member attempts (11 tables, 60 s and 10 s): the linear
 # member took 0.1-0.8 s for 5 folds (0.3 s per fold was assumed), neighbours 0.2-1 s, extra-trees
-# 1.4-8 s; CatBoost 0.5-8 s on small tables (its fixed cost, early stopping, varies with the data)
+# 1.4-8 s on small tables and over 8 s a fold on diamonds (a timeout at 40 s, 1.4 GB); CatBoost 0.5-8 s on small tables (its fixed cost, early stopping, varies with the data)
 # and 11 s a fold on diamonds' 34k rows, 2.3x its estimate: its per-cell cost was tripled.
 
 LINEAR_FOLD_S = 0.04         # the linear member: a fold's fixed cost
 LINEAR_CELL_S = 2e-7         # and per (row x column x class) of its design matrix
 EXTRATREES_FOLD_S = 0.4      # extra-trees (300 trees): a fold's fixed cost
-EXTRATREES_CELL_S = 1e-5     # and per (row x column), 2 threads
+EXTRATREES_CELL_S = 2.5e-5   # and per (row x column), 2 threads (diamonds, 34k rows: over 8 s a fold; churn 1.6)
 CATBOOST_FOLD_S = 1.5        # CatBoost: a fold's fixed cost (its iterations on small data)
 CATBOOST_CELL_S = 3e-5       # and per (row x column x class), 2 threads (diamonds, 34k rows: 11 s a fold)
 KNN_FOLD_S = 0.06            # k-nearest neighbours: a fold's fixed cost
