@@ -330,8 +330,24 @@ def with_run_context(node: Callable) -> Callable:
     return run
 
 
+def router_with_run_context(path: Callable) -> Callable:
+    """Wrap a router taking `runtime` so that it sees the run's RunContext (its clock) as the nodes
+    do: by the time a router runs, a node has put run_dir into the state."""
+    if not inspect.isfunction(path) or "runtime" not in inspect.signature(path).parameters:
+        return path
+
+    @functools.wraps(path)
+    def route(state, runtime):
+        given = runtime.context
+        if isinstance(given, RunContext) and given.events.path is not None:
+            return path(state, runtime)
+        return path(state, runtime.override(context=default_context(state["run_dir"], given)))
+
+    return route
+
+
 class ContextGraph(StateGraph):
-    """A StateGraph whose function nodes get a RunContext even when the caller passes none."""
+    """A StateGraph whose function nodes and routers get a RunContext even when the caller passes none."""
 
     def add_node(self, node, action=None, **kwargs):  # type: ignore[override]
         if action is None and inspect.isfunction(node):
@@ -339,3 +355,6 @@ class ContextGraph(StateGraph):
         elif inspect.isfunction(action):
             action = with_run_context(action)
         return super().add_node(node, action, **kwargs)
+
+    def add_conditional_edges(self, source, path, path_map=None):  # type: ignore[override]
+        return super().add_conditional_edges(source, router_with_run_context(path), path_map)
