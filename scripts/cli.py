@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -145,6 +146,11 @@ def add_llm_arguments(p: argparse.ArgumentParser, resume: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # A process started in the background by a shell (`nohup iml batch ... &`) inherits SIGINT
+        # ignored, and so would its runs: `iml batch` stops them with SIGINT (checkpoint kept),
+        # which they must hear whatever started them.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return COMMANDS[args.command](args)
     except (TaskInputError, ValueError) as e:
