@@ -294,6 +294,11 @@ def _close_default_contexts() -> None:
         release_default_context(key)
 
 
+def is_run_context(given: Any) -> bool:
+    """Whether a runtime's context is already a run's own (a RunContext writing its events)."""
+    return isinstance(given, RunContext) and given.events.path is not None
+
+
 def with_run_context(node: Callable) -> Callable:
     """Wrap a node taking `runtime` so that it always sees a RunContext with an event log.
 
@@ -306,7 +311,7 @@ def with_run_context(node: Callable) -> Callable:
     @functools.wraps(node)
     def run(state, runtime):
         given = runtime.context
-        if isinstance(given, RunContext) and given.events.path is not None:
+        if is_run_context(given):
             return node(state, runtime)
         added: dict[str, Any] = {}
         run_dir = state.get("run_dir")
@@ -339,7 +344,7 @@ def router_with_run_context(path: Callable) -> Callable:
     @functools.wraps(path)
     def route(state, runtime):
         given = runtime.context
-        if isinstance(given, RunContext) and given.events.path is not None:
+        if is_run_context(given):
             return path(state, runtime)
         return path(state, runtime.override(context=default_context(state["run_dir"], given)))
 
