@@ -54,7 +54,7 @@ def tasks(tmp_path) -> list[Path]:
 def test_a_batch_killed_after_its_first_task_resumes_without_touching_it(tasks, tmp_path):
     batch = tmp_path / "batch"
     process = subprocess.Popen([sys.executable, "-m", "scripts.cli", "batch", *map(str, tasks), "--out", str(batch),
-                                "--time-budget", "12s", "--parallel", "1"], cwd=REPO, stdout=subprocess.PIPE,
+                                "--time-budget", "8s", "--parallel", "1"], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     second = batch / "runs" / "penguins"
     deadline = time.time() + 180

@@ -23,7 +23,7 @@ def iml(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess
 def test_example_run_validate_grade(tmp_path, example):
     task, run = tmp_path / "task", tmp_path / "run"
     assert iml("example", example, task).returncode == 0
-    done = iml("run", task, "--time-budget", "60s", "--out", run, "--folds", "3",
+    done = iml("run", task, "--time-budget", "20s", "--out", run, "--folds", "3",
                "--refine-candidates", "3")  # refine runs, but the run ends once its chains are done
     assert done.returncode == 0, done.stdout + done.stderr
     assert "leaderboard" in done.stdout and str(run / "submission.csv") in done.stdout
@@ -60,7 +60,7 @@ def test_a_task_never_seen_before(tmp_path):
         "Our shop wants to know which customers come back. For each ticket in the test set, say "
         "whether the customer will return (Y or N). We will count the share of tickets you get right.\n")
     run = tmp_path / "run"
-    done = iml("run", task, "--time-budget", "60s", "--out", run, "--folds", "3",
+    done = iml("run", task, "--time-budget", "20s", "--out", run, "--folds", "3",
                "--refine-candidates", "3")  # refine runs, but the run ends once its chains are done
     assert done.returncode == 0, done.stdout + done.stderr
     assert iml("validate", task, run / "submission.csv").returncode == 0

@@ -216,7 +216,7 @@ def test_every_file_as_people_have_it_ends_in_a_valid_exact_submission(tmp_path)
         folder.mkdir()
         case.write(folder)
         run = tmp_path / f"run-{case.name}"
-        done = iml("run", folder, "--out", run, "--time-budget", "10s", "--folds", "3", "--tracks", "traditional", "--quiet")
+        done = iml("run", folder, "--out", run, "--time-budget", "6s", "--folds", "3", "--tracks", "traditional", "--quiet")
         assert done.returncode == 0, f"{case.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
         assert "Traceback" not in done.stderr, case.name
         for warning in case.warns:

@@ -109,7 +109,7 @@ def task(tmp_path_factory) -> Path:
 def test_killed_mid_track_then_mid_refine(task, tmp_path):
     run = tmp_path / "run"
     # 1. killed while attempt 1 cross-validates: its check passed and its execution has begun
-    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "60s", "--folds", "3", "--tracks", "traditional",
+    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "30s", "--folds", "3", "--tracks", "traditional",
                               "--quiet"], run, lambda r: cross_validating(r, attempt=1))
     assert orphans == 0, "a kernel outlived its killed run"
     first = sessions(events(run))
@@ -163,7 +163,7 @@ def test_killed_mid_track_then_mid_refine(task, tmp_path):
     assert [s["kind"] for s in clock["sessions"]] == ["run", "resume", "resume"]
     used = [s["used_before_s"] for s in clock["sessions"]]
     assert used[0] == 0 < used[1] < used[2] and clock["sessions"][2]["ended"] == "finished"
-    assert clock["time_budget_s"] == 60
+    assert clock["time_budget_s"] == 30
 
     assert iml("validate", task, run / "submission.csv").returncode == 0
     for name in ("solution.py", "report.md", "report.html", "leaderboard.csv"):
@@ -179,7 +179,7 @@ def test_killed_mid_track_then_mid_refine(task, tmp_path):
 def test_killed_during_submit(task, tmp_path):
     run = tmp_path / "run"
     # submission.csv is written; submit is writing solution.py and the report
-    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "30s", "--folds", "3", "--tracks", "traditional",
+    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "20s", "--folds", "3", "--tracks", "traditional",
                               "--quiet"], run, lambda r: "submit" in {e["event"] for e in events(r)})
     assert orphans == 0
     assert "report" not in {e["event"] for e in events(run)}
@@ -197,7 +197,7 @@ def test_killed_during_submit(task, tmp_path):
 @pytest.mark.timeout(300)
 def test_killed_right_after_the_first_score_leaves_a_valid_submission(task, tmp_path):
     run = tmp_path / "run"
-    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "60s", "--folds", "3", "--tracks", "traditional",
+    orphans = start_and_kill(["run", task, "--out", run, "--time-budget", "20s", "--folds", "3", "--tracks", "traditional",
                               "--quiet"], run, lambda r: any(e["event"] == "submission" for e in events(r)))
     assert orphans == 0
     log = events(run)

@@ -29,7 +29,7 @@ def iml(*args, timeout: float = 300) -> subprocess.CompletedProcess:
 def test_every_shape_end_to_end(name, tmp_path):
     task = make_example(name, tmp_path / name)
     run = tmp_path / "run"
-    done = iml("run", task, "--out", run, "--time-budget", "20s", "--folds", "3", "--tracks", "traditional",
+    done = iml("run", task, "--out", run, "--time-budget", "15s", "--folds", "3", "--tracks", "traditional",
                "--refine-candidates", "3", "--quiet")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert iml("validate", task, run / "submission.csv").returncode == 0

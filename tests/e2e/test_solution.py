@@ -56,14 +56,27 @@ def re_imports_iml(line: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def binary_run(tmp_path_factory):
-    return solved(tmp_path_factory.mktemp("solution_binary"), "binary")
+def solved_run(tmp_path_factory):
+    """kind -> (task_dir, run_dir), each run made once for the module (a run fills its budget)."""
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(kind: str) -> tuple[Path, Path]:
+        if kind not in made:
+            made[kind] = solved(tmp_path_factory.mktemp(f"solution_{kind}"), kind)
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def binary_run(solved_run):
+    return solved_run("binary")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
-def test_solution_reproduces_the_submission(kind, binary_run, tmp_path):
-    task_dir, run_dir = binary_run if kind == "binary" else solved(tmp_path / "solved", kind)
+def test_solution_reproduces_the_submission(kind, solved_run, tmp_path):
+    task_dir, run_dir = solved_run(kind)
     script = run_dir / "solution.py"
     source = script.read_text()
     # iML is never imported: the only imports of its names are the recipes' runtime.params (their
@@ -148,8 +161,8 @@ def iml(*args) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
-def test_predict_on_the_test_file_reproduces_the_submission(kind, binary_run, tmp_path):
-    task_dir, run_dir = binary_run if kind == "binary" else solved(tmp_path / "solved", kind)
+def test_predict_on_the_test_file_reproduces_the_submission(kind, solved_run, tmp_path):
+    task_dir, run_dir = solved_run(kind)
     out = tmp_path / "predicted.csv"
     done = iml("predict", run_dir, task_dir / "test.csv", "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -104,7 +104,7 @@ def test_each_recipe_reads_the_images(harness, tmp_path, recipe):
     assert np.isfinite(np.load(tmp_path / "test.npy")).all()
     # encode ran once; an attempt that changes only the model's params reuses it
     caches = sorted((harness.run_dir / "cache").glob("encode_*.npy"))
-    model_param = {"traditional": {"num_leaves": 7}, "pretrained": {"C": 1.0}, "neural": {"lr": 0.003},
+    model_param = {"traditional": {"num_leaves": 7}, "pretrained": {"C": 1.0}, "neural": {"lr": 0.003, "max_epochs": 3},
                    "fallback": {"unused": 1}}[recipe]
     harness.run_attempt(tmp_path, model_param)
     assert sorted((harness.run_dir / "cache").glob("encode_*.npy")) == caches
