@@ -37,6 +37,7 @@ from runtime.metrics import get_metric
 MAX_COLUMNS_LISTED = 40
 MAX_ASSOCIATION_ROWS = 5000
 MAX_ASSOCIATION_FEATURES = 20
+ASSOCIATION_BINS = 16
 PLOTS_DIR = "report_files"
 
 
@@ -327,9 +328,15 @@ def plot_thumbnails(task: TaskSpec, column: str) -> tuple[bytes, str] | None:
 
 
 def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str, str, float]]:
-    """(column, kind, mutual information with the target) on the training data, strongest first."""
+    """(column, kind, mutual information with the target) on the training data, strongest first.
+
+    Each column is cut into at most ASSOCIATION_BINS quantile bins (a category is its own bin,
+    a missing value too; a regression target is binned the same way) and the mutual information
+    of the two discrete variables is read from their contingency table. sklearn's nearest-neighbour
+    estimator for continuous columns took 1.3 s on digits' 64 pixel columns, inside a 10 s run's
+    final reserve; the table takes milliseconds and ranks the columns alike."""
     import pandas as pd
-    from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
+    from sklearn.metrics import mutual_info_score
 
     from runtime.data import label_key, labelled, read_train
 
@@ -341,32 +348,31 @@ def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str,
     columns = [c for c in profile.columns if c.kind in ("numeric", "categorical", "text", "datetime") and c.name in train]
     if not columns:
         return []
-    encoded, discrete = {}, []
-    for c in columns:
+
+    def binned(values: pd.Series) -> np.ndarray:
+        if values.nunique() < 2:
+            return np.where(values.isna(), -1, 0)
+        codes = pd.qcut(values, ASSOCIATION_BINS, labels=False, duplicates="drop")  # tied edges merge
+        return codes.fillna(-1).to_numpy(dtype=int)
+
+    def codes(c) -> np.ndarray:
         values = train[c.name]
         if c.kind == "numeric":
-            x = pd.to_numeric(values, errors="coerce")
-            encoded[c.name] = x.fillna(x.median() if x.notna().any() else 0.0).to_numpy(dtype=float)
-            discrete.append(False)
-        elif c.kind == "text":
-            encoded[c.name] = values.fillna("").astype(str).str.len().to_numpy(dtype=float)
-            discrete.append(False)
-        elif c.kind == "datetime":
-            when = pd.to_datetime(values, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
-            seconds = (when - when.min()).dt.total_seconds()
-            encoded[c.name] = seconds.fillna(seconds.median() if seconds.notna().any() else 0.0).to_numpy(dtype=float)
-            discrete.append(False)
-        else:
-            encoded[c.name] = values.astype(str).where(values.notna(), "<missing>").astype("category").cat.codes.to_numpy(dtype=float)
-            discrete.append(True)
-    X = np.column_stack([encoded[c.name] for c in columns])
+            return binned(pd.to_numeric(values, errors="coerce"))
+        if c.kind == "text":
+            return binned(values.fillna("").astype(str).str.len())
+        if c.kind == "datetime":
+            when = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+            return binned((when - when.min()).dt.total_seconds())
+        return values.astype(str).where(values.notna(), "<missing>").astype("category").cat.codes.to_numpy()
+
     if task.task_type == "regression":
-        mi = mutual_info_regression(X, train[task.target].astype(float).to_numpy(), discrete_features=discrete, random_state=0)
+        y = binned(train[task.target].astype(float))
     else:
         y = train[task.target].map(label_key).astype("category").cat.codes.to_numpy()
-        mi = mutual_info_classif(X, y, discrete_features=discrete, random_state=0)
+    mi = [float(mutual_info_score(y, codes(c))) for c in columns]
     ranked = sorted(zip([c.name for c in columns], [c.kind for c in columns], mi), key=lambda r: -r[2])
-    return [(n, k, float(v)) for n, k, v in ranked]
+    return [(n, k, v) for n, k, v in ranked]
 
 
 def plot_association(ranked: list[tuple[str, str, float]]) -> tuple[bytes, str]:
@@ -381,8 +387,9 @@ def plot_association(ranked: list[tuple[str, str, float]]) -> tuple[bytes, str]:
     ax.legend(handles, [k for k in colours if any(kk == k for _, kk, _ in top)], frameon=False, fontsize=8, loc="lower right")
     shown = f"the {len(top)} strongest of {len(ranked)} columns" if len(ranked) > len(top) else f"all {len(ranked)} columns"
     caption = (f"How much each column tells about the target on its own ({shown}): mutual information on the "
-               "training data, a model-free measure. It is not the model's own importance: a column can matter "
-               "more in combination with others, and text columns are measured by their length only.")
+               f"training data (numbers in up to {ASSOCIATION_BINS} quantile bins), a model-free measure. It is not "
+               "the model's own importance: a column can matter more in combination with others, and text "
+               "columns are measured by their length only.")
     return _figure_png(fig), caption
 
 

@@ -125,3 +125,35 @@ def test_stage_times_skip_the_downtime_of_a_crash(run):
     # tracks: from the blueprint (2.5 s in) to the track event, 5 s into a session that began with 10 s used
     assert times["tracks"] == pytest.approx(12.5)
     assert sum(times.values()) < 20
+
+
+@pytest.mark.parametrize("task_type", ["multiclass", "regression"])
+def test_feature_association_ranks_the_signal_first_and_a_constant_last(tmp_path, task_type):
+    from nodes.report import feature_association
+
+    rng = np.random.RandomState(1)
+    n = 600
+    signal = rng.normal(size=n)
+    frame = pd.DataFrame({
+        "id": range(n),
+        "signal": np.where(rng.rand(n) < 0.1, np.nan, signal),  # missing values are a bin of their own
+        "noise": rng.normal(size=n),
+        "constant": 1.0,
+        "city": rng.choice(["Oslo", "Lima", "Pune"], n),
+        "when": pd.date_range("2021-01-01", periods=n, freq="h", tz="UTC").astype(str),
+    })
+    frame["y"] = signal * 10 if task_type == "regression" else np.where(signal > 0.5, "a", np.where(signal < -0.5, "c", "b"))
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    task = TaskSpec(task_dir=str(tmp_path), task_type=task_type, target="y", id_column="id",
+                    metric="rmse" if task_type == "regression" else "accuracy", greater_is_better=task_type != "regression",
+                    submission_format="label", submission_columns=["id", "y"],
+                    classes=[] if task_type == "regression" else ["a", "b", "c"])
+    kinds = {"signal": "numeric", "noise": "numeric", "constant": "numeric", "city": "categorical", "when": "datetime"}
+    profile = DataProfile(n_train=n, n_test=0, columns=[
+        ColumnProfile(name=c, kind=k, dtype="object", missing_share=0.0, cardinality=2, examples=[]) for c, k in kinds.items()],
+        target=TargetProfile(kind="values" if task_type == "regression" else "classes"))
+    ranked = feature_association(task, profile)
+    scores = {name: mi for name, _, mi in ranked}
+    assert ranked[0][0] == "signal" and set(scores) == set(kinds)
+    assert scores["constant"] == 0.0
+    assert scores["signal"] > 5 * max(scores["noise"], scores["city"], scores["when"])
