@@ -55,7 +55,7 @@ class Settings:
     refine_max_reseeds: int = 8  # the best params with other seeds: members that average out bagging noise
     refine_llm_rewrites: int = 3  # LLM rewrites of one module before the parameter search (with an LLM)
     final_reserve_share: float = 0.06  # of the budget, kept for ensemble + submit + the outputs ...
-    final_reserve_min_s: float = 3.0  # ... and never less: at 10 s the stage took 1.6-2.6 s (importing sklearn, the report)
+    final_reserve_min_s: float = 2.5  # ... and never less: at 10 s the stage took 1.1-1.6 s (kernel close, blend in the kernel, the report)
     refine_reserve_share: float = 0.15  # of budgets of 45 s or more, kept for refine's search
     recursion_limit: int = 10_000  # graph steps per (sub)graph run; refine's loop is bounded by time and candidates
 
@@ -188,6 +188,12 @@ class RunContext:
         if not session.alive:
             session.start()
         return session
+
+    def idle_kernel(self) -> KernelSession | None:
+        """A track's kernel on this machine that is still running (a single-track plan keeps its
+        own through refine), for work that needs what it has loaded; None when there is none."""
+        with self._kernel_lock:
+            return next((s for s in self._kernels.values() if isinstance(s, KernelSession) and s.alive), None)
 
     def close_kernel(self, track: str) -> None:
         with self._kernel_lock:

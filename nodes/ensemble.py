@@ -1,166 +1,63 @@
-"""ensemble: weights over the tracks' out-of-fold predictions.
+"""ensemble: weights over the tracks' out-of-fold predictions (runtime/blend.py computes them).
 
-The members are each track's best attempts: its best one, and the runners-up that refine's
-search left behind (different parameters, often different errors). Greedy hill climbing
-with replacement (Caruana et al. 2004): start from the best member, add whichever member
-most improves the out-of-fold score, stop when nothing does. The blend is kept only when it
-beats the best single member out of fold. When no track produced a score,
-a constant baseline from the training target keeps the run's promise of a valid submission.
+Where a track's kernel is still running after refine (a single-track plan keeps it), the blend
+and the report's column association are computed there, in one cell: the kernel has sklearn
+loaded, and the framework's process then never imports it (~1 s and ~60 MB). Otherwise, or when
+that cell fails, the same functions run here.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
-from runtime.data import labelled, read_test, read_train
-from runtime.metrics import Metric, get_metric
-from runtime.submission import baseline_prediction
+from graph.state import DataProfile, EnsembleResult, IMLState, TaskSpec, TrackResult
+from runtime.blend import ENSEMBLE_JSON, blend
 
-MAX_STEPS = 25
-MEMBERS_PER_TRACK = 6  # a track's best attempt and its next best (refine's candidates and reseeds)
+FINAL_CELL_TIMEOUT_S = 60.0  # a blend of 25 steps over a few members: well under a second on 50k rows
+
+FINAL_CELL = """\
+from runtime.blend import blend_to_file as _iml_blend
+from runtime.association import association_to_file as _iml_association
+_iml_blend({task!r}, {tracks!r}, {run_dir!r})
+try:
+    _iml_association({task!r}, {profile!r}, {run_dir!r})
+except Exception:
+    pass  # the report computes it itself, and says so if it fails there too
+del _iml_blend, _iml_association
+"""
 
 
 def ensemble(state: IMLState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
     run_dir = Path(state["run_dir"])
-    result = blend(state["task"], state.get("tracks", {}), run_dir)
-    runtime.context.events.emit("ensemble", kind=result.kind, weights=result.weights, score=result.score)
+    tracks = state.get("tracks", {})
+    result, where = None, "framework"
+    kernel = ctx.idle_kernel()
+    if kernel is not None:
+        result, where = blend_in_kernel(kernel, state["task"], tracks, state.get("profile"), run_dir)
+    ctx.close()  # no kernel computes after the ensemble: free their memory before submit and the outputs
+    if result is None:
+        result = blend(state["task"], tracks, run_dir)
+    ctx.events.emit("ensemble", kind=result.kind, weights=result.weights, score=result.score, where=where)
     return {"ensemble": result}
 
 
-def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> EnsembleResult:
-    metric = get_metric(task.metric)
-    y = np.load(run_dir / "y.npy") if (run_dir / "y.npy").exists() else None
-    members = ensemble_members(tracks, metric)
-    if y is None or not members:
-        return baseline(task, run_dir, metric)
-    oof = {name: np.load(Path(a.dir) / "oof.npy") for name, a in members.items()}
-    test = {name: np.load(Path(a.dir) / "test.npy") for name, a in members.items()}
-    best_name = metric.best(members, key=lambda n: members[n].score)
-    best_score = members[best_name].score
-    weights = hill_climb(oof, y, metric, best_name) if len(members) > 1 else Counter({best_name: 1})
-    blend_oof = _weighted(oof, weights)
-    blend_score = float(metric.score(y, blend_oof))
-    folds = np.load(run_dir / "folds.npy") if (run_dir / "folds.npy").exists() else None
-    if len(weights) > 1 and metric.better(blend_score, best_score) and steady_gain(metric, y, folds, blend_oof, oof[best_name]):
-        kind, score = "weighted", blend_score
-        reason = f"the blend of {len(weights)} members beats the best single one ({best_name}: {best_score:.5g}) out of fold"
-        oof_pred, test_pred = blend_oof, _weighted(test, weights)
-        total = sum(weights.values())
-        shares = {n: round(w / total, 4) for n, w in weights.items()}
-    else:
-        kind, score, shares = "single", best_score, {best_name: 1.0}
-        reason = f"{best_name} alone" + (f": no blend of the {len(members)} members beat it out of fold, fold by fold beyond noise" if len(members) > 1
-                                         else ": the only scored attempt")
-        oof_pred, test_pred = oof[best_name], test[best_name]
-    threshold = 0.5
-    if folds is not None and wants_threshold(task, metric):
-        threshold, note = decision_threshold(metric, y, oof_pred, folds)
-        if threshold != 0.5:
-            score = float(metric.score(y, (oof_pred >= threshold).astype(float)))
-        reason += f"; {note}"
-    np.save(run_dir / "ensemble_oof.npy", oof_pred)
-    np.save(run_dir / "ensemble_test.npy", test_pred)
-    return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
-                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold)
+def blend_in_kernel(kernel, task: TaskSpec, tracks: dict[str, TrackResult], profile: DataProfile | None,
+                    run_dir: Path) -> tuple[EnsembleResult | None, str]:
+    """The blend computed by the kernel's FINAL_CELL (None when the cell did not produce one),
+    and where it was computed, with why not in the kernel."""
+    import json
 
-
-def steady_gain(metric: Metric, y: np.ndarray, folds: np.ndarray | None, blend: np.ndarray, single: np.ndarray) -> bool:
-    """The blend's gain over the best single member, fold by fold: its mean above its standard
-    error (on small data a blend tuned on the out-of-fold rows otherwise keeps their noise)."""
-    if folds is None or len(np.unique(folds)) < 2:
-        return True
-    gains = []
-    for k in np.unique(folds):
-        rows = folds == k
-        a, b = float(metric.score(y[rows], blend[rows])), float(metric.score(y[rows], single[rows]))
-        gains.append(metric.gain(a, b))
-    gains = np.asarray([g for g in gains if np.isfinite(g)])
-    return len(gains) < 2 or bool(gains.mean() > gains.std(ddof=1) / np.sqrt(len(gains)))
-
-
-def wants_threshold(task: TaskSpec, metric: Metric) -> bool:
-    """A binary task whose submission holds labels scored as labels (accuracy, F1, MCC, ...)."""
-    return task.task_type == "binary" and task.submission_format == "label" and metric.needs == "label"
-
-
-THRESHOLD_CANDIDATES = 99
-
-
-def decision_threshold(metric: Metric, y: np.ndarray, oof: np.ndarray, folds: np.ndarray) -> tuple[float, str]:
-    """The probability from which a row is labelled positive, tuned on the out-of-fold
-    predictions; 0.5 unless tuning pays on folds it was not tuned on.
-
-    Each fold's threshold is chosen on the other folds and scored on it, against 0.5 on the
-    same fold; the tuned threshold (chosen on all rows) is used only when the mean gain on the
-    held-out folds is positive and larger than its standard error, so fold noise cannot pick it."""
-    candidates = np.unique(np.concatenate([np.quantile(oof, np.linspace(0.01, 0.99, THRESHOLD_CANDIDATES)), [0.5]]))
-
-    def best(rows: np.ndarray) -> float:
-        scores = {float(t): metric.score(y[rows], (oof[rows] >= t).astype(float)) for t in candidates}
-        return metric.best(scores, key=scores.get)
-
-    gains = []
-    for k in np.unique(folds):
-        held = folds == k
-        t = best(~held)
-        tuned, plain = (metric.score(y[held], (oof[held] >= v).astype(float)) for v in (t, 0.5))
-        gains.append(metric.gain(tuned, plain))
-    gains = np.asarray(gains, dtype=float)
-    mean = float(np.nanmean(gains))
-    spread = float(np.nanstd(gains) / np.sqrt(max(1, np.isfinite(gains).sum())))
-    if not (mean > 0 and mean > spread):
-        return 0.5, (f"decision threshold 0.5: tuning it gained {mean:+.4g} on held-out folds (standard error "
-                     f"{spread:.2g}), not beyond fold noise")
-    threshold = best(np.ones(len(y), dtype=bool))
-    return threshold, (f"decision threshold {threshold:.3g} (tuned out of fold: {mean:+.4g} {metric.name} on held-out "
-                       f"folds, standard error {spread:.2g})")
-
-
-def ensemble_members(tracks: dict[str, TrackResult], metric: Metric, per_track: int = MEMBERS_PER_TRACK) -> dict[str, AttemptResult]:
-    """Each scored track's best attempts (its best, then refine's other candidates and earlier
-    attempts), named track/attempt_n. Attempts whose predictions are missing are left out."""
-    members: dict[str, AttemptResult] = {}
-    for name, t in tracks.items():
-        if t.status != "ok":
-            continue
-        kept = [a for a in t.attempts if a.status == "ok" and (Path(a.dir) / "oof.npy").exists()
-                and (Path(a.dir) / "test.npy").exists()]
-        ranked = metric.ranked(kept, key=lambda a: a.score)
-        scored = [a for a in ranked if a.attempt == t.best_attempt] + [a for a in ranked if a.attempt != t.best_attempt]
-        for a in scored[:per_track]:
-            members[f"{name}/attempt_{a.attempt}"] = a
-    return members
-
-
-def hill_climb(oof: dict[str, np.ndarray], y: np.ndarray, metric: Metric, start: str) -> Counter:
-    weights: Counter = Counter({start: 1})
-    current = metric.score(y, oof[start])
-    for _ in range(MAX_STEPS):
-        trials = {name: metric.score(y, _weighted(oof, weights + Counter({name: 1}))) for name in oof}
-        name = metric.best(trials, key=trials.get)
-        if not metric.better(trials[name], current):
-            break
-        weights[name] += 1
-        current = trials[name]
-    return weights
-
-
-def _weighted(preds: dict[str, np.ndarray], weights: Counter) -> np.ndarray:
-    total = sum(weights.values())
-    return sum(preds[name] * (w / total) for name, w in weights.items())
-
-
-def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
-    """A constant prediction from the training targets: class shares, or the mean."""
-    train = read_train(task.model_dump(), columns=task.target_columns)
-    n_test = len(read_test(task.model_dump()))
-    test_pred = baseline_prediction(labelled(train, task.target_columns), task.model_dump(), n_test)
-    np.save(run_dir / "ensemble_test.npy", test_pred)
-    return EnsembleResult(kind="baseline", weights={}, score=float("nan"), oof_path="", test_path=str(run_dir / "ensemble_test.npy"),
-                          reason="no track produced a scored result; submitting the training target's constant baseline")
+    out = run_dir / ENSEMBLE_JSON
+    out.unlink(missing_ok=True)  # never read a file an earlier session left
+    code = FINAL_CELL.format(task=task.model_dump_json(),
+                             tracks=json.dumps({name: t.model_dump(mode="json") for name, t in tracks.items()}),
+                             profile=profile.model_dump_json() if profile is not None else "null", run_dir=str(run_dir))
+    done = kernel.execute(code, timeout=FINAL_CELL_TIMEOUT_S)
+    if not done.ok or not out.exists():
+        why = f"{done.error_name}: {done.error_value}" if done.error_name else done.status
+        return None, f"framework (the kernel's cell failed: {why[:200]})"
+    return EnsembleResult.model_validate_json(out.read_text()), "kernel"

@@ -184,9 +184,7 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
 def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The track's result with refine's candidates, and why refine stopped."""
     ctx = runtime.context
-    # No kernel computes after refine: free their memory before ensemble and submit (a later
-    # use, e.g. a resumed run, starts them again).
-    ctx.close()
+    # The kernels stay for the ensemble, which computes in one of them and then closes them all.
     name = state.get("track")
     if not name:
         return {}

@@ -32,12 +32,11 @@ from markupsafe import Markup
 
 from graph.state import DataProfile, IMLState, TaskSpec, TrackResult
 from nodes.solution import member_attempts
+from runtime.association import ASSOCIATION_BINS, feature_association, read_association
 from runtime.metrics import get_metric
 
 MAX_COLUMNS_LISTED = 40
-MAX_ASSOCIATION_ROWS = 5000
 MAX_ASSOCIATION_FEATURES = 20
-ASSOCIATION_BINS = 16
 PLOTS_DIR = "report_files"
 
 
@@ -327,54 +326,6 @@ def plot_thumbnails(task: TaskSpec, column: str) -> tuple[bytes, str] | None:
     return _figure_png(fig), caption
 
 
-def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str, str, float]]:
-    """(column, kind, mutual information with the target) on the training data, strongest first.
-
-    Each column is cut into at most ASSOCIATION_BINS quantile bins (a category is its own bin,
-    a missing value too; a regression target is binned the same way) and the mutual information
-    of the two discrete variables is read from their contingency table. sklearn's nearest-neighbour
-    estimator for continuous columns took 1.3 s on digits' 64 pixel columns, inside a 10 s run's
-    final reserve; the table takes milliseconds and ranks the columns alike."""
-    import pandas as pd
-    from sklearn.metrics import mutual_info_score
-
-    from runtime.data import label_key, labelled, read_train
-
-    if task.task_type in ("multilabel", "multitarget") or task.one_hot:
-        return []  # one association per target column would crowd the report; the profile lists them
-    train = labelled(read_train(task.model_dump()), task.target)
-    if len(train) > MAX_ASSOCIATION_ROWS:
-        train = train.sample(MAX_ASSOCIATION_ROWS, random_state=0)
-    columns = [c for c in profile.columns if c.kind in ("numeric", "categorical", "text", "datetime") and c.name in train]
-    if not columns:
-        return []
-
-    def binned(values: pd.Series) -> np.ndarray:
-        if values.nunique() < 2:
-            return np.where(values.isna(), -1, 0)
-        codes = pd.qcut(values, ASSOCIATION_BINS, labels=False, duplicates="drop")  # tied edges merge
-        return codes.fillna(-1).to_numpy(dtype=int)
-
-    def codes(c) -> np.ndarray:
-        values = train[c.name]
-        if c.kind == "numeric":
-            return binned(pd.to_numeric(values, errors="coerce"))
-        if c.kind == "text":
-            return binned(values.fillna("").astype(str).str.len())
-        if c.kind == "datetime":
-            when = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-            return binned((when - when.min()).dt.total_seconds())
-        return values.astype(str).where(values.notna(), "<missing>").astype("category").cat.codes.to_numpy()
-
-    if task.task_type == "regression":
-        y = binned(train[task.target].astype(float))
-    else:
-        y = train[task.target].map(label_key).astype("category").cat.codes.to_numpy()
-    mi = [float(mutual_info_score(y, codes(c))) for c in columns]
-    ranked = sorted(zip([c.name for c in columns], [c.kind for c in columns], mi), key=lambda r: -r[2])
-    return [(n, k, v) for n, k, v in ranked]
-
-
 def plot_association(ranked: list[tuple[str, str, float]]) -> tuple[bytes, str]:
     plt = _pyplot()
     top = ranked[:MAX_ASSOCIATION_FEATURES][::-1]
@@ -477,9 +428,9 @@ def section_data(r: ReportRun) -> None:
                 doc.h(3, f"Images: `{c.name}`")
                 doc.p(image_summary(c))
                 add_plot(f"images_{c.name}.png", lambda c=c: plot_thumbnails(task, c.name))
-        ranked: list = []
+        ranked = read_association(r.run_dir) or []  # computed by the run's last kernel
         try:
-            ranked = feature_association(task, profile)
+            ranked = ranked or feature_association(task, profile)
         except Exception as e:
             problems.append(f"feature association: {type(e).__name__}: {e}")
         if ranked:

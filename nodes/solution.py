@@ -24,12 +24,12 @@ from runtime import images as images_module
 from runtime import params as params_module
 from runtime import submission as submission_module
 
-def _harness():
-    """runtime.harness, imported when solution.py is written: at import time it would bring
-    sklearn and scipy into the framework's process while the kernels compute."""
-    from runtime import harness
+def _harness_source() -> str:
+    """runtime/harness.py's text, read rather than imported: importing it would bring sklearn and
+    scipy (~1 s, ~60 MB) into the framework's process, which needs neither."""
+    import importlib.util
 
-    return harness
+    return Path(importlib.util.find_spec("runtime.harness").origin).read_text()
 
 
 MAX_ENSEMBLE_STEPS = 64  # hill climbing adds at most MAX_STEPS (25) members; room to spare
@@ -98,14 +98,16 @@ HARNESS_PARTS = ("ContractError", "make_folds", "make_fold_sets", "MULTI", "enco
 
 
 def harness_functions() -> str:
-    harness = _harness()
-    parts = []
-    for name in HARNESS_PARTS:
-        if name == "MULTI":
-            parts.append(f"MULTI = {harness.MULTI!r}\n")
-        else:
-            parts.append(inspect.getsource(getattr(harness, name)))
-    return "\n\n".join(parts)
+    source = _harness_source()
+    lines = source.splitlines(keepends=True)
+    defined: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            defined[node.name] = "".join(lines[start - 1:node.end_lineno])
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            defined[node.targets[0].id] = f"{node.targets[0].id} = {ast.literal_eval(node.value)!r}\n"
+    return "\n\n".join(defined[name] for name in HARNESS_PARTS)
 
 
 def literal(text: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from graph.context import Settings
 from graph.runner import run_status, run_task
 from graph.state import AttemptResult, EnsembleResult, TrackResult
-from nodes.ensemble import _weighted, baseline
+from runtime.blend import _weighted, baseline
 from nodes.solution import render_solution
 from nodes.submit import format_submission, validate_submission
 from runtime.harness import Harness

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from graph.state import AttemptResult, TaskSpec, TrackResult
-from nodes.ensemble import blend, ensemble_members
+from runtime.blend import blend, ensemble_members
 from runtime.metrics import get_metric
 
 
@@ -93,7 +93,7 @@ def test_failed_attempts_and_missing_predictions_are_not_members(tmp_path):
 def test_a_label_metric_gets_a_decision_threshold_tuned_out_of_fold():
     """F1 on a rare class with calibrated probabilities: labelling from 0.5 on misses most
     positives; the tuned threshold is lower and scores better on folds it was not tuned on."""
-    from nodes.ensemble import decision_threshold
+    from runtime.blend import decision_threshold
     from runtime.metrics import get_metric
 
     rng = np.random.RandomState(0)
@@ -109,7 +109,7 @@ def test_a_label_metric_gets_a_decision_threshold_tuned_out_of_fold():
 def test_no_threshold_from_fold_noise():
     """Predictions that carry no signal: whatever threshold wins on some rows does not hold up
     on the others, so 0.5 stays."""
-    from nodes.ensemble import decision_threshold
+    from runtime.blend import decision_threshold
     from runtime.metrics import get_metric
 
     rng = np.random.RandomState(1)

@@ -129,7 +129,7 @@ def test_stage_times_skip_the_downtime_of_a_crash(run):
 
 @pytest.mark.parametrize("task_type", ["multiclass", "regression"])
 def test_feature_association_ranks_the_signal_first_and_a_constant_last(tmp_path, task_type):
-    from nodes.report import feature_association
+    from runtime.association import feature_association
 
     rng = np.random.RandomState(1)
     n = 600
