@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import DataProfile, EnsembleResult, IMLState, TaskSpec, TrackResult
-from runtime.blend import ENSEMBLE_JSON, blend
+from runtime.blend import ENSEMBLE_JSON, blend, read_blend
 
 FINAL_CELL_TIMEOUT_S = 60.0  # a blend of 25 steps over a few members: well under a second on 50k rows
 
@@ -60,4 +60,7 @@ def blend_in_kernel(kernel, task: TaskSpec, tracks: dict[str, TrackResult], prof
     if not done.ok or not out.exists():
         why = f"{done.error_name}: {done.error_value}" if done.error_name else done.status
         return None, f"framework (the kernel's cell failed: {why[:200]})"
-    return EnsembleResult.model_validate_json(out.read_text()), "kernel"
+    try:
+        return read_blend(run_dir), "kernel"
+    except (OSError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        return None, f"framework (the kernel's {ENSEMBLE_JSON} did not read back: {type(e).__name__}: {str(e)[:200]})"

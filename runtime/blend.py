@@ -170,4 +170,12 @@ def blend_to_file(task_json: str, tracks_json: str, run_dir: str) -> None:
     task = TaskSpec.model_validate_json(task_json)
     tracks = {name: TrackResult.model_validate(t) for name, t in json.loads(tracks_json).items()}
     result = blend(task, tracks, Path(run_dir))
-    (Path(run_dir) / ENSEMBLE_JSON).write_text(result.model_dump_json())
+    # json.dumps, not model_dump_json: a baseline's score is NaN, which pydantic's JSON writes as null
+    (Path(run_dir) / ENSEMBLE_JSON).write_text(json.dumps(result.model_dump()))
+
+
+def read_blend(run_dir: Path) -> EnsembleResult:
+    """What blend_to_file wrote."""
+    import json
+
+    return EnsembleResult.model_validate(json.loads((Path(run_dir) / ENSEMBLE_JSON).read_text()))

@@ -57,3 +57,25 @@ def test_a_final_cell_that_fails_leaves_the_blend_to_the_framework(tmp_path):
         result, where = blend_in_kernel(kernel, task, {}, None, tmp_path / "no such run")
         assert result is None and where.startswith("framework (the kernel's cell failed: ") and "Error" in where
         assert kernel.execute("1 + 1").ok  # and the kernel is still usable
+
+
+def test_a_baseline_blended_in_the_kernel_reads_back_with_its_nan_score(make_task, tmp_path):
+    """No track scored (every attempt timed out on a slow machine): the kernel's blend is the
+    constant baseline, whose score is NaN, and it must come back as the framework computes it."""
+    import math
+
+    from graph.context import Settings
+    from nodes.analyze import read_task
+    from nodes.ensemble import blend_in_kernel
+    from runtime.blend import blend
+
+    task = read_task(make_task("binary"), Settings())
+    run = tmp_path / "run"
+    run.mkdir()
+    with KernelSession(run) as kernel:
+        result, where = blend_in_kernel(kernel, task, {}, None, run)
+    assert where == "kernel" and result is not None and result.kind == "baseline" and math.isnan(result.score)
+    kept = (run / "ensemble_test.npy").read_bytes()
+    here = blend(task, {}, run)
+    assert here.model_copy(update={"score": 0.0}) == result.model_copy(update={"score": 0.0})
+    assert (run / "ensemble_test.npy").read_bytes() == kept
