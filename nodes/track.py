@@ -139,7 +139,10 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
         if result.traceback:
             error += "\n" + result.traceback
     elif result.status == "timeout":
-        error = f"timed out after {timeout:.0f} s (the track's share of the time budget)"
+        limit = ("a member's limit: a few times its estimate, its check at most "
+                 f"{MEMBER_CHECK_DEADLINE_S:.0f} s, never past the run's final reserve") if state.get("member") \
+            else "the track's share of the time budget"
+        error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":
         error = "the kernel died (a crash in native code, or the process exited); it was restarted"
     elif result.status == "out_of_memory":

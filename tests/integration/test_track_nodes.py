@@ -133,7 +133,16 @@ def test_endless_fit_times_out(prepared):
     finally:
         settings.time_budget_s, settings.min_attempt_timeout_s = 120, 20
     [result] = update["attempts"]
-    assert result.status == "timeout" and "timed out" in result.error
+    assert result.status == "timeout" and "timed out" in result.error and "the track's share" in result.error
+
+
+def test_a_member_that_times_out_says_which_limit_stopped_it(prepared):
+    from nodes.track import run_in_kernel
+
+    state, runtime = prepared
+    member_state = {**state, "plan": state["blueprint"].tracks[0], "member": "knn"}
+    outcome = run_in_kernel(member_state, runtime.context, "import time\ntime.sleep(30)", timeout=1.0)
+    assert outcome.status == "timeout" and "a member's limit" in outcome.error, outcome.error
 
 
 def test_a_recipe_step_that_fails_on_one_kind_of_column_is_repaired_not_retreated(prepared, monkeypatch, tmp_path):
