@@ -8,6 +8,7 @@ that cell fails, the same functions run here.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from langgraph.runtime import Runtime
@@ -15,6 +16,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.state import DataProfile, EnsembleResult, IMLState, TaskSpec, TrackResult
 from runtime.blend import ENSEMBLE_JSON, blend, read_blend
+from runtime.kernel import KernelSession
 
 FINAL_CELL_TIMEOUT_S = 60.0  # a blend of 25 steps over a few members: well under a second on 50k rows
 
@@ -45,12 +47,10 @@ def ensemble(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     return {"ensemble": result}
 
 
-def blend_in_kernel(kernel, task: TaskSpec, tracks: dict[str, TrackResult], profile: DataProfile | None,
+def blend_in_kernel(kernel: KernelSession, task: TaskSpec, tracks: dict[str, TrackResult], profile: DataProfile | None,
                     run_dir: Path) -> tuple[EnsembleResult | None, str]:
     """The blend computed by the kernel's FINAL_CELL (None when the cell did not produce one),
     and where it was computed, with why not in the kernel."""
-    import json
-
     out = run_dir / ENSEMBLE_JSON
     out.unlink(missing_ok=True)  # never read a file an earlier session left
     code = FINAL_CELL.format(task=task.model_dump_json(),

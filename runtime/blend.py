@@ -14,6 +14,7 @@ process cost ~1 s of a 10 s run's final reserve.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -165,8 +166,6 @@ def baseline(task: TaskSpec, run_dir: Path, metric: Metric) -> EnsembleResult:
 
 def blend_to_file(task_json: str, tracks_json: str, run_dir: str) -> None:
     """blend() for a kernel: the task and tracks as JSON in, ENSEMBLE_JSON in the run folder out."""
-    import json
-
     task = TaskSpec.model_validate_json(task_json)
     tracks = {name: TrackResult.model_validate(t) for name, t in json.loads(tracks_json).items()}
     result = blend(task, tracks, Path(run_dir))
@@ -176,6 +175,4 @@ def blend_to_file(task_json: str, tracks_json: str, run_dir: str) -> None:
 
 def read_blend(run_dir: Path) -> EnsembleResult:
     """What blend_to_file wrote."""
-    import json
-
     return EnsembleResult.model_validate(json.loads((Path(run_dir) / ENSEMBLE_JSON).read_text()))
