@@ -27,7 +27,8 @@ def feature_association(task: TaskSpec, profile: DataProfile) -> list[tuple[str,
     a missing value too; a regression target is binned the same way) and the mutual information
     of the two discrete variables is read from their contingency table. sklearn's nearest-neighbour
     estimator for continuous columns took 1.3 s on digits' 64 pixel columns, inside a 10 s run's
-    final reserve; the table takes milliseconds and ranks the columns alike."""
+    final reserve; the table takes milliseconds. The ranking was compared with the old estimator's
+    only by eye, on digits (the same strongest pixels)."""
     import pandas as pd
     from sklearn.metrics import mutual_info_score
 
