@@ -134,6 +134,8 @@ class ValidationScheme(BaseModel):
     n_folds: int = 5
     seed: int = 0
     repeats: int = 1  # the folds cut this many times, each with its own seed (random k-fold only)
+    # each attempt also fitted on all rows, its test predictions half that fit's, half the folds' mean
+    refit: bool = False
     group_column: str | None = None
     time_column: str | None = None
 

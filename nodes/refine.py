@@ -295,7 +295,8 @@ def prune_rule(state: RefineState) -> dict | None:
     folds = [s for s in best.fold_scores if s is not None and math.isfinite(s)]
     if len(folds) <= PRUNE_AFTER_FOLDS:
         return None
-    return {"after": PRUNE_AFTER_FOLDS, "best": folds, "margin": 0.5 * float(np.std(folds))}
+    # `score`: a candidate that does not beat it is not fitted again on all rows either
+    return {"after": PRUNE_AFTER_FOLDS, "best": folds, "margin": 0.5 * float(np.std(folds)), "score": best.score}
 
 
 def best_track(tracks: dict[str, TrackResult], metric: Metric) -> TrackResult | None:

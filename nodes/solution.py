@@ -94,7 +94,8 @@ def inlined(module) -> str:
 # What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
 # and one fold's fit and predictions, so the script runs exactly the loop the run ran.
 HARNESS_PARTS = ("ContractError", "make_folds", "make_fold_sets", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
-                 "fold_fits", "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows", "join_encoded")
+                 "fold_fits", "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows", "join_encoded",
+                 "with_full_fit")
 
 
 def harness_functions() -> str:
@@ -130,6 +131,15 @@ def attempt_cuts(folder: Path) -> int:
         return 1
 
 
+def attempt_full_fit(folder: Path) -> dict | None:
+    """The params of an attempt's fit on all rows (result.json), None when it made none."""
+    try:
+        full_fit = json.loads((folder / "result.json").read_text()).get("full_fit") or {}
+    except (OSError, ValueError):
+        return None
+    return full_fit["params"] if "seconds" in full_fit else None
+
+
 def render_solution(state: IMLState, run_dir: Path) -> str:
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
@@ -144,7 +154,7 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         member_lines.append(
             f"    {{'name': {name!r}, 'weight': {weights[name]!r}, 'attempt': {str(folder.relative_to(run_dir))!r},\n"
             f"     'score': {attempt.score!r}, 'params': json.loads({literal(json.dumps(attempt.params))}),\n"
-            f"     'cuts': {attempt_cuts(folder)!r},\n"
+            f"     'cuts': {attempt_cuts(folder)!r}, 'full_fit': {attempt_full_fit(folder)!r},\n"
             f"     'features': FEATURES_{i}, 'model': MODEL_{i}}},"
         )
         for module in ("features", "model"):
@@ -212,8 +222,9 @@ Ensemble: {kind} of {members}; out-of-fold {metric}: {score}.
 Standalone: it needs pandas, numpy, scikit-learn and what the modules import, not iML. It
 repeats the run: the same cross-validation folds, each member's Features and Model fitted
 once per fold on the other folds (the held-out fold is passed for early stopping, as in the
-run), the fold models' test predictions averaged, the members blended with the ensemble's
-weights, and the result written in the sample submission's format.
+run), the fold models' test predictions averaged (and, for a member the run also fitted on all
+rows, mixed half and half with that fit's), the members blended with the ensemble's weights,
+and the result written in the sample submission's format.
 """
 '''
 
@@ -263,7 +274,13 @@ def cross_fit(member: dict, X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame
         if (j + 1) % n_folds == 0:
             test_pred, cut_test = test_pred + cut_test, empty_prediction(TASK, len(X_test))
         print(f"  {member['name']}: fit {j + 1}/{n_fits} done", file=sys.stderr)
-    return test_pred / len(folds)
+    test_pred = test_pred / len(folds)
+    if member["full_fit"] is not None:  # the run fitted this member on all rows too, with these params
+        _, (full_test,) = fit_fold(features_mod, model_mod, TASK, PROFILE, {**params, **member["full_fit"]}, X, y, None,
+                                   None, [X_test])
+        test_pred = with_full_fit(test_pred, full_test)
+        print(f"  {member['name']}: fit on all rows done", file=sys.stderr)
+    return test_pred
 '''
 
 MAIN = '''

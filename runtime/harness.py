@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 from runtime.data import feature_columns, label_key, labelled, read_test, read_train, target_columns
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
-from runtime.predict import MODELS_DIR
+from runtime.predict import FULL_MODEL, MODELS_DIR
 
 SAMPLE_ROWS = 300
 
@@ -284,6 +284,58 @@ def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str |
     return None
 
 
+def save_full(attempt_dir: Path, fitted: list[tuple[Any, Any]]) -> str | None:
+    """Keep the fit on all rows beside the folds' (`iml predict` mixes it in as the harness did)."""
+    import cloudpickle
+
+    try:
+        payload = cloudpickle.dumps(fitted)
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"[:300]
+    (attempt_dir / MODELS_DIR).mkdir(exist_ok=True)
+    (attempt_dir / MODELS_DIR / FULL_MODEL).write_bytes(payload)
+    return None
+
+
+def model_full_fit_params(fitted: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
+    """Each unit's `Model.full_fit_params()`: what a fit without a validation part needs beyond
+    the attempt's params (the rounds early stopping chose). None when a Model does not say: a
+    model that needs a validation part cannot be fitted without one."""
+    out = []
+    for _, model in fitted:
+        if isinstance(model, ConstantUnit):
+            continue
+        method = getattr(model, "full_fit_params", None)
+        if method is None:
+            return None
+        given = method()
+        if not isinstance(given, dict):
+            raise ContractError(f"model.py: Model.full_fit_params returned {type(given).__name__}, expected a dict")
+        out.append(given)
+    return out
+
+
+def mean_params(per_fit: list[dict[str, Any]]) -> dict[str, Any]:
+    """One params dict from the fold fits': numbers averaged (integers rounded), others the first fit's."""
+    merged: dict[str, Any] = {}
+    for key in dict.fromkeys(k for d in per_fit for k in d):
+        values = [d[key] for d in per_fit if key in d]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric and all(isinstance(v, int) for v in values):
+            merged[key] = max(1, int(round(float(np.mean(values)))))
+        elif numeric:
+            merged[key] = float(np.mean(values))
+        else:
+            merged[key] = values[0]
+    return merged
+
+
+def with_full_fit(folds_pred: np.ndarray, full_pred: np.ndarray) -> np.ndarray:
+    """Test predictions from the fold models' mean and the fit on all rows, half each: the fit on
+    all rows has the rows a fold's model lacks, the folds' mean the variance a bag removes."""
+    return (folds_pred + full_pred) / 2
+
+
 def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
               params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray):
     """Each fold's fit on the other folds (the held-out fold passed for early stopping), one at
@@ -381,6 +433,8 @@ class Harness:
         fold_scores: list[float] = []
         unsaved: str | None = None
         resolved: dict[str, Any] = {}
+        full_fit_params: list[dict[str, Any]] | None = [] if self.scheme.get("refit") else None
+        full_fit_failed = ""
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
                                                            self.y, X_test, self.fold_sets):
             if deadline_s is not None and time.time() - started > deadline_s and j > 0:
@@ -394,6 +448,13 @@ class Harness:
             cut_test += pred_test / self.n_folds
             fold_scores.append(float(self.metric.score(self.y[va], pred_va)))
             unsaved = unsaved or save_fold(attempt_dir, j, fitted)
+            if full_fit_params is not None and not full_fit_failed:
+                try:
+                    given = model_full_fit_params(fitted)
+                except Exception as e:  # noqa: BLE001 - the folds stand without a fit on all rows
+                    full_fit_failed = f"the fit on all rows failed: full_fit_params: {type(e).__name__}: {e}"[:300]
+                else:
+                    full_fit_params = None if given is None else full_fit_params + given
             if prune and j + 1 < self.n_fits and clearly_worse(self.metric, fold_scores, prune):
                 result = {"status": "pruned", "fold_scores": fold_scores, "metric": self.metric.name,
                           "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
@@ -405,6 +466,21 @@ class Harness:
                 cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
+        full_fit = None
+        if self.scheme.get("refit"):
+            full_fit = ({"skipped": full_fit_failed} if full_fit_failed
+                        else self._full_fit_plan(full_fit_params, score, fold_scores, started, deadline_s, prune))
+            if "params" in full_fit:
+                fit_started = time.time()
+                try:
+                    fitted, (full_test,) = fit_fold(features_mod, model_mod, self.task, self.profile,
+                                                    {**params, **full_fit["params"]}, X, self.y, None, None, [X_test])
+                except Exception as e:  # noqa: BLE001 - the folds' predictions stand without it
+                    full_fit = {"skipped": f"the fit on all rows failed: {type(e).__name__}: {e}"[:300]}
+                else:
+                    test_pred = with_full_fit(test_pred, full_test)
+                    full_fit["seconds"] = round(time.time() - fit_started, 3)
+                    unsaved = unsaved or save_full(attempt_dir, fitted)
         np.save(attempt_dir / "oof.npy", oof)
         np.save(attempt_dir / "test.npy", test_pred)
         result = {
@@ -417,10 +493,28 @@ class Harness:
             "device": attempt_device(),
             "models_saved": unsaved is None,
             "resolved_params": resolved,
+            **({"full_fit": full_fit} if full_fit is not None else {}),
             **({"models_not_saved": unsaved} if unsaved else {}),
         }
         (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
         return result
+
+    def _full_fit_plan(self, per_fit: list[dict[str, Any]] | None, score: float, fold_scores: list[float],
+                       started: float, deadline_s: float | None, prune: dict[str, Any] | None) -> dict[str, Any]:
+        """{"params": ...} for the fit on all rows, or {"skipped": why not}."""
+        if per_fit is None:
+            return {"skipped": "the Model defines no full_fit_params: it may need a validation part"}
+        if prune:  # a refine candidate: only one that beats what it moved from is worth the fit
+            best = prune.get("score")
+            ours, theirs = (score, best) if best is not None else (float(np.mean(fold_scores)), float(np.mean(prune["best"])))
+            if not self.metric.better(ours, theirs):
+                return {"skipped": "a refine candidate no better than the attempt it moved from"}
+        elapsed = time.time() - started
+        # all rows cost about a fold's fit times k / (k - 1)
+        need = elapsed / max(1, len(fold_scores)) * self.n_folds / max(1, self.n_folds - 1)
+        if deadline_s is not None and elapsed + need > deadline_s:
+            return {"skipped": f"no time: it needs ~{need:.1f} s, {max(0.0, deadline_s - elapsed):.1f} s left of the attempt's"}
+        return {"params": mean_params(per_fit)}
 
     def check_attempt(self, attempt_dir: str | Path, params: dict[str, Any]) -> list[str]:
         """The dynamic interface check: run the modules on a small sample; list what breaks.

@@ -4,7 +4,8 @@ A run keeps every fold's fitted `Features` and `Model` of each attempt (the harn
 them into `tracks/<track>/attempt_<n>/models/`), and submit writes `model.json`: the winning
 blend's members, their exact weights and params. Here each member's folds predict the new
 rows exactly as the harness predicted the test rows (their average, in fold order), the members
-are blended with the same weights, and the result is formatted like the submission.
+are blended with the same weights, and the result is formatted like the submission. Where the
+run also fitted a member on all rows (`models/full.pkl`), that fit is mixed in as the harness did.
 
     from runtime.predict import load_run
     run = load_run("runs/penguins-1")
@@ -33,6 +34,7 @@ from runtime.submission import submission_frame
 
 MANIFEST = "model.json"
 MODELS_DIR = "models"  # in an attempt's folder: fold_<k>.pkl, each fold's fitted (Features, Model)
+FULL_MODEL = "full.pkl"  # beside them, when the plan refits: the (Features, Model) fitted on all rows
 
 
 @dataclass
@@ -118,7 +120,8 @@ class FittedRun:
                              f"under {root}) or a column '{column}' of image paths")
 
     def _member(self, member: Member, X: pd.DataFrame) -> np.ndarray:
-        from runtime.harness import checked_prediction, encode_rows, load_module, unit_tasks  # sklearn: only when predicting
+        from runtime.harness import (checked_prediction, encode_rows, load_module, unit_tasks,  # sklearn: only when predicting
+                                     with_full_fit)
 
         features_mod = load_module("features", member.folder / "features.py")
         if getattr(features_mod.Features, "encode", None) is not None:
@@ -126,15 +129,20 @@ class FittedRun:
         folds = sorted((member.folder / MODELS_DIR).glob("fold_*.pkl"), key=lambda p: int(p.stem.split("_")[1]))
         out = None
         units = unit_tasks(self.task, load_module("model", member.folder / "model.py"))
-        for path in folds:
+
+        def predicted(path: Path) -> np.ndarray:
             fitted = pickle.loads(path.read_bytes())  # one (Features, Model) per unit: one, or one per target column
             preds = [checked_prediction(unit, model.predict(feats.transform(X)), len(X))
                      for (unit, _), (feats, model) in zip(units, fitted)]
-            pred = preds[0] if len(preds) == 1 and units[0][1] is None else np.column_stack(preds)
+            return preds[0] if len(preds) == 1 and units[0][1] is None else np.column_stack(preds)
+
+        for path in folds:
+            pred = predicted(path)
             # as the harness sums the test predictions: zeros, plus each fold's share in fold order
             out = np.zeros_like(pred) if out is None else out
             out += pred / len(folds)
-        return out
+        full = member.folder / MODELS_DIR / FULL_MODEL
+        return with_full_fit(out, predicted(full)) if full.exists() else out
 
 
 def load_run(run_dir: str | Path) -> FittedRun:

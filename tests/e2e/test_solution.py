@@ -85,6 +85,9 @@ def test_solution_reproduces_the_submission(kind, solved_run, tmp_path):
     imports = [line.strip() for line in source.splitlines() if re_imports_iml(line)]
     assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data"}, imports
     assert "sys.modules['runtime.params'] = params_module" in source
+    # 3 folds: the members were fitted on all rows too (a refine candidate only when it beat what it
+    # moved from), and solution.py repeats that fit
+    assert "'full_fit': {" in source
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     done = run_isolated(script, task_dir, workdir / "out.csv", workdir)
@@ -174,6 +177,9 @@ def test_predict_on_the_test_file_reproduces_the_submission(kind, solved_run, tm
     manifest = __import__("json").loads((run_dir / "model.json").read_text())
     kept = {Path(p).parent.parent.name for p in run_dir.glob("tracks/traditional/attempt_*/models/fold_0.pkl")}
     assert kept == {Path(m["attempt"]).name for m in manifest["members"]}
+    # and the members' fits on all rows (3 folds), which the harness mixed into the test predictions
+    refits = {Path(p).parent.parent.name for p in run_dir.glob("tracks/traditional/attempt_*/models/full.pkl")}
+    assert refits and refits <= kept
 
 
 @pytest.mark.slow

@@ -73,6 +73,10 @@ class Model:
         self.model.fit(X, y, **fit_args)
         return self
 
+    def full_fit_params(self) -> dict:
+        """A fit on all rows has no validation part to stop on: it grows the trees early stopping chose."""
+        return {"n_estimators": int(self.model.best_iteration_ or self.model.n_estimators)}
+
     def predict(self, X) -> np.ndarray:
         kind = self.task["task_type"]
         if kind == "regression":

@@ -53,6 +53,11 @@ class Model:
         self.model.fit(X, y, **fit_args)
         return self
 
+    def full_fit_params(self) -> dict:
+        """A fit on all rows has no validation part to stop on: it grows the trees early stopping chose."""
+        best = self.model.get_best_iteration()
+        return {"iterations": int(best + 1 if best is not None else self.model.tree_count_)}
+
     def predict(self, X) -> np.ndarray:
         if self.kind == "regression":
             pred = self.model.predict(X)

@@ -47,6 +47,10 @@ class Model:
                   for m in (0.01, 0.03, 0.1, 0.2, 0.3, 0.5)}
         return float(min(losses, key=losses.get))
 
+    def full_fit_params(self) -> dict:
+        """Nothing to carry over: the fit uses no validation part, so one on all rows is the same fit."""
+        return {}
+
     def predict(self, X) -> np.ndarray:
         if self.kind == "regression":
             pred = self.model.predict(X)
