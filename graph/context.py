@@ -51,6 +51,9 @@ class Settings:
     ray_cpus_per_track: float | None = None  # None: the cluster's CPUs split over the planned tracks
     ray_max_retries: int = 2  # new actors for one cell whose actor died, before the cell counts as died
     # bounds of refine's search and of the budget's reserves
+    # each attempt also fitted on all rows when its time allows; the test rows get half that fit's
+    # predictions, half the fold models' mean (out-of-fold scores are unchanged)
+    refit: bool = True
     refine_max_candidates: int = 60  # per base attempt: each model family refine moves on to gets as many
     refine_max_reseeds: int = 8  # the best params with other seeds: members that average out bagging noise
     refine_llm_rewrites: int = 3  # LLM rewrites of one module before the parameter search (with an LLM)

@@ -71,8 +71,6 @@ SAFETY = 1.5              # a share is the estimate times this, so a slow machin
 MIN_FOLDS = 3             # the first step down from 5 folds; 2 only as the last resort
 REPEAT_MAX_ROWS = 1_000   # up to this many training rows the folds are cut again ...
 FOLD_REPEATS = 3          # ... this many times at most
-REFIT_MAX_FOLDS = 3       # folds this few leave each fold's model a third of the rows short ...
-REFIT_MIN_ROWS = 10_000   # ... and from this many rows a bag's variance gain is small next to more rows
 MIN_SAMPLE_ROWS = 500     # a fold trained on a sample never sees fewer rows than this
 NEURAL_MIN_ROWS = 500     # below this a network is noise next to boosted trees
 # images (measured on 2 cores: 1,800 PNGs, and EfficientNet-Lite0 at 64..224 pixels)
@@ -243,21 +241,12 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                                     for m, s in trad.members_if_time.items()}
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
-    refit = wants_refit(profile, n_folds)
-    if refit:
-        notes.append(f"each attempt is fitted once more on all {profile.n_train:,} rows when its time allows ({n_folds} folds"
-                     f" of {profile.n_train:,} rows): the test rows get half that fit's predictions, half the folds' mean")
+    if settings.refit:
+        notes.append("each attempt is fitted once more on all rows when its time allows: the test rows get half that "
+                     "fit's predictions, half the fold models' mean")
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
-                                  n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=refit)
+                                  n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
     return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
-
-
-def wants_refit(profile: DataProfile, n_folds: int) -> bool:
-    """Whether the test rows also get a fit on all rows. With few folds each fold's model misses
-    a third of the rows or more; on many rows one more model in the bag helps less than more rows
-    do (measured at 10 s: diamonds RMSE 568 -> 563 with 3 folds, its MAE twin 391 -> 385 with 5 folds,
-    digits 0.961 -> 0.967; ames, 1,168 rows and 5 folds, 0.1343 -> 0.1349, so not there)."""
-    return n_folds <= REFIT_MAX_FOLDS or profile.n_train >= REFIT_MIN_ROWS
 
 
 def _installed(module: str) -> bool:

@@ -3,8 +3,9 @@
 `python solution.py TASK_DIR OUT.csv` reproduces submission.csv in a fresh process without
 iML: it repeats the harness's folds (make_folds and label_key are copied in from the harness
 source, so the two cannot drift apart), fits each member's Features and Model once per fold
-exactly as the harness does, averages the fold models' test predictions, blends the members
-with the ensemble's weights, and formats the result like the sample submission.
+exactly as the harness does, averages the fold models' test predictions (mixed with a fit on
+all rows where the run made one), blends the members with the ensemble's weights, and formats
+the result like the sample submission.
 
 submit writes it; the report links to it.
 """

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--refine-candidates", type=int, metavar="N",
                    help="most candidates refine tries per model family it searches (0: no refine; default: Settings')")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="test predictions from the fold models alone, without a fit of each attempt on all rows")
     add_ray_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_llm_arguments(p)
@@ -197,6 +199,7 @@ def cmd_run(args) -> int:
         metric=args.metric,
         id_column=args.id_column,
         tracks=tuple(t.strip() for t in args.tracks.split(",")) if args.tracks else None,
+        refit=args.refit,
     )
     if args.refine_candidates is not None:
         if args.refine_candidates < 0:

@@ -1,4 +1,4 @@
-"""The fit on all rows: with few folds (or many rows) the blueprint plans it, the harness fits each
+"""The fit on all rows: the blueprint plans it (unless the settings say not), the harness fits each
 attempt once more on every training row with what its fold fits chose (the rounds early stopping
 kept), and the test predictions are half that fit's, half the folds' mean. A model that cannot
 say how to fit without a validation part, a failing one, a refine candidate that lost and an
@@ -22,7 +22,7 @@ from runtime.harness import Harness
 from runtime.predict import FULL_MODEL, MODELS_DIR
 
 
-def _planned(root, n_folds: int):
+def _planned(root, n_folds: int, refit: bool = True):
     from conftest import tabular_frame, write_task
 
     frame = tabular_frame(300, seed=3)
@@ -32,7 +32,7 @@ def _planned(root, n_folds: int):
                           "Predict the outcome. Scored by root mean squared error.")
     run_dir = root / "run"
     run_dir.mkdir()
-    ctx = RunContext(settings=Settings(time_budget_s=60, n_folds=n_folds))
+    ctx = RunContext(settings=Settings(time_budget_s=60, n_folds=n_folds, refit=refit))
     state = {"task_dir": str(task_dir), "run_dir": str(run_dir)}
     for node in (analyze, profile, blueprint):
         state.update(node(state, Runtime(context=ctx)))
@@ -59,11 +59,14 @@ def _predict(path, X_test) -> np.ndarray:
     return model.predict(feats.transform(X_test.reset_index(drop=True)))
 
 
-def test_the_plan_refits_with_few_folds_and_not_with_five(refit_run, tmp_path):
-    _, plan = refit_run
-    assert plan.validation.refit and any("fitted once more on all" in n for n in plan.notes)
-    _, five = _planned(tmp_path, 5)
-    assert not five.validation.refit  # 240 rows, five folds: the bag of five is kept as it is
+def test_the_plan_refits_unless_the_settings_say_not(refit_run, tmp_path):
+    run_dir, plan = refit_run
+    assert plan.validation.refit and any("fitted once more on all rows" in n for n in plan.notes)
+    off_dir, off = _planned(tmp_path, 3, refit=False)
+    assert not off.validation.refit and not any("fitted once more" in n for n in off.notes)
+    folder = _attempt(off_dir, "lgbm")
+    result = Harness(off_dir).run_attempt(folder, {})
+    assert "full_fit" not in result and not (folder / MODELS_DIR / FULL_MODEL).exists()
 
 
 def test_lightgbm_is_fitted_on_all_rows_with_the_rounds_its_folds_chose(refit_run):
