@@ -32,7 +32,7 @@ MEMORY_ITEMS = 6
 MEMORY_CHARS = 3_000
 ERROR_CHARS = 4_000
 MODULE_CHARS = 8_000  # each module shown for repair or refinement
-RECIPE_CHARS = 10_000  # the exemplar, both modules together (debug shows less)
+RECIPE_CHARS = 12_000  # the exemplar, both modules together with the params table (debug shows less)
 DEBUG_PROFILE_CHARS = 4_000
 HEADER_NAMES = 60
 

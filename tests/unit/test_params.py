@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from runtime.params import SPACES, Data, params_markdown, space_for
@@ -70,3 +71,18 @@ def test_iml_params_prints_a_recipe_or_says_which_exist(capsys):
     assert "C " in capsys.readouterr().out
     assert main(["params", "nope"]) == 2
     assert "one of traditional" in capsys.readouterr().err
+
+
+def test_absolute_errors_on_a_skewed_non_negative_target_are_learnt_on_its_log():
+    from runtime.params import learns_log
+
+    rng = np.random.RandomState(0)
+    prices = np.exp(rng.normal(8, 1, 2000))  # log-normal: skew ~6
+    symmetric = rng.normal(100, 10, 2000)
+    assert learns_log("mae", None, prices) and learns_log("medae", None, prices)
+    assert not learns_log("mae", None, symmetric)  # nothing to gain from the transform
+    assert not learns_log("mae", None, prices - prices.mean())  # negative values have no log1p
+    assert not learns_log("rmse", None, prices)  # a mean on the log scale is not the mean
+    assert learns_log("rmsle", None, symmetric)  # the metric's own scale, always
+    assert not learns_log("mae", False, prices) and learns_log("rmse", True, prices)
+    assert not learns_log("rmse", True, symmetric - 200)

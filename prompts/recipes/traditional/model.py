@@ -3,7 +3,8 @@
 Categorical columns arrive as pandas categories and are split on natively. For RMSLE the
 model learns log1p(target), the scale the metric measures errors on. Defaults follow the
 number of training rows n: small data gets smaller trees and a slower rate, large data a
-faster rate so that five folds stay within seconds.
+faster rate so that five folds stay within seconds. MAE on a non-negative, right-skewed target
+learns log1p(target) with the L1 loss too: the median survives the transform.
 
 Params: runtime/params.py declares them (SPACES["traditional"]), with their data-aware defaults;
 `resolved` holds the values the last fit used.
@@ -13,7 +14,7 @@ Params: runtime/params.py declares them (SPACES["traditional"]), with their data
 import lightgbm as lgb
 import numpy as np
 
-from runtime.params import SPACES, Data
+from runtime.params import SPACES, Data, learns_log
 
 # LightGBM's own parameters among the declared ones (the rest are read by this module)
 LGBM_KEYS = ("learning_rate", "num_leaves", "min_child_samples", "n_estimators", "subsample", "colsample_bytree",
@@ -26,7 +27,7 @@ class Model:
     def __init__(self, task: dict, params: dict):
         self.task = task
         self.params = params
-        self.log_target = task["metric"] == "rmsle"
+        self.log_target = False  # decided at fit time, from the training target
 
     def settings(self, n: int, columns: list) -> dict:
         """LightGBM parameters for n training rows and these columns; params override each default."""
@@ -58,6 +59,8 @@ class Model:
             # the metric's own loss: absolute errors are scored by the median, not the mean
             objective = self.resolved["objective"] or OBJECTIVES.get(self.task.get("metric"), "regression")
             self.model = lgb.LGBMRegressor(objective=objective, **config)
+            y = np.asarray(y, dtype=float)
+            self.log_target = learns_log(self.task.get("metric", ""), self.resolved["log_target"], y)
             if self.log_target:
                 y = np.log1p(np.clip(y, 0, None))
                 y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))

@@ -2,7 +2,8 @@
 native categoricals (columns named `cat__*`), early stopping on the fold's validation part.
 
 Its loss is the metric's: Logloss / MultiClass for probabilities, RMSE, MAE for absolute
-errors (and median absolute error), RMSE on log1p(y) for RMSLE. It never writes files
+errors (and median absolute error; on log1p(y) when y is non-negative and right-skewed), RMSE
+on log1p(y) for RMSLE. It never writes files
 (allow_writing_files off) and runs on `thread_count` threads.
 
 Params: runtime/params.py declares them (SPACES["catboost"]).
@@ -11,7 +12,7 @@ Params: runtime/params.py declares them (SPACES["catboost"]).
 import numpy as np
 from catboost import CatBoostClassifier, CatBoostRegressor
 
-from runtime.params import SPACES, Data
+from runtime.params import SPACES, Data, learns_log
 
 LOSSES = {"mae": "MAE", "medae": "MAE"}
 
@@ -21,7 +22,7 @@ class Model:
         self.task = task
         self.params = params
         self.kind = task["task_type"]
-        self.log_target = task.get("metric") == "rmsle"
+        self.log_target = False  # decided at fit time, from the training target
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         r = self.resolved = SPACES["catboost"].resolve(self.params, Data(n=X.shape[0], columns=X.shape[1]))
@@ -40,6 +41,8 @@ class Model:
         y = np.asarray(y)
         if self.kind == "regression":
             self.model = CatBoostRegressor(loss_function=LOSSES.get(self.task.get("metric"), "RMSE"), **config)
+            y = y.astype(float)
+            self.log_target = learns_log(self.task.get("metric", ""), r["log_target"], y)
             if self.log_target:
                 y = np.log1p(np.clip(y, 0, None))
                 y_valid = None if y_valid is None else np.log1p(np.clip(np.asarray(y_valid), 0, None))
