@@ -83,7 +83,8 @@ def test_solution_reproduces_the_submission(kind, solved_run, tmp_path):
     # declared settings) and runtime.images (inside the image branch of `encode`), which
     # solution.py inlines and installs itself
     imports = [line.strip() for line in source.splitlines() if re_imports_iml(line)]
-    assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data"}, imports
+    assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data",
+                            "from runtime.params import SPACES, Data, learns_log"}, imports
     assert "sys.modules['runtime.params'] = params_module" in source
     # 3 folds: the members were fitted on all rows too (a refine candidate only when it beat what it
     # moved from), and solution.py repeats that fit
