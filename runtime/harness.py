@@ -272,28 +272,24 @@ def drop_folds(attempt_dir: Path, fits) -> None:
 
 def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str | None:
     """Keep a fold's fitted (Features, Model) units for `iml predict`; the reason when they cannot be."""
-    import cloudpickle
-
-    folder = attempt_dir / MODELS_DIR
-    folder.mkdir(exist_ok=True)
-    try:
-        payload = cloudpickle.dumps(fitted)
-    except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
-        return f"{type(e).__name__}: {e}"[:300]
-    (folder / f"fold_{k}.pkl").write_bytes(payload)
-    return None
+    return save_models(attempt_dir, f"fold_{k}.pkl", fitted)
 
 
 def save_full(attempt_dir: Path, fitted: list[tuple[Any, Any]]) -> str | None:
     """Keep the fit on all rows beside the folds' (`iml predict` mixes it in as the harness did)."""
+    return save_models(attempt_dir, FULL_MODEL, fitted)
+
+
+def save_models(attempt_dir: Path, name: str, fitted: list[tuple[Any, Any]]) -> str | None:
     import cloudpickle
 
     try:
         payload = cloudpickle.dumps(fitted)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
         return f"{type(e).__name__}: {e}"[:300]
-    (attempt_dir / MODELS_DIR).mkdir(exist_ok=True)
-    (attempt_dir / MODELS_DIR / FULL_MODEL).write_bytes(payload)
+    folder = attempt_dir / MODELS_DIR
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_bytes(payload)
     return None
 
 
@@ -322,7 +318,7 @@ def mean_params(per_fit: list[dict[str, Any]]) -> dict[str, Any]:
         values = [d[key] for d in per_fit if key in d]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
         if numeric and all(isinstance(v, int) for v in values):
-            merged[key] = max(1, int(round(float(np.mean(values)))))
+            merged[key] = int(round(float(np.mean(values))))
         elif numeric:
             merged[key] = float(np.mean(values))
         else:
