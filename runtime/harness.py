@@ -31,6 +31,9 @@ from runtime.params import REPAIR_PARAMS
 from runtime.predict import FULL_MODEL, MODELS_DIR
 
 SAMPLE_ROWS = 300
+# an attempt whose first cut is projected to end past this many times its deadline stops early;
+# below the cell's own timeout (the deadline is 0.9 of it), which would stop it anyway, later
+TOO_SLOW = 1.1
 
 
 class ContractError(Exception):
@@ -283,14 +286,33 @@ def save_full(attempt_dir: Path, fitted: list[tuple[Any, Any]]) -> str | None:
 def save_models(attempt_dir: Path, name: str, fitted: list[tuple[Any, Any]]) -> str | None:
     import cloudpickle
 
-    try:
-        payload = cloudpickle.dumps(fitted)
-    except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
-        return f"{type(e).__name__}: {e}"[:300]
     folder = attempt_dir / MODELS_DIR
     folder.mkdir(exist_ok=True)
-    (folder / name).write_bytes(payload)
+    partial = folder / f".{name}.partial"
+    # Streamed to the file: `dumps` held the whole pickle in memory beside the model (an
+    # extra-trees forest on 4,500 rows: +50 MB at the attempt's peak). Renamed when complete,
+    # so a failure never leaves a pickle that looks whole.
+    try:
+        with partial.open("wb") as f:
+            cloudpickle.dump(fitted, f)
+    except Exception as e:  # noqa: BLE001 - an unpicklable model still has its score
+        partial.unlink(missing_ok=True)
+        return f"{type(e).__name__}: {e}"[:300]
+    partial.replace(folder / name)
     return None
+
+
+def release_memory() -> None:
+    """Hand the heap an attempt freed back to the system. glibc keeps freed pages for reuse;
+    after an extra-trees forest that is ~120 MB the next attempts, and the run's peak, carry."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators differ
+        pass
 
 
 def model_full_fit_params(fitted: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
@@ -416,12 +438,19 @@ class Harness:
         `prune` (refine's candidates): {"after": k, "best": the current best's fold scores,
         "margin": m}. From fold k on, an attempt worse than the best on every fold so far, by
         more than m on average, stops there: result.json says "pruned" with its fold scores."""
-        attempt_dir = Path(attempt_dir)
+        try:
+            return self._run_attempt(Path(attempt_dir), params, deadline_s, prune)
+        finally:
+            release_memory()
+
+    def _run_attempt(self, attempt_dir: Path, params: dict[str, Any], deadline_s: float | None,
+                     prune: dict[str, Any] | None) -> dict:
         started = time.time()
         reset_device_peak()
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
+        folds_started = time.time()
         # each cut predicts every row once; a cut counts when all its folds are done
         oof, test_pred = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
@@ -433,12 +462,19 @@ class Harness:
         full_fit_failed = ""
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
                                                            self.y, X_test, self.fold_sets):
-            if deadline_s is not None and time.time() - started > deadline_s and j > 0:
+            completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
+            if deadline_s is not None and time.time() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
                     drop_folds(attempt_dir, range(cuts * self.n_folds, j))
                     fold_scores = fold_scores[:cuts * self.n_folds]
                     break
-                raise TimeoutError(f"time share ran out after {j} of {self.n_folds} folds ({deadline_s:.0f} s)")
+                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved)
+            if deadline_s is not None and not cuts and j + 1 < self.n_folds:
+                # The first cut's end, projected from its folds so far: an attempt that cannot
+                # finish it stops now, and its measured speed lets debug plan a retry that fits.
+                per_fit = (time.time() - folds_started) / (j + 1)
+                if folds_started - started + per_fit * self.n_folds > TOO_SLOW * deadline_s:
+                    return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved or resolved_params(fitted))
             resolved = resolved or resolved_params(fitted)
             cut_oof[va] = pred_va
             cut_test += pred_test / self.n_folds
@@ -460,6 +496,7 @@ class Harness:
             if (j + 1) % self.n_folds == 0:
                 oof, test_pred, cuts = oof + cut_oof, test_pred + cut_test, cuts + 1
                 cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
+        fitted = None  # the last fold's models: not alive beside the fit on all rows
         oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
         full_fit = None
@@ -492,6 +529,21 @@ class Harness:
             **({"full_fit": full_fit} if full_fit is not None else {}),
             **({"models_not_saved": unsaved} if unsaved else {}),
         }
+        (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        return result
+
+    def _too_slow(self, attempt_dir: Path, started: float, folds_started: float, fits: int, deadline_s: float,
+                  resolved: dict[str, Any]) -> dict:
+        """The result of an attempt stopped before its first cut could end: status "timeout",
+        with `fit_seconds`, what one fit took here."""
+        drop_folds(attempt_dir, range(fits))
+        per_fit = (time.time() - folds_started) / fits
+        needs = folds_started - started + per_fit * self.n_folds
+        result = {"status": "timeout", "fold_scores": [], "metric": self.metric.name,
+                  "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
+                  "fit_seconds": round(per_fit, 3),
+                  "error": (f"too slow for its time: {fits} of {self.n_folds} folds took {per_fit * fits:.1f} s, so the "
+                            f"first cut needs ~{needs:.1f} s and the attempt has {deadline_s:.1f} s; stopped there")}
         (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
         return result
 

@@ -42,7 +42,7 @@ def test_every_harness_function_solution_calls_is_inlined_from_its_source():
 
 
 def test_the_run_and_the_script_share_the_loop_over_folds():
-    assert "fold_fits(" in inspect.getsource(harness.Harness.run_attempt)
+    assert "fold_fits(" in inspect.getsource(harness.Harness._run_attempt)
     assert "fold_fits(" in solution.BODY and "join_encoded(" in solution.BODY
     assert "join_encoded(" in inspect.getsource(harness.Harness._with_encoding)
 
