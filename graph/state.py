@@ -184,6 +184,8 @@ class AttemptResult(BaseModel):
     member: str | None = None  # the member recipe it ran (source "member")
     # what the modules ran with, defaults included (the recipes record it; runtime/params.py)
     resolved_params: dict[str, Any] = Field(default_factory=dict)
+    # one fit's seconds, measured, when the attempt stopped because its folds could not end in time
+    fit_seconds: float | None = None
 
 
 class TrackResult(BaseModel):

@@ -376,34 +376,60 @@ def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, roo
     """Cheaper settings, one step at a time, until the estimate fits room_s: fewer folds, a
     lighter text model, a faster learning rate, fewer trees, and two folds as the last resort.
     Text is never dropped: on text-heavy data it carries the signal."""
+    est = traditional_estimate(task, profile, n_folds)
+    # The steps shrink the folds' work, never the fixed costs: at a small budget, where those
+    # take most of the room, the work keeps at least three quarters of it instead of being cut
+    # to nothing for a saving no step can make.
+    return _downsized(task, profile, n_folds, est, max(room_s - est.fixed_s, 0.75 * room_s), fixed_folds=False)
+
+
+def shrink_for_speed(task: TaskSpec, profile: DataProfile, n_folds: int, params: dict[str, Any], fit_seconds: float,
+                     room_s: float) -> Estimate | None:
+    """The params for a retry of a traditional attempt that stopped because its folds could not
+    end in time, or None when no step makes it cheaper. One fit's measured seconds against the
+    estimate say how much slower this machine and data are than the constants above; the
+    downsizing steps then run, with the run's folds fixed, until the estimate times that
+    slowness fits room_s. A plan that shrinks instead of a fallback as slow as the recipe."""
+    est = traditional_estimate(task, profile, n_folds, params)
+    per_fit = max((est.seconds - est.fixed_s) / n_folds, 1e-3)
+    slowness = max(1.0, fit_seconds / per_fit)
+    smaller, _ = _downsized(task, profile, n_folds, est, room_s / slowness, fixed_folds=True)
+    if smaller.params == est.params:
+        return None
+    smaller.notes = [f"one fit took {fit_seconds:.1f} s against {per_fit:.1f} s estimated ({slowness:.1f}x): "
+                     + "; ".join(smaller.notes)]
+    return smaller
+
+
+def _downsized(task: TaskSpec, profile: DataProfile, n_folds: int, est: Estimate, work_room: float,
+               fixed_folds: bool) -> tuple[Estimate, int]:
     has_text = bool(_text_chars(profile, profile.n_train))
     steps: list[tuple[str, dict, int]] = []
-    if n_folds > MIN_FOLDS:
+    if n_folds > MIN_FOLDS and not fixed_folds:
         steps.append((f"{MIN_FOLDS} folds instead of {n_folds}", {}, MIN_FOLDS))
     if has_text:
         steps.append(("text model with 2 inner folds and a 20k vocabulary", {"inner_folds": 2, "text_max_features": 20_000}, 0))
     steps += [("learning rate 0.1", {"learning_rate": 0.1}, 0),
               ("learning rate 0.2, at most 400 trees, early stopping after 30", {"learning_rate": 0.2, "n_estimators": 400,
                                                                                  "early_stopping_rounds": 30}, 0)]
-    if min(n_folds, MIN_FOLDS) > 2:
+    if min(n_folds, MIN_FOLDS) > 2 and not fixed_folds:
         steps.append(("2 folds", {}, 2))
-    rows = profile.n_train // 2  # then a sample of each fold's training rows, halved while it does not fit
-    while rows >= MIN_SAMPLE_ROWS:
+    steps.append(("learning rate 0.3, at most 150 trees, early stopping after 15",
+                  {"learning_rate": 0.3, "n_estimators": 150, "early_stopping_rounds": 15}, 0))
+    rows = min(profile.n_train // 2, int(est.params.get("max_train_rows") or profile.n_train) // 2)
+    while rows >= MIN_SAMPLE_ROWS:  # then a sample of each fold's training rows, halved while it does not fit
         steps.append((f"each fold trained on {rows:,} sampled rows (the last resort)", {"max_train_rows": rows}, 0))
         rows //= 2
-    est = traditional_estimate(task, profile, n_folds)
     params = dict(est.params)
     notes: list[str] = []
-    # The steps shrink the folds' work, never the fixed costs: at a small budget, where those
-    # take most of the room, the work keeps at least three quarters of it instead of being cut
-    # to nothing for a saving no step can make.
-    work_room = max(room_s - est.fixed_s, 0.75 * room_s)
     for label, change, folds in steps:
         if est.seconds - est.fixed_s <= work_room:
             break
         smaller = traditional_estimate(task, profile, folds or n_folds, {**params, **change})
-        if smaller.seconds > 0.9 * est.seconds:
-            continue  # a step that barely helps costs quality for nothing
+        # a step that barely helps costs quality for nothing; a retry's fixed costs are paid already
+        paid = est.fixed_s if fixed_folds else 0.0
+        if smaller.seconds - paid > 0.9 * (est.seconds - paid):
+            continue
         params.update(change)
         n_folds = folds or n_folds
         notes.append(f"{label}: the folds' estimate {est.seconds - est.fixed_s:.1f} s > {work_room:.1f} s -> "

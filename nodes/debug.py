@@ -22,7 +22,9 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.llm import LLMError, ModuleCode, client_for
 from graph.state import TrackState
+from nodes.blueprint import shrink_for_speed
 from nodes.generate import code_from_answer
+from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 
@@ -32,6 +34,12 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     llm_update: dict = {}
     client = client_for(runtime.context)
     attempts = state.get("attempts", [])
+    if attempts and attempts[-1].status == "timeout" and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
+        smaller = params_for_speed(state, runtime.context)
+        if smaller is not None:
+            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller)
+            return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
+                    "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
     if attempts and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
         repairs = column_repairs(state)
         if repairs is not None:
@@ -55,6 +63,26 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
 
 
 MAX_REPAIRS = 3
+MAX_SHRINKS = 2     # retries of a too slow attempt with cheaper params, before the fallback
+RETRY_ROOM = 0.75   # of a retry's time, what its folds may plan on (its check, the deadline's margin)
+
+
+def params_for_speed(state: TrackState, ctx: RunContext) -> dict | None:
+    """Cheaper params for the recipe whose attempt was too slow for its time (the plan shrinks,
+    as the blueprint's does for a small budget, now from the speed measured), or None: not the
+    traditional track, shrunk MAX_SHRINKS times already, or no cheaper step left."""
+    attempts = state["attempts"]
+    if state["plan"].track != "traditional" or sum(a.status == "timeout" for a in attempts) > MAX_SHRINKS:
+        return None
+    last = attempts[-1]
+    # killed by the cell's timeout inside one fold: a fit took at least that long
+    fit_seconds = last.fit_seconds or last.duration_s
+    params = attempt_params(state)
+    est = shrink_for_speed(state["task"], state["profile"], state["blueprint"].validation.n_folds, params, fit_seconds,
+                           RETRY_ROOM * attempt_timeout(state, ctx))
+    if est is None:
+        return None
+    return {k: v for k, v in est.params.items() if params.get(k) != v}
 # what a failing step's traceback says about the kind of column it handles
 KIND_CLUES = {
     "datetime": ("datetime", "to_datetime", "timestamp", "timezone", "tz-aware", "tz-naive", "_date_parts", "day_of_week"),
@@ -99,7 +127,8 @@ def column_repairs(state: TrackState) -> dict | None:
             coerced.pop(c, None)
     if len(dropped) >= len(state["profile"].columns):
         return None
-    return {**({"drop_columns": sorted(dropped)} if dropped else {}), **({"coerce_columns": coerced} if coerced else {})}
+    kept = {k: v for k, v in repairs.items() if k not in ("drop_columns", "coerce_columns")}  # a retry's cheaper params
+    return {**kept, **({"drop_columns": sorted(dropped)} if dropped else {}), **({"coerce_columns": coerced} if coerced else {})}
 
 
 def llm_repairs(state: TrackState) -> int:

@@ -100,6 +100,28 @@ def test_a_share_that_ends_mid_cut_keeps_the_cuts_done(cut_run):
     assert result["status"] == "ok" and result["cuts"] == 1 and len(result["fold_scores"]) == 3
     assert sorted(p.name for p in (folder / MODELS_DIR).glob("fold_*.pkl")) == ["fold_0.pkl", "fold_1.pkl", "fold_2.pkl"]
     assert np.isfinite(np.load(folder / "oof.npy")).all()
-    # before the first cut is done, running out of time is still a timeout
-    with pytest.raises(TimeoutError):
-        h.run_attempt(_attempt(cut_run, "too_slow", SLOW_MODEL), {}, deadline_s=0.3)
+
+
+def test_an_attempt_that_cannot_end_its_first_cut_stops_at_once_with_its_speed(cut_run):
+    """3 fits of 0.3 s and 0.3 s of time: the first fit already shows the cut cannot end, so
+    the attempt stops there (not at the cell's timeout) and says how long a fit took."""
+    folder = _attempt(cut_run, "too_slow", SLOW_MODEL)
+    result = Harness(cut_run).run_attempt(folder, {}, deadline_s=0.3)
+    assert result["status"] == "timeout" and result["fold_scores"] == []
+    assert "too slow" in result["error"] and "1 of 3 folds" in result["error"]
+    assert result["fit_seconds"] >= 0.3
+    assert json.loads((folder / "result.json").read_text())["status"] == "timeout"
+    assert not list((folder / MODELS_DIR).glob("fold_*.pkl")) and not (folder / "oof.npy").exists()
+
+
+LATE_THIRD_FIT = SLOW_MODEL.replace("import time\n", "import time\nFITS = []\n").replace(
+    "time.sleep(0.3)  # a fit that takes long enough for a deadline to land between two of them",
+    "FITS.append(1)\n        time.sleep(1.0 if len(FITS) == 3 else 0.05)  # the first cut's last fit ends past the deadline")
+
+
+def test_a_cut_whose_last_fold_ends_past_the_deadline_still_counts(cut_run):
+    """The first two fits project a cut well inside 0.6 s; the third ends past it. That fold
+    completes a whole out-of-fold prediction: it is scored, not thrown away as a timeout."""
+    assert LATE_THIRD_FIT != SLOW_MODEL
+    result = Harness(cut_run).run_attempt(_attempt(cut_run, "late_third", LATE_THIRD_FIT), {}, deadline_s=0.6)
+    assert result["status"] == "ok" and result["cuts"] == 1 and len(result["fold_scores"]) == 3

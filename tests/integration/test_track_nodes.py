@@ -190,3 +190,56 @@ def test_a_recipe_step_that_fails_on_one_kind_of_column_is_repaired_not_retreate
     assert all(src != "fallback" for src, _ in sources), sources
     assert attempts[1].params["coerce_columns"] == {"signup": "categorical"}
     assert out["tracks"]["traditional"].status == "ok"  # (the members of the zoo may then beat it)
+
+
+SLOW_UNLESS_FAST_TREES = '''
+import time
+from sklearn.linear_model import LogisticRegression
+
+
+class Model:
+    def __init__(self, task, params):
+        self.params = params
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        # a fold's fit (not the check's smaller sample) is slow unless the retry made the trees fast
+        if X_valid is not None and len(X_valid) >= 50 and self.params.get("learning_rate", 0.05) < 0.3:
+            time.sleep(2.0)
+        self.model = LogisticRegression(max_iter=500).fit(X, y)
+        return self
+
+    def full_fit_params(self):
+        return {}
+
+    def predict(self, X):
+        return self.model.predict_proba(X)
+'''
+
+
+def test_a_recipe_too_slow_for_its_time_is_retried_smaller_not_retreated(prepared, monkeypatch, tmp_path):
+    """The first fit shows the folds cannot end in the attempt's time: the attempt stops there
+    with its measured speed, and debug retries the same recipe with cheaper params (faster
+    trees), not the fallback, which would be as slow."""
+    from graph.builder import build_track_graph
+    from nodes import generate as generate_module
+
+    state, _ = prepared
+    slow = {**render_recipe("fallback"), "model": SLOW_UNLESS_FAST_TREES}  # numeric features for a linear model
+    real = generate_module.render_recipe
+    monkeypatch.setattr(generate_module, "render_recipe", lambda track: slow if track == "traditional" else real(track))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("task.json", "profile.json", "blueprint.json"):
+        (run_dir / name).write_text((Path(state["run_dir"]) / name).read_text())
+    # no budget left: every attempt gets the minimum timeout, 3 s, and no member starts
+    ctx = RunContext(settings=Settings(time_budget_s=0, n_folds=3, min_attempt_timeout_s=3))
+    out = build_track_graph().compile().invoke({**state, "run_dir": str(run_dir), "plan": state["blueprint"].tracks[0]},
+                                               context=ctx)
+    ctx.close()
+    attempts = out["tracks"]["traditional"].attempts
+    first, retry = attempts[0], attempts[1]
+    assert first.status == "timeout" and "too slow" in first.error and first.fit_seconds >= 2.0, first.error
+    assert first.duration_s < 2.9  # stopped after its first fit, not at the cell's timeout
+    assert retry.source == "repair" and retry.status == "ok", retry
+    assert retry.params["learning_rate"] >= 0.3
+    assert all(a.source != "fallback" for a in attempts)

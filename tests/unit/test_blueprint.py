@@ -14,6 +14,8 @@ from nodes.blueprint import (
     make_blueprint,
     recipe_params,
     refine_reserve_s,
+    shrink_for_speed,
+    traditional_estimate,
 )
 from prompts import recipe_tracks
 from runtime.params import SPACES
@@ -279,3 +281,23 @@ def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s
     late = RunContext(settings=Settings(time_budget_s=600.0))
     late.started_at -= 596.0
     assert attempt_timeout(member, late) == 1.0 and attempt_timeout(state, late) >= 5.0
+
+
+def test_a_retry_of_a_too_slow_attempt_shrinks_by_the_speed_measured():
+    """A fit measured at 3x its estimate: the retry's params are estimated to fit the room at
+    that speed, the folds stay the run's, and what the attempt already had is kept."""
+    task, profile = _task("multiclass", "accuracy"), _profile(1_500, numeric=64)
+    params = {"learning_rate": 0.2, "n_estimators": 400, "early_stopping_rounds": 30, "seed": 3}
+    est = traditional_estimate(task, profile, 3, params)
+    work = est.seconds - est.fixed_s  # the three folds'
+    room = 3 * work * 0.7  # less than the folds need at the speed measured
+    smaller = shrink_for_speed(task, profile, 3, params, fit_seconds=3 * work / 3, room_s=room)
+    assert smaller is not None and smaller.params["seed"] == 3
+    assert smaller.params["learning_rate"] > 0.2 or smaller.params.get("max_train_rows")
+    assert (smaller.seconds - smaller.fixed_s) * 3 <= room
+    assert "3.0x" in smaller.notes[0]
+    # room enough at the speed measured: nothing to change, so no retry from here
+    assert shrink_for_speed(task, profile, 3, params, fit_seconds=work / 3, room_s=10 * est.seconds) is None
+    # at the last step already (the fastest trees on the smallest sample): nothing cheaper either
+    last = {**params, "learning_rate": 0.3, "n_estimators": 150, "early_stopping_rounds": 15, "max_train_rows": 750}
+    assert shrink_for_speed(task, profile, 3, last, fit_seconds=100.0, room_s=1.0) is None
