@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackState
 from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, write_modules
+from runtime.params import SPACES
 
 CONTRACT = {
     "features": {
@@ -174,7 +175,9 @@ def _safety_problems(module: str, tree: ast.Module) -> list[str]:
 
 def dynamic_problems(state: TrackState, ctx: RunContext) -> list[str]:
     folder = attempt_dir(state)
-    code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(attempt_params(state))!r}))"
+    recipe = "fallback" if state.get("source") == "fallback" else state.get("member") or state["plan"].track
+    params = SPACES[recipe].for_check(attempt_params(state)) if recipe in SPACES else attempt_params(state)
+    code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}))"
     outcome = run_in_kernel(state, ctx, code, timeout=attempt_timeout(state, ctx, check=True))
     if outcome.error:
         return [f"dynamic check on a small sample failed: {outcome.error}"]

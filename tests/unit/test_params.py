@@ -86,3 +86,17 @@ def test_absolute_errors_on_a_skewed_non_negative_target_are_learnt_on_its_log()
     assert learns_log("rmsle", None, symmetric)  # the metric's own scale, always
     assert not learns_log("mae", False, prices) and learns_log("rmse", True, prices)
     assert not learns_log("rmse", True, symmetric - 200)
+
+
+def test_the_dynamic_check_runs_with_each_declared_cap():
+    """The check tests the interface on 300 rows: the trees / epochs a fit may take are capped
+    there, whatever the plan gives; smaller values and the other params pass through."""
+    from runtime.params import SPACES
+
+    capped = SPACES["traditional"].for_check({"learning_rate": 0.2, "n_estimators": 400, "seed": 1})
+    assert capped == {"learning_rate": 0.2, "n_estimators": 50, "seed": 1}
+    assert SPACES["traditional"].for_check({})["n_estimators"] == 50  # the default, 2000, capped too
+    assert SPACES["traditional"].for_check({"n_estimators": 20})["n_estimators"] == 20
+    assert SPACES["catboost"].for_check({})["iterations"] == 50
+    assert SPACES["neural"].for_check({"max_epochs": 100})["max_epochs"] == 3
+    assert SPACES["linear"].for_check({"C": 2.0}) == {"C": 2.0}
