@@ -99,7 +99,8 @@ def column_repairs(state: TrackState) -> dict | None:
     """The next repairs for the recipe's failure, or None when there is none left to try: the
     feature columns the error names, else those of the kind its failing step handles; each is
     first read as another kind (COERCE_TO), then left out. Never every column."""
-    repairs = {k: (dict(v) if isinstance(v, dict) else list(v)) for k, v in (state.get("repairs") or {}).items()}
+    repairs = {k: (dict(v) if isinstance(v, dict) else list(v) if isinstance(v, (list, tuple)) else v)
+               for k, v in (state.get("repairs") or {}).items()}  # a too slow attempt's retry adds plain params
     if sum(1 for a in state.get("attempts", []) if a.source == "repair") >= MAX_REPAIRS:
         return None
     last = state["attempts"][-1]

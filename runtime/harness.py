@@ -31,9 +31,9 @@ from runtime.params import REPAIR_PARAMS
 from runtime.predict import FULL_MODEL, MODELS_DIR
 
 SAMPLE_ROWS = 300
-# an attempt whose first cut is projected to end past this many times its deadline stops early;
-# below the cell's own timeout (the deadline is 0.9 of it), which would stop it anyway, later
-TOO_SLOW = 1.1
+# an attempt whose first cut is projected to end past this many times its deadline stops early:
+# folds vary, and past the deadline the cell's own timeout (1/0.9 of it) kills it with nothing kept
+TOO_SLOW = 1.0
 
 
 class ContractError(Exception):

@@ -34,6 +34,15 @@ def test_the_failing_step_names_the_kind_when_no_column_is_named(tmp_path):
     assert column_repairs(state(error, tmp_path)) == {"coerce_columns": {"note": "categorical"}}
 
 
+def test_a_retry_s_cheaper_params_survive_a_column_repair_after_it(tmp_path):
+    """A too slow attempt's retry carries plain params (a learning rate, a row cap) in its
+    repairs; a column repair of that retry keeps them beside its own."""
+    earlier = {"learning_rate": 0.3, "max_train_rows": 800, "coerce_columns": {"signup": "categorical"}}
+    out = column_repairs(state("KeyError: 'city'", tmp_path, repairs=earlier, earlier_repairs=1))
+    assert out == {"learning_rate": 0.3, "max_train_rows": 800, "coerce_columns": {"signup": "categorical"},
+                   "drop_columns": ["city"]}
+
+
 def test_nothing_to_repair_and_a_bounded_number_of_repairs(tmp_path):
     assert column_repairs(state("MemoryError", tmp_path)) is None
     assert column_repairs(state("KeyError: 'city'", tmp_path, earlier_repairs=MAX_REPAIRS)) is None
