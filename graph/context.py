@@ -22,7 +22,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.graph import StateGraph
 
-from runtime.kernel import ExecutionSlots, KernelSession, default_slots
+from runtime.kernel import ExecutionSlots, KernelSession, WarmKernel, default_slots
 
 RAY_SLOTS = 8  # execution slots when Ray schedules the kernels: more than there are tracks
 HARNESS_STARTUP = "from runtime.harness import Harness\nH = Harness({run_dir!r})\n"
@@ -108,6 +108,19 @@ class EventLog:
         writer(json.loads(json.dumps(record, default=str)))
 
 
+def kernel_threads(settings: Settings) -> int:
+    """Threads each local kernel computes with: the cores shared by the kernels that may compute at once."""
+    return max(1, settings.kernel_threads // max(1, settings.parallel_kernels))
+
+
+def warm_kernel(settings: Settings) -> WarmKernel | None:
+    """A kernel for the run's first track, started now (None on a Ray cluster, whose actors
+    start their own kernels)."""
+    if settings.ray_address:
+        return None
+    return WarmKernel(threads=kernel_threads(settings), memory_limit_mb=settings.kernel_memory_mb)
+
+
 @dataclass
 class RunContext:
     settings: Settings = field(default_factory=Settings)
@@ -119,6 +132,8 @@ class RunContext:
     _slots: ExecutionSlots | None = None
     _llm_budget: Any = None
     _ray: Any = None  # runtime.cluster.RayPool, when the kernels run on a Ray cluster
+    # a kernel started before the run's first steps (`warm_kernel`); the first track to ask takes it
+    warm: WarmKernel | None = None
 
     @property
     def llm_budget(self):
@@ -180,13 +195,11 @@ class RunContext:
         with self._kernel_lock:
             session = self._kernels.get(track)
             if session is None:
-                threads = max(1, self.settings.kernel_threads // max(1, self.settings.parallel_kernels))
-                session = KernelSession(
-                    run_dir,
-                    threads=threads,
-                    memory_limit_mb=self.settings.kernel_memory_mb,
-                    startup_code=HARNESS_STARTUP.format(run_dir=str(run_dir)),
-                )
+                startup = HARNESS_STARTUP.format(run_dir=str(run_dir))
+                warm, self.warm = self.warm, None
+                session = warm.take(run_dir, startup) if warm is not None else None
+                session = session or KernelSession(run_dir, threads=kernel_threads(self.settings),
+                                                   memory_limit_mb=self.settings.kernel_memory_mb, startup_code=startup)
                 self._kernels[track] = session
         if not session.alive:
             session.start()
@@ -206,6 +219,9 @@ class RunContext:
 
     def close(self) -> None:
         with self._kernel_lock:
+            warm, self.warm = self.warm, None
+            if warm is not None:
+                warm.discard()
             for session in self._kernels.values():
                 session.shutdown()
             self._kernels.clear()

@@ -37,7 +37,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph import state as state_module
 from graph.builder import build_graph
-from graph.context import EventLog, RunContext, Settings
+from graph.context import EventLog, RunContext, Settings, warm_kernel
+from runtime.kernel import WarmKernel
 from runtime.data import TaskInputError
 
 CHECKPOINTS = "checkpoints.sqlite"
@@ -69,13 +70,16 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,
-             on_update: StreamCallback | None = None) -> dict:
+             on_update: StreamCallback | None = None, warm: WarmKernel | None = None) -> dict:
+    """warm: a kernel the caller started already (`graph.context.warm_kernel`); by default one is
+    started here, so its start overlaps the run's first steps."""
+    warm = warm if warm is not None else warm_kernel(settings)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2))
     inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir)}
     clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s)
-    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run")
+    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run", warm=warm)
 
 
 def resume_run(run_dir: str | Path, *, llm: Any = None, on_update: StreamCallback | None = None,
@@ -191,11 +195,11 @@ class RunClock:
 
 
 def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on_update: StreamCallback | None,
-            clock: RunClock, kind: str, spent: list | None = None) -> dict:
+            clock: RunClock, kind: str, spent: list | None = None, warm: WarmKernel | None = None) -> dict:
     # The context's clock starts at the time earlier sessions used, so remaining_s() is what
     # the whole run has left; its LLM budget starts with what earlier sessions spent.
     ctx = RunContext(settings=settings, llm=llm, events=EventLog(run_dir / "events.jsonl"),
-                     started_at=time.time() - clock.used_before_s)
+                     started_at=time.time() - clock.used_before_s, warm=warm)
     for call in spent or []:
         ctx.llm_budget.add(call)
     config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": settings.recursion_limit}

@@ -311,8 +311,12 @@ class TrackState(TypedDict, total=False):
     attempt: int
     last_error: str | None
     fell_back: bool
-    # the offline debug's repairs, merged into the plan's params: drop_columns, coerce_columns
+    # the offline debug's repairs, merged into the plan's params: drop_columns, coerce_columns,
+    # and a too slow attempt's cheaper params
     repairs: dict[str, Any]
+    # what a too slow attempt's retry needs at the speed measured: its timeout is at least this
+    # while the track has no score (a retry that ends beats one more that cannot)
+    needs_s: float | None
     member: str | None  # the member recipe the current attempt runs (None: the track's own code)
     attempts: Annotated[list[AttemptResult], operator.add]
     tracks: Annotated[dict[str, TrackResult], merge_tracks]

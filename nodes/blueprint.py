@@ -140,6 +140,7 @@ class Estimate:
     steps: list[str]
     notes: list[str] = field(default_factory=list)
     fixed_s: float = 0.0  # what no cheaper setting changes: the kernel, the check, decoding images
+    measured_s: float | None = None  # the folds' seconds at a speed measured (a too slow attempt's retry)
 
 
 def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float,
@@ -398,6 +399,7 @@ def shrink_for_speed(task: TaskSpec, profile: DataProfile, n_folds: int, params:
         return None
     smaller.notes = [f"one fit took {fit_seconds:.1f} s against {per_fit:.1f} s estimated ({slowness:.1f}x): "
                      + "; ".join(smaller.notes)]
+    smaller.measured_s = (smaller.seconds - smaller.fixed_s) * slowness
     return smaller
 
 

@@ -22,7 +22,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.llm import LLMError, ModuleCode, client_for
 from graph.state import TrackState
-from nodes.blueprint import shrink_for_speed
+from nodes.blueprint import MEMBER_CHECK_S, shrink_for_speed
 from nodes.generate import code_from_answer
 from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
@@ -35,11 +35,13 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     client = client_for(runtime.context)
     attempts = state.get("attempts", [])
     if attempts and attempts[-1].status == "timeout" and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
-        smaller = params_for_speed(state, runtime.context)
-        if smaller is not None:
-            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller)
+        retry = params_for_speed(state, runtime.context)
+        if retry is not None:
+            smaller, needs_s = retry
+            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller,
+                                        needs_s=round(needs_s, 1))
             return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
-                    "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
+                    "needs_s": needs_s, "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
     if attempts and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
         repairs = column_repairs(state)
         if repairs is not None:
@@ -67,10 +69,11 @@ MAX_SHRINKS = 2     # retries of a too slow attempt with cheaper params, before 
 RETRY_ROOM = 0.75   # of a retry's time, what its folds may plan on (its check, the deadline's margin)
 
 
-def params_for_speed(state: TrackState, ctx: RunContext) -> dict | None:
+def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] | None:
     """Cheaper params for the recipe whose attempt was too slow for its time (the plan shrinks,
-    as the blueprint's does for a small budget, now from the speed measured), or None: not the
-    traditional track, shrunk MAX_SHRINKS times already, or no cheaper step left."""
+    as the blueprint's does for a small budget, now from the speed measured), with the seconds
+    the retry needs at that speed; or None: not the traditional track, shrunk MAX_SHRINKS times
+    already, or no cheaper step left."""
     attempts = state["attempts"]
     if state["plan"].track != "traditional" or sum(a.status == "timeout" for a in attempts) > MAX_SHRINKS:
         return None
@@ -82,7 +85,9 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> dict | None:
                            RETRY_ROOM * attempt_timeout(state, ctx))
     if est is None:
         return None
-    return {k: v for k, v in est.params.items() if params.get(k) != v}
+    # the check and the harness's margin (its deadline is 0.9 of the cell's) on top of the folds
+    needs_s = (est.measured_s or 0.0) / 0.9 + MEMBER_CHECK_S
+    return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
 # what a failing step's traceback says about the kind of column it handles
 KIND_CLUES = {
     "datetime": ("datetime", "to_datetime", "timestamp", "timezone", "tz-aware", "tz-naive", "_date_parts", "day_of_week"),

@@ -104,6 +104,10 @@ def attempt_timeout(state: TrackState, ctx: RunContext, check: bool = False) -> 
         caps += [ctx.settings.max_attempt_timeout_s] if ctx.settings.max_attempt_timeout_s is not None else []
         return max(1.0, min(caps))
     timeout = min(share_left_s(state), ctx.remaining_s())
+    if state.get("needs_s") and not any(a.status == "ok" for a in state.get("attempts", [])):
+        # a too slow attempt's retry, with nothing scored yet: the seconds its measured speed
+        # says it needs, at most the whole budget again, rather than a third try that cannot end
+        timeout = max(timeout, min(state["needs_s"], ctx.settings.time_budget_s))
     if ctx.settings.max_attempt_timeout_s is not None:
         timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
     # the floor an attempt always gets, but never more than half a small budget: a 10 s run must

@@ -414,3 +414,34 @@ def test_default_slots_and_gpu_check(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert isinstance(gpu_available(), bool)
     gpu_available.cache_clear()
+
+
+def test_a_warm_kernel_moves_to_the_run_and_keeps_its_startup_code(tmp_path: Path) -> None:
+    """Started in a neutral folder with only imports; taken by a track, it moves to the run's
+    folder and runs the track's startup code, which a restart after a death runs again."""
+    from runtime.kernel import WarmKernel
+
+    warm = WarmKernel(warm_code="import numpy\nWARM = True")
+    run = tmp_path / "run"
+    run.mkdir()
+    session = warm.take(run, STARTUP_CODE)
+    try:
+        assert session is not None
+        result = session.execute("import os\nprint(os.getcwd(), WARM, STARTUP_MARKER)")
+        assert result.ok and result.output.split() == [str(run.resolve()), "True", "ready"], result.output
+        assert session.execute("import os\nos._exit(1)").status == "died"
+        again = session.execute("import os\nprint(os.getcwd(), STARTUP_MARKER)")
+        assert again.ok and again.output.split() == [str(run.resolve()), "ready"], again.output
+    finally:
+        session.shutdown()
+    warm.discard()  # taken already: nothing left to stop
+
+
+def test_a_warm_kernel_that_failed_to_start_is_not_handed_out(tmp_path: Path) -> None:
+    from runtime.kernel import WarmKernel
+
+    broken = WarmKernel(warm_code="raise RuntimeError('no')")
+    assert broken.take(tmp_path, STARTUP_CODE) is None
+    unused = WarmKernel()
+    unused.discard()  # no track took it: the run ended first
+    assert not unused.session.alive

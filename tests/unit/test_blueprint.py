@@ -301,3 +301,21 @@ def test_a_retry_of_a_too_slow_attempt_shrinks_by_the_speed_measured():
     # at the last step already (the fastest trees on the smallest sample): nothing cheaper either
     last = {**params, "learning_rate": 0.3, "n_estimators": 150, "early_stopping_rounds": 15, "max_train_rows": 750}
     assert shrink_for_speed(task, profile, 3, last, fit_seconds=100.0, room_s=1.0) is None
+
+
+def test_a_too_slow_attempt_s_retry_gets_the_time_its_speed_needs_while_nothing_scored():
+    from graph.context import RunContext
+    from graph.state import AttemptResult
+    from nodes.track import attempt_timeout
+
+    task, profile = _task(), _profile(2_000, numeric=10)
+    bp = _plan(profile, 10.0, task=task, available={"traditional"})
+    ctx = RunContext(settings=Settings(time_budget_s=10.0))
+    ctx.started_at -= 8.0  # most of the budget gone: a plain attempt gets the floor
+    slow = AttemptResult(track="traditional", attempt=1, source="recipe", status="timeout", dir="/nowhere", fit_seconds=2.0)
+    state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": [slow]}
+    floor = attempt_timeout(state, ctx)
+    assert attempt_timeout({**state, "needs_s": 8.5}, ctx) == 8.5 > floor
+    assert attempt_timeout({**state, "needs_s": 30.0}, ctx) == 10.0  # never more than the budget again
+    scored = slow.model_copy(update={"status": "ok", "score": 0.9})
+    assert attempt_timeout({**state, "attempts": [scored], "needs_s": 8.5}, ctx) == floor  # it has a score: its share
