@@ -88,6 +88,8 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     # the check and the harness's margin (its deadline is 0.9 of the cell's) on top of the folds
     needs_s = (est.measured_s or 0.0) / 0.9 + MEMBER_CHECK_S
     return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
+
+
 # what a failing step's traceback says about the kind of column it handles
 KIND_CLUES = {
     "datetime": ("datetime", "to_datetime", "timestamp", "timezone", "tz-aware", "tz-naive", "_date_parts", "day_of_week"),

@@ -517,7 +517,8 @@ class WarmKernel:
         self.session = KernelSession(tempfile.gettempdir(), threads=threads, memory_limit_mb=memory_limit_mb,
                                      startup_code=warm_code)
         self._error: Exception | None = None
-        self._taken = False
+        self._lock = threading.Lock()
+        self._taken = self._started = self._abandoned = False
         self._thread = threading.Thread(target=self._start, name="iml-warm-kernel", daemon=True)
         self._thread.start()
 
@@ -526,12 +527,18 @@ class WarmKernel:
             self.session.start()
         except Exception as exc:  # noqa: BLE001 - the track starts its own kernel instead
             self._error = exc
+        with self._lock:
+            self._started = True
+            abandoned = self._abandoned
+        if abandoned:
+            self.session.shutdown()
 
     def take(self, cwd: str | Path, startup_code: str) -> KernelSession | None:
         """The kernel, moved to cwd with startup_code run (it is its startup code from now on,
         for restarts); None when the warm start failed, so the caller starts one the usual way."""
         self._thread.join()
-        self._taken = True
+        with self._lock:
+            self._taken = True
         session = self.session
         if self._error is not None or not session.alive:
             session.shutdown()
@@ -545,11 +552,17 @@ class WarmKernel:
         return session
 
     def discard(self) -> None:
-        """Stop it, when no track took it (a failed run, a resumed one with nothing left to run)."""
-        if not self._taken:
+        """Stop it, when no track took it (a failed run, bad input). Never waits for a start
+        under way: that one stops itself when it ends (and a kernel whose parent process exited
+        stops on its own: ipykernel polls its parent), so bad input gets its line at once."""
+        with self._lock:
+            if self._taken:
+                return
             self._taken = True
-            self._thread.join()
-            self.session.shutdown()
+            if not self._started:
+                self._abandoned = True
+                return
+        self.session.shutdown()
 
 
 class KernelSession:

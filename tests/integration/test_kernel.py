@@ -443,5 +443,11 @@ def test_a_warm_kernel_that_failed_to_start_is_not_handed_out(tmp_path: Path) ->
     broken = WarmKernel(warm_code="raise RuntimeError('no')")
     assert broken.take(tmp_path, STARTUP_CODE) is None
     unused = WarmKernel()
-    unused.discard()  # no track took it: the run ended first
+    unused.discard()  # no track took it (bad input): it returns at once, the start under way stops itself
+    unused._thread.join()
     assert not unused.session.alive
+    started = WarmKernel()
+    started._thread.join()
+    assert started.session.alive
+    started.discard()  # no track took it: the run ended first
+    assert not started.session.alive
