@@ -283,7 +283,9 @@ CATBOOST = Space(
     Param("l2_leaf_reg", float, 3.0, "3.0   L2 on leaf values", 0.1, 100.0, True, (3.0, 0.33)),
     Param("learning_rate", float, lambda d: 0.05 if d.n < 2_000 else 0.08 if d.n < 20_000 else 0.12,
           "0.05 (n < 2k), 0.08 (< 20k), 0.12 above", 0.01, 0.3, True, (0.5,), -1.0),
-    Param("iterations", int, 2000, "2000   upper bound; early stopping picks the number of trees", check=50),
+    # no check cap: CatBoost's check is its gate (MEMBER_CHECK_DEADLINE_S); its training loop
+    # ignores interrupts, so a fold slower than its deadline costs the restart grace on top
+    Param("iterations", int, 2000, "2000   upper bound; early stopping picks the number of trees"),
     Param("early_stopping_rounds", int, lambda d: 100 if d.n < 2_000 else 50, "100 (n < 2k), 50 above"),
     Param("thread_count", int, lambda d: _threads(), "OMP_NUM_THREADS (the kernel's cores)"),
     _log_target(),
