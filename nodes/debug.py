@@ -75,7 +75,8 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     the retry needs at that speed; or None: not the traditional track, shrunk MAX_SHRINKS times
     already, or no cheaper step left."""
     attempts = state["attempts"]
-    if state["plan"].track != "traditional" or sum(a.status == "timeout" for a in attempts) > MAX_SHRINKS:
+    shrinks = sum(a.status == "timeout" and a.source in ("recipe", "repair") for a in attempts)  # not the members'
+    if state["plan"].track != "traditional" or shrinks > MAX_SHRINKS:
         return None
     last = attempts[-1]
     # killed by the cell's timeout inside one fold: a fit took at least that long
