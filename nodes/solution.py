@@ -21,6 +21,7 @@ import numpy as np
 
 from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
 from runtime import data as data_module
+from runtime import errors as errors_module
 from runtime import images as images_module
 from runtime import params as params_module
 from runtime import submission as submission_module
@@ -176,9 +177,9 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         f"VALIDATION = json.loads({literal(json.dumps(validation))})\n"
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n"
         f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n",
-        "\n# -- inlined from iML: reading the tables (runtime/data.py), the submission's format\n"
+        "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py), the submission's format\n"
         "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
-        inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
+        inlined(errors_module) + "\n\n" + inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
         BODY,
         runtime_part(json.loads(task_json)),
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",

@@ -33,9 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-
-class TaskInputError(ValueError):
-    """Bad input from the user: the message is one line that says what to fix."""
+from runtime.errors import TaskInputError  # noqa: F401 (raised here; its callers import it from here)
 
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")

@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from runtime.data import TaskInputError
+from runtime.errors import TaskInputError
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -187,7 +187,7 @@ def cmd_example(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from graph.context import Settings, warm_kernel
+    from graph.settings import Settings, warm_kernel
 
     settings = Settings(
         time_budget_s=args.time_budget,

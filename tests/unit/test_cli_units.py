@@ -27,3 +27,19 @@ def test_the_end_of_run_leaderboard_keeps_the_best_refine_rows():
     assert [r["score"] for r in rows] == [0.80, 0.90, 0.85, 0.88, 0.90] and hidden == 3
     rows, _ = shown_rows(board, greater_is_better=False)
     assert [r["score"] for r in rows if r["source"] == "refine"] == [0.70, 0.85, 0.60]
+
+
+def test_iml_run_can_start_its_kernel_before_the_heavy_imports():
+    # `iml run` starts the first track's kernel as soon as it has its settings: what it imports
+    # up to then is all the kernel's start can overlap, so pandas and LangGraph must not be in it
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys, scripts.cli, graph.settings\n"
+             "heavy = sorted(m for m in ('pandas', 'langgraph', 'sklearn', 'langchain_core') if m in sys.modules)\n"
+             "print(','.join(heavy))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""
