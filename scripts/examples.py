@@ -23,7 +23,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sklearn.model_selection import train_test_split
 
 from runtime.metrics import get_metric
 
@@ -922,6 +921,8 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     df.insert(0, recipe.id_col, ids)
 
     classification = recipe.spec.task_type != "regression"
+    from sklearn.model_selection import train_test_split  # here: `iml grade` and `validate` need no sklearn
+
     train, test = train_test_split(
         df,
         test_size=0.2,
