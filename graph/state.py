@@ -186,6 +186,8 @@ class AttemptResult(BaseModel):
     resolved_params: dict[str, Any] = Field(default_factory=dict)
     # one fit's seconds, measured, when the attempt stopped because its folds could not end in time
     fit_seconds: float | None = None
+    # the part of duration_s its fit on all rows took (0: none); a refine candidate's folds cost the rest
+    refit_s: float = 0.0
 
 
 class TrackResult(BaseModel):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext
+from graph.context import RunContext, kernel_threads
 from graph.llm import LLMError, ModuleCode, client_for
 from graph.state import TrackState
 from nodes.blueprint import MEMBER_CHECK_S, shrink_for_speed
@@ -83,7 +83,7 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     fit_seconds = last.fit_seconds or last.duration_s
     params = attempt_params(state)
     est = shrink_for_speed(state["task"], state["profile"], state["blueprint"].validation.n_folds, params, fit_seconds,
-                           RETRY_ROOM * attempt_timeout(state, ctx))
+                           RETRY_ROOM * attempt_timeout(state, ctx), kernel_threads(ctx.settings))
     if est is None:
         return None
     # the check and the harness's margin (its deadline is 0.9 of the cell's) on top of the folds

@@ -47,7 +47,8 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
         scored = json.loads((folder / "result.json").read_text())
         result = AttemptResult(status=scored["status"], score=scored.get("score"), fold_scores=scored["fold_scores"],
                                resolved_params=scored.get("resolved_params") or {}, error=scored.get("error"),
-                               fit_seconds=scored.get("fit_seconds"), **base)
+                               fit_seconds=scored.get("fit_seconds"),
+                               refit_s=float((scored.get("full_fit") or {}).get("seconds") or 0.0), **base)
     else:
         result = AttemptResult(status=outcome.status, error=outcome.error, **base)
         (folder / "result.json").write_text(result.model_dump_json(indent=2))

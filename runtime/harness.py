@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 import sys
 import time
@@ -355,18 +356,55 @@ def with_full_fit(folds_pred: np.ndarray, full_pred: np.ndarray) -> np.ndarray:
 
 
 def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
-              params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray):
-    """Each fold's fit on the other folds (the held-out fold passed for early stopping), one at
-    a time, repeat after repeat (`folds`: one assignment, or one per repeat): (j, the held-out
-    rows, the fitted Features and Model, validation predictions, test predictions); j counts the fits."""
-    j = 0
-    for assignment in np.atleast_2d(folds):
-        for k in range(int(assignment.max()) + 1):
-            tr, va = assignment != k, assignment == k
-            fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va],
-                                                    y[va], [X_test])
-            yield j, va, fitted, pred_va, pred_test
-            j += 1
+              params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray,
+              at_once: int = 1):
+    """Each fold's fit on the other folds (the held-out fold passed for early stopping), repeat
+    after repeat (`folds`: one assignment, or one per repeat): (j, the held-out rows, the fitted
+    Features and Model, validation predictions, test predictions), in order; j counts the fits.
+
+    at_once > 1: that many folds fit side by side in threads (modules that declare it safe, see
+    `folds_at_once`), each yielded as soon as it and those before it are done. A consumer that
+    stops early leaves at most at_once - 1 running folds to end in the background; none starts."""
+    cuts = [(assignment != k, assignment == k) for assignment in np.atleast_2d(folds) for k in range(int(assignment.max()) + 1)]
+
+    def fit(tr: np.ndarray, va: np.ndarray) -> tuple:
+        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va],
+                                                y[va], [X_test])
+        return va, fitted, pred_va, pred_test
+
+    if at_once <= 1:
+        for j, (tr, va) in enumerate(cuts):
+            yield (j, *fit(tr, va))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="iml-fold")
+    try:
+        waiting = iter(enumerate(cuts))
+        running = deque((j, pool.submit(fit, tr, va)) for j, (tr, va) in itertools.islice(waiting, at_once))
+        while running:
+            j, future = running.popleft()
+            done = future.result()
+            for k, (tr, va) in itertools.islice(waiting, 1):  # the next fold starts while this one is consumed
+                running.append((k, pool.submit(fit, tr, va)))
+            yield (j, *done)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def folds_at_once(model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any], params: dict[str, Any],
+                  n_rows: int) -> int:
+    """How many folds the harness fits side by side: the model module's optional
+    `concurrent_folds(task, profile, params, n_rows) -> int` (a module whose fits use one thread
+    each and share no state says how many of the kernel's threads its folds may take), else 1."""
+    rule = getattr(model_mod, "concurrent_folds", None)
+    if not callable(rule):
+        return 1
+    try:
+        return max(1, int(rule(task, profile, dict(params), int(n_rows))))
+    except Exception:  # noqa: BLE001 - a broken rule costs speed, not the attempt
+        return 1
 
 
 def join_encoded(X: pd.DataFrame, X_test: pd.DataFrame, enc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -460,21 +498,25 @@ class Harness:
         resolved: dict[str, Any] = {}
         full_fit_params: list[dict[str, Any]] | None = [] if self.scheme.get("refit") else None
         full_fit_failed = ""
+        at_once = min(folds_at_once(model_mod, self.task, self.profile, params, len(X) * (self.n_folds - 1) // self.n_folds),
+                      self.n_fits)
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
-                                                           self.y, X_test, self.fold_sets):
+                                                           self.y, X_test, self.fold_sets, at_once):
             completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
             if deadline_s is not None and time.time() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
                     drop_folds(attempt_dir, range(cuts * self.n_folds, j))
                     fold_scores = fold_scores[:cuts * self.n_folds]
                     break
-                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved)
+                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved, at_once)
             if deadline_s is not None and not cuts and j + 1 < self.n_folds:
                 # The first cut's end, projected from its folds so far: an attempt that cannot
                 # finish it stops now, and its measured speed lets debug plan a retry that fits.
-                per_fit = (time.time() - folds_started) / (j + 1)
+                # folds fitted side by side: those running beside this one are about as far along
+                per_fit = (time.time() - folds_started) / min(j + at_once, self.n_fits)
                 if folds_started - started + per_fit * self.n_folds > TOO_SLOW * deadline_s:
-                    return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved or resolved_params(fitted))
+                    return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved or resolved_params(fitted),
+                                          at_once)
             resolved = resolved or resolved_params(fitted)
             cut_oof[va] = pred_va
             cut_test += pred_test / self.n_folds
@@ -533,11 +575,11 @@ class Harness:
         return result
 
     def _too_slow(self, attempt_dir: Path, started: float, folds_started: float, fits: int, deadline_s: float,
-                  resolved: dict[str, Any]) -> dict:
+                  resolved: dict[str, Any], at_once: int = 1) -> dict:
         """The result of an attempt stopped before its first cut could end: status "timeout",
-        with `fit_seconds`, what one fit took here."""
+        with `fit_seconds`, what one fit took here (folds side by side: the wall time per fold)."""
         drop_folds(attempt_dir, range(fits))
-        per_fit = (time.time() - folds_started) / fits
+        per_fit = (time.time() - folds_started) / min(fits + at_once - 1, self.n_fits)
         needs = folds_started - started + per_fit * self.n_folds
         result = {"status": "timeout", "fold_scores": [], "metric": self.metric.name,
                   "duration_s": round(time.time() - started, 3), "resolved_params": resolved,

@@ -126,3 +126,54 @@ def test_a_cut_whose_last_fold_ends_past_the_deadline_still_counts(cut_run):
     assert LATE_THIRD_FIT != SLOW_MODEL
     result = Harness(cut_run).run_attempt(_attempt(cut_run, "late_third", LATE_THIRD_FIT), {}, deadline_s=2.0)
     assert result["status"] == "ok" and result["cuts"] == 1 and len(result["fold_scores"]) == 3
+
+
+SIDE_BY_SIDE = SLOW_MODEL.replace("import time\n", "import threading\nimport time\nSPANS = []\n").replace(
+    "class Model:", "def concurrent_folds(task, profile, params, n_rows):\n    return int(params.get('at_once', 2))\n\n\nclass Model:").replace(
+    "        time.sleep(0.3)  # a fit that takes long enough for a deadline to land between two of them\n",
+    "        start = time.time()\n        time.sleep(0.3)  # releases the lock: two fits can overlap\n"
+    "        SPANS.append((start, time.time(), threading.current_thread().name))\n")
+
+
+def test_folds_a_module_declares_safe_run_side_by_side_with_the_same_predictions(cut_run, monkeypatch):
+    """A model module's concurrent_folds lets the harness fit that many folds at once, in
+    threads: the fits overlap in time, and the scores and predictions are those of one fold
+    after the other."""
+    from runtime import harness
+
+    assert SIDE_BY_SIDE.count("concurrent_folds") == 1 and "SPANS.append" in SIDE_BY_SIDE
+    loaded = []
+    real_load = harness.load_module
+    monkeypatch.setattr(harness, "load_module", lambda name, path: loaded.append(real_load(name, path)) or loaded[-1])
+    h = Harness(cut_run)
+    together = _attempt(cut_run, "side_by_side", SIDE_BY_SIDE)
+    alone = _attempt(cut_run, "one_by_one", SIDE_BY_SIDE)
+    a = h.run_attempt(together, {"at_once": 2})
+    spans = [m for m in loaded if hasattr(m, "SPANS")][0].SPANS
+    b = h.run_attempt(alone, {"at_once": 1})
+    assert a["status"] == b["status"] == "ok" and a["cuts"] == b["cuts"] == 3
+    assert a["fold_scores"] == b["fold_scores"]
+    np.testing.assert_array_equal(np.load(together / "oof.npy"), np.load(alone / "oof.npy"))
+    np.testing.assert_array_equal(np.load(together / "test.npy"), np.load(alone / "test.npy"))
+    assert len(list((together / MODELS_DIR).glob("fold_*.pkl"))) == 9
+    fold_spans = [s for s in spans if s[2].startswith("iml-fold")]  # the fit on all rows runs in the kernel's thread
+    assert len(fold_spans) == 9
+    overlapping = sum(1 for (s1, e1, _), (s2, e2, _) in zip(fold_spans, fold_spans[1:]) if s2 < e1 and s1 < e2)
+    assert overlapping >= 4  # 9 fits two at a time: most neighbours overlap
+
+
+def test_a_broken_concurrent_folds_rule_costs_speed_not_the_attempt(cut_run):
+    broken = SIDE_BY_SIDE.replace("return int(params.get('at_once', 2))", "raise RuntimeError('no rule')")
+    assert broken != SIDE_BY_SIDE
+    result = Harness(cut_run).run_attempt(_attempt(cut_run, "broken_rule", broken), {})
+    assert result["status"] == "ok" and result["cuts"] == 3
+
+
+def test_folds_side_by_side_stop_at_the_deadline_like_one_by_one(cut_run):
+    """Two fits at a time and a deadline in the first cut: the attempt still stops at once,
+    with a fit's wall time, and leaves no fold behind."""
+    folder = _attempt(cut_run, "side_too_slow", SIDE_BY_SIDE)
+    result = Harness(cut_run).run_attempt(folder, {"at_once": 2}, deadline_s=0.3)
+    assert result["status"] == "timeout" and result["fold_scores"] == [] and "too slow" in result["error"]
+    assert result["fit_seconds"] >= 0.1
+    assert not list((folder / MODELS_DIR).glob("fold_*.pkl")) and not (folder / "oof.npy").exists()

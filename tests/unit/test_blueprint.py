@@ -319,3 +319,22 @@ def test_a_too_slow_attempt_s_retry_gets_the_time_its_speed_needs_while_nothing_
     assert attempt_timeout({**state, "needs_s": 30.0}, ctx) == 10.0  # never more than the budget again
     scored = slow.model_copy(update={"status": "ok", "score": 0.9})
     assert attempt_timeout({**state, "attempts": [scored], "needs_s": 8.5}, ctx) == floor  # it has a score: its share
+
+
+def test_folds_fitted_side_by_side_make_a_plain_table_cheaper_and_text_not():
+    """The traditional folds run two at a time on a 2-thread kernel (one thread per LightGBM
+    fit below 100k rows): the estimate counts that for a table, not for text (its vectorizers
+    hold Python's lock) nor for a table big enough for LightGBM's own threads."""
+    from runtime.params import SINGLE_THREAD_ROWS
+
+    task = _task()
+    table, text = _profile(20_000, numeric=10), _profile(20_000, numeric=2, text=1)
+    big = _profile(int(SINGLE_THREAD_ROWS * 1.5), numeric=10)
+    work = lambda p, threads: (lambda e: e.seconds - e.fixed_s)(traditional_estimate(task, p, 5, threads=threads))  # noqa: E731
+    assert work(table, 2) < 0.75 * work(table, 1)
+    assert work(text, 2) == pytest.approx(work(text, 1))
+    assert work(big, 2) == pytest.approx(work(big, 1))
+    # the plan at a small budget keeps more of the folds' work when they run side by side
+    one, two = (_plan(_profile(40_000, numeric=9), 10.0, available={"traditional"}, kernel_threads=t, parallel_kernels=1)
+                for t in (1, 2))
+    assert two.validation.n_folds >= one.validation.n_folds

@@ -3,6 +3,7 @@ their types, the searched ranges hold their defaults, and the README shows exact
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,20 @@ def test_the_dynamic_check_runs_with_each_declared_cap():
     assert SPACES["catboost"].for_check({}) == {}  # its check stays its gate: see runtime/params.py
     assert SPACES["neural"].for_check({"max_epochs": 100})["max_epochs"] == 3
     assert SPACES["linear"].for_check({"C": 2.0}) == {"C": 2.0}
+
+
+def test_the_traditional_recipe_runs_its_folds_side_by_side_only_where_each_fit_has_one_thread(monkeypatch):
+    from prompts import render_recipe
+    from runtime.params import SINGLE_THREAD_ROWS, folds_side_by_side
+
+    module = types.ModuleType("model")
+    exec(compile(render_recipe("traditional")["model"], "model.py", "exec"), module.__dict__)
+    task = {"task_type": "binary", "metric": "auc"}
+    table = {"columns": [{"name": "a", "kind": "numeric"}, {"name": "b", "kind": "categorical"}]}
+    text = {"columns": [{"name": "a", "kind": "numeric"}, {"name": "t", "kind": "text"}]}
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what kernel_env gives a kernel on 2 cores
+    assert module.concurrent_folds(task, table, {}, 5_000) == folds_side_by_side(5_000) == 2
+    assert folds_side_by_side(5_000, threads=2) == 2 and folds_side_by_side(5_000, threads=1) == 1
+    assert module.concurrent_folds(task, text, {}, 5_000) == 1
+    assert module.concurrent_folds(task, table, {}, SINGLE_THREAD_ROWS) == 1  # LightGBM takes the threads itself
+    assert module.concurrent_folds(task, table, {"n_jobs": 2}, 5_000) == 1  # a fit asked for threads: folds one by one

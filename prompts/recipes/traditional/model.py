@@ -14,13 +14,23 @@ Params: runtime/params.py declares them (SPACES["traditional"]), with their data
 import lightgbm as lgb
 import numpy as np
 
-from runtime.params import SPACES, Data, learns_log
+from runtime.params import SPACES, Data, folds_side_by_side, learns_log
 
 # LightGBM's own parameters among the declared ones (the rest are read by this module)
 LGBM_KEYS = ("learning_rate", "num_leaves", "min_child_samples", "n_estimators", "subsample", "colsample_bytree",
              "reg_lambda", "min_data_per_group", "max_bin")
 # regression metrics whose loss is not the squared error, and LightGBM's objective for each
 OBJECTIVES = {"mae": "l1", "medae": "l1", "mape": "mape"}
+
+
+def concurrent_folds(task: dict, profile: dict, params: dict, n_rows: int) -> int:
+    """Folds the harness may fit side by side (see runtime.params.folds_side_by_side): each fit
+    here shares no state with another and, below SINGLE_THREAD_ROWS, uses one thread."""
+    kinds = {c.get("kind") for c in profile.get("columns", [])}
+    data = Data(n=n_rows, task_type=task["task_type"], metric=task.get("metric", ""))
+    if SPACES["traditional"].resolve(params, data)["n_jobs"] != 1:
+        return 1
+    return folds_side_by_side(n_rows, text="text" in kinds, images="image" in kinds)
 
 
 class Model:
