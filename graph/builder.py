@@ -25,7 +25,7 @@ from nodes.generate import generate
 from nodes.profile import profile
 from nodes.refine import build_refine_graph
 from nodes.submit import submit
-from nodes.track import after_check, after_execute, finish, next_member
+from nodes.track import after_check, after_execute, ends_turn_on_error, finish, next_member
 from typing_extensions import TypedDict
 
 
@@ -38,12 +38,9 @@ class TrackOutput(TypedDict):
 
 def build_track_graph() -> StateGraph:
     g = ContextGraph(TrackState, context_schema=RunContext, output_schema=TrackOutput)
-    g.add_node("generate", generate)
-    g.add_node("check", check)
-    g.add_node("execute", execute)
-    g.add_node("debug", debug)
-    g.add_node("next_member", next_member)
-    g.add_node("finish", finish)
+    for name, node in (("generate", generate), ("check", check), ("execute", execute), ("debug", debug),
+                       ("next_member", next_member), ("finish", finish)):
+        g.add_node(name, ends_turn_on_error(node))
     g.add_edge(START, "generate")
     g.add_edge("generate", "check")
     g.add_conditional_edges("check", after_check)

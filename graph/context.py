@@ -22,6 +22,7 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.graph import StateGraph
 
+from graph.turns import TrackTurns
 from graph.settings import HARNESS_STARTUP, RAY_SLOTS, Settings, kernel_threads, warm_kernel  # noqa: F401 (the nodes' import)
 from runtime.kernel import ExecutionSlots, KernelSession, WarmKernel
 
@@ -68,6 +69,7 @@ class RunContext:
     _kernels: dict[str, KernelSession] = field(default_factory=dict)
     _kernel_lock: threading.Lock = field(default_factory=threading.Lock)
     _slots: ExecutionSlots | None = None
+    _turns: TrackTurns | None = None
     _llm_budget: Any = None
     _ray: Any = None  # runtime.cluster.RayPool, when the kernels run on a Ray cluster
     # a kernel started before the run's first steps (`warm_kernel`); the first track to ask takes it
@@ -91,6 +93,15 @@ class RunContext:
                 # local limit on top (one slot per track).
                 self._slots = ExecutionSlots(RAY_SLOTS if self.settings.ray_address else self.settings.parallel_kernels)
             return self._slots
+
+    @property
+    def turns(self) -> TrackTurns:
+        """Which track computes next, when tracks outnumber the execution slots (graph.turns)."""
+        slots = self.slots
+        with self._kernel_lock:
+            if self._turns is None:
+                self._turns = TrackTurns(slots.n)
+            return self._turns
 
     def elapsed_s(self) -> float:
         return time.time() - self.started_at
@@ -156,6 +167,10 @@ class RunContext:
             session.shutdown()
 
     def close(self) -> None:
+        with self._kernel_lock:
+            turns = self._turns
+        if turns is not None:
+            turns.close()
         with self._kernel_lock:
             warm, self.warm = self.warm, None
             if warm is not None:

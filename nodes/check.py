@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackState
-from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, write_modules
+from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, take_turn, write_modules
 from runtime.params import SPACES
 
 CONTRACT = {
@@ -75,6 +75,7 @@ def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     write_modules(folder, state["code"])
     problems = static_problems(state["code"])
     if not problems:
+        take_turn(state, runtime.context)  # before the timeout is reckoned: the clock runs while it waits
         problems = dynamic_problems(state, runtime.context)
     if not problems:
         return {"last_error": None}

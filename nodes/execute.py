@@ -15,13 +15,14 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.state import AttemptResult, TrackState
 from nodes.submit import offer_submission
-from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel
+from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, take_turn
 
 EXECUTION = "execution.json"  # what an execution ran: params and the modules' hash (see finished_on_disk)
 
 
 def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
+    take_turn(state, ctx)  # at once after the check; a resumed run can start here
     folder = attempt_dir(state)
     params = attempt_params(state)
     timeout = attempt_timeout(state, ctx)

@@ -9,12 +9,14 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.llm import LLMError, ModuleCode, client_for, strip_fences
 from graph.state import TrackState
+from nodes.track import register_turn
 from prompts import render_recipe
 from prompts.render import generate_messages
 
 
 def generate(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     track = state["plan"].track
+    register_turn(state, runtime.context)
     client = client_for(runtime.context)
     if client is not None:
         return generate_with_llm(state, runtime.context, client)

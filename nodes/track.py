@@ -3,6 +3,7 @@ kernel, the routers, and `finish`, which hands the track's best attempt to the p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,6 +85,39 @@ def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     runtime.context.events.emit("member", track=state["plan"].track, attempt=state["attempt"] + 1, source="member", member=name)
     return {"code": render_member(name), "source": "member", "member": name, "attempt": state["attempt"] + 1,
             "last_error": None}
+
+
+def register_turn(state: TrackState, ctx: RunContext) -> None:
+    """The track will compute in this session: the tracks behind it in the plan wait for it."""
+    ctx.turns.register(*_turn_of(state))
+
+
+def take_turn(state: TrackState, ctx: RunContext) -> None:
+    """Before the track's first cell (graph.turns): wait, holding no kernel, while the tracks ahead
+    of it compute, at most until they have had their planned seconds. At once after that."""
+    waited = ctx.turns.start(*_turn_of(state))
+    if waited >= 1.0:
+        ctx.events.emit("turn", track=state["plan"].track, waited_s=round(waited, 1))
+
+
+def _turn_of(state: TrackState) -> tuple[str, int, float]:
+    plan, blueprint = state["plan"], state["blueprint"]
+    names = [p.track for p in blueprint.tracks]
+    place = names.index(plan.track) if plan.track in names else len(names)
+    return plan.track, place, plan.time_share * blueprint.budget_s
+
+
+def ends_turn_on_error(node):
+    """A track node that raises ends the track's turn, so the tracks behind it do not wait for it."""
+    @functools.wraps(node)
+    def run(state, runtime):
+        try:
+            return node(state, runtime)
+        except BaseException:
+            runtime.context.turns.finish(state["plan"].track)
+            raise
+
+    return run
 
 
 def write_modules(folder: Path, code: dict[str, str]) -> None:
@@ -184,6 +218,7 @@ def finish(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     # (kernel, imports, data) is seconds that a small budget does not have.
     if len(state["blueprint"].tracks) > 1:
         runtime.context.close_kernel(track)
+    runtime.context.turns.finish(track)
     runtime.context.events.emit("track", track=track, status=result.status, score=result.score, attempts=len(attempts))
     return {"tracks": {track: result}}
 

@@ -1,0 +1,92 @@
+"""Turns per track (graph.turns): a track waits for the tracks ahead of it, never past their
+planned seconds, and a track that ends or fails lets the next one go at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from graph.turns import TrackTurns
+
+
+def start_in_thread(turns: TrackTurns, track: str, place: int, planned_s: float) -> tuple[threading.Thread, dict]:
+    out: dict = {}
+
+    def go():
+        out["waited"] = turns.start(track, place, planned_s)
+        out["at"] = time.monotonic()
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_the_track_ahead_goes_first_and_the_next_starts_when_it_finishes():
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 30.0)
+    turns.register("neural", 1, 10.0)
+    thread, out = start_in_thread(turns, "neural", 1, 10.0)
+    time.sleep(0.3)
+    assert thread.is_alive(), "the second track must wait while the first has not had its turn"
+    assert turns.start("traditional", 0, 30.0) < 0.1
+    time.sleep(0.3)
+    assert thread.is_alive(), "the second track must wait while the first computes"
+    finished_at = time.monotonic()
+    turns.finish("traditional")
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert out["at"] - finished_at < 0.5
+    assert out["waited"] >= 0.5
+
+
+def test_a_track_never_waits_past_the_seconds_planned_for_those_ahead():
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 0.6)  # planned 0.6 s, and it never finishes (hung, or overran)
+    turns.start("traditional", 0, 0.6)
+    began = time.monotonic()
+    waited = turns.start("neural", 1, 10.0)
+    assert 0.4 <= waited <= 1.5
+    assert time.monotonic() - began < 2.0
+
+
+def test_a_failed_track_and_a_closed_run_release_the_waiting():
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 60.0)
+    turns.start("traditional", 0, 60.0)
+    thread, out = start_in_thread(turns, "neural", 1, 10.0)
+    time.sleep(0.2)
+    turns.finish("traditional")  # what ends_turn_on_error does when a node raises
+    thread.join(timeout=5)
+    assert out["waited"] < 2.0
+
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 60.0)
+    turns.start("traditional", 0, 60.0)
+    thread, out = start_in_thread(turns, "neural", 1, 10.0)
+    time.sleep(0.2)
+    turns.close()
+    thread.join(timeout=5)
+    assert out["waited"] < 2.0
+
+
+def test_tracks_not_registered_are_not_waited_for_and_a_started_track_returns_at_once():
+    turns = TrackTurns(slots=1)
+    # "traditional" finished in an earlier session of a resumed run: it never registers here
+    assert turns.start("neural", 1, 10.0) < 0.1
+    assert turns.start("neural", 1, 10.0) == 0.0  # its next cells
+    turns.finish("neural")
+    assert turns.start("neural", 1, 10.0) == 0.0  # refine runs a finished track again
+
+
+def test_two_slots_let_two_tracks_compute_and_the_third_waits():
+    turns = TrackTurns(slots=2)
+    for place, track in enumerate(("traditional", "pretrained", "neural")):
+        turns.register(track, place, 30.0)
+    assert turns.start("traditional", 0, 30.0) < 0.1
+    assert turns.start("pretrained", 1, 30.0) < 0.1
+    thread, _ = start_in_thread(turns, "neural", 2, 30.0)
+    time.sleep(0.3)
+    assert thread.is_alive()
+    turns.finish("pretrained")
+    thread.join(timeout=5)
+    assert not thread.is_alive()
