@@ -215,6 +215,8 @@ class EnsembleResult(BaseModel):
     reason: str
     # binary tasks scored on labels (accuracy, F1, MCC): P(positive) at or above this is the positive class
     threshold: float = 0.5
+    # log loss: the probabilities are raised to this power, renormalised (one over a temperature)
+    power: float = 1.0
 
 
 LLMOutcome = Literal["ok", "parse_error", "http_error", "timeout", "unsupported", "error"]

@@ -656,7 +656,7 @@ FILES = [
     ("checkpoints.sqlite", "LangGraph checkpoints: `iml resume` continues from them"),
     ("y.npy", "the encoded training target"),
     ("folds.npy", "the fold of each training row"),
-    ("ensemble_oof.npy", "the submitted model's out-of-fold predictions"),
+    ("ensemble_oof.npy", "the blend's out-of-fold predictions, before the threshold and power in model.json"),
     ("tracks/", "tracks/<track>/attempt_<n>/: features.py, model.py, log.txt, result.json, oof.npy, test.npy"),
 ]
 

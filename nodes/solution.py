@@ -176,7 +176,8 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         f"PROFILE = json.loads({literal(profile_json)})\n"
         f"VALIDATION = json.loads({literal(json.dumps(validation))})\n"
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n"
-        f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n",
+        f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n"
+        f"POWER = {ensemble.power!r}  # log loss: the probabilities' calibration, fitted out of fold (1: none)\n",
         "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py), the submission's format\n"
         "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
         inlined(errors_module) + "\n\n" + inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
@@ -306,7 +307,7 @@ def main(task_dir: Path, out: Path) -> None:
             test_pred = preds[MEMBERS[0]["name"]]
         else:
             test_pred = sum(preds[m["name"]] * (m["weight"] / total) for m in MEMBERS)
-    frame = submission_frame(TASK, test_pred, threshold=THRESHOLD)
+    frame = submission_frame(TASK, test_pred, threshold=THRESHOLD, power=POWER)
     frame.to_csv(out, index=False)
     print(f"wrote {out} ({len(frame)} rows)", file=sys.stderr)
 

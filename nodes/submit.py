@@ -36,7 +36,7 @@ def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     task, run_dir = state["task"], Path(state["run_dir"])
     path = run_dir / SUBMISSION
     ensemble = state["ensemble"]
-    frame = write_submission(task, np.load(ensemble.test_path), path, threshold=ensemble.threshold)
+    frame = write_submission(task, np.load(ensemble.test_path), path, threshold=ensemble.threshold, power=ensemble.power)
     record_submission(run_dir, runtime.context, kind="final", source=f"ensemble ({ensemble.kind})", score=ensemble.score)
     board = leaderboard(state.get("tracks", {}), state["ensemble"])
     pd.DataFrame(board).to_csv(run_dir / "leaderboard.csv", index=False)
@@ -106,6 +106,7 @@ def write_manifest(state: IMLState, run_dir: Path) -> Path:
         "kind": ensemble.kind,
         "score": None if math.isnan(ensemble.score) else ensemble.score,
         "threshold": ensemble.threshold,
+        "power": ensemble.power,
         "members": [{"name": name, "weight": weights[name], "attempt": str(Path(a.dir).relative_to(run_dir)),
                      "params": a.params} for name, a in members.items()],
         "baseline": np.load(ensemble.test_path)[0].tolist() if ensemble.kind == "baseline" else None,
@@ -153,16 +154,17 @@ def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
             ctx.events.emit(name, paths=[str(p) for p in paths])
 
 
-def format_submission(task: TaskSpec, test_pred: np.ndarray, threshold: float = 0.5) -> pd.DataFrame:
+def format_submission(task: TaskSpec, test_pred: np.ndarray, threshold: float = 0.5, power: float = 1.0) -> pd.DataFrame:
     """Predictions in the sample submission's format: its columns, its row order, the ids and
     class labels as the exact strings the task's files hold."""
-    return submission_frame(task.model_dump(), test_pred, threshold=threshold)
+    return submission_frame(task.model_dump(), test_pred, threshold=threshold, power=power)
 
 
-def write_submission(task: TaskSpec, test_pred: np.ndarray, path: Path, threshold: float = 0.5) -> pd.DataFrame:
+def write_submission(task: TaskSpec, test_pred: np.ndarray, path: Path, threshold: float = 0.5,
+                     power: float = 1.0) -> pd.DataFrame:
     """Format, write to a temporary file, validate, then move into place: whoever reads `path`
     (a user, or the run killed at any moment) sees the previous valid file or the new one."""
-    frame = format_submission(task, test_pred, threshold)
+    frame = format_submission(task, test_pred, threshold, power)
     tmp = path.with_name(f".{path.name}.tmp")
     frame.to_csv(tmp, index=False)
     problems = validate_submission(task, tmp)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from graph.state import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.data import labelled, read_test, read_train
 from runtime.metrics import Metric, get_metric
-from runtime.submission import baseline_prediction
+from runtime.submission import baseline_prediction, sharpened
 
 ENSEMBLE_JSON = "ensemble.json"
 
@@ -56,16 +57,22 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
         reason = f"{best_name} alone" + (f": no blend of the {len(members)} members beat it out of fold, fold by fold beyond noise" if len(members) > 1
                                          else ": the only scored attempt")
         oof_pred, test_pred = oof[best_name], test[best_name]
-    threshold = 0.5
+    threshold, power = 0.5, 1.0
     if folds is not None and wants_threshold(task, metric):
         threshold, note = decision_threshold(metric, y, oof_pred, folds)
         if threshold != 0.5:
             score = float(metric.score(y, (oof_pred >= threshold).astype(float)))
         reason += f"; {note}"
+    if folds is not None and wants_calibration(task, metric):
+        power, note = probability_power(metric, y, oof_pred, folds, task.task_type)
+        if power != 1.0:
+            score = float(metric.score(y, sharpened(oof_pred, power, task.task_type)))
+        reason += f"; {note}"
+    # both as blended: the submission applies the threshold and the power (runtime.submission)
     np.save(run_dir / "ensemble_oof.npy", oof_pred)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
-                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold)
+                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold, power=power)
 
 
 def steady_gain(metric: Metric, y: np.ndarray, folds: np.ndarray | None, blend: np.ndarray, single: np.ndarray) -> bool:
@@ -103,21 +110,75 @@ def decision_threshold(metric: Metric, y: np.ndarray, oof: np.ndarray, folds: np
         scores = {float(t): metric.score(y[rows], (oof[rows] >= t).astype(float)) for t in candidates}
         return metric.best(scores, key=scores.get)
 
-    gains = []
-    for k in np.unique(folds):
-        held = folds == k
-        t = best(~held)
-        tuned, plain = (metric.score(y[held], (oof[held] >= v).astype(float)) for v in (t, 0.5))
-        gains.append(metric.gain(tuned, plain))
-    gains = np.asarray(gains, dtype=float)
-    mean = float(np.nanmean(gains))
-    spread = float(np.nanstd(gains) / np.sqrt(max(1, np.isfinite(gains).sum())))
-    if not (mean > 0 and mean > spread):
+    def scored(rows: np.ndarray, t: float) -> float:
+        return metric.score(y[rows], (oof[rows] >= t).astype(float))
+
+    holds, mean, spread = tuned_beyond_noise(metric, folds, best, scored, 0.5)
+    if not holds:
         return 0.5, (f"decision threshold 0.5: tuning it gained {mean:+.4g} on held-out folds (standard error "
                      f"{spread:.2g}), not beyond fold noise")
     threshold = best(np.ones(len(y), dtype=bool))
     return threshold, (f"decision threshold {threshold:.3g} (tuned out of fold: {mean:+.4g} {metric.name} on held-out "
                        f"folds, standard error {spread:.2g})")
+
+
+def tuned_beyond_noise(metric: Metric, folds: np.ndarray, tune: Callable[[np.ndarray], float],
+                       scored: Callable[[np.ndarray, float], float], plain: float) -> tuple[bool, float, float]:
+    """Whether a setting tuned on the out-of-fold rows holds up on rows it was not tuned on: for
+    each fold, `tune` on the other folds' rows, `scored` on the fold against the `plain` setting;
+    it holds when the mean gain is positive and above its standard error. Returns that, the mean
+    gain and the standard error."""
+    gains = []
+    for k in np.unique(folds):
+        held = folds == k
+        gains.append(metric.gain(scored(held, tune(~held)), scored(held, plain)))
+    gains = np.asarray(gains, dtype=float)
+    mean = float(np.nanmean(gains))
+    spread = float(np.nanstd(gains) / np.sqrt(max(1, np.isfinite(gains).sum())))
+    return bool(mean > 0 and mean > spread), mean, spread
+
+
+def wants_calibration(task: TaskSpec, metric: Metric) -> bool:
+    """Probabilities scored by log loss, where their confidence is what is scored: a blend of
+    members, boosting stopped early or a linear model's regularisation leave them too soft or
+    too sharp."""
+    return "log_loss" in (metric.name, metric.base) and task.task_type in ("binary", "multiclass", "multilabel")
+
+
+POWER_RANGE = (0.25, 4.0)  # temperatures 4 to 1/4: beyond them a blend is broken, not miscalibrated
+
+
+def probability_power(metric: Metric, y: np.ndarray, oof: np.ndarray, folds: np.ndarray, task_type: str) -> tuple[float, str]:
+    """The power on the probabilities (one over a temperature; runtime.submission.sharpened) that
+    minimises log loss out of fold; 1 unless the power fitted on the other folds scores better
+    than 1 on each held-out fold beyond fold noise (the decision threshold's guard)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(rows: np.ndarray, power: float) -> float:
+        # the search's objective: the log loss itself in numpy (the metric's own scoring, with
+        # its checks, is what decides), so a search over 100k rows costs well under a second
+        p = np.clip(sharpened(oof[rows], power, task_type), 1e-15, 1 - 1e-15)
+        t = y[rows]
+        if task_type == "multiclass" and p.ndim == 2:
+            return float(-np.log(p[np.arange(len(t)), t.astype(int)]).mean())
+        t = t.reshape(p.shape).astype(float)
+        return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
+
+    def tune(rows: np.ndarray) -> float:
+        found = minimize_scalar(lambda z: nll(rows, float(np.exp(z))), bounds=tuple(np.log(POWER_RANGE)), method="bounded",
+                                options={"xatol": 0.01})
+        return float(np.exp(found.x))
+
+    def scored(rows: np.ndarray, power: float) -> float:
+        return metric.score(y[rows], sharpened(oof[rows], power, task_type))
+
+    holds, mean, spread = tuned_beyond_noise(metric, folds, tune, scored, 1.0)
+    if not holds:
+        return 1.0, (f"probabilities as blended: a temperature fitted out of fold gained {mean:+.4g} log loss on held-out "
+                     f"folds (standard error {spread:.2g}), not beyond fold noise")
+    power = round(tune(np.ones(len(y), dtype=bool)), 3)
+    return power, (f"probabilities calibrated to temperature {1 / power:.3g} (fitted out of fold: {mean:+.4g} log loss "
+                   f"on held-out folds, standard error {spread:.2g})")
 
 
 def ensemble_members(tracks: dict[str, TrackResult], metric: Metric, per_track: int = MEMBERS_PER_TRACK) -> dict[str, AttemptResult]:

@@ -59,6 +59,7 @@ class FittedRun:
         self.profile: dict[str, Any] = json.loads((self.run_dir / "profile.json").read_text())
         self.kind: str = manifest["kind"]
         self.threshold = float(manifest.get("threshold", 0.5))
+        self.power = float(manifest.get("power", 1.0))
         self.baseline = np.asarray(manifest.get("baseline")) if manifest.get("baseline") is not None else None
         self.members = [Member(m["name"], m["weight"], self.run_dir / m["attempt"], m["params"]) for m in manifest["members"]]
         for m in self.members:
@@ -90,7 +91,7 @@ class FittedRun:
         if missing:
             raise TaskInputError(f"the new rows lack {', '.join(missing)}, which the submission copies from each row")
         return submission_frame(self.task, self.predict_raw(rows, image_root), rows=rows.reset_index(drop=True),
-                                threshold=self.threshold)
+                                threshold=self.threshold, power=self.power)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -11,13 +11,30 @@ import pandas as pd
 from runtime.data import label_key, read_table, read_test, target_columns
 
 
+def sharpened(pred: np.ndarray, power: float, task_type: str) -> np.ndarray:
+    """Probabilities at temperature 1 / `power` (above 1 sharper, below softer): a multiclass
+    row renormalised over its classes, a binary or multilabel column against its complement.
+    The order of a row's classes never changes, so labels and AUC stay as they were."""
+    if power == 1.0 or task_type not in ("binary", "multiclass", "multilabel"):
+        return pred
+    p = np.clip(np.asarray(pred, dtype=float), 1e-15, 1 - 1e-15)
+    if task_type == "multiclass" and p.ndim == 2:
+        logp = power * np.log(p)
+        e = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    a, b = p ** power, (1 - p) ** power
+    return a / (a + b)
+
+
 def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | None = None,
-                     threshold: float = 0.5) -> pd.DataFrame:
+                     threshold: float = 0.5, power: float = 1.0) -> pd.DataFrame:
     """The submission's columns and rows for `test_pred` (the harness's prediction form).
 
     threshold: a binary task's labels are the positive class where its probability reaches it.
+    power: the probabilities' calibration (`sharpened`), fitted out of fold where log loss scores.
     rows: the predicted rows' id (exact strings) and the columns the submission copies from them;
     default the task's test file, whose rows then follow the sample submission's order."""
+    test_pred = sharpened(test_pred, power, task["task_type"])
     task_dir = Path(task["task_dir"])
     id_col = task.get("id_column")
     copied = list(task.get("passthrough_columns") or [])

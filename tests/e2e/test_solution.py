@@ -206,3 +206,36 @@ def test_predict_from_python_on_new_rows(binary_run):
     test.drop(columns=["alpha", "beta"]).to_csv(broken, index=False)
     done = iml("predict", run_dir, broken)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "alpha, beta" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_a_calibration_power_reaches_the_script_and_predict(binary_run, tmp_path):
+    """The ensemble's probability power (fitted out of fold where log loss scores) is applied by
+    submit, by solution.py and by `iml predict` alike: a run whose power is 2 gives the same
+    sharpened probabilities from all three."""
+    import json
+
+    task_dir, run_dir = binary_run
+    finished, state = run_status(run_dir)
+    task = state["task"]
+    ensemble = state["ensemble"].model_copy(update={"power": 2.0})
+    expected = tmp_path / "expected.csv"
+    format_submission(task, np.load(ensemble.test_path), power=2.0).to_csv(expected, index=False)
+    plain = pd.read_csv(run_dir / "submission.csv")
+    assert not np.allclose(pd.read_csv(expected)["outcome"], plain["outcome"])
+    script = tmp_path / "solution.py"
+    script.write_text(render_solution({**state, "ensemble": ensemble}, run_dir))
+    done = run_isolated(script, task_dir, tmp_path / "out.csv", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_submission(expected, tmp_path / "out.csv")
+    copied = tmp_path / "run_copy"
+    shutil.copytree(run_dir, copied)
+    manifest = json.loads((copied / "model.json").read_text())
+    assert manifest["power"] == 1.0
+    (copied / "model.json").write_text(json.dumps({**manifest, "power": 2.0}))
+    out = tmp_path / "predicted.csv"
+    done = iml("predict", copied, task_dir / "test.csv", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = pd.read_csv(out).set_index("row_key").loc[pd.read_csv(expected)["row_key"]].reset_index()
+    got.to_csv(tmp_path / "aligned.csv", index=False)
+    assert_same_submission(expected, tmp_path / "aligned.csv")

@@ -128,3 +128,79 @@ def test_the_submission_labels_follow_the_threshold():
     pred = np.array([0.2, 0.35, 0.7])
     assert list(submission_frame(task, pred, rows=rows)["answer"]) == ["no", "no", "yes"]
     assert list(submission_frame(task, pred, rows=rows, threshold=0.3)["answer"]) == ["no", "yes", "yes"]
+
+
+def _softened(logits: np.ndarray, temperature: float) -> np.ndarray:
+    e = np.exp((logits - logits.max(axis=1, keepdims=True)) / temperature)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_log_loss_probabilities_too_soft_are_sharpened_out_of_fold():
+    """Classes drawn from known probabilities, predicted at temperature 2 (a blend of members
+    that disagree, boosting stopped early): the fitted power is about 2, and it scores better
+    on held-out folds than the probabilities as they were."""
+    from runtime.blend import probability_power
+    from runtime.submission import sharpened
+
+    rng = np.random.RandomState(0)
+    logits = rng.normal(scale=3.0, size=(3000, 4))
+    truth = _softened(logits, 1.0)
+    y = np.array([rng.choice(4, p=row) for row in truth])
+    soft = _softened(logits, 2.0)
+    folds = rng.randint(0, 5, size=3000)
+    log_loss = get_metric("log_loss")
+    power, note = probability_power(log_loss, y, soft, folds, "multiclass")
+    assert 1.6 < power < 2.5, note
+    calibrated = sharpened(soft, power, "multiclass")
+    assert np.allclose(calibrated.sum(axis=1), 1.0)
+    assert (calibrated.argmax(axis=1) == soft.argmax(axis=1)).all()  # labels never change
+    assert log_loss.score(y, calibrated) < log_loss.score(y, soft) - 0.02
+    # binary: the positive class's probability, too sharp this time
+    p = 1 / (1 + np.exp(-rng.normal(scale=2.0, size=3000)))
+    yb = (rng.rand(3000) < p).astype(int)
+    sharp = sharpened(p, 2.0, "binary")
+    power, note = probability_power(log_loss, yb, sharp, folds, "binary")
+    assert 0.4 < power < 0.62, note
+
+
+def test_calibrated_probabilities_and_small_data_keep_their_temperature():
+    from runtime.blend import probability_power
+
+    rng = np.random.RandomState(3)
+    logits = rng.normal(scale=2.0, size=(2000, 3))
+    truth = _softened(logits, 1.0)
+    y = np.array([rng.choice(3, p=row) for row in truth])
+    power, note = probability_power(get_metric("log_loss"), y, truth, rng.randint(0, 5, size=2000), "multiclass")
+    assert power == 1.0, note
+    assert "not beyond fold noise" in note
+
+
+def test_a_log_loss_blend_records_its_power_and_the_submission_applies_it(tmp_path):
+    from runtime.submission import sharpened, submission_frame
+
+    rng = np.random.RandomState(0)
+    logits = rng.normal(scale=3.0, size=(1500, 3))
+    y = np.array([rng.choice(3, p=row) for row in _softened(logits, 1.0)])
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "folds.npy", rng.randint(0, 5, size=1500))
+    test_logits = rng.normal(scale=3.0, size=(4, 3))
+    folder = tmp_path / "tracks" / "traditional" / "attempt_1"
+    folder.mkdir(parents=True)
+    np.save(folder / "oof.npy", _softened(logits, 2.5))
+    np.save(folder / "test.npy", _softened(test_logits, 2.5))
+    attempt = AttemptResult(track="traditional", attempt=1, source="recipe", status="ok", dir=str(folder),
+                            score=get_metric("log_loss").score(y, _softened(logits, 2.5)))
+    task = TaskSpec(task_dir=str(tmp_path), task_type="multiclass", target="kind", id_column=None, metric="log_loss",
+                    greater_is_better=False, submission_format="proba_cols", submission_columns=["a", "b", "c"],
+                    classes=["a", "b", "c"])
+    result = blend(task, {"traditional": _track("traditional", [attempt])}, tmp_path)
+    assert result.power > 1.5, result.reason
+    assert result.score < attempt.score  # the ensemble's score is the calibrated one
+    assert "temperature" in result.reason
+    raw = np.load(result.test_path)  # kept as blended: the submission applies the power
+    frame = submission_frame(task.model_dump(), raw, rows=pd.DataFrame(index=range(4)), power=result.power)
+    assert np.allclose(frame[["a", "b", "c"]].to_numpy(), sharpened(raw, result.power, "multiclass"))
+    assert not np.allclose(frame[["a", "b", "c"]].to_numpy(), raw)
+    # a label metric is never calibrated: its labels cannot move, its score cannot gain
+    assert blend(task.model_copy(update={"metric": "accuracy", "greater_is_better": True}),
+                 {"traditional": _track("traditional", [attempt])}, tmp_path).power == 1.0
