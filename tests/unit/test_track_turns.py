@@ -90,3 +90,31 @@ def test_two_slots_let_two_tracks_compute_and_the_third_waits():
     turns.finish("pretrained")
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_a_track_node_that_raises_ends_its_turn():
+    """ends_turn_on_error: the track behind a track whose node raised does not wait for it."""
+    import pytest
+    from langgraph.runtime import Runtime
+
+    from graph.context import RunContext
+    from graph.settings import Settings
+    from graph.state import Blueprint, TrackPlan, ValidationScheme
+    from nodes.track import ends_turn_on_error, take_turn
+
+    plans = [TrackPlan(track=t, reason="", model_family="", feature_steps=[], params={}, time_share=0.5)
+             for t in ("traditional", "neural")]
+    blueprint = Blueprint(validation=ValidationScheme(kind="kfold"), tracks=plans, budget_s=600)
+    ctx = RunContext(settings=Settings(parallel_kernels=1))
+    first, second = ({"plan": p, "blueprint": blueprint} for p in plans)
+
+    def broken(state, runtime):
+        take_turn(state, runtime.context)
+        raise RuntimeError("a bug in a node")
+
+    ctx.turns.register("neural", 1, 300.0)
+    with pytest.raises(RuntimeError):
+        ends_turn_on_error(broken)(first, Runtime(context=ctx))
+    began = time.monotonic()
+    take_turn(second, ctx)  # traditional's planned 300 s are not waited for
+    assert time.monotonic() - began < 1.0
