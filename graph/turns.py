@@ -59,6 +59,16 @@ class TrackTurns:
         running = [t for t in self._started if t not in self._finished and t != track]
         return len(running) < self.slots
 
+    def waits_for(self, track: str, place: int) -> list[str]:
+        """The tracks `track` would wait for if it asked now (empty: it would start at once)."""
+        with self._cond:
+            if track in self._started or track in self._finished or self._closed:
+                return []
+            unfinished = [t for t in self._order if t not in self._finished and t != track]
+            if track in self._order and self._may_start(track):
+                return []
+            return [t for t in unfinished if self._order[t] < place or t in self._started]
+
     def start(self, track: str, place: int, planned_s: float) -> float:
         """Blocks until `track` may compute, at the latest until it is due (`due_s`); returns the
         seconds waited. A track that has started (or finished: refine runs the best one again)

@@ -95,9 +95,13 @@ def register_turn(state: TrackState, ctx: RunContext) -> None:
 def take_turn(state: TrackState, ctx: RunContext) -> None:
     """Before the track's first cell (graph.turns): wait, holding no kernel, while the tracks ahead
     of it compute, at most until they have had their planned seconds. At once after that."""
-    waited = ctx.turns.start(*_turn_of(state))
-    if waited >= 1.0:
-        ctx.events.emit("turn", track=state["plan"].track, waited_s=round(waited, 1))
+    track, place, planned_s = _turn_of(state)
+    ahead = ctx.turns.waits_for(track, place)
+    if ahead:  # the live progress shows the track waiting, not checking
+        ctx.events.emit("turn", track=track, waits_for=ahead)
+    waited = ctx.turns.start(track, place, planned_s)
+    if ahead or waited >= 1.0:
+        ctx.events.emit("turn", track=track, waited_s=round(waited, 1))
 
 
 def _turn_of(state: TrackState) -> tuple[str, int, float]:

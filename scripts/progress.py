@@ -159,6 +159,14 @@ class Progress:
         elif kind == "submission" and e.get("kind") == "anytime":
             self.notes["submit"] = f"{e.get('path')} holds {e.get('source')} ({_score(e.get('score'))}) so far"
             self._say(f"submission.csv written: {e.get('source')} scored {_score(e.get('score'))}, the best so far")
+        elif kind == "turn" and e.get("track"):
+            t = self._track(e["track"])
+            if e.get("waits_for"):
+                t.doing = f"waiting for {', '.join(e['waits_for'])}"
+                self._say(f"{t.name}: waits for {', '.join(e['waits_for'])} (tracks take turns on the execution slots)")
+            else:
+                t.doing = "checking"
+                self._say(f"{t.name}: its turn, after {e.get('waited_s', 0):.0f} s")
         elif kind == "cross_validate" and e.get("track"):
             t = self._track(e["track"])
             t.doing = f"cross-validating attempt {e.get('attempt', t.current or 1)}"

@@ -68,3 +68,16 @@ def test_a_resumed_session_counts_the_time_used_before():
     progress("custom", {"event": "session", "kind": "resume", "budget_s": 600, "used_before_s": 125})
     assert 124 < progress.used_s() < 130 and progress.left_s() < 476
     assert "resuming: 2:05 used before" in out.getvalue()
+
+
+def test_a_track_waiting_its_turn_says_so():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    with Progress(console, budget_s=120) as progress:
+        progress("custom", {"event": "generate", "track": "neural", "source": "recipe"})
+        progress("custom", {"event": "turn", "track": "neural", "waits_for": ["traditional"]})
+        assert progress.tracks["neural"].doing == "waiting for traditional"
+        progress("custom", {"event": "turn", "track": "neural", "waited_s": 26.4})
+        assert progress.tracks["neural"].doing == "checking"
+    text = out.getvalue()
+    assert "neural: waits for traditional" in text and "neural: its turn, after 26 s" in text

@@ -118,3 +118,18 @@ def test_a_track_node_that_raises_ends_its_turn():
     began = time.monotonic()
     take_turn(second, ctx)  # traditional's planned 300 s are not waited for
     assert time.monotonic() - began < 1.0
+
+
+def test_what_a_track_would_wait_for():
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 30.0)
+    turns.register("neural", 1, 10.0)
+    assert turns.waits_for("traditional", 0) == []
+    assert turns.waits_for("neural", 1) == ["traditional"]  # not started yet, but ahead in the plan
+    turns.start("traditional", 0, 30.0)
+    assert turns.waits_for("neural", 1) == ["traditional"]
+    turns.finish("traditional")
+    assert turns.waits_for("neural", 1) == []
+    assert turns.waits_for("pretrained", 2) == ["neural"]  # not registered yet: behind every registered one
+    turns.finish("neural")
+    assert turns.waits_for("pretrained", 2) == []
