@@ -96,7 +96,7 @@ def take_turn(state: TrackState, ctx: RunContext) -> None:
     """Before the track's first cell (graph.turns): wait, holding no kernel, while the tracks ahead
     of it compute, at most until they have had their planned seconds. At once after that."""
     track, place, planned_s = _turn_of(state)
-    ahead = ctx.turns.waits_for(track, place)
+    ahead = ctx.turns.waits_for(track)
     if ahead:  # the live progress shows the track waiting, not checking
         ctx.events.emit("turn", track=track, waits_for=ahead)
     waited = ctx.turns.start(track, place, planned_s)

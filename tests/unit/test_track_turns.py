@@ -120,16 +120,51 @@ def test_a_track_node_that_raises_ends_its_turn():
     assert time.monotonic() - began < 1.0
 
 
-def test_what_a_track_would_wait_for():
+def test_what_a_track_waits_for():
     turns = TrackTurns(slots=1)
     turns.register("traditional", 0, 30.0)
     turns.register("neural", 1, 10.0)
-    assert turns.waits_for("traditional", 0) == []
-    assert turns.waits_for("neural", 1) == ["traditional"]  # not started yet, but ahead in the plan
+    assert turns.waits_for("traditional") == []
+    assert turns.waits_for("neural") == []  # the one ahead has not asked: at most the grace, nothing to show
     turns.start("traditional", 0, 30.0)
-    assert turns.waits_for("neural", 1) == ["traditional"]
+    assert turns.waits_for("neural") == ["traditional"]
     turns.finish("traditional")
-    assert turns.waits_for("neural", 1) == []
-    assert turns.waits_for("pretrained", 2) == ["neural"]  # not registered yet: behind every registered one
+    assert turns.waits_for("neural") == []
+
+
+def test_a_ready_track_does_not_wait_for_one_still_being_written():
+    """An LLM still writing the first track's modules: the second, ready, starts after the grace;
+    the first, when it asks, waits for the second to finish (or its planned seconds)."""
+    from graph.turns import ASK_GRACE_S
+
+    turns = TrackTurns(slots=1)
+    turns.register("traditional", 0, 30.0)
+    turns.register("neural", 1, 20.0)
+    waited = turns.start("neural", 1, 20.0)
+    assert ASK_GRACE_S * 0.8 <= waited <= ASK_GRACE_S + 0.5
+    thread, out = start_in_thread(turns, "traditional", 0, 30.0)
+    time.sleep(0.3)
+    assert thread.is_alive(), "the track written late must wait for the one computing"
+    assert turns.waits_for("traditional") == ["neural"]
     turns.finish("neural")
-    assert turns.waits_for("pretrained", 2) == []
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_of_the_tracks_waiting_the_first_in_the_plan_goes_first():
+    turns = TrackTurns(slots=1)
+    for place, track in enumerate(("traditional", "pretrained", "neural")):
+        turns.register(track, place, 30.0)
+    turns.start("traditional", 0, 30.0)
+    late, late_out = start_in_thread(turns, "neural", 2, 30.0)
+    time.sleep(0.2)
+    early, early_out = start_in_thread(turns, "pretrained", 1, 30.0)  # asks after neural, but is ahead of it
+    time.sleep(0.2)
+    turns.finish("traditional")
+    early.join(timeout=5)
+    assert not early.is_alive()
+    time.sleep(0.3)
+    assert late.is_alive(), "neural must wait for pretrained, which the plan puts first"
+    turns.finish("pretrained")
+    late.join(timeout=5)
+    assert late_out["at"] > early_out["at"]
