@@ -11,6 +11,7 @@ import ast
 import importlib.util
 import json
 import sys
+import threading
 
 from langgraph.runtime import Runtime
 
@@ -96,6 +97,16 @@ def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     return {"last_error": message, "attempts": [result]}
 
 
+# ast.parse from two threads at once (two tracks' checks) can fail in CPython 3.11 with
+# "SystemError: AST constructor recursion depth mismatch": its recursion count is shared
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_module(source: str, module: str) -> ast.Module:
+    with _PARSE_LOCK:
+        return ast.parse(source, filename=f"{module}.py")
+
+
 def static_problems(code: dict[str, str]) -> list[str]:
     problems: list[str] = []
     for module, classes in CONTRACT.items():
@@ -104,7 +115,7 @@ def static_problems(code: dict[str, str]) -> list[str]:
             problems.append(f"{module}.py: missing; a track's solution is features.py and model.py")
             continue
         try:
-            tree = ast.parse(source, filename=f"{module}.py")
+            tree = parse_module(source, module)
         except SyntaxError as e:
             problems.append(f"{module}.py line {e.lineno}: syntax error: {e.msg}")
             continue
