@@ -89,13 +89,18 @@ def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
 
 def register_turn(state: TrackState, ctx: RunContext) -> None:
     """The track will compute in this session: the tracks behind it in the plan wait for it."""
-    ctx.turns.register(*_turn_of(state))
+    turn = _turn_of(state)
+    if turn is not None:
+        ctx.turns.register(*turn)
 
 
 def take_turn(state: TrackState, ctx: RunContext) -> None:
     """Before the track's first cell (graph.turns): wait, holding no kernel, while the tracks ahead
     of it compute, at most until they have had their planned seconds. At once after that."""
-    track, place, planned_s = _turn_of(state)
+    turn = _turn_of(state)
+    if turn is None:
+        return
+    track, place, planned_s = turn
     ahead = ctx.turns.waits_for(track)
     if ahead:  # the live progress shows the track waiting, not checking
         ctx.events.emit("turn", track=track, waits_for=ahead)
@@ -104,11 +109,14 @@ def take_turn(state: TrackState, ctx: RunContext) -> None:
         ctx.events.emit("turn", track=track, waited_s=round(waited, 1))
 
 
-def _turn_of(state: TrackState) -> tuple[str, int, float]:
+def _turn_of(state: TrackState) -> tuple[str, int, float] | None:
+    """The track's name, place in the plan and planned seconds; None for a track the plan does
+    not hold (nodes run on their own, as tests do), which neither waits nor is waited for."""
     plan, blueprint = state["plan"], state["blueprint"]
     names = [p.track for p in blueprint.tracks]
-    place = names.index(plan.track) if plan.track in names else len(names)
-    return plan.track, place, plan.time_share * blueprint.budget_s
+    if plan.track not in names:
+        return None
+    return plan.track, names.index(plan.track), plan.time_share * blueprint.budget_s
 
 
 def ends_turn_on_error(node):
