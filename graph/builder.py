@@ -7,14 +7,11 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Annotated
-
 from langgraph.graph import END, START, StateGraph
 
 from graph.context import ContextGraph, RunContext, Settings
 from graph.routing import fan_out_tracks
-from graph.state import IMLState, LLMCall, TrackResult, TrackState, merge_tracks
+from graph.state import IMLState, TrackOutput, TrackState
 from nodes.analyze import analyze
 from nodes.blueprint import blueprint
 from nodes.check import check
@@ -25,15 +22,13 @@ from nodes.generate import generate
 from nodes.profile import profile
 from nodes.refine import build_refine_graph
 from nodes.submit import submit
-from nodes.track import after_check, after_execute, ends_turn_on_error, finish, next_member
-from typing_extensions import TypedDict
-
-
-class TrackOutput(TypedDict):
-    """A track hands only its result back, so parallel tracks never write the same key."""
-
-    tracks: Annotated[dict[str, TrackResult], merge_tracks]
-    llm_usage: Annotated[list[LLMCall], operator.add]  # the track's own LLM calls, added to the run's
+from nodes.track import (
+    after_check,
+    after_execute,
+    ends_turn_on_error,
+    finish,
+    next_member,
+)
 
 
 def build_track_graph() -> StateGraph:

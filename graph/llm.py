@@ -33,8 +33,8 @@ from typing import Any, Generic, Literal, TypeVar
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from graph.state import LLMCall
 from runtime.data import TaskInputError
+from runtime.records import LLMCall
 
 ENV_MODEL = "IML_MODEL"
 ENV_BASE_URL = "OPENAI_BASE_URL"

@@ -34,12 +34,14 @@ from typing import Any
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import BaseModel
 
 from graph import state as state_module
 from graph.builder import build_graph
 from graph.context import EventLog, RunContext, Settings, warm_kernel
-from runtime.kernel import WarmKernel
+from runtime import records as records_module
 from runtime.data import TaskInputError
+from runtime.kernel import WarmKernel
 
 CHECKPOINTS = "checkpoints.sqlite"
 SETTINGS = "settings.json"
@@ -52,12 +54,14 @@ StreamCallback = Callable[[str, Any], None]
 
 
 def serializer() -> JsonPlusSerializer:
-    """Checkpoints hold our pydantic models; allow exactly those to be read back."""
-    models = [
-        name for name, obj in vars(state_module).items()
-        if isinstance(obj, type) and issubclass(obj, state_module.BaseModel) and obj.__module__ == state_module.__name__
+    """Checkpoints hold our pydantic models (the records and refine's search state); allow
+    exactly those to be read back."""
+    allowed = [
+        (module.__name__, name) for module in (records_module, state_module)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__
     ]
-    return JsonPlusSerializer(allowed_msgpack_modules=[(state_module.__name__, name) for name in models])
+    return JsonPlusSerializer(allowed_msgpack_modules=allowed)
 
 
 @contextmanager

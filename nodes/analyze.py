@@ -16,9 +16,19 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
 from graph.llm import client_for
-from graph.state import ImageSource, IMLState, SubmissionFormat, TaskSpec, TaskType
-from runtime.data import IMAGE_SUFFIXES, TaskInputError, find_sample_submission, find_table, label_key, labelled, read_header, read_table
+from graph.state import IMLState
+from runtime.data import (
+    IMAGE_SUFFIXES,
+    TaskInputError,
+    find_sample_submission,
+    find_table,
+    label_key,
+    labelled,
+    read_header,
+    read_table,
+)
 from runtime.metrics import METRICS, default_metric, get_metric, metric_from_text
+from runtime.records import ImageSource, SubmissionFormat, TaskSpec, TaskType
 
 POSITIVE_LABELS = ("1", "yes", "true", "y", "t", "positive", "pos")
 ID_NAMES = ("id", "index", "key", "row_id", "rowid")

@@ -14,9 +14,16 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
-from graph.state import Blueprint, DataProfile, IMLState, TaskSpec, TrackPlan, ValidationScheme
+from graph.state import IMLState
 from prompts import recipe_tracks
 from runtime.params import HARNESS_PARAMS, SPACES, Data, folds_side_by_side
+from runtime.records import (
+    Blueprint,
+    DataProfile,
+    TaskSpec,
+    TrackPlan,
+    ValidationScheme,
+)
 
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:

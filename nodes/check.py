@@ -16,9 +16,17 @@ import threading
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AttemptResult, TrackState
-from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, take_turn, write_modules
+from graph.state import TrackState
+from nodes.track import (
+    attempt_dir,
+    attempt_params,
+    attempt_timeout,
+    run_in_kernel,
+    take_turn,
+    write_modules,
+)
 from runtime.params import SPACES
+from runtime.records import AttemptResult
 
 CONTRACT = {
     "features": {

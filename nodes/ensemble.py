@@ -14,9 +14,10 @@ from pathlib import Path
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import DataProfile, EnsembleResult, IMLState, TaskSpec, TrackResult
+from graph.state import IMLState
 from runtime.blend import ENSEMBLE_JSON, blend, read_blend
 from runtime.kernel import KernelSession
+from runtime.records import DataProfile, EnsembleResult, TaskSpec, TrackResult
 
 FINAL_CELL_TIMEOUT_S = 60.0  # a blend of 25 steps over a few members: well under a second on 50k rows
 

@@ -13,9 +13,16 @@ from pathlib import Path
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AttemptResult, TrackState
+from graph.state import TrackState
 from nodes.submit import offer_submission
-from nodes.track import attempt_dir, attempt_params, attempt_timeout, run_in_kernel, take_turn
+from nodes.track import (
+    attempt_dir,
+    attempt_params,
+    attempt_timeout,
+    run_in_kernel,
+    take_turn,
+)
+from runtime.records import AttemptResult
 
 EXECUTION = "execution.json"  # what an execution ran: params and the modules' hash (see finished_on_disk)
 

@@ -11,8 +11,16 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import ColumnKind, ColumnProfile, DataProfile, ImageStats, IMLState, TargetProfile, TaskSpec
+from graph.state import IMLState
 from runtime.data import feature_columns, labelled, read_test, read_train
+from runtime.records import (
+    ColumnKind,
+    ColumnProfile,
+    DataProfile,
+    ImageStats,
+    TargetProfile,
+    TaskSpec,
+)
 
 TEXT_MIN_MEAN_LENGTH = 40
 TEXT_MIN_WORDS = 6

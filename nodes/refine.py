@@ -23,60 +23,43 @@ from __future__ import annotations
 
 import hashlib
 import math
-import operator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from langgraph.graph import END, START
 from langgraph.runtime import Runtime
-from typing_extensions import TypedDict
 
 from graph.context import ContextGraph, RunContext
 from graph.llm import client_for
-from graph.state import AttemptResult, Blueprint, Candidate, Chain, DataProfile, LLMCall, TaskSpec, TrackPlan, TrackResult
+from graph.state import Candidate, Chain, RefineInput, RefineOutput, RefineState
 from nodes.blueprint import final_reserve_s, plan_data
 from nodes.check import check
 from nodes.execute import execute
-from nodes.track import ATTEMPT_RECORD, attempt_dir, load_attempt, record_attempt, summarize_track, write_modules
+from nodes.track import (
+    ATTEMPT_RECORD,
+    attempt_dir,
+    load_attempt,
+    record_attempt,
+    summarize_track,
+    write_modules,
+)
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
+from runtime.records import (
+    AttemptResult,
+    Blueprint,
+    DataProfile,
+    LLMCall,
+    TaskSpec,
+    TrackPlan,
+    TrackResult,
+)
 
 MIN_CANDIDATE_S = 0.5  # what a candidate costs at least (a cell, a fit, writing files: ~0.1 s beyond its folds)
 PRUNE_AFTER_FOLDS = 2  # a candidate is judged on this many folds before it may be pruned
 TPE_TRIES = 8  # asks of the sampler for one affordable, new candidate
-
-
-class RefineInput(TypedDict, total=False):
-    run_dir: str
-    tracks: dict[str, TrackResult]  # read by start, then emptied: the parent merges refine's result into its own
-    refine_bases: list[int]  # the attempts to search from, in order (default: refine_bases())
-    refine_given: list[Candidate]  # candidates to try first on the first chain (an outside proposer's)
-
-
-class RefineOutput(TypedDict):
-    tracks: dict[str, TrackResult]
-    llm_usage: Annotated[list[LLMCall], operator.add]
-
-
-class RefineState(RefineInput, total=False):
-    """Small on purpose: each step checkpoints all of it. Task, profile and blueprint are read
-    from the run folder; attempts from their attempt.json; what was tried from the study."""
-
-    track: str
-    own: list[int]  # the track's attempts before refine
-    bases: list[int]
-    first_candidate: int
-    next_attempt: int
-    chain: Chain | None
-    champion: int  # the track's best after refine
-    candidate: Candidate | None
-    result: AttemptResult | None  # the candidate's outcome, for judge
-    tried: int
-    kept: int
-    stopped: str
-    llm_usage: Annotated[list[LLMCall], operator.add]
 
 
 # -- the nodes ------------------------------------------------------------------------------------

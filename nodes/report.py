@@ -30,10 +30,11 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from graph.state import DataProfile, IMLState, TaskSpec, TrackResult
+from graph.state import IMLState
 from nodes.solution import member_attempts
 from runtime.association import ASSOCIATION_BINS, feature_association, read_association
 from runtime.metrics import get_metric
+from runtime.records import DataProfile, TaskSpec, TrackResult
 
 MAX_COLUMNS_LISTED = 40
 MAX_ASSOCIATION_FEATURES = 20

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.state import AttemptResult, EnsembleResult, IMLState, TrackResult
+from graph.state import IMLState
 from runtime import data as data_module
 from runtime import errors as errors_module
 from runtime import images as images_module
 from runtime import params as params_module
 from runtime import submission as submission_module
+from runtime.records import AttemptResult, EnsembleResult, TrackResult
+
 
 def _harness_source() -> str:
     """runtime/harness.py's text, read rather than imported: importing it would bring sklearn and

@@ -16,14 +16,14 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AttemptResult, EnsembleResult, IMLState, TaskSpec, TrackResult
+from graph.state import IMLState
 from nodes.report import write_report
 from nodes.solution import exact_weights, member_attempts, write_solution
 from runtime.data import TaskInputError, read_table, read_test
 from runtime.metrics import get_metric
 from runtime.predict import MANIFEST, MODELS_DIR
+from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.submission import submission_frame
-
 
 SUBMISSION = "submission.csv"
 

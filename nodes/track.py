@@ -11,11 +11,17 @@ from typing import Literal
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.state import AttemptResult, TrackResult, TrackState
-from nodes.blueprint import MEMBER_CHECK_DEADLINE_S, MEMBER_MIN_LEFT_S, final_reserve_s, member_deadline_s
+from graph.state import TrackState
+from nodes.blueprint import (
+    MEMBER_CHECK_DEADLINE_S,
+    MEMBER_MIN_LEFT_S,
+    final_reserve_s,
+    member_deadline_s,
+)
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 from runtime.params import SPACES
+from runtime.records import AttemptResult, TrackResult
 
 ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from graph.state import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 from prompts import FALLBACK, PROMPTS_DIR, recipe_tracks, render_recipe
+from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 
 # Size limits in characters (about 4 characters a token).
 DESCRIPTION_CHARS = 6_000

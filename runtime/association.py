@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.state import DataProfile, TaskSpec
+from runtime.records import DataProfile, TaskSpec
 
 ASSOCIATION_JSON = "association.json"
 MAX_ASSOCIATION_ROWS = 5000

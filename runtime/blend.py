@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.state import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.data import labelled, read_test, read_train
 from runtime.metrics import Metric, get_metric
+from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.submission import baseline_prediction, sharpened
 
 ENSEMBLE_JSON = "ensemble.json"

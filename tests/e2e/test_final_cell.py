@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from graph.state import TaskSpec
 from runtime.kernel import KernelSession
+from runtime.records import TaskSpec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,17 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from solution_checks import assert_same_submission, run_isolated
 
 from graph.context import Settings
 from graph.runner import run_status, run_task
-from graph.state import AttemptResult, EnsembleResult, TrackResult
-from runtime.blend import _weighted, baseline
 from nodes.solution import render_solution
 from nodes.submit import format_submission, validate_submission
+from runtime.blend import _weighted, baseline
 from runtime.harness import Harness
 from runtime.metrics import get_metric
-
-from solution_checks import assert_same_submission, run_isolated
+from runtime.records import AttemptResult, EnsembleResult, TrackResult
 
 
 def solved(root: Path, kind: str) -> tuple[Path, Path]:

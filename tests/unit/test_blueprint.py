@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 
 from graph.context import Settings
-from graph.state import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 from nodes.blueprint import (
     MEMBER_CHECK_S,
-    member_estimates,
     final_reserve_s,
     make_blueprint,
+    member_estimates,
     recipe_params,
     refine_reserve_s,
     shrink_for_speed,
@@ -19,6 +18,7 @@ from nodes.blueprint import (
 )
 from prompts import recipe_tracks
 from runtime.params import SPACES
+from runtime.records import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 
 ALL = {"traditional", "pretrained", "neural"}
 
@@ -244,8 +244,8 @@ def test_neighbours_join_the_zoo_on_small_tables_and_never_on_text_alone():
 
 
 def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
-    from graph.state import AttemptResult
     from nodes.track import members_left
+    from runtime.records import AttemptResult
 
     bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"})
     [trad] = bp.tracks
@@ -305,8 +305,8 @@ def test_a_retry_of_a_too_slow_attempt_shrinks_by_the_speed_measured():
 
 def test_a_too_slow_attempt_s_retry_gets_the_time_its_speed_needs_while_nothing_scored():
     from graph.context import RunContext
-    from graph.state import AttemptResult
     from nodes.track import attempt_timeout
+    from runtime.records import AttemptResult
 
     task, profile = _task(), _profile(2_000, numeric=10)
     bp = _plan(profile, 10.0, task=task, available={"traditional"})

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from graph.state import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 from nodes.debug import MAX_REPAIRS, column_repairs
 from runtime.harness import repaired
+from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 
 
 def state(error: str, tmp_path, repairs=None, earlier_repairs: int = 0):

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from graph.state import AttemptResult, TaskSpec, TrackResult
 from runtime.blend import blend, ensemble_members
 from runtime.metrics import get_metric
+from runtime.records import AttemptResult, TaskSpec, TrackResult
 
 
 def _task(tmp_path: Path) -> TaskSpec:

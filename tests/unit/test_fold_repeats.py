@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from test_blueprint import _plan, _profile
 
-from graph.state import AttemptResult
 from nodes.refine import beyond_fold_noise
 from runtime.harness import make_fold_sets
 from runtime.metrics import get_metric
-from test_blueprint import _plan, _profile
+from runtime.records import AttemptResult
 
 
 def test_each_cut_predicts_every_row_once_and_the_cuts_differ():

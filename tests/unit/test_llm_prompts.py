@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from graph.state import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 from nodes.analyze import read_task
 from nodes.blueprint import make_blueprint
 from nodes.profile import profile_data
@@ -24,6 +23,7 @@ from prompts.render import (
     prompt_chars,
     refine_messages,
 )
+from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 
 ROLES = ("analyze", "blueprint", "generate", "debug", "refine")
 PROMPT_BOUND = 40_000  # characters, about 10k tokens

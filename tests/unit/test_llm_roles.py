@@ -101,7 +101,7 @@ def test_validation_columns_are_checked(planned):
 
 
 def track_state(planned, tmp_path, sources: list[str]) -> dict:
-    from graph.state import AttemptResult
+    from runtime.records import AttemptResult
 
     task, profile, draft = planned
     attempts = [AttemptResult(track="traditional", attempt=i + 1, source=s, status="check_failed", error="model.py: boom",

@@ -7,7 +7,13 @@ import io
 
 from rich.console import Console
 
-from graph.state import Blueprint, TaskSpec, TrackPlan, TrackResult, ValidationScheme
+from runtime.records import (
+    Blueprint,
+    TaskSpec,
+    TrackPlan,
+    TrackResult,
+    ValidationScheme,
+)
 from scripts.progress import Progress
 
 TASK = TaskSpec(task_dir="/t", task_type="binary", target="y", id_column="id", metric="log_loss", greater_is_better=False,

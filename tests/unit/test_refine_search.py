@@ -4,7 +4,6 @@ candidate moves it, and the Optuna study it keeps in the run folder."""
 from __future__ import annotations
 
 from graph.context import RunContext, Settings
-from graph.state import AttemptResult, TaskSpec
 from nodes.refine import (
     Candidate,
     Chain,
@@ -17,6 +16,7 @@ from nodes.refine import (
     tell_study,
 )
 from runtime.params import SPACES
+from runtime.records import AttemptResult, TaskSpec
 
 
 def _attempt(n, score, member=None, folds=(0.9, 0.8)):
@@ -37,7 +37,7 @@ def _chain(params, names=None):
 
 def _state(tmp_path):
     """A run folder as refine reads it: the task, profile and blueprint the earlier stages wrote."""
-    from graph.state import Blueprint, DataProfile, TargetProfile, ValidationScheme
+    from runtime.records import Blueprint, DataProfile, TargetProfile, ValidationScheme
 
     (tmp_path / "task.json").write_text(_task().model_dump_json())
     (tmp_path / "profile.json").write_text(DataProfile(n_train=100, n_test=10, columns=[],
@@ -174,9 +174,9 @@ def test_a_gain_within_fold_noise_is_not_kept():
 
 
 def test_refine_moves_on_to_each_other_model_family_best_first():
-    from graph.state import TrackResult
     from nodes.refine import refine_bases
     from runtime.metrics import get_metric
+    from runtime.records import TrackResult
 
     attempts = [_attempt(1, 0.90), _attempt(2, 0.93, "linear"), _attempt(3, 0.91, "catboost"),
                 _attempt(4, 0.92, "catboost"), _attempt(5, 0.80, "extratrees"), _attempt(6, 0.94, "linear")]

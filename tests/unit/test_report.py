@@ -11,9 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.state import (AttemptResult, Blueprint, ColumnProfile, DataProfile, EnsembleResult, LLMCall, TargetProfile,
-                         TaskSpec, TrackPlan, TrackResult, ValidationScheme)
 from nodes.report import build_report, stage_times, to_html, to_markdown, write_report
+from runtime.records import (
+    AttemptResult,
+    Blueprint,
+    ColumnProfile,
+    DataProfile,
+    EnsembleResult,
+    LLMCall,
+    TargetProfile,
+    TaskSpec,
+    TrackPlan,
+    TrackResult,
+    ValidationScheme,
+)
 
 FEATURES = "class Features:\n    def __init__(self, task, profile, params):\n        self.cut = 1 < 2  # a '<' to escape\n"
 MODEL = "class Model:\n    def __init__(self, task, params):\n        pass\n"

@@ -99,8 +99,8 @@ def test_a_track_node_that_raises_ends_its_turn():
 
     from graph.context import RunContext
     from graph.settings import Settings
-    from graph.state import Blueprint, TrackPlan, ValidationScheme
     from nodes.track import ends_turn_on_error, take_turn
+    from runtime.records import Blueprint, TrackPlan, ValidationScheme
 
     plans = [TrackPlan(track=t, reason="", model_family="", feature_steps=[], params={}, time_share=0.5)
              for t in ("traditional", "neural")]
