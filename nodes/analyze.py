@@ -18,6 +18,7 @@ from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import IMLState
 from runtime.data import (
+    COMPRESSIONS,
     IMAGE_SUFFIXES,
     TaskInputError,
     find_sample_submission,
@@ -67,6 +68,7 @@ MAX_FILES_LOOKED_AT = 5000
 ENTRIES_PER_FOLDER = 400  # a folder's first entries tell what it holds; 200k files need not be listed
 IMAGE_COLUMN_NAMES = ("image", "image_file", "_image")
 KEY_SAMPLE = 40  # key values tried against the folders when looking for the image files
+_COMPRESSED = ", ".join(COMPRESSIONS)
 
 
 def locate_files(task_dir: Path) -> TaskFiles:
@@ -94,11 +96,11 @@ def locate_files(task_dir: Path) -> TaskFiles:
                                  "the file names carry none: add train.csv (or labels.csv) with a column naming each image "
                                  "and its label, or name the files label.N.jpg, or put them in one folder per label")
         raise TaskInputError(f"train file not found in {task_dir}: expected train.csv or labels.csv (or .tsv, .json, .jsonl, "
-                             ".parquet, each possibly zipped)")
+                             f".parquet, each possibly compressed: {_COMPRESSED})")
     if test is None and not folders:
         where = f" (the sample submission {sample.name} lists the test ids, but their features are in no table)" if sample else ""
         raise TaskInputError(f"test file not found in {task_dir}: expected test.csv (or .tsv, .json, .jsonl, .parquet, each "
-                             f"possibly zipped){where}")
+                             f"possibly compressed: {_COMPRESSED}){where}")
     if test is None and sample is None and named is None:
         raise TaskInputError(f"this is an image task ({_where(folders)}) without a test table: add the sample submission "
                              "(sample_submission.csv) that lists the test ids")
@@ -284,8 +286,7 @@ def read_task(task_dir: Path, settings: Settings) -> TaskSpec:
     metric = get_metric(metric_name)
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
-    if id_column:
-        _check_test_ids(test_rows, id_column)
+    _check_rows(files, id_column, warnings)
 
     classes: list[str] = []
     fmt: SubmissionFormat = "label"
@@ -374,8 +375,7 @@ def _read_several_targets(task_dir, files, targets, id_column, sample, train_col
     if task_type not in metric.task_types:
         raise TaskInputError(f"metric '{metric.name}' does not apply to a {task_type} task; pass --metric with one that does")
     features = _usable_features(train_cols, test_cols, targets, id_column, warnings, files)
-    if id_column:
-        _check_test_ids(files.test or files.sample, id_column)
+    _check_rows(files, id_column, warnings)
     sub_cols = [c for c in sample.columns if c != id_column]
     return _attach_images(TaskSpec(
         task_dir=str(task_dir.resolve()), task_type=task_type, target=targets[0], id_column=id_column,
@@ -540,12 +540,81 @@ def _named_like_id(column: str) -> bool:
     return column.lower() in ID_NAMES or column.lower().endswith("_id") or column.endswith("Id")
 
 
-def _check_test_ids(test: Path, id_column: str) -> None:
+def _check_test_ids(test: Path, id_column: str) -> pd.Series:
     ids = read_table(test, "test file", keys=[id_column], columns=[id_column])[id_column]
     repeated = ids[ids.duplicated(keep=False)]
     if len(repeated):
         raise TaskInputError(f"the test file has {ids.duplicated().sum()} repeated id(s) in '{id_column}' "
-                             f"(e.g. {', '.join(map(repr, repeated.unique()[:3]))}); each test row needs its own id")
+                             f"(e.g. {_shown(repeated.unique())}); each test row needs its own id")
+    return ids
+
+
+def _check_rows(files: TaskFiles, id_column: str | None, warnings: list[str]) -> None:
+    """The test rows have distinct ids, and the sample submission asks for rows the test file has.
+
+    The sample submission is the format the task asks for, its ids the rows the grader scores, so
+    against the test file's ids (exact strings on both sides):
+    - the same ids, in any order: the submission follows the sample's order;
+    - only some of the test's ids, nothing else: those are the rows asked for (a test file may hold
+      rows that are not scored); the submission holds them, and a loud warning says how many test
+      rows are left out (runtime/submission.py's `ids_asked_for` decides the same from the files);
+    - any id the test file lacks (none of them match, or only some): refused, since those rows
+      have no features to be predicted from, and a submission of the test's ids would not be the
+      one asked for; so is a sample that repeats an id;
+    - no id column: rows are matched by position, so a sample of another length than the test
+      file is said loudly; the submission has one row per test row, in the test file's order."""
+    if files.test is None:  # the test rows are the sample submission's ids
+        if id_column:
+            _check_test_ids(files.sample, id_column)
+        return
+    if not id_column:
+        if files.sample is not None:
+            n_test, n_sample = (len(read_table(path, what, columns=read_header(path, what)[:1]))
+                                for path, what in ((files.test, "test file"), (files.sample, "sample submission")))
+            if n_test != n_sample:
+                warnings.append(f"ROWS BY POSITION: the sample submission has {n_sample} rows and the test file {n_test}, "
+                                f"and no id column ties them; the submission has one row per test row, in its order")
+        return
+    test_ids = _check_test_ids(files.test, id_column)
+    if files.sample is None or id_column not in read_header(files.sample, "sample submission"):
+        return
+    sample_ids = read_table(files.sample, "sample submission", keys=[id_column], columns=[id_column])[id_column]
+    known = set(test_ids)
+    unknown = sample_ids[~sample_ids.isin(known)].unique()
+    if len(unknown) == sample_ids.nunique():
+        alike = " (they are the same ids written differently: write them alike in both files)" \
+            if {_loose_id(v) for v in sample_ids} == {_loose_id(v) for v in test_ids} else ""
+        raise TaskInputError(f"none of the sample submission's {sample_ids.nunique()} ids in '{id_column}' (e.g. "
+                             f"{_shown(sample_ids.unique())}) is an id of the test file (e.g. {_shown(test_ids)}){alike}: "
+                             f"which rows the submission must hold cannot be told; give the sample submission that goes "
+                             f"with {files.test.name}")
+    if len(unknown):
+        raise TaskInputError(f"the sample submission lists {len(unknown)} id(s) in '{id_column}' that the test file lacks "
+                             f"(e.g. {_shown(unknown)}): those rows have no features to predict from; give the test file "
+                             f"that holds them, or a sample submission of {files.test.name}'s ids")
+    repeated = sample_ids[sample_ids.duplicated()].unique()
+    if len(repeated):
+        raise TaskInputError(f"the sample submission repeats {len(repeated)} id(s) in '{id_column}' (e.g. {_shown(repeated)});"
+                             " each row of the submission needs its own id")
+    left_out = test_ids[~test_ids.isin(set(sample_ids))]
+    if len(left_out):
+        warnings.append(f"LEFT OUT {len(left_out)} of the test file's {len(test_ids)} rows (e.g. {_shown(left_out)}): the "
+                        f"sample submission lists {len(sample_ids)} of its ids, and the submission holds those rows, as "
+                        "the sample asks")
+
+
+def _shown(values, limit: int = 3) -> str:
+    return ", ".join(repr(v) for v in list(values)[:limit])
+
+
+def _loose_id(value: str) -> str:
+    """An id as a number where it reads as one ('000123', '123' and '123.0' alike), to tell a user
+    that two files write the same ids differently."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value).strip()
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 def _names(columns: list[str], limit: int = 6) -> str:

@@ -23,7 +23,7 @@ from runtime.data import TaskInputError, read_table, read_test
 from runtime.metrics import get_metric
 from runtime.predict import MANIFEST, MODELS_DIR
 from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
-from runtime.submission import submission_frame
+from runtime.submission import ids_asked_for, submission_frame
 
 SUBMISSION = "submission.csv"
 
@@ -191,11 +191,16 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else "") if p)
         problems.append(f"columns are {list(sub.columns)}, expected {expected}" + (f" ({detail})" if detail else " (order differs)"))
     test = read_test(task.model_dump(), columns=[task.id_column] if task.id_column else None)
-    if len(sub) != len(test):
-        problems.append(f"{len(sub)} rows, expected {len(test)} (one per test row)")
+    # the rows the task asks for: the test file's, or those of them its sample submission lists
+    asked = ids_asked_for(task.model_dump(), test[task.id_column]) if task.id_column else None
+    some = asked is not None and len(asked) < len(test)
+    if len(sub) != (len(asked) if some else len(test)):
+        problems.append(f"{len(sub)} rows, expected {len(asked) if some else len(test)} (one per "
+                        f"{'id the sample submission lists' if some else 'test row'})")
     if task.id_column and task.id_column in sub.columns:
         # exact strings on both sides: an id written 123 where the task says 000123 is not its id
-        ids, want = sub[task.id_column].astype(str), set(test[task.id_column].astype(str))
+        ids = sub[task.id_column].astype(str)
+        want = set((asked if some else test[task.id_column]).astype(str))
         if ids.duplicated().any():
             problems.append(f"{int(ids.duplicated().sum())} duplicated ids in '{task.id_column}'")
         missing_ids = want - set(ids)
@@ -203,7 +208,8 @@ def validate_submission(task: TaskSpec, path: str | Path) -> list[str]:
             problems.append(f"{len(missing_ids)} test ids missing, e.g. {sorted(missing_ids)[:3]}")
         unknown = set(ids) - want
         if unknown:
-            problems.append(f"{len(unknown)} ids not in the test file, e.g. {sorted(unknown)[:3]}")
+            problems.append(f"{len(unknown)} ids not in the {'sample submission' if some else 'test file'}, "
+                            f"e.g. {sorted(unknown)[:3]}")
     value_cols = [c for c in expected if c != task.id_column and c in sub.columns and c not in task.passthrough_columns]
     for c in value_cols:
         n_missing = int(sub[c].isna().sum())

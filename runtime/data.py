@@ -4,7 +4,11 @@ Loaded into the execution kernel by the harness, and inlined into solution.py fr
 source, so it depends on pandas and the standard library alone.
 
 - Formats: CSV / TSV / TXT, JSON (a list of records, or JSON lines), Parquet, and each of these
-  zipped (`train.csv.zip`, one table inside). pandas and pyarrow do the reading itself.
+  compressed as pandas reads them: zipped (`train.csv.zip`, one table inside), gzip (`.gz`),
+  bzip2 (`.bz2`), xz (`.xz`) or Zstandard (`.zst`, with the `zstandard` package). pandas and
+  pyarrow do the reading itself.
+- Headers: a name written twice in a header is refused, from the header as written (pandas
+  would rename the second `x` to `x.1`, and which one another file's `x` means is a guess).
 - Text files: the encoding (UTF-8 with or without a BOM, else cp1252 / latin-1) and the separator
   (comma, semicolon, tab, pipe) are detected from the file's first lines; a semicolon file's
   decimal commas ("3,5") are read as numbers.
@@ -22,9 +26,12 @@ source, so it depends on pandas and the standard library alone.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import re
 import zipfile
 from collections.abc import Iterable
@@ -50,17 +57,42 @@ _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d{1,3}(?:\.\d{3})*,\d+$|^[+-]?\d+,\d+$")
 _TRUE_FALSE = {"true": True, "false": False}
+# The compressions pandas reads a table in, by suffix: (its name in messages, the bytes a file
+# of it starts with). A zip is an archive holding one table; the others compress one stream.
+COMPRESSIONS = {
+    ".zip": ("zip archive", b"PK"),
+    ".gz": ("gzip", b"\x1f\x8b"),
+    ".bz2": ("bzip2", b"BZh"),
+    ".xz": ("xz", b"\xfd7zXZ\x00"),
+    ".zst": ("Zstandard", b"\x28\xb5\x2f\xfd"),
+}
+
+
+def compression_of(path: Path) -> str | None:
+    """The compression suffix of a table's name ('.gz' of train.csv.gz), None when it has none."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in COMPRESSIONS else None
 
 
 def table_format(path: Path) -> str:
-    """'text', 'json' or 'parquet', by the file's name (the name inside a .zip)."""
+    """'text', 'json' or 'parquet', by the file's name (the name inside a .zip, .gz, ...)."""
     name = path.name.lower()
-    if name.endswith(".zip"):
-        name = name[:-4]
+    if compression_of(path):
+        name = name[:-len(path.suffix)]
     for kind, suffixes in (("text", TEXT_SUFFIXES), ("json", JSON_SUFFIXES), ("parquet", PARQUET_SUFFIXES)):
         if name.endswith(suffixes):
             return kind
     return "text"
+
+
+def _zstandard(path: Path, what: str):
+    """The zstandard module pandas reads .zst with; a user without it is told in one line."""
+    try:
+        import zstandard
+    except ImportError:
+        raise TaskInputError(f"{what} is Zstandard-compressed, which needs the zstandard package (pip install "
+                             f"zstandard), or give it uncompressed or as .gz: {path}") from None
+    return zstandard
 
 
 def _check_file(path: Path, what: str) -> None:
@@ -70,24 +102,51 @@ def _check_file(path: Path, what: str) -> None:
         raise TaskInputError(f"{what} is a folder, expected a table file: {path}")
     if path.stat().st_size == 0:
         raise TaskInputError(f"{what} is empty: {path}")
-    if path.name.lower().endswith(".zip"):
+    compression = compression_of(path)
+    if compression == ".zip":
         if not zipfile.is_zipfile(path):
             raise TaskInputError(f"{what} is named .zip but is not a zip archive: {path}")
         return
-    if table_format(path) == "parquet":
-        return
     try:
-        with path.open("rb") as f:
+        if compression:
+            name, magic = COMPRESSIONS[compression]
+            with path.open("rb") as f:
+                if f.read(len(magic)) != magic:
+                    raise TaskInputError(f"{what} is named {compression} but is not {name}-compressed: {path}")
+        if table_format(path) == "parquet":
+            return
+        with _open(path, what) as f:
             head = f.read(4096)
     except OSError as e:
-        raise TaskInputError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise TaskInputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except (EOFError, lzma.LZMAError, *_zstandard_errors()) as e:
+        raise TaskInputError(f"{what} is not readable {COMPRESSIONS[compression][0]} ({e}): {path}") from None
     if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise TaskInputError(f"{what} is not a text table (binary content): {path}")
 
 
+def _zstandard_errors() -> tuple[type[Exception], ...]:
+    """zstandard's error class, where it is installed (called only when an error is being caught)."""
+    try:
+        import zstandard
+    except ImportError:
+        return ()
+    return (zstandard.ZstdError,)
+
+
 def _open(path: Path, what: str):
-    """A binary file object over the table (the single table inside a zip archive)."""
-    if not path.name.lower().endswith(".zip"):
+    """A binary file object over the table: the file, its decompressed stream, or the single
+    table inside a zip archive."""
+    compression = compression_of(path)
+    if compression == ".gz":
+        return gzip.open(path, "rb")
+    if compression == ".bz2":
+        return bz2.open(path, "rb")
+    if compression == ".xz":
+        return lzma.open(path, "rb")
+    if compression == ".zst":
+        return _zstandard(path, what).open(path, "rb")
+    if compression != ".zip":
         return path.open("rb")
     archive = zipfile.ZipFile(path)
     members = [m for m in archive.namelist() if not m.endswith("/") and not m.startswith("__MACOSX")]
@@ -143,15 +202,15 @@ def read_table(path: str | Path, what: str = "file", *, keys: Iterable[str] = ()
     kind = table_format(path)
     try:
         if kind == "parquet":
-            frame = pd.read_parquet(path) if not path.name.lower().endswith(".zip") else pd.read_parquet(io.BytesIO(_open(path, what).read()))
-            frame = _keys_as_strings(frame, keys)
+            frame = _read_parquet(path, what, keys)
         elif kind == "json":
             frame = _read_json(path, what, keys, nrows)
         else:
             frame = _read_text(path, what, keys, nrows, columns)
     except TaskInputError:
         raise
-    except (pd.errors.ParserError, UnicodeError, ValueError, OSError, zipfile.BadZipFile) as e:
+    except (pd.errors.ParserError, UnicodeError, ValueError, OSError, zipfile.BadZipFile, EOFError, lzma.LZMAError,
+            *_zstandard_errors()) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TaskInputError(f"{what} is not a readable {kind} table ({first[:200]}): {path}") from None
     frame.columns = [str(c) for c in frame.columns]
@@ -176,6 +235,9 @@ def _read_text(path: Path, what: str, keys: list[str], nrows: int | None, column
         options["decimal"] = ","  # the European convention that goes with semicolons
     for attempt in (encoding, "cp1252", "latin-1"):
         try:
+            with _open(path, what) as f:  # the header as written: pandas renames a repeated name
+                written = pd.read_csv(f, encoding=attempt, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+            _refuse_repeated_names(written.iloc[0].tolist() if len(written) else [], what, path)
             if keys:
                 # Keys as the raw strings, with no NA guessing ("NA" may be an id, or Namibia):
                 # the usual NA spellings apply to every other column only.
@@ -193,6 +255,32 @@ def _read_text(path: Path, what: str, keys: list[str], nrows: int | None, column
         except pd.errors.EmptyDataError:
             raise TaskInputError(f"{what} has no columns: {path}") from None
     raise TaskInputError(f"{what} is in no encoding iml reads (UTF-8, cp1252, latin-1): {path}")
+
+
+def _refuse_repeated_names(names: list[str], what: str, path: Path) -> None:
+    """One line naming a column name a header repeats: which of the columns another file's column of
+    that name means (the test's `x1` for train's two) would be a guess. Blank names (a saved index)
+    are not names and may repeat."""
+    seen: dict[str, int] = {}
+    for name in names:
+        if name is not None and str(name).strip():
+            seen[str(name)] = seen.get(str(name), 0) + 1
+    repeated = [name for name, count in seen.items() if count > 1]
+    if repeated:
+        shown = " and ".join(f"{seen[name]} columns named '{name}'" for name in repeated[:2]) + (", …" if len(repeated) > 2 else "")
+        raise TaskInputError(f"{what} has {shown} in its header: which one is which cannot be told; give each column its "
+                             f"own name: {path}")
+
+
+def _read_parquet(path: Path, what: str, keys: list[str]) -> pd.DataFrame:
+    import pyarrow.parquet as pq  # pandas' Parquet engine, whose schema has the names as written
+
+    with _open(path, what) as f:
+        source = f if compression_of(path) is None else io.BytesIO(f.read())
+        _refuse_repeated_names(pq.ParquetFile(source).schema_arrow.names, what, path)
+        source.seek(0)
+        frame = pd.read_parquet(source)
+    return _keys_as_strings(frame, keys)
 
 
 def _read_json(path: Path, what: str, keys: list[str], nrows: int | None) -> pd.DataFrame:
@@ -287,11 +375,12 @@ def read_header(path: str | Path, what: str = "file") -> list[str]:
 
 
 def find_table(task_dir: Path, *stems: str) -> Path | None:
-    """The table named `<stem>.<format>` (zipped or not) in the task folder, for the first stem
-    that has one: train.csv, train.tsv, train.json, train.parquet, train.csv.zip, ..."""
+    """The table named `<stem>.<format>` (compressed or not) in the task folder, for the first
+    stem that has one: train.csv, train.tsv, train.json, train.parquet, train.csv.zip,
+    train.csv.gz, ..."""
     for stem in stems:
         for suffix in TABLE_SUFFIXES:
-            for name in (stem + suffix, stem + suffix + ".zip"):
+            for name in (stem + suffix, *(stem + suffix + c for c in COMPRESSIONS)):
                 path = task_dir / name
                 if path.is_file():
                     return path
@@ -314,7 +403,9 @@ def find_sample_submission(task_dir: Path) -> Path | None:
 
 
 def _is_table(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".zip")
+    name = path.name.lower()
+    if compression_of(path):
+        name = name[:-len(path.suffix)]
     return name.endswith(TABLE_SUFFIXES)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from runtime.data import label_key, read_table, read_test, target_columns
+from runtime.data import label_key, read_header, read_table, read_test, target_columns
 
 
 def sharpened(pred: np.ndarray, power: float, task_type: str) -> np.ndarray:
@@ -33,9 +33,9 @@ def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | Non
     threshold: a binary task's labels are the positive class where its probability reaches it.
     power: the probabilities' calibration (`sharpened`), fitted out of fold where log loss scores.
     rows: the predicted rows' id (exact strings) and the columns the submission copies from them;
-    default the task's test file, whose rows then follow the sample submission's order."""
+    default the task's test file, whose rows are then those the sample submission lists, in its
+    order (`ids_asked_for`)."""
     test_pred = sharpened(test_pred, power, task["task_type"])
-    task_dir = Path(task["task_dir"])
     id_col = task.get("id_column")
     copied = list(task.get("passthrough_columns") or [])
     own_test = rows is None
@@ -59,12 +59,26 @@ def submission_frame(task: dict, test_pred: np.ndarray, rows: pd.DataFrame | Non
     frame = pd.DataFrame({**({id_col: ids} if id_col else {}), **values})
     for c in copied:  # as the rows hold them
         frame[c] = rows[c].to_numpy()
-    sample_file = task.get("sample_submission_file")
-    if own_test and sample_file and id_col and (task_dir / sample_file).exists():
-        order = read_table(task_dir / sample_file, "sample submission", keys=[id_col], columns=[id_col])[id_col]
-        if set(order) == set(frame[id_col]) and len(order) == len(frame):
-            frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
+    order = ids_asked_for(task, frame[id_col]) if own_test and id_col else None
+    if order is not None:
+        frame = frame.set_index(id_col).loc[order.to_numpy()].reset_index()
     return frame[task["submission_columns"]]
+
+
+def ids_asked_for(task: dict, test_ids: pd.Series) -> pd.Series | None:
+    """The ids the submission lists, in its order: the sample submission's, when it lists each of
+    them once and every one is a test id (the test's ids in another order, or the test rows the
+    task asks for: a test file may hold rows that are not scored). None: the test file's rows, in
+    its order (no id column or no sample submission). analyze refuses a sample submission with ids
+    the test file lacks or with repeated ids, and warns when it lists only some of the test rows."""
+    sample_file, id_col = task.get("sample_submission_file"), task.get("id_column")
+    path = Path(task["task_dir"]) / sample_file if sample_file else None
+    if not id_col or path is None or not path.exists() or id_col not in read_header(path, "sample submission"):
+        return None
+    order = read_table(path, "sample submission", keys=[id_col], columns=[id_col])[id_col]
+    if order.duplicated().any() or not set(order) <= set(test_ids):
+        return None
+    return order
 
 
 def baseline_prediction(train: pd.DataFrame, task: dict, n_test: int) -> np.ndarray:

@@ -9,6 +9,7 @@ traceback, never a silently wrong file.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from solution_checks import assert_same_submission, run_isolated
 
 REPO = Path(__file__).resolve().parents[2]
 N_TRAIN, N_TEST = 160, 40
@@ -46,6 +49,8 @@ class Case:
     write: object  # (folder) -> None
     refused: str | None = None  # the start of the one line, for a case that must be refused
     warns: list[str] = field(default_factory=list)
+    rows_from: str = "test"  # the table whose ids the submission holds
+    reproduced: bool = False  # solution.py and `iml predict` read the task's files too
 
 
 def split(frame: pd.DataFrame, target: str = "label") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -160,6 +165,43 @@ def json_not_records(folder: Path) -> None:
     (folder / "train.json").write_text(json.dumps([1, 2, 3]))
 
 
+def gzipped(folder: Path) -> None:
+    """train.csv.gz, test.csv.gz, sample_submission.csv.gz: as Kaggle and data portals ship them."""
+    train, test, sample = split(rows(6))
+    for name, frame in (("train", train), ("test", test), ("sample_submission", sample)):
+        (folder / f"{name}.csv.gz").write_bytes(gzip.compress(text(frame).encode()))
+
+
+def sample_of_some_test_rows(folder: Path) -> None:
+    """The test file holds 10 rows the sample submission does not list (rows that are not scored),
+    and the sample lists the rest in its own order: the submission holds the sample's rows."""
+    train, test, sample = split(rows(7))
+    train.to_csv(folder / "train.csv", index=False)
+    test.to_csv(folder / "test.csv", index=False)
+    sample.iloc[10:].sample(frac=1.0, random_state=0).to_csv(folder / "sample_submission.csv", index=False)
+
+
+def sample_of_other_ids(folder: Path) -> None:
+    plain_csv(folder)
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    sample.assign(id="s" + sample["id"]).to_csv(folder / "sample_submission.csv", index=False)
+
+
+def sample_with_ids_the_test_lacks(folder: Path) -> None:
+    plain_csv(folder)
+    sample = pd.read_csv(folder / "sample_submission.csv", dtype=str)
+    extra = pd.DataFrame({"id": ["900001", "900002"], "label": "no"})
+    pd.concat([sample, extra]).to_csv(folder / "sample_submission.csv", index=False)
+
+
+def repeated_header(folder: Path, name: str, column: str, twin: str) -> None:
+    """Two columns of one file under one name (pandas would read the second as `<name>.1`)."""
+    plain_csv(folder)
+    lines = (folder / name).read_text().splitlines()
+    lines[0] = ",".join(column if c == twin else c for c in lines[0].split(","))
+    (folder / name).write_text("\n".join(lines) + "\n")
+
+
 def only_a_header(folder: Path) -> None:
     plain_csv(folder)
     (folder / "test.csv").write_text("id,size,colour,member,note\n")
@@ -172,6 +214,9 @@ VALID = [
     Case("json_records", json_records),
     Case("zipped_and_na_ids", zipped_and_na_ids),
     Case("parquet", parquet),
+    Case("gzipped", gzipped, reproduced=True),
+    Case("sample_of_some_test_rows", sample_of_some_test_rows, rows_from="sample_submission", reproduced=True,
+         warns=["LEFT OUT 10 of the test file's 40 rows"]),
 ]
 REFUSED = [
     Case("most_columns_missing", most_columns_missing, refused="the test file lacks 3 of the 4 feature columns"),
@@ -179,6 +224,13 @@ REFUSED = [
     Case("zip_of_two", zip_of_two, refused="train file"),
     Case("json_not_records", json_not_records, refused="train file is JSON but not a list of records"),
     Case("only_a_header", only_a_header, refused="test file has a header but no rows"),
+    Case("sample_of_other_ids", sample_of_other_ids, refused="none of the sample submission's 40 ids in 'id'"),
+    Case("sample_with_ids_the_test_lacks", sample_with_ids_the_test_lacks,
+         refused="the sample submission lists 2 id(s) in 'id' that the test file lacks"),
+    Case("repeated_train_header", lambda folder: repeated_header(folder, "train.csv", "size", "note"),
+         refused="train file has 2 columns named 'size' in its header"),
+    Case("repeated_test_header", lambda folder: repeated_header(folder, "test.csv", "colour", "member"),
+         refused="test file has 2 columns named 'colour' in its header"),
 ]
 
 
@@ -196,7 +248,8 @@ def raw_strings(folder: Path, stem: str, column: str) -> list[str]:
         body = path.read_text()
         records = json.loads(body) if body.lstrip().startswith("[") else [json.loads(line) for line in body.splitlines()]
         return [str(r[column]) for r in records]
-    data = zipfile.ZipFile(path).read(zipfile.ZipFile(path).namelist()[0]) if path.suffix == ".zip" else path.read_bytes()
+    data = zipfile.ZipFile(path).read(zipfile.ZipFile(path).namelist()[0]) if path.suffix == ".zip" else \
+        gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     for encoding in ("utf-8-sig", "cp1252"):
         try:
             body = data.decode(encoding)
@@ -209,28 +262,47 @@ def raw_strings(folder: Path, stem: str, column: str) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_every_file_as_people_have_it_ends_in_a_valid_exact_submission(tmp_path):
-    for case in VALID:
-        folder = tmp_path / case.name
-        folder.mkdir()
-        case.write(folder)
-        run = tmp_path / f"run-{case.name}"
-        done = iml("run", folder, "--out", run, "--time-budget", "6s", "--folds", "3", "--tracks", "traditional", "--quiet")
-        assert done.returncode == 0, f"{case.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
-        assert "Traceback" not in done.stderr, case.name
-        for warning in case.warns:
-            assert warning in done.stderr, f"{case.name}: no warning {warning!r} in {done.stderr!r}"
-        checked = iml("validate", folder, run / "submission.csv")
-        assert checked.returncode == 0, f"{case.name}: {checked.stderr}"
-        sub = pd.read_csv(run / "submission.csv", dtype=str, keep_default_na=False)
-        assert sorted(sub["id"]) == sorted(raw_strings(folder, "test", "id")), f"{case.name}: ids were re-formatted"
-        labels = set(raw_strings(folder, "train", "label"))
-        assert set(sub["label"]) <= labels, f"{case.name}: labels {set(sub['label'])} are not the train file's {labels}"
-        task = json.loads((run / "task.json").read_text())
-        profile = {c["name"]: c["kind"] for c in json.loads((run / "profile.json").read_text())["columns"]}
-        assert profile["size"] == "numeric", f"{case.name}: numbers written as text were not understood ({profile})"
-        assert task["task_type"] == "binary" and "id" not in task["feature_columns"], case.name
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", VALID, ids=[c.name for c in VALID])
+def test_every_file_as_people_have_it_ends_in_a_valid_exact_submission(case, tmp_path):
+    folder = tmp_path / case.name
+    folder.mkdir()
+    case.write(folder)
+    run = tmp_path / f"run-{case.name}"
+    done = iml("run", folder, "--out", run, "--time-budget", "6s", "--folds", "3", "--tracks", "traditional", "--quiet")
+    assert done.returncode == 0, f"{case.name}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    assert "Traceback" not in done.stderr, case.name
+    for warning in case.warns:
+        assert warning in done.stderr, f"{case.name}: no warning {warning!r} in {done.stderr!r}"
+    checked = iml("validate", folder, run / "submission.csv")
+    assert checked.returncode == 0, f"{case.name}: {checked.stderr}"
+    sub = pd.read_csv(run / "submission.csv", dtype=str, keep_default_na=False)
+    asked = raw_strings(folder, case.rows_from, "id")
+    assert sorted(sub["id"]) == sorted(asked), f"{case.name}: ids were re-formatted, or are not the rows asked for"
+    if case.rows_from != "test":
+        assert sub["id"].tolist() == asked, f"{case.name}: the rows are not in the sample submission's order"
+    if case.reproduced:
+        reproduced(folder, run, tmp_path / f"again-{case.name}")
+    labels = set(raw_strings(folder, "train", "label"))
+    assert set(sub["label"]) <= labels, f"{case.name}: labels {set(sub['label'])} are not the train file's {labels}"
+    task = json.loads((run / "task.json").read_text())
+    profile = {c["name"]: c["kind"] for c in json.loads((run / "profile.json").read_text())["columns"]}
+    assert profile["size"] == "numeric", f"{case.name}: numbers written as text were not understood ({profile})"
+    assert task["task_type"] == "binary" and "id" not in task["feature_columns"], case.name
+
+
+def reproduced(folder: Path, run: Path, work: Path) -> None:
+    """solution.py, without iML, reads the same files into the same submission; `iml predict`
+    reads the test file as it is (compressed, say) and predicts each of its rows."""
+    work.mkdir()
+    again = run_isolated(run / "solution.py", folder, work / "submission.csv", work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_submission(run / "submission.csv", work / "submission.csv")
+    test_file = json.loads((run / "task.json").read_text())["test_file"]
+    predicted = iml("predict", run, folder / test_file, "--out", work / "predicted.csv")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    ids = pd.read_csv(work / "predicted.csv", dtype=str, keep_default_na=False)["id"]
+    assert sorted(ids) == sorted(raw_strings(folder, "test", "id"))
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=[c.name for c in REFUSED])

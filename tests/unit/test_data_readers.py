@@ -84,3 +84,102 @@ def test_finding_the_tables_under_their_usual_names(tmp_path):
     assert find_sample_submission(tmp_path) == tmp_path / "sample_submission_null.csv"
     (tmp_path / "sample_submission_null.csv").rename(tmp_path / "sampleSubmission.csv")
     assert find_sample_submission(tmp_path) == tmp_path / "sampleSubmission.csv"
+
+
+def _compress(suffix: str, data: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+
+    return {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+            ".zst": zstandard.ZstdCompressor().compress}[suffix](data)
+
+
+@pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
+def test_compressed_tables_read_like_plain_ones(tmp_path, compression):
+    """Each format, compressed as pandas reads it: the same frame, keys as written, as the plain file."""
+    pd.DataFrame({"id": ["007", "8"], "v": [0.5, 1.5]}).to_parquet(tmp_path / "p.parquet")
+    plain = {"c.csv": "id;v\r\n007;0,5\r\n8;1,5\r\n".encode("cp1252"),  # the sniffing sees the decompressed bytes
+             "j.jsonl": b'{"id": "007", "v": 0.5}\n{"id": "8", "v": 1.5}\n',
+             "p.parquet": (tmp_path / "p.parquet").read_bytes()}
+    for name, data in plain.items():
+        path = tmp_path / (name + compression)
+        path.write_bytes(_compress(compression, data))
+        frame = read_table(path, "train file", keys=["id"])
+        assert frame.to_dict(orient="list") == {"id": ["007", "8"], "v": [0.5, 1.5]}, path.name
+        assert read_header(path) == ["id", "v"]
+        if not name.endswith(".parquet"):
+            assert read_table(path, keys=["id"], nrows=1)["id"].tolist() == ["007"]
+
+
+def test_compressed_tables_are_found_under_their_usual_names(tmp_path):
+    (tmp_path / "train.csv.gz").write_bytes(_compress(".gz", b"a,b\n1,2\n"))
+    (tmp_path / "test.tsv.xz").write_bytes(_compress(".xz", b"a\tb\n1\t2\n"))
+    (tmp_path / "sample_submission.csv.bz2").write_bytes(_compress(".bz2", b"a\n1\n"))
+    (tmp_path / "notes.txt.gz.bak").write_bytes(b"")
+    assert find_table(tmp_path, "train") == tmp_path / "train.csv.gz"
+    assert find_table(tmp_path, "test") == tmp_path / "test.tsv.xz"
+    assert find_sample_submission(tmp_path) == tmp_path / "sample_submission.csv.bz2"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("t.csv.gz", b"a,b\n1,2\n", "train file is named .gz but is not gzip-compressed"),
+    ("t.csv.xz", b"a,b\n1,2\n", "train file is named .xz but is not xz-compressed"),
+    ("t.csv.gz", _compress(".gz", b"a,b\n" + b"1,2\n" * 5000)[:60], "train file is not a readable"),
+    ("t.csv.bz2", _compress(".bz2", b"\x89PNG\x00\x00\x00binary"), "train file is not a text table"),
+])
+def test_broken_compressed_tables_are_one_line(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(TaskInputError, match=message) as info:
+        read_table(path, "train file")
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_zstandard_missing_is_said_in_one_line(tmp_path, monkeypatch):
+    import sys
+
+    path = tmp_path / "train.csv.zst"
+    path.write_bytes(_compress(".zst", b"a,b\n1,2\n"))
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard raises ImportError
+    with pytest.raises(TaskInputError, match=r"needs the zstandard package \(pip install zstandard\)") as info:
+        read_table(path, "train file")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("header, repeated", [
+    ("id,x1,x1,y", "x1"),
+    ('"id";"x1";"y";"x1"', "x1"),  # quoted, another separator: the header as the reader parses it
+    ("id,x1,x1,x1,y,y", "x1"),
+])
+def test_a_header_that_repeats_a_name_is_refused(tmp_path, header, repeated):
+    path = tmp_path / "train.csv"
+    width = len(header.split(header[4] if header[0] == '"' else ","))
+    path.write_text(header + "\n" + (";" if header[0] == '"' else ",").join(["1"] * width) + "\n")
+    with pytest.raises(TaskInputError, match=f"train file has .*columns named '{repeated}'.* in its header") as info:
+        read_header(path, "train file")
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    gz = tmp_path / "test.csv.gz"
+    gz.write_bytes(_compress(".gz", path.read_bytes()))
+    with pytest.raises(TaskInputError, match=f"test file has .*'{repeated}'"):
+        read_table(gz, "test file", keys=["id"])
+
+
+def test_names_that_only_look_repeated_are_kept(tmp_path):
+    """A real column named x1.1 beside x1 (pandas would name a second x1 so), and blank names (a
+    saved index) are not repetitions."""
+    path = tmp_path / "t.csv"
+    path.write_text("x1,x1.1,,\n1,2,3,4\n")
+    assert read_header(path) == ["x1", "x1.1", "Unnamed: 2", "Unnamed: 3"]
+
+
+def test_a_parquet_schema_that_repeats_a_name_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"]), tmp_path / "twice.parquet")
+    with pytest.raises(TaskInputError, match="test file has 2 columns named 'a' in its header") as info:
+        read_table(tmp_path / "twice.parquet", "test file")
+    assert "\n" not in str(info.value)
