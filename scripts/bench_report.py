@@ -195,16 +195,16 @@ def score_cell(row: pd.Series, system: str) -> str:
     return cell + (f" ({n} of {splits} splits)" if 0 < n < splits else "")
 
 
+def peer_verdict(row: pd.Series, peer: str) -> str:
+    """The verdict against one peer and iml's mean paired difference ± its se (positive: iml better)."""
+    v, n = row[f"iml-{peer}_verdict"], int(row[f"iml-{peer}_n"])
+    if v == "no verdict":
+        return f"no verdict ({n} split{'s' if n != 1 else ''})"
+    return f"{v} ({fmt_pm(row[f'iml-{peer}'], row[f'iml-{peer}_se'], signed=True)})"
+
+
 def verdict_cell(row: pd.Series, systems: list[str]) -> str:
-    """Per peer: the verdict and iml's mean paired difference ± its se (positive: iml better)."""
-    parts = []
-    for s in systems[1:]:
-        v, n = row[f"iml-{s}_verdict"], int(row[f"iml-{s}_n"])
-        if v == "no verdict":
-            parts.append(f"vs {s}: no verdict ({n} split{'s' if n != 1 else ''})")
-        else:
-            parts.append(f"vs {s}: {v} ({fmt_pm(row[f'iml-{s}'], row[f'iml-{s}_se'], signed=True)})")
-    return "; ".join(parts)
+    return "; ".join(f"vs {s}: {peer_verdict(row, s)}" for s in systems[1:])
 
 
 def arrow(row: pd.Series) -> str:
@@ -237,11 +237,12 @@ def to_markdown(table: pd.DataFrame, systems: list[str], budget_s: float, comman
 def print_table(table: pd.DataFrame, systems: list[str], lines: list[str], console) -> None:
     from rich.table import Table
 
-    out = Table(box=None, title="iml bench (mean ± se over splits)")
-    for col in ["task", "metric", *systems, "verdict", "valid", "seconds", "peak MB"]:
-        out.add_column(col, justify="left" if col in ("task", "metric", "verdict") else "right", no_wrap=col != "verdict")
+    peers = systems[1:]
+    out = Table(box=None, title="iml bench (mean ± se over splits; vs peer: paired, + means iml better)")
+    for col in ["task", "metric", *systems, *[f"vs {p}" for p in peers], "valid", "seconds", "peak MB"]:
+        out.add_column(col, justify="left" if col in ("task", "metric") or col.startswith("vs ") else "right")
     for _, r in table.iterrows():
-        out.add_row(r.task, arrow(r), *[score_cell(r, s) for s in systems], verdict_cell(r, systems),
+        out.add_row(r.task, arrow(r), *[score_cell(r, s) for s in systems], *[peer_verdict(r, p) for p in peers],
                     " / ".join(r[f"{s}_valid"] for s in systems),
                     " / ".join(f"{r[f'{s}_s']:.0f}" for s in systems),
                     " / ".join(f"{r[f'{s}_mb']:.0f}" for s in systems))
