@@ -1,7 +1,7 @@
 """`iml bench`: iml against its peers on the example tasks, at the same time budget.
 
     iml bench                                   # every example, 60 s, iml + AutoGluon + FLAML + LightGBM
-    iml bench --tasks churn,diamonds --time-budget 2m --seeds 3
+    iml bench --tasks churn,diamonds --time-budget 2m --repeats 5
 
 Each peer is installed once by this script into its own venv under `.bench/venvs/<peer>`
 (AutoGluon pins its own pandas, so the peers cannot share iml's venv) and runs through a
@@ -16,6 +16,12 @@ memory of the whole process tree (the system's process and every child, e.g. iml
 the sum of their proportional set sizes, so a library two processes share counts once),
 sampled with psutil every 0.2 s. Results go to `.bench/results/` as CSV (one row per run)
 and markdown (one row per task).
+
+`--repeats K` runs every system on K train/test splits of each example, the same K for every
+system: split r is the example built with split seed r (`make_example(..., split_seed=r)`: the
+same rows, another fifth held out), and split 0 is the split every earlier bench used. The
+statistics over splits and the tables are `scripts.bench_report`'s. A killed bench goes on with
+`--resume <its runs CSV>`: every finished run in it (iml's too) is taken, only the rest runs.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ class Peer:
     label: str
     requirements: tuple[str, ...]
     first: tuple[str, ...] = ()  # installed before the rest: torch's CPU wheel, in a venv that pulls torch
-    noisy: bool = False  # repeated with --seeds: its result depends on timing or a random search
+    noisy: bool = False  # repeated with --seeds on each split: its result depends on timing or a random search
 
 
 PEERS: dict[str, Peer] = {
@@ -69,6 +75,7 @@ class RunResult:
     seed: int
     metric: str
     greater_is_better: bool
+    split: int = 0  # the example's split seed (older runs CSVs have no column: their one split is 0)
     budget_s: float = 0.0
     score: float | None = None
     valid: bool = False
@@ -188,17 +195,24 @@ def _kill_tree(pid: int) -> None:
 # --------------------------------------------------------------------------- one run
 
 
-def prepare_task(name: str, root: Path = BENCH_DIR) -> Path:
+def prepare_task(name: str, split: int = 0, root: Path = BENCH_DIR) -> Path:
+    """The example built on split seed ``split``, once: `<root>/tasks/split<r>/<name>`, so every
+    system of the bench reads the same files and the folder keeps the example's name."""
     from scripts.examples import ANSWERS_DIR, make_example
 
-    task_dir = root / "tasks" / name
+    task_dir = root / "tasks" / f"split{split}" / name
     if not (task_dir / ANSWERS_DIR / "meta.json").exists():
-        make_example(name, task_dir, seed=0)
+        make_example(name, task_dir, seed=0, split_seed=split)
     return task_dir
 
 
-def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path) -> tuple[Path, int, float, float]:
-    out = (root / "runs" / name / f"iml-seed{seed}").resolve()
+def run_folder(root: Path, name: str, split: int) -> Path:
+    return (root / "runs" / name / f"split{split}").resolve()
+
+
+def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
+            split: int = 0) -> tuple[Path, int, float, float]:
+    out = run_folder(root, name, split) / f"iml-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "scripts.cli", "run", str(task_dir.resolve()), "--time-budget", f"{budget_s:g}s",
@@ -208,7 +222,8 @@ def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path) -
     return out / "submission.csv", code, wall, peak
 
 
-def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, root: Path) -> tuple[Path, int, float, float]:
+def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
+             split: int = 0) -> tuple[Path, int, float, float]:
     from graph.context import Settings
     from nodes.analyze import read_task
     from nodes.submit import format_submission
@@ -217,7 +232,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     from runtime.harness import encode_target
 
     task = read_task(task_dir, Settings())
-    work = (root / "runs" / name / f"{peer.name}-seed{seed}").resolve()
+    work = run_folder(root, name, split) / f"{peer.name}-seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     # The peers get the tables as iml reads them (any format, encoding or separator), as plain CSV,
@@ -283,86 +298,6 @@ def judge(result: RunResult, task_dir: Path, submission: Path, code: int) -> Run
     return result
 
 
-# --------------------------------------------------------------------------- the table
-
-
-def summarize(results: list[RunResult], systems: list[str]) -> pd.DataFrame:
-    """One row per task: mean score over seeds, validity, mean wall time, max peak memory,
-    and iml's ratio to each peer (> 1 means iml is better, whatever the metric's direction)."""
-    frame = pd.DataFrame([asdict(r) for r in results])
-    rows = []
-    for task, group in frame.groupby("task", sort=False):
-        row = {"task": task, "metric": group.metric.iloc[0]}
-        higher = bool(group.greater_is_better.iloc[0])
-        for s in systems:
-            g = group[group.system == s]
-            scores = g.score.dropna()
-            row[f"{s}_score"] = float(scores.mean()) if len(scores) else math.nan
-            row[f"{s}_std"] = float(scores.std()) if len(scores) > 1 else math.nan
-            row[f"{s}_valid"] = f"{int(g.valid.sum())}/{len(g)}"
-            row[f"{s}_s"] = float(g.wall_s.mean()) if len(g) else math.nan
-            row[f"{s}_mb"] = float(g.peak_mb.max()) if len(g) else math.nan
-        for s in systems:
-            if s == "iml":
-                continue
-            a, b = row["iml_score"], row[f"{s}_score"]
-            row[f"iml/{s}"] = ratio(a, b, higher)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def ratio(iml: float, peer: float, higher: bool) -> float:
-    if any(math.isnan(v) for v in (iml, peer)) or (iml == 0 if not higher else peer == 0):
-        return math.nan
-    return iml / peer if higher else peer / iml
-
-
-def verdict(table: pd.DataFrame, systems: list[str]) -> list[str]:
-    """The issue's targets, checked on the table."""
-    lines = []
-    complete = lambda v: v.split("/")[0] == v.split("/")[1]  # noqa: E731
-    invalid = table.loc[[not complete(v) for v in table["iml_valid"]], "task"].tolist()
-    lines.append("every iml submission valid: " + ("yes" if not invalid else "NO (" + ", ".join(invalid) + ")"))
-    for s in systems[1:]:
-        bad = table.loc[[not complete(v) for v in table[f"{s}_valid"]], "task"].tolist()
-        if bad:
-            lines.append(f"{s}: no valid submission on " + ", ".join(bad))
-    if "autogluon" in systems:
-        beats = int((table["iml/autogluon"] >= 1.0).sum())
-        need = math.ceil(5 * len(table) / 6)  # the zoo issue's target: 10 of 12, five sixths of any count
-        lines.append(f"iml >= AutoGluon on {beats}/{len(table)} tasks (target: {need})")
-        lighter = int((table["iml_mb"] <= table["autogluon_mb"]).sum())
-        lines.append(f"iml peak memory <= AutoGluon's on {lighter}/{len(table)} tasks")
-    if "lightgbm" in systems:
-        below = table.loc[table["iml/lightgbm"] < 1.0, "task"].tolist()
-        lines.append("iml below LightGBM defaults on: " + (", ".join(below) if below else "no task"))
-    return lines
-
-
-def to_markdown(table: pd.DataFrame, systems: list[str], budget_s: float, command: str) -> str:
-    peers = [s for s in systems if s != "iml"]
-    head = ["task", "metric", *systems, "valid", "seconds", "peak MB", *[f"iml/{p}" for p in peers]]
-    lines = [f"Budget {budget_s:g} s per system and task. Command: `{command}`",
-             "Scores are means over seeds; ratios > 1 mean iml is better (direction-aware). "
-             "valid, seconds and peak MB list " + " / ".join(systems) + ".", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in table.iterrows():
-        cells = [r.task, r.metric, *[_fmt(r[f"{s}_score"]) + (f" ±{_fmt(r[f'{s}_std'])}" if not math.isnan(r[f"{s}_std"]) else "")
-                                     for s in systems],
-                 " / ".join(r[f"{s}_valid"] for s in systems),
-                 " / ".join(f"{r[f'{s}_s']:.0f}" for s in systems),
-                 " / ".join(f"{r[f'{s}_mb']:.0f}" for s in systems),
-                 *[f"{r[f'iml/{p}']:.3f}" for p in peers]]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines + [""] + [f"- {line}" for line in verdict(table, systems)]) + "\n"
-
-
-def _fmt(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.5g}"
-
-
 # --------------------------------------------------------------------------- driver
 
 
@@ -371,32 +306,66 @@ class BenchOptions:
     tasks: list[str] = field(default_factory=list)
     peers: list[str] = field(default_factory=lambda: list(PEERS))
     time_budget_s: float = 60.0
-    seeds: int = 1
+    repeats: int = 1  # train/test splits per example, split seeds 0..repeats-1
+    seeds: int = 1  # runs of each noisy peer per split, seeds 0..seeds-1
     root: Path = BENCH_DIR
     install_only: bool = False
     reuse_runs: Path | None = None  # a runs-*.csv whose peer rows are reused instead of running those peers again
+    resume: Path | None = None  # a runs-*.csv of a killed bench: every finished row of it reused, iml's too
 
 
-def reused_runs(path: Path | None, budget_s: float) -> dict[tuple[str, str], list["RunResult"]]:
-    """Peer rows of an earlier runs CSV, by (task, system); iml is always run again. Rows with
-    another budget are ignored (older files without the column are taken as they are)."""
+@dataclass
+class BenchReport:
+    runs: pd.DataFrame  # one row per run, as in runs-<time>.csv
+    table: pd.DataFrame  # one row per task, as in table-<time>.csv
+    lines: list[str]  # the summary under the tables
+    markdown: str
+
+
+RunKey = tuple[str, str, int, int]  # task, system, split, seed
+
+
+def reused_runs(path: Path | None, budget_s: float, systems: str = "peers") -> dict[RunKey, RunResult]:
+    """Rows of an earlier runs CSV by (task, system, split, seed): the peers' only (`--reuse-runs`,
+    iml runs again) or every system's (`systems="all"`, `--resume`). Rows with another budget are
+    ignored (older files without the column are taken as they are; without a split column their
+    runs were on split 0)."""
     if path is None:
         return {}
     frame = pd.read_csv(path)
     if "budget_s" in frame.columns:
         frame = frame[frame.budget_s.round(3) == round(budget_s, 3)]
     known = {f.name for f in RunResult.__dataclass_fields__.values()}
-    out: dict[tuple[str, str], list[RunResult]] = {}
+    out: dict[RunKey, RunResult] = {}
     for row in frame.to_dict("records"):
-        if row["system"] == "iml":
+        if row["system"] == "iml" and systems != "all":
             continue
         clean = {k: (None if isinstance(v, float) and math.isnan(v) and k in ("score",) else v) for k, v in row.items() if k in known}
         clean["problems"] = "" if not isinstance(clean.get("problems"), str) else clean["problems"]
-        out.setdefault((row["task"], row["system"]), []).append(RunResult(**clean))
+        result = RunResult(**clean)
+        result.split, result.seed = int(result.split), int(result.seed)
+        out[(result.task, result.system, result.split, result.seed)] = result
     return out
 
 
-def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: str = "iml bench") -> pd.DataFrame | None:
+def constant_score(task_dir: Path) -> float:
+    """The example's sample submission (a constant predictor) graded like a system's file: the
+    normalised score's zero. NaN where it cannot be graded."""
+    from runtime.data import find_sample_submission
+    from scripts.examples import grade
+
+    sample = find_sample_submission(task_dir)
+    try:
+        return float(grade(task_dir, sample).score) if sample else math.nan
+    except ValueError:  # a sample the grader refuses (GradeError) leaves that split out of the normalised score
+        return math.nan
+
+
+def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: str = "iml bench") -> BenchReport | None:
+    from graph.context import Settings
+    from nodes.analyze import read_task
+    from runtime.metrics import get_metric
+    from scripts.bench_report import normalised, summarize, summary_lines, to_markdown
     from scripts.examples import EXAMPLES
     from scripts.shape_examples import SHAPE_EXAMPLES
 
@@ -404,6 +373,11 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: s
     unknown = [t for t in opts.tasks if t not in known] + [p for p in opts.peers if p not in PEERS]
     if unknown:
         raise ValueError(f"unknown task or peer: {', '.join(unknown)}; tasks: {', '.join(known)}; peers: {', '.join(PEERS)}")
+    if opts.repeats < 1 or opts.seeds < 1:
+        raise ValueError("--repeats and --seeds must be at least 1")
+    for path in (opts.reuse_runs, opts.resume):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"no runs CSV at {path}; give a .bench/results/runs-*.csv of an earlier bench")
     tasks = opts.tasks or list(EXAMPLES)
     root = opts.root
     for name in opts.peers:
@@ -411,66 +385,62 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: s
     if opts.install_only:
         return None
     systems = ["iml", *opts.peers]
-    reuse = reused_runs(opts.reuse_runs, opts.time_budget_s)
+    reuse = {**reused_runs(opts.reuse_runs, opts.time_budget_s), **reused_runs(opts.resume, opts.time_budget_s, "all")}
     results: list[RunResult] = []
+    constants: dict[tuple[str, int], float] = {}
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs_csv = results_dir / f"runs-{stamp}.csv"
     for name in tasks:
-        from graph.context import Settings
-        from nodes.analyze import read_task
-        from runtime.metrics import get_metric
-
-        task_dir = prepare_task(name, root)
-        task = read_task(task_dir, Settings())
-        metric = get_metric(task.metric)
-        for system in systems:
-            peer = PEERS.get(system)
-            if peer is not None and task.task_type in ("multilabel", "multitarget") and peer.name != "lightgbm":
-                log(f"{name:14s} {system:10s} skipped: its runner fits one target; LightGBM per column is the baseline")
-                continue
-            if (name, system) in reuse:
-                results += reuse[(name, system)]
-                for r in reuse[(name, system)]:
-                    log(f"{name:14s} {system:10s} seed {r.seed}: {metric.name} {_fmt(r.score)}  (reused from {opts.reuse_runs})")
-                continue
-            for seed in range(opts.seeds if (peer is not None and peer.noisy) else 1):
-                if peer is None:
-                    submission, code, wall, peak = run_iml(name, task_dir, opts.time_budget_s, seed, root)
-                else:
-                    submission, code, wall, peak = run_peer(peer, name, task_dir, opts.time_budget_s, seed, root)
-                result = RunResult(task=name, system=system, seed=seed, metric=metric.name,
-                                   greater_is_better=metric.greater_is_better, budget_s=opts.time_budget_s, wall_s=round(wall, 1),
-                                   peak_mb=round(peak, 1), dir=str(submission.parent))
-                judge(result, task_dir, submission, code)
-                results.append(result)
-                log(f"{name:14s} {system:10s} seed {seed}: {metric.name} {_fmt(result.score)}  "
-                    f"{'valid' if result.valid else 'INVALID ' + result.problems[:120]}  {wall:.0f}s  {peak:.0f} MB")
-                pd.DataFrame([asdict(r) for r in results]).to_csv(results_dir / f"runs-{stamp}.csv", index=False)
-    table = summarize(results, systems)
+        for split in range(opts.repeats):
+            task_dir = prepare_task(name, split, root)
+            task = read_task(task_dir, Settings())
+            metric = get_metric(task.metric)
+            constants[(name, split)] = constant_score(task_dir)
+            for system in systems:
+                peer = PEERS.get(system)
+                if peer is not None and task.task_type in ("multilabel", "multitarget") and peer.name != "lightgbm":
+                    if split == 0:
+                        log(f"{name:14s} {system:10s} skipped: its runner fits one target; LightGBM per column is the baseline")
+                    continue
+                for seed in range(opts.seeds if (peer is not None and peer.noisy) else 1):
+                    where = f"{name:14s} {system:10s} split {split} seed {seed}"
+                    if (name, system, split, seed) in reuse:
+                        result = reuse[(name, system, split, seed)]
+                        results.append(result)
+                        log(f"{where}: {metric.name} {_fmt(result.score)}  (reused from {opts.resume or opts.reuse_runs})")
+                        continue
+                    if peer is None:
+                        submission, code, wall, peak = run_iml(name, task_dir, opts.time_budget_s, seed, root, split)
+                    else:
+                        submission, code, wall, peak = run_peer(peer, name, task_dir, opts.time_budget_s, seed, root, split)
+                    result = RunResult(task=name, system=system, seed=seed, metric=metric.name,
+                                       greater_is_better=metric.greater_is_better, split=split, budget_s=opts.time_budget_s,
+                                       wall_s=round(wall, 1), peak_mb=round(peak, 1), dir=str(submission.parent))
+                    judge(result, task_dir, submission, code)
+                    results.append(result)
+                    log(f"{where}: {metric.name} {_fmt(result.score)}  "
+                        f"{'valid' if result.valid else 'INVALID ' + result.problems[:120]}  {wall:.0f}s  {peak:.0f} MB")
+                    # written after every run, reused rows included: a killed bench resumes from this file
+                    runs_frame(results).to_csv(runs_csv, index=False)
+    runs = runs_frame(results)
+    runs.to_csv(runs_csv, index=False)
+    table = summarize(runs, systems)
     table.to_csv(results_dir / f"table-{stamp}.csv", index=False)
-    markdown = to_markdown(table, systems, opts.time_budget_s, command)
+    lines = summary_lines(table, systems, normalised(runs, constants))
+    markdown = to_markdown(table, systems, opts.time_budget_s, command, lines)
     (results_dir / f"table-{stamp}.md").write_text(markdown)
     (results_dir / "latest.md").write_text(markdown)
-    return table
+    return BenchReport(runs, table, lines, markdown)
 
 
-def print_table(table: pd.DataFrame, systems: list[str], console) -> None:
-    from rich.table import Table
+def runs_frame(results: list[RunResult]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(r) for r in results])
 
-    peers = [s for s in systems if s != "iml"]
-    out = Table(box=None, title="iml bench (ratios > 1: iml better)")
-    for col in ["task", "metric", *systems, "valid", "seconds", "peak MB", *[f"iml/{p}" for p in peers]]:
-        out.add_column(col, justify="left" if col in ("task", "metric") else "right")
-    for _, r in table.iterrows():
-        out.add_row(r.task, r.metric, *[_fmt(r[f"{s}_score"]) for s in systems],
-                    " / ".join(r[f"{s}_valid"] for s in systems),
-                    " / ".join(f"{r[f'{s}_s']:.0f}" for s in systems),
-                    " / ".join(f"{r[f'{s}_mb']:.0f}" for s in systems),
-                    *[_fmt(r[f"iml/{p}"]) for p in peers])
-    console.print(out)
-    for line in verdict(table, systems):
-        console.print(line)
+
+def _fmt(score: float | None) -> str:
+    return "-" if score is None or (isinstance(score, float) and math.isnan(score)) else f"{score:.5g}"
 
 
 if __name__ == "__main__":

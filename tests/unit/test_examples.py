@@ -244,3 +244,46 @@ def test_the_examples_of_known_failures_carry_their_cause(built: dict[str, Path]
     price = _read(built["diamonds_mae"] / "train.csv")["price"]
     assert price.skew() > 1.0 and EXAMPLES["diamonds_mae"].metric == "mae"
     assert "logarithm of the" in (built["ames"] / "description.md").read_text()
+
+
+def _table(task: Path) -> pd.DataFrame:
+    """Every row of a split task with its true target: train plus the test rows joined to the kept answers."""
+    id_col = str(_meta(task)["id"])
+    train = _train(task)
+    test = _read(task / "test.csv").merge(_read(task / ANSWERS_DIR / "answers.csv"), on=id_col)
+    return pd.concat([train, test[train.columns]]).sort_values(id_col)
+
+
+def _train(task: Path) -> pd.DataFrame:
+    return _read(task / "train.csv") if (task / "train.csv").exists() else _read(task / "labels.csv")
+
+
+@pytest.mark.parametrize("name", ["iris", "churn", "movie_reviews", "digits_labels", "wine_onehot"])
+def test_split_seeds_cut_other_splits_of_the_same_rows(tmp_path: Path, name: str) -> None:
+    """`iml bench --repeats`: split seed r holds out another fifth of the same rows (same ids, same
+    values, the subsample too), its answers apart from its public files; split seed 0 is the split
+    a build without one makes."""
+    splits = [make_example(name, tmp_path / f"split{r}", seed=0, split_seed=r) for r in range(3)]
+    default = make_example(name, tmp_path / "default")
+    meta = _meta(splits[0])
+    id_col = str(meta["id"])
+    targets = [str(t) for t in meta.get("targets") or [meta["target"]]]
+    public = [p.name for p in default.iterdir() if p.is_file()]
+    for f in public:
+        assert (default / f).read_bytes() == (splits[0] / f).read_bytes()
+
+    tests = [set(_read(t / "test.csv")[id_col]) for t in splits]
+    assert len({frozenset(t) for t in tests}) == 3  # three different held-out sets
+    rows = [_table(t).reset_index(drop=True) for t in splits]
+    for task, held_out, table in zip(splits, tests, rows):
+        pd.testing.assert_frame_equal(table, rows[0])  # the same rows under the same ids
+        train = _train(task)
+        answers = _read(task / ANSWERS_DIR / "answers.csv")
+        assert not held_out & set(train[id_col]) and len(held_out) + len(train) == len(table)
+        assert set(answers[id_col]) == held_out and not set(targets) & set(_read(task / "test.csv").columns)
+        assert abs(len(held_out) - 0.2 * len(table)) <= 1
+    assert [_meta(t)["split_seed"] for t in splits] == [0, 1, 2]
+
+    again = make_example(name, tmp_path / "again", seed=0, split_seed=2)  # deterministic per split seed
+    for f in public:
+        assert (again / f).read_bytes() == (splits[2] / f).read_bytes()
