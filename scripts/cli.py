@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", type=Path, help="folder to write the task into")
     p.add_argument("--list", action="store_true", help="list the examples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", type=int, help="training rows of an example of any size (taxi_fares)")
 
     p = sub.add_parser("run", help="solve a task folder")
     p.add_argument("task_dir", type=Path)
@@ -185,7 +186,7 @@ def cmd_example(args) -> int:
         return 0
     if args.dir is None:
         raise TaskInputError("give a folder to write the example into: iml example NAME DIR")
-    path = make_example(args.name, args.dir, seed=args.seed)
+    path = make_example(args.name, args.dir, seed=args.seed, rows=args.rows)
     console.print(f"wrote example task '{args.name}' to {path}")
     return 0
 

@@ -834,11 +834,13 @@ def list_examples() -> list[ExampleSpec]:
 
 
 def list_shape_examples() -> list[ExampleSpec]:
-    """The examples of other competition shapes (several targets, labels.csv, JSON records)."""
+    """The examples of other competition shapes (several targets, labels.csv, JSON records), and
+    those of any size (--rows)."""
+    from scripts.large_examples import LARGE_EXAMPLES
     from scripts.shape_examples import SHAPE_EXAMPLES
 
     return [ExampleSpec(name=e.name, task_type=e.task_type, metric=e.metric, description=e.description, source=e.source)
-            for e in SHAPE_EXAMPLES.values()]
+            for e in (*SHAPE_EXAMPLES.values(), *LARGE_EXAMPLES.values())]
 
 
 def _recipe(name: str) -> _Recipe:
@@ -847,7 +849,9 @@ def _recipe(name: str) -> _Recipe:
     try:
         return _RECIPES[name]
     except KeyError:
-        raise ValueError(f"unknown example {name!r}; known: {', '.join([*_RECIPES, *SHAPE_EXAMPLES])}") from None
+        from scripts.large_examples import LARGE_EXAMPLES
+
+        raise ValueError(f"unknown example {name!r}; known: {', '.join([*_RECIPES, *SHAPE_EXAMPLES, *LARGE_EXAMPLES])}") from None
 
 
 # --------------------------------------------------------------------------- building
@@ -893,7 +897,8 @@ def _submission_block(sample: pd.DataFrame) -> str:
     return "```\n" + "\n".join(lines + ["..."]) + "\n```"
 
 
-def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | None = None) -> Path:
+def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | None = None,
+                 rows: int | None = None) -> Path:
     """Write example task ``name`` into ``out_dir`` and return ``out_dir``.
 
     Deterministic for a given seed: the rows are shuffled, numbered (ids carry no order
@@ -901,11 +906,16 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | N
     (stratified for classification). ``split_seed`` (default: ``seed``) cuts that split alone:
     the same rows under the same ids, another 20% of them held out, so `iml bench --repeats`
     compares systems on several splits of one example. Seed 0 with split seed 0 is the split
-    every earlier bench used.
+    every earlier bench used. ``rows``: the size of an example of any size (taxi_fares).
     """
+    from scripts.large_examples import LARGE_EXAMPLES
     from scripts.shape_examples import SHAPE_EXAMPLES, make_shape_example
 
     split_seed = seed if split_seed is None else split_seed
+    if name in LARGE_EXAMPLES:
+        return LARGE_EXAMPLES[name].build(Path(out_dir), rows, seed, split_seed)
+    if rows is not None:
+        raise ValueError(f"--rows sets the size of {', '.join(LARGE_EXAMPLES)} alone; {name!r} has the rows its data has")
     if name in SHAPE_EXAMPLES:
         return make_shape_example(name, out_dir, seed, split_seed)
     recipe = _recipe(name)

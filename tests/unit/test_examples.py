@@ -287,3 +287,40 @@ def test_split_seeds_cut_other_splits_of_the_same_rows(tmp_path: Path, name: str
     again = make_example(name, tmp_path / "again", seed=0, split_seed=2)  # deterministic per split seed
     for f in public:
         assert (again / f).read_bytes() == (splits[2] / f).read_bytes()
+
+
+def test_taxi_fares_has_the_competition_shape_at_any_size(tmp_path):
+    import scripts.large_examples as large
+    from scripts.large_examples import CHUNK_ROWS
+
+    large.CHUNK_ROWS = 700  # several chunks on a small table: the header once, rows numbered across chunks
+    try:
+        task = make_example("taxi_fares", tmp_path / "taxi", rows=2_000, split_seed=1)
+        again = make_example("taxi_fares", tmp_path / "again", rows=2_000, split_seed=2)
+    finally:
+        large.CHUNK_ROWS = CHUNK_ROWS
+    labels = pd.read_csv(task / "labels.csv", dtype={"key": str})
+    test = pd.read_csv(task / "test.csv", dtype={"key": str})
+    answers = pd.read_csv(task / ANSWERS_DIR / "answers.csv", dtype={"key": str})
+    assert not (task / "train.csv").exists()
+    assert list(labels.columns) == ["key", "fare_amount", "pickup_datetime", "pickup_longitude", "pickup_latitude",
+                                    "dropoff_longitude", "dropoff_latitude", "passenger_count"]
+    assert len(labels) == 2_000 and labels.key.is_unique and len(test) == 400
+    assert "fare_amount" not in test.columns and set(answers.key) == set(test.key)
+    assert not set(test.key) & set(labels.key)
+    assert labels.pickup_datetime.str.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC").all()
+    # the real table's dirt in training rows (zero coordinates, fares below zero or far above), none in the test rows
+    assert (labels.pickup_longitude == 0).sum() > 10 and (test.pickup_longitude == 0).sum() == 0
+    # deterministic, and another split seed draws other test rows from the same training rows
+    assert (again / "labels.csv").read_bytes() == (task / "labels.csv").read_bytes()
+    assert (again / "test.csv").read_bytes() != (task / "test.csv").read_bytes()
+    # the answers grade: the kept fares score 0, the sample submission's constant does not
+    perfect = tmp_path / "perfect.csv"
+    answers.to_csv(perfect, index=False)
+    assert grade(task, perfect).score == pytest.approx(0.0)
+    assert grade(task, task / "sample_submission.csv").score > 1.0
+
+
+def test_rows_is_refused_for_an_example_of_fixed_size(tmp_path):
+    with pytest.raises(ValueError, match="--rows sets the size of taxi_fares alone"):
+        make_example("iris", tmp_path / "iris", rows=10)
