@@ -165,9 +165,9 @@ def render_request(n: int, body: dict, *, headers: Mapping[str, str] | None, ans
         lines.append(f"**Your answer:** one JSON object that follows the {name} schema at the end of this file — "
                      f"nothing else: no prose, no code fences — in `{answer_path}`.")
     lines += [
-        "Write it under another name first (e.g. the same name + `.tmp`) and rename it, so the server never reads half "
-        "an answer. Whatever the file holds is passed on as it is: an answer that is not valid JSON for the schema is "
-        "sent back with the error and asked again, as a new request.",
+        ("Write it under another name first (e.g. the same name + `.tmp`) and rename it, so the server never reads half "
+         "an answer. Whatever the file holds is passed on as it is: an answer that is not valid JSON for the schema is "
+         "sent back with the error and asked again, as a new request."),
         "", f"## Messages ({len(messages)})", ""]
     for i, message in enumerate(messages, 1):
         lines += [f"### {i} of {len(messages)}: {message.get('role', '?')}", ""]
