@@ -14,6 +14,11 @@ record of every request.
   request becomes an `LLMCall` (tokens, cost where the price is known, seconds, outcome) that
   the node puts into the run's state (`llm_usage`). When no usable answer comes, `LLMError`
   carries the calls made, and the node falls back to its rules.
+- Each request carries who asks in `X-IML-*` headers (role, node, track, schema): servers
+  ignore them; the hand-answered server (`iml llm-server`) shows them to whoever answers.
+- Record and replay (graph/recording.py) sit in `LLMClient.ask`, where every request passes:
+  a `Recorder` keeps each request and its answer; a `Replay` answers from a recording instead
+  of a server.
 
 Nodes take the chat model from `RunContext.llm` (any LangChain chat model, so tests pass
 scripted ones) through `client_for(ctx)`.
@@ -21,6 +26,7 @@ scripted ones) through `client_for(ctx)`.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -40,6 +46,7 @@ ENV_MODEL = "IML_MODEL"
 ENV_BASE_URL = "OPENAI_BASE_URL"
 ENV_API_KEY = "OPENAI_API_KEY"
 ENV_TIMEOUT = "IML_LLM_TIMEOUT"
+DEFAULT_TIMEOUT_S = 180.0
 OFFLINE = "offline (no LLM configured)"
 METHODS = ("json_schema", "function_calling", "json_mode")
 # Local servers ignore the key, but the openai client insists on one.
@@ -82,7 +89,7 @@ class LLMSettings:
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 180.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     max_retries: int = 2
 
     def describe(self) -> str:
@@ -94,8 +101,9 @@ class LLMSettings:
 
 
 def resolve_settings(model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                     env: Mapping[str, str] | None = None) -> LLMSettings | None:
-    """Flags first, then the environment; None (offline) when no model is named anywhere."""
+                     env: Mapping[str, str] | None = None, timeout_s: float | None = None) -> LLMSettings | None:
+    """Flags first, then the environment; None (offline) when no model is named anywhere.
+    timeout_s: how long one request may wait for its answer (`--llm-timeout`, env IML_LLM_TIMEOUT)."""
     env = os.environ if env is None else env
     model = (model or env.get(ENV_MODEL) or "").strip()
     if not model:
@@ -107,11 +115,14 @@ def resolve_settings(model: str | None = None, base_url: str | None = None, api_
             raise LLMConfigError(f"--model {model} talks to api.openai.com, which needs OPENAI_API_KEY; "
                                  "set it, or pass --base-url for a local OpenAI-compatible server")
         api_key = PLACEHOLDER_KEY
-    timeout = env.get(ENV_TIMEOUT)
-    try:
-        timeout_s = float(timeout) if timeout else 180.0
-    except ValueError:
-        raise LLMConfigError(f"{ENV_TIMEOUT}={timeout!r} is not a number of seconds") from None
+    if timeout_s is None:
+        timeout = env.get(ENV_TIMEOUT)
+        try:
+            timeout_s = float(timeout) if timeout else DEFAULT_TIMEOUT_S
+        except ValueError:
+            raise LLMConfigError(f"{ENV_TIMEOUT}={timeout!r} is not a number of seconds") from None
+    if timeout_s <= 0:
+        raise LLMConfigError(f"the LLM timeout must be positive, not {timeout_s:g} s")
     return LLMSettings(model=model, base_url=base_url, api_key=api_key, timeout_s=timeout_s)
 
 
@@ -121,8 +132,12 @@ def describe(settings: LLMSettings | None) -> str:
 
 def build_chat_model(settings: LLMSettings):
     """ChatOpenAI on the Chat Completions API, which every OpenAI-compatible server speaks."""
+    import openai
     from langchain_openai import ChatOpenAI
 
+    # openai's own client, plus a hook that tags each request with who asks. ChatOpenAI refuses
+    # an http_client beside a proxy of its own (OPENAI_PROXY): then requests go untagged.
+    http_client = None if os.environ.get("OPENAI_PROXY") else openai.DefaultHttpxClient(event_hooks={"request": [tag_request]})
     return ChatOpenAI(
         model=settings.model,
         base_url=settings.base_url,
@@ -130,7 +145,30 @@ def build_chat_model(settings: LLMSettings):
         timeout=settings.timeout_s,
         max_retries=settings.max_retries,
         use_responses_api=False,
+        http_client=http_client,
     )
+
+
+# Who asks, for the request being sent from this thread: role, node, track, schema.
+_asker: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("iml_llm_asker", default=None)
+ASKER_HEADERS = {"role": "X-IML-Role", "node": "X-IML-Node", "track": "X-IML-Track", "schema": "X-IML-Schema"}
+
+
+def tag_request(request: Any) -> None:
+    """An httpx request hook: the asker's headers onto the request."""
+    for key, value in (_asker.get() or {}).items():
+        request.headers[ASKER_HEADERS[key]] = value.encode("ascii", "replace").decode()  # headers are ASCII
+
+
+def graph_task() -> str | None:
+    """The LangGraph task asking now (its checkpoint namespace), or None outside a graph. A step
+    interrupted by a kill runs again on resume as the same task."""
+    try:
+        from langgraph.config import get_config
+
+        return get_config().get("configurable", {}).get("checkpoint_ns") or None
+    except (ImportError, RuntimeError):
+        return None
 
 
 def price_of(model: str) -> tuple[float, float] | None:
@@ -285,20 +323,34 @@ class LLMLimitReached(LLMError):
     """No request was made: the run's LLM budget or its time is spent."""
 
 
+class LLMReplayMissing(LLMError):
+    """No request was made: the recording being replayed holds no answer for this one."""
+
+
 MIN_REQUEST_S = 5.0  # a request with less time than this left in the run is not made
 
 
 class LLMClient:
-    """Structured answers with method fallback and parse retries; one LLMCall per request."""
+    """Structured answers with method fallback and parse retries; one LLMCall per request.
+
+    recorder (graph.recording.Recorder): keeps every request and its answer. replay
+    (graph.recording.Replay): answers from a recording; chat_model may then be None."""
 
     def __init__(self, chat_model: Any, *, model_name: str | None = None, base_url: str | None = None,
-                 parse_retries: int = 2, max_calls: int = 5, methods: Sequence[str] = METHODS):
+                 parse_retries: int = 2, max_calls: int = 5, methods: Sequence[str] = METHODS,
+                 recorder: Any = None, replay: Any = None):
         self.chat = chat_model
-        self.model_name = model_name or _model_name(chat_model)
-        self.base_url = base_url if base_url is not None else _base_url(chat_model)
+        if chat_model is None and replay is not None:
+            # answered from a recording: the recorded model and server, so costs are as recorded
+            self.model_name, self.base_url = model_name or replay.model, base_url if base_url is not None else replay.base_url
+        else:
+            self.model_name = model_name or _model_name(chat_model)
+            self.base_url = base_url if base_url is not None else _base_url(chat_model)
         self.parse_retries = parse_retries
         self.max_calls = max_calls
         self.methods = tuple(methods)
+        self.recorder = recorder
+        self.replay = replay
         self._first_method = 0  # the method that last worked; later asks start there
         self._lock = threading.Lock()
 
@@ -309,6 +361,8 @@ class LLMClient:
         remaining_s: a function giving the run's time left, which bounds each request's wait."""
         calls: list[LLMCall] = []
         json_schema = schema.model_json_schema()
+        task = graph_task()
+        asker = {"role": role, "node": node or role, "schema": schema.__name__, **({"track": track} if track else {})}
         with self._lock:
             method_index = self._first_method
         tries_on_method = 0
@@ -321,14 +375,28 @@ class LLMClient:
             method = self.methods[method_index]
             sent = list(messages) + _schema_hint(json_schema, method) + feedback
             started = time.time()
-            wait = None if remaining_s is None else max(MIN_REQUEST_S, remaining_s())
-            raw, value, outcome, error = self._request(schema, json_schema, method, sent, wait)
+            entry: dict[str, int] = {}
+            if self.replay is not None:
+                played = self.replay.take(role, track, task)
+                if played is None:
+                    why = self.replay.missing(role, track)
+                    if why is not None and events is not None:
+                        events.emit("llm_replay_missing", role=role, track=track, why=why)
+                    raise LLMReplayMissing(f"{role}: not in the replayed recording; going on without the LLM", calls)
+                raw, value, outcome, error = self._replayed(schema, played)
+                entry["replayed"] = played.n
+            else:
+                wait = None if remaining_s is None else max(MIN_REQUEST_S, remaining_s())
+                raw, value, outcome, error = self._request(schema, json_schema, method, sent, wait, asker)
             call = self._record(role, node or role, track, method, raw, time.time() - started, outcome, error)
             calls.append(call)
+            if self.recorder is not None:
+                kept = self.recorder.add(call, answer_schema=schema.__name__, messages=sent, raw=raw, value=value, task=task)
+                entry["recorded"] = kept.n
             if budget is not None:
                 budget.add(call)
             if events is not None:
-                events.emit("llm", **call.model_dump(exclude_none=True))
+                events.emit("llm", **call.model_dump(exclude_none=True), **entry)
             if value is not None:
                 with self._lock:
                     self._first_method = method_index
@@ -355,19 +423,32 @@ class LLMClient:
         return why
 
     def _request(self, schema: type[T], json_schema: dict, method: str, sent: list[BaseMessage],
-                 wait_s: float | None = None) -> tuple[Any, T | None, str, str | None]:
+                 wait_s: float | None = None, asker: dict[str, str] | None = None) -> tuple[Any, T | None, str, str | None]:
         """One request: (raw message, validated answer or None, outcome, error). wait_s bounds
-        the wait, whatever the client's own timeout (the run's time left)."""
+        the wait, whatever the client's own timeout (the run's time left); asker: who asks,
+        sent along as headers."""
         try:
             runnable = self.chat.with_structured_output(json_schema, method=method, include_raw=True)
         except Exception as e:  # noqa: BLE001 - this chat model cannot do this method at all
             return None, None, "unsupported", f"{type(e).__name__}: {e}"
+        token = _asker.set(asker)
         try:
             out = _invoke_within(runnable, sent, wait_s)
         except Exception as e:  # noqa: BLE001 - every failure is classified and recorded
             return None, None, classify_error(e), f"{type(e).__name__}: {e}"
+        finally:
+            _asker.reset(token)
         value, error = self._validate(schema, out)
         return out.get("raw"), value, ("ok" if value is not None else "parse_error"), error
+
+    def _replayed(self, schema: type[T], played: Any) -> tuple[Any, T | None, str, str | None]:
+        """A recorded request as `_request` would return it: the recorded answer goes through the
+        same validation; a recorded failure (timeout, HTTP error) is that failure again."""
+        raw = played.message()
+        if raw is None:
+            return None, None, played.outcome, played.error
+        value, error = self._validate(schema, {"raw": raw})
+        return raw, value, ("ok" if value is not None else "parse_error"), error
 
     def _validate(self, schema: type[T], out: Mapping[str, Any]) -> tuple[T | None, str | None]:
         """The answer's JSON, parsed strictly (never partially) and validated against the schema."""
@@ -407,7 +488,8 @@ def _invoke_within(runnable: Any, sent: list[BaseMessage], wait_s: float | None)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="iml-llm")
     try:
-        return pool.submit(runnable.invoke, sent).result(timeout=wait_s)
+        # the asker's headers (a context variable) go with the request into the pool's thread
+        return pool.submit(contextvars.copy_context().run, runnable.invoke, sent).result(timeout=wait_s)
     except concurrent.futures.TimeoutError:
         raise TimeoutError(f"no answer within the {wait_s:.0f} s the run has left") from None
     finally:

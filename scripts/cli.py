@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time this resumed session may use (default: what the run had left)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
+    p = sub.add_parser("llm-server", help="an OpenAI-compatible server on 127.0.0.1 answered by hand: each request a file, "
+                                          "each answer a file")
+    p.add_argument("dir", type=Path, help="the folder for requests/ (to read) and answers/ (to write)")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default 8765; 0: any free one)")
+
     p = sub.add_parser("predict", help="predict new rows with a finished run's fitted models (no retraining)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("rows", type=Path, help="a table of new rows with the train file's feature columns (and the id)")
@@ -144,7 +149,15 @@ def add_llm_arguments(p: argparse.ArgumentParser, resume: bool = False) -> None:
     default = " (default: the run's own, from llm.json)" if resume else ""
     p.add_argument("--model", help=f"LLM model name, e.g. gpt-4o-mini (env IML_MODEL; none: offline){default}")
     p.add_argument("--base-url", help=f"OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (env OPENAI_BASE_URL){default}")
+    p.add_argument("--llm-timeout", type=parse_duration, metavar="DURATION",
+                   help="how long one request waits for its answer, e.g. 15m for `iml llm-server` "
+                        f"(env IML_LLM_TIMEOUT in seconds; default 3m){default}")
     if not resume:
+        p.add_argument("--llm-record", type=Path, metavar="DIR",
+                       help="write every LLM request and its answer to DIR (a new folder), for --llm-replay")
+        p.add_argument("--llm-replay", type=Path, metavar="DIR",
+                       help="answer the LLM's requests from a recording (no server); a request it lacks falls back "
+                            "to the rules and recipes")
         p.add_argument("--max-llm-cost", type=float, metavar="USD",
                        help="stop asking the LLM once the run has spent this much (env IML_MAX_LLM_COST); the run goes on offline")
         p.add_argument("--max-llm-tokens", type=int, metavar="N",
@@ -166,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"[red]error:[/red] {message}")
         return 2
     except KeyboardInterrupt:
-        if args.command == "batch":
+        if args.command == "llm-server":
+            err_console.print("interrupted")
+        elif args.command == "batch":
             err_console.print("interrupted; `iml batch --resume BATCH_DIR` continues it (finished tasks stay as they are)")
         else:
             err_console.print("interrupted; `iml resume RUN_DIR` continues from the last finished step")
@@ -234,14 +249,57 @@ def _run(args, settings, warm) -> int:
     task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
     for warning in task.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
-    llm_settings = resolve_llm(args)
-    run_dir = args.out or run_dir_for(args.task_dir)
-    console.print(f"iml: {describe_llm(llm_settings)} | task {args.task_dir} | budget {args.time_budget:.0f}s | run {run_dir}")
-    llm = start_llm(llm_settings, Path(run_dir), settings)
+    llm_settings = run_llm_settings(args)
+    run_dir = Path(args.out or run_dir_for(args.task_dir)).resolve()
+    replay = open_replay(args.llm_replay, run_dir) if args.llm_replay is not None else None
+    console.print(f"iml: {describe_llm(llm_settings, replay, args.llm_record)} | task {args.task_dir} | "
+                  f"budget {args.time_budget:.0f}s | run {run_dir}")
+    llm = start_llm(llm_settings, run_dir, settings, record=args.llm_record, replay=replay)
     started = time.time()
     with progress_display(args.quiet, settings.time_budget_s) as on_update:
         final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm)
+    say_recording(llm)
     return report_end(final, time.time() - started)
+
+
+def run_llm_settings(args):
+    """The live model of `iml run`, or None (offline, or answered from a recording); the record
+    and replay flags checked in one line each."""
+    from graph.recording import INDEX
+
+    if args.llm_record is not None and args.llm_replay is not None:
+        raise TaskInputError("--llm-record and --llm-replay do not go together: record one run, replay it in another")
+    if args.llm_replay is not None:
+        if args.model or args.base_url:
+            raise TaskInputError("--llm-replay answers from the recording: give no --model or --base-url with it")
+        return None
+    llm_settings = resolve_llm(args)
+    if args.llm_record is not None:
+        if llm_settings is None:
+            raise TaskInputError("--llm-record needs a model to record: give --model (and --base-url for a local server)")
+        if (args.llm_record / INDEX).exists():
+            raise TaskInputError(f"{args.llm_record} holds a recording already; give a new folder "
+                                 "(`iml resume` of the run that made it goes on recording there)")
+    return llm_settings
+
+
+def open_replay(folder: Path, run_dir: Path):
+    """The recording to answer from (one line if it is not one), its log in the run folder."""
+    from graph.recording import REPLAY_LOG, Replay
+
+    if not folder.is_dir():
+        raise TaskInputError(f"no recording at {folder}: give the folder an `iml run --llm-record` wrote")
+    return Replay(folder, log=run_dir / REPLAY_LOG)
+
+
+def say_recording(llm) -> None:
+    """After the run: how much of a replay was used, or where the recording went."""
+    if llm is None:
+        return
+    if llm.replay is not None:
+        console.print(llm.replay.summary())
+    if llm.recorder is not None:
+        console.print(f"llm record: {len(llm.recorder.entries)} request(s) in {llm.recorder.folder}")
 
 
 def cmd_resume(args) -> int:
@@ -256,13 +314,21 @@ def cmd_resume(args) -> int:
         return 0
     clock = RunClock.load(run_dir, load_settings(run_dir))
     budget = clock.budget_s if args.time_budget is None else clock.used_s + args.time_budget
-    llm_settings = resolve_llm(args, run_dir)
+    # a run that recorded goes on recording there; one that replayed goes on replaying, unless a model is named
+    kept = read_llm_file(run_dir)
+    replay = None
+    if kept.get("replay") and not args.model and not args.base_url:
+        replay, llm_settings = open_replay(Path(kept["replay"]), run_dir), None
+    else:
+        llm_settings = resolve_llm(args, run_dir)
+    record = Path(kept["record"]) if kept.get("record") and llm_settings is not None else None
     console.print(f"iml: resuming {run_dir} | {clock.used_s:.0f}s used before | {max(0.0, budget - clock.used_s):.0f}s left"
-                  + (f" | {describe_llm(llm_settings)}" if llm_settings is not None else ""))
-    llm = start_llm(llm_settings, run_dir, load_settings(run_dir))
+                  + (f" | {describe_llm(llm_settings, replay, record)}" if llm_settings is not None or replay else ""))
+    llm = start_llm(llm_settings, run_dir, load_settings(run_dir), record=record, replay=replay)
     started = time.time()
     with progress_display(args.quiet, budget, clock.used_s) as on_update:
         final = resume_run(run_dir, llm=llm, on_update=on_update, time_budget_s=args.time_budget)
+    say_recording(llm)
     return report_end(final, time.time() - started)
 
 
@@ -445,39 +511,61 @@ def report_end(final: dict, seconds: float) -> int:
 LLM_FILE = "llm.json"  # the run's model and base_url (never the key), so `iml resume` can use them again
 
 
-def resolve_llm(args, run_dir: Path | None = None):
-    """--model/--base-url, then IML_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY, then (resume) the run's llm.json."""
+def read_llm_file(run_dir: Path) -> dict:
     import json
 
+    path = run_dir / LLM_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def resolve_llm(args, run_dir: Path | None = None):
+    """--model/--base-url/--llm-timeout, then IML_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY/IML_LLM_TIMEOUT,
+    then (resume) the run's llm.json."""
     from graph.llm import resolve_settings
 
-    model, base_url = args.model, args.base_url
-    saved = run_dir / LLM_FILE if run_dir is not None else None
-    if saved is not None and saved.exists() and not model and not os.environ.get("IML_MODEL"):
-        kept = json.loads(saved.read_text())
+    model, base_url, timeout_s = args.model, args.base_url, args.llm_timeout
+    kept = read_llm_file(run_dir) if run_dir is not None else {}
+    if kept.get("model") and not kept.get("replay") and not model and not os.environ.get("IML_MODEL"):
         model, base_url = kept.get("model"), base_url or kept.get("base_url")
-    return resolve_settings(model=model, base_url=base_url)
+        if timeout_s is None and not os.environ.get("IML_LLM_TIMEOUT"):
+            timeout_s = kept.get("timeout_s")
+    return resolve_settings(model=model, base_url=base_url, timeout_s=timeout_s)
 
 
-def describe_llm(llm_settings) -> str:
+def describe_llm(llm_settings, replay=None, record: Path | None = None) -> str:
     from graph.llm import describe
 
-    return describe(llm_settings)
+    if replay is not None:
+        return f"replaying {replay.folder} ({len(replay.entries)} recorded answers of {replay.model})"
+    return describe(llm_settings) + (f", recorded to {record}" if record is not None else "")
 
 
-def start_llm(llm_settings, run_dir: Path, settings=None):
-    if llm_settings is None:
+def start_llm(llm_settings, run_dir: Path, settings=None, *, record: Path | None = None, replay=None):
+    """The run's LLM client (None offline), its settings kept in llm.json for `iml resume`."""
+    if llm_settings is None and replay is None:
         return None
     import json
 
     from graph.llm import LLMClient, build_chat_model
+    from graph.recording import Recorder
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    kept = {**llm_settings.public()}
+    if replay is not None:
+        client = LLMClient(None, replay=replay)
+        kept = {"model": replay.model, "base_url": replay.base_url, "replay": str(replay.folder)}
+    else:
+        client = LLMClient(build_chat_model(llm_settings), model_name=llm_settings.model, base_url=llm_settings.base_url)
+        kept = {**llm_settings.public()}
+        if record is not None:
+            client.recorder = Recorder(record, model=client.model_name, base_url=client.base_url)
+            kept["record"] = str(client.recorder.folder)
     if settings is not None:
         kept["budget"] = {"max_cost_usd": settings.max_llm_cost_usd, "max_tokens": settings.max_llm_tokens}
     (run_dir / LLM_FILE).write_text(json.dumps(kept, indent=2))
-    return LLMClient(build_chat_model(llm_settings), model_name=llm_settings.model, base_url=llm_settings.base_url)
+    return client
 
 
 def print_llm_usage(calls) -> None:
@@ -516,8 +604,23 @@ def _cell(value) -> str:
     return str(value)
 
 
+def cmd_llm_server(args) -> int:
+    from scripts.llm_server import DEFAULT_PORT, HandServer, banner
+
+    port = DEFAULT_PORT if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise TaskInputError(f"--port must be between 0 and 65535, not {port}")
+    server = HandServer(args.dir, port=port, say=lambda line: console.print(line, markup=False))
+    for line in banner(server):
+        console.print(line, markup=False)
+    server.serve()  # until Ctrl-C
+    console.print(f"stopped: {server.summary()}", markup=False)
+    return 0
+
+
 COMMANDS = {"example": cmd_example, "run": cmd_run, "resume": cmd_resume, "predict": cmd_predict, "params": cmd_params,
-            "validate": cmd_validate, "grade": cmd_grade, "bench": cmd_bench, "batch": cmd_batch}
+            "validate": cmd_validate, "grade": cmd_grade, "bench": cmd_bench, "batch": cmd_batch,
+            "llm-server": cmd_llm_server}
 
 
 if __name__ == "__main__":

@@ -156,6 +156,8 @@ class Progress:
             if not self.llm_limit_said:
                 self.llm_limit_said = True
                 self._say(f"LLM: {e.get('why')}; the run goes on offline (rules and recipes)")
+        elif kind == "llm_replay_missing":
+            self._say(f"LLM replay: {e.get('why')}")  # the replay says it once per role
         elif kind == "submission" and e.get("kind") == "anytime":
             self.notes["submit"] = f"{e.get('path')} holds {e.get('source')} ({_score(e.get('score'))}) so far"
             self._say(f"submission.csv written: {e.get('source')} scored {_score(e.get('score'))}, the best so far")

@@ -7,8 +7,9 @@
   calls (what `with_structured_output` uses for a generic chat model).
 - `StubOpenAIServer`: an OpenAI-compatible HTTP server on 127.0.0.1 (a thread, a free port)
   that plays a Script over `/v1/chat/completions` — json_schema and json_object
-  response_format answers as content, tool_choice answers as tool_calls — so the real
-  `ChatOpenAI` client is exercised, 500s and slow answers included.
+  response_format answers as content, tool_choice answers as tool_calls (the request read and
+  the completion built by scripts/chat_requests.py, as the hand-answered server does) — so the
+  real `ChatOpenAI` client is exercised, 500s and slow answers included.
 
 Run it as a demo server for `iml run ... --model stub --base-url http://127.0.0.1:PORT/v1`:
 
@@ -33,6 +34,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from scripts.chat_requests import answer_style, body_text, completion
 
 
 @dataclass
@@ -179,28 +182,6 @@ class ScriptedChatModel(BaseChatModel):
 # -- over HTTP: an OpenAI-compatible server -----------------------------------------------------
 
 
-def schema_of(body: dict) -> tuple[str, str]:
-    """(schema name, how to answer: json_schema | tools | json_mode | text) of a request."""
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        return fmt["json_schema"].get("name", "unknown"), "json_schema"
-    if body.get("tools"):
-        return body["tools"][0]["function"]["name"], "tools"
-    if fmt.get("type") == "json_object":
-        text = _body_text(body)
-        match = re.search(r"follows this JSON schema \((\w+)\)", text)
-        return (match.group(1) if match else "unknown"), "json_mode"
-    return "text", "text"
-
-
-def _body_text(body: dict) -> str:
-    parts = []
-    for m in body.get("messages", []):
-        content = m.get("content")
-        parts.append(content if isinstance(content, str) else json.dumps(content))
-    return "\n".join(parts)
-
-
 class StubOpenAIServer:
     """`with StubOpenAIServer(script) as server:` -> server.url is the base_url."""
 
@@ -250,18 +231,18 @@ class StubOpenAIServer:
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 with server._lock:
                     server.requests.append(body)
-                schema, style = schema_of(body)
+                schema, style = answer_style(body, self.headers)
                 with server._lock:
                     server.hits[schema] = server.hits.get(schema, 0) + 1
                 if style in server.reject:
                     return self._send(400, {"error": {"message": f"'response_format' of type '{style}' is not supported",
                                                       "type": "invalid_request_error"}})
-                reply = server.script.next(schema, _body_text(body))
+                reply = server.script.next(schema, body_text(body))
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.status != 200:
                     return self._send(reply.status, {"error": {"message": f"scripted status {reply.status}", "type": "server_error"}})
-                self._send(200, completion(body, reply, style))
+                self._send(200, completion(body, reply.text(), style))
 
             def _send(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()
@@ -275,28 +256,6 @@ class StubOpenAIServer:
                     pass  # the client gave up (a timeout): nothing to answer
 
         return Handler
-
-
-def completion(body: dict, reply: Reply, style: str) -> dict:
-    text = reply.text()
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    finish = "stop"
-    if style == "tools":
-        name = body["tools"][0]["function"]["name"]
-        message = {"role": "assistant", "content": None,
-                   "tool_calls": [{"id": f"call_{uuid.uuid4().hex[:8]}", "type": "function",
-                                   "function": {"name": name, "arguments": text}}]}
-        finish = "tool_calls"
-    prompt_tokens = len(_body_text(body)) // 4
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model", "stub"),
-        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text) // 4,
-                  "total_tokens": prompt_tokens + len(text) // 4},
-    }
 
 
 def main() -> None:
