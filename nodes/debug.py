@@ -22,11 +22,12 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext, kernel_threads
 from graph.llm import LLMError, ModuleCode, client_for
 from graph.state import TrackState
-from nodes.blueprint import MEMBER_CHECK_S, shrink_for_speed
 from nodes.generate import code_from_answer
 from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
+from runtime import budget
+from runtime.costs import shrink_for_speed
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -66,7 +67,6 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
 
 MAX_REPAIRS = 3
 MAX_SHRINKS = 2     # retries of a too slow attempt with cheaper params, before the fallback
-RETRY_ROOM = 0.75   # of a retry's time, what its folds may plan on (its check, the deadline's margin)
 
 
 def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] | None:
@@ -83,11 +83,10 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     fit_seconds = last.fit_seconds or last.duration_s
     params = attempt_params(state)
     est = shrink_for_speed(state["task"], state["profile"], state["blueprint"].validation.n_folds, params, fit_seconds,
-                           RETRY_ROOM * attempt_timeout(state, ctx), kernel_threads(ctx.settings))
+                           budget.retry_room_s(attempt_timeout(state, ctx)), kernel_threads(ctx.settings))
     if est is None:
         return None
-    # the check and the harness's margin (its deadline is 0.9 of the cell's) on top of the folds
-    needs_s = (est.measured_s or 0.0) / 0.9 + MEMBER_CHECK_S
+    needs_s = budget.retry_needs_s(est.measured_s or 0.0)
     return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
 
 

@@ -22,6 +22,7 @@ from nodes.track import (
     run_in_kernel,
     take_turn,
 )
+from runtime.budget import harness_deadline_s
 from runtime.records import AttemptResult
 
 EXECUTION = "execution.json"  # what an execution ran: params and the modules' hash (see finished_on_disk)
@@ -45,7 +46,7 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     ctx.events.emit("cross_validate", track=state["plan"].track, attempt=state["attempt"], source=state["source"],
                     timeout_s=round(timeout, 1))
     prune = state.get("prune")
-    code = (f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={timeout * 0.9:.1f}"
+    code = (f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={harness_deadline_s(timeout):.1f}"
             + (f", prune=json.loads({json.dumps(prune)!r}))" if prune else ")"))
     outcome = run_in_kernel(state, ctx, code, timeout=timeout)
     (folder / "log.txt").write_text(outcome.output + ("\n" + outcome.error if outcome.error else "") + "\n")

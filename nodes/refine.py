@@ -34,7 +34,6 @@ from langgraph.runtime import Runtime
 from graph.context import ContextGraph, RunContext
 from graph.llm import client_for
 from graph.state import Candidate, Chain, RefineInput, RefineOutput, RefineState
-from nodes.blueprint import final_reserve_s, plan_data
 from nodes.check import check
 from nodes.execute import execute
 from nodes.track import (
@@ -45,6 +44,8 @@ from nodes.track import (
     summarize_track,
     write_modules,
 )
+from runtime import budget
+from runtime.costs import plan_data
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
 from runtime.records import (
@@ -94,7 +95,7 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The next candidate of the current chain, or the next chain's first, while time lasts."""
     ctx = runtime.context
     chain, stopped = state["chain"], state.get("stopped", "time")
-    left = ctx.remaining_s() - reserve_s(state, ctx)
+    left = run_left_s(state, ctx)
     calls: list[LLMCall] = []
     given = state.get("refine_given")
     while chain is not None:
@@ -178,9 +179,9 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     name = state.get("track")
     if not name:
         return {}
-    reserve = reserve_s(state, ctx)
+    left = max(0.0, run_left_s(state, ctx))
     if state.get("tried", 0) == 0:
-        ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {max(0.0, ctx.remaining_s() - reserve):.0f} s left")
+        ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {left:.0f} s left")
         return {}
     task, _, _ = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
@@ -192,7 +193,6 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     if champion.score is not None and result.best_attempt != champion.attempt:
         # a candidate that scored higher only within fold noise is not the track's best
         result = result.model_copy(update={"best_attempt": champion.attempt, "score": champion.score})
-    left = max(0.0, ctx.remaining_s() - reserve)
     before = summarize_track(name, own, metric)
     ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=before.score,
                     best_score=result.score, stopped=state.get("stopped", "time") if left > MIN_CANDIDATE_S else "time",
@@ -247,9 +247,10 @@ def _run_inputs(run_dir: str, stamp: tuple) -> tuple[TaskSpec, DataProfile, Blue
             Blueprint.model_validate_json((folder / "blueprint.json").read_text()))
 
 
-def reserve_s(state: RefineState, ctx: RunContext) -> float:
+def run_left_s(state: RefineState, ctx: RunContext) -> float:
+    """Seconds the run has left before its final reserve: refine's, and its candidates' timeout."""
     _, profile, blueprint = run_inputs(state["run_dir"])
-    return final_reserve_s(blueprint.budget_s, ctx.settings, profile.n_train + profile.n_test)
+    return budget.run_left_s(ctx.remaining_s(), blueprint, profile, ctx.settings)
 
 
 def plan_of(blueprint: Blueprint, track: str) -> TrackPlan | None:
@@ -272,7 +273,7 @@ def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None)
     budget is the time refine had left when it was proposed, so execute's deadline is refine's."""
     task, profile, blueprint = run_inputs(state["run_dir"])
     plan = plan_of(blueprint, state["track"])
-    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": cand.timeout_s / max(blueprint.budget_s, 1.0)})
+    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": budget.share_of(cand.timeout_s, blueprint)})
     code = cand.code or read_modules(Path(state["chain"].code_dir))
     return {"run_dir": state["run_dir"], "task": task, "profile": profile, "blueprint": blueprint, "plan": cand_plan,
             "code": code, "source": "refine", "attempt": cand.attempt, "attempts": [], "last_error": None, "prune": prune}

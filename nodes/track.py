@@ -12,12 +12,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import TrackState
-from nodes.blueprint import (
-    MEMBER_CHECK_DEADLINE_S,
-    MEMBER_MIN_LEFT_S,
-    final_reserve_s,
-    member_deadline_s,
-)
+from runtime import budget
 from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 from runtime.params import SPACES
@@ -62,24 +57,19 @@ def members_left(state: TrackState, run_left_s: float = float("inf")) -> list[st
     share and the run (`run_left_s`, its final reserve kept) still have the seconds it needs:
     the track's own attempts ran faster than estimated."""
     plan = state["plan"]
-    tried = {a.member for a in state.get("attempts", []) if a.source == "member"}
-    left = min(share_left_s(state), run_left_s)
+    attempts = state.get("attempts", [])
+    tried = {a.member for a in attempts if a.source == "member"}
     planned = [m for m in plan.members if m not in tried]
     if planned:
-        return planned if run_left_s >= MEMBER_MIN_LEFT_S else []  # the run's clock: past it, no member starts
-    return [m for m, need in plan.members_if_time.items() if m not in tried and m not in plan.members and need <= left]
+        return planned if budget.member_may_start(run_left_s) else []  # the run's clock: past it, no member starts
+    share_left = budget.share_left_s(plan, state["blueprint"], attempts)
+    return [m for m, need in plan.members_if_time.items()
+            if m not in tried and m not in plan.members and budget.member_may_start(run_left_s, need, share_left)]
 
 
 def run_left_s(state: TrackState, ctx: RunContext) -> float:
     """Seconds the run has left before its final reserve (ensemble, submit, outputs)."""
-    profile = state["profile"]
-    return ctx.remaining_s() - final_reserve_s(state["blueprint"].budget_s, ctx.settings, profile.n_train + profile.n_test)
-
-
-def share_left_s(state: TrackState) -> float:
-    """Seconds of the track's share of the budget its attempts have not used."""
-    share = state["plan"].time_share * state["blueprint"].budget_s
-    return share - sum(a.duration_s for a in state.get("attempts", []))
+    return budget.run_left_s(ctx.remaining_s(), state["blueprint"], state["profile"], ctx.settings)
 
 
 def next_member(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -122,7 +112,7 @@ def _turn_of(state: TrackState) -> tuple[str, int, float] | None:
     names = [p.track for p in blueprint.tracks]
     if plan.track not in names:
         return None
-    return plan.track, names.index(plan.track), plan.time_share * blueprint.budget_s
+    return plan.track, names.index(plan.track), budget.share_s(plan, blueprint)
 
 
 def ends_turn_on_error(node):
@@ -144,28 +134,11 @@ def write_modules(folder: Path, code: dict[str, str]) -> None:
 
 
 def attempt_timeout(state: TrackState, ctx: RunContext, check: bool = False) -> float:
-    """What is left of the track's share of the budget, and never more than the run has left.
-
-    A member is an extra beside the track's own scored attempt, so it never waits past the run's
-    final reserve nor a few times its estimate, and its check (`check`) never past
-    MEMBER_CHECK_DEADLINE_S: CatBoost on 43 categorical columns spent 9 s on the check's 300 rows
-    and ran 2x over its estimate into the track's whole share, where refine had nothing left."""
-    if state.get("member"):
-        deadline = member_deadline_s(state["task"], state["profile"], state["blueprint"].validation, state["member"])
-        caps = [share_left_s(state), run_left_s(state, ctx), deadline] + ([MEMBER_CHECK_DEADLINE_S] if check else [])
-        caps += [ctx.settings.max_attempt_timeout_s] if ctx.settings.max_attempt_timeout_s is not None else []
-        return max(1.0, min(caps))
-    timeout = min(share_left_s(state), ctx.remaining_s())
-    if state.get("needs_s") and not any(a.status == "ok" for a in state.get("attempts", [])):
-        # a too slow attempt's retry, with nothing scored yet: the seconds its measured speed
-        # says it needs, at most the whole budget again, rather than a third try that cannot end
-        timeout = max(timeout, min(state["needs_s"], ctx.settings.time_budget_s))
-    if ctx.settings.max_attempt_timeout_s is not None:
-        timeout = min(timeout, ctx.settings.max_attempt_timeout_s)
-    # the floor an attempt always gets, but never more than half a small budget: a 10 s run must
-    # not wait 20 s on one attempt (the plan shrinks for small budgets instead)
-    floor = min(ctx.settings.min_attempt_timeout_s, max(5.0, 0.5 * ctx.settings.time_budget_s))
-    return max(floor, timeout)
+    """The seconds the attempt's cell (its check with `check`) may run: runtime/budget.py's rule,
+    on what the track's state and the run's clock say."""
+    return budget.attempt_timeout_s(ctx.settings, ctx.remaining_s(), state["task"], state["profile"], state["blueprint"],
+                                    state["plan"], state.get("attempts", []), member=state.get("member"),
+                                    needs_s=state.get("needs_s"), check=check)
 
 
 @dataclass
@@ -196,7 +169,7 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
             error += "\n" + result.traceback
     elif result.status == "timeout":
         limit = ("a member's limit: a few times its estimate, its check at most "
-                 f"{MEMBER_CHECK_DEADLINE_S:.0f} s, never past the run's final reserve") if state.get("member") \
+                 f"{budget.MEMBER_CHECK_DEADLINE_S:.0f} s, never past the run's final reserve") if state.get("member") \
             else "the track's share of the time budget"
         error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":

@@ -6,17 +6,10 @@ from __future__ import annotations
 import pytest
 
 from graph.context import Settings
-from nodes.blueprint import (
-    MEMBER_CHECK_S,
-    final_reserve_s,
-    make_blueprint,
-    member_estimates,
-    recipe_params,
-    refine_reserve_s,
-    shrink_for_speed,
-    traditional_estimate,
-)
+from nodes.blueprint import make_blueprint, recipe_params
 from prompts import recipe_tracks
+from runtime.budget import final_reserve_s, refine_reserve_s
+from runtime.costs import MEMBER_CHECK_S, member_estimates, shrink_for_speed, traditional_estimate
 from runtime.params import SPACES
 from runtime.records import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 
@@ -57,9 +50,9 @@ def _shares_ok(bp) -> None:
     assert 0 < total <= 1.0 + 1e-9
     # what the tracks get leaves the reserve for ensemble and submit, and refine's unless a
     # later track was given part of it (which the notes say)
-    reserve = final_reserve_s(bp.budget_s)
+    reserve = final_reserve_s(bp.budget_s, Settings())
     if not any("refine's reserve" in n for n in bp.notes):
-        reserve += refine_reserve_s(bp.budget_s)
+        reserve += refine_reserve_s(bp.budget_s, Settings())
     assert total <= 1.0 - reserve / bp.budget_s + 0.01
 
 
@@ -78,7 +71,7 @@ def test_neural_joins_on_enough_numeric_rows_with_a_budget_for_it():
     assert "pretrained" in bp.skipped
     _shares_ok(bp)
     # sequential time: the two shares plus the reserve fit the budget
-    assert sum(t.time_share for t in bp.tracks) * 600 + final_reserve_s(600) + refine_reserve_s(600) <= 600 + 1
+    assert sum(t.time_share for t in bp.tracks) * 600 + final_reserve_s(600, Settings()) + refine_reserve_s(600, Settings()) <= 600 + 1
 
 
 def test_neural_skipped_on_mostly_categorical_data():
@@ -135,7 +128,7 @@ def test_only_tracks_with_a_recipe_and_asked_for_are_planned():
     assert bp.skipped["neural"] == "no recipe for this track is installed"
     bp = _plan(_profile(3000, numeric=20), budget=600, tracks=("traditional",))
     assert "--tracks" in bp.skipped["neural"]
-    assert abs(bp.tracks[0].time_share - (1 - (final_reserve_s(600) + refine_reserve_s(600)) / 600)) < 0.01
+    assert abs(bp.tracks[0].time_share - (1 - (final_reserve_s(600, Settings()) + refine_reserve_s(600, Settings())) / 600)) < 0.01
 
 
 def test_the_installed_recipes_are_what_is_planned_by_default():
@@ -163,7 +156,7 @@ def test_seed_reaches_the_plans():
 def test_a_plan_holds_only_what_differs_from_the_recipes_defaults():
     """The recipes' data-aware defaults are theirs: a plan that copied them would override what the
     recipe computes from each fold (e.g. smaller trees beside a text model's prediction)."""
-    from nodes.blueprint import recipe_defaults
+    from runtime.costs import recipe_defaults
 
     profile = _profile(3000, numeric=20)
     bp = make_blueprint(_task(), profile, Settings(), 600, available={"traditional"}, installed=_everything_installed,
@@ -264,7 +257,7 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
 
 def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
     from graph.context import RunContext
-    from nodes.blueprint import MEMBER_CHECK_DEADLINE_S, member_deadline_s
+    from runtime.budget import MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from nodes.track import attempt_timeout
 
     task, profile = _task(), _profile(2_000, numeric=10, categorical=40)
