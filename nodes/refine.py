@@ -4,8 +4,9 @@
 
 Each candidate is a new attempt of the best track (source "refine"), run in the track's own
 kernel by the same check and execute nodes as every other attempt, scored by the harness on
-the same folds. `judge` keeps it as the new base of its chain only beyond fold noise; every
-candidate stays on the leaderboard, and the ensemble may use it as a member. Every step is a
+the same folds. `judge` keeps it as the new base of its chain only beyond fold noise, and only a
+kept candidate can be the track's best, or the submission (runtime/verdict.py); every candidate
+stays on the leaderboard, and the ensemble may use it as a member. Every step is a
 checkpointed graph step: Studio shows each candidate, and a killed refine resumes at the step
 it was in, its search state in the graph state and its Optuna study in the run folder, so no
 finished candidate runs again.
@@ -36,6 +37,7 @@ from graph.llm import client_for
 from graph.state import Candidate, Chain, RefineInput, RefineOutput, RefineState
 from nodes.check import check
 from nodes.execute import execute
+from nodes.submit import offer_submission
 from nodes.track import (
     ATTEMPT_RECORD,
     attempt_dir,
@@ -57,6 +59,7 @@ from runtime.records import (
     TrackPlan,
     TrackResult,
 )
+from runtime.verdict import best_standing, best_track, beyond_fold_noise
 
 MIN_CANDIDATE_S = 0.5  # what a candidate costs at least (a cell, a fit, writing files: ~0.1 s beyond its folds)
 PRUNE_AFTER_FOLDS = 2  # a candidate is judged on this many folds before it may be pruned
@@ -71,7 +74,7 @@ def start(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     task, _, blueprint = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
-    best = best_track(state.get("tracks") or {}, metric)
+    best = best_track(metric, state.get("tracks") or {})
     if best is None or best.best is None or plan_of(blueprint, best.track) is None:
         ctx.events.emit("refine", skipped="no track produced a score")
         return {"tracks": {}, "track": "", "chain": None}
@@ -149,27 +152,28 @@ def execute_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
 
 
 def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
-    """Keep the candidate as its chain's best only beyond fold noise; tell the study."""
+    """Keep the candidate as its chain's new base only beyond fold noise, tell the study, and say
+    where it stands: a kept candidate that scores best is the track's best (runtime/verdict.py),
+    and the anytime submission's."""
     ctx = runtime.context
     task, _, blueprint = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
-    per_cut = blueprint.validation.n_folds
     cand, chain = state["candidate"], state["chain"]
-    result = state["result"].model_copy(update={"member": chain.member})  # the family it refines
-    record_attempt(result)
     current = chain_attempt(state, chain.current)
-    improved = result.status == "ok" and result.score is not None and beyond_fold_noise(metric, result, current, per_cut)
+    result = state["result"]
+    kept = result.status == "ok" and beyond_fold_noise(metric, result, current, blueprint.validation.n_folds)
+    result = result.model_copy(update={"member": chain.member, "kept": kept})  # the family it refines
+    record_attempt(result)
     tell_study(state, chain, cand, result)
-    chain = learn(chain, cand, result, current, improved)
+    chain = learn(chain, cand, result, current, kept)
+    best = best_standing(metric, [chain_attempt(state, state["champion"]), result])
     ctx.events.emit("refine", track=state["track"], attempt=result.attempt, change=cand.note, status=result.status,
-                    score=result.score, best=current.score, kept=improved, duration_s=result.duration_s,
-                    base=chain.base)
-    champion = state["champion"]
-    if improved and (chain.base == state["bases"][0]
-                     or beyond_fold_noise(metric, result, chain_attempt(state, champion), per_cut)):
-        champion = result.attempt  # another family's candidate becomes the track's best only beyond noise
-    return {"chain": chain, "candidate": None, "result": None, "champion": champion,
-            "tried": state["tried"] + 1, "kept": state["kept"] + int(improved)}
+                    score=result.score, kept=kept, against=current.score, duration_s=result.duration_s, base=chain.base,
+                    within_noise=not kept and result.status == "ok" and metric.better(result.score, current.score),
+                    best=best.score, best_attempt=best.attempt)
+    offer_submission(task, Path(state["run_dir"]), result, ctx)
+    return {"chain": chain, "candidate": None, "result": None, "champion": best.attempt,
+            "tried": state["tried"] + 1, "kept": state["kept"] + int(kept)}
 
 
 def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
@@ -188,11 +192,7 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     numbers = [*state["own"], *range(state["first_candidate"], state["next_attempt"])]
     attempts = [a for a in (load_attempt(state["run_dir"], name, n) for n in numbers) if a is not None]
     own = [a for a in attempts if a.attempt in state["own"]]
-    result = summarize_track(name, attempts, metric)
-    champion = chain_attempt(state, state["champion"])
-    if champion.score is not None and result.best_attempt != champion.attempt:
-        # a candidate that scored higher only within fold noise is not the track's best
-        result = result.model_copy(update={"best_attempt": champion.attempt, "score": champion.score})
+    result = summarize_track(name, attempts, metric)  # a candidate refine did not keep is not the track's best
     before = summarize_track(name, own, metric)
     ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=before.score,
                     best_score=result.score, stopped=state.get("stopped", "time") if left > MIN_CANDIDATE_S else "time",
@@ -290,10 +290,6 @@ def prune_rule(state: RefineState) -> dict | None:
     return {"after": PRUNE_AFTER_FOLDS, "best": folds, "margin": 0.5 * float(np.std(folds)), "score": best.score}
 
 
-def best_track(tracks: dict[str, TrackResult], metric: Metric) -> TrackResult | None:
-    return metric.best([t for t in tracks.values() if t.status == "ok"], key=lambda t: t.score)
-
-
 def refine_bases(track: TrackResult, metric: Metric) -> list[AttemptResult]:
     """The track's best attempt, then the best scored attempt of each other model family
     (`member`; the track's own recipe and its repairs are one family), best first."""
@@ -307,25 +303,6 @@ def refine_bases(track: TrackResult, metric: Metric) -> list[AttemptResult]:
 
 def read_modules(folder: Path) -> dict[str, str]:
     return {m: (folder / f"{m}.py").read_text() for m in ("features", "model")}
-
-
-def beyond_fold_noise(metric: Metric, candidate: AttemptResult, current: AttemptResult, folds_per_cut: int = 0) -> bool:
-    """Whether the candidate is better than the current best by more than fold noise: better
-    out of fold, and its fold-by-fold gain (the same folds for both) has a mean above its
-    standard error. On a few hundred rows a 60-candidate search otherwise keeps whichever
-    candidate the folds happened to favour.
-
-    When the folds are cut several times (more fold scores than `folds_per_cut`), the cuts share
-    their rows, so their gains are not independent: the variance is corrected as Nadeau and
-    Bengio do for repeated cross-validation, by 1/J + 1/(k - 1) instead of 1/J."""
-    if not metric.better(candidate.score, current.score):
-        return False
-    a, b = np.asarray(candidate.fold_scores, dtype=float), np.asarray(current.fold_scores, dtype=float)
-    if len(a) != len(b) or len(a) < 2 or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return True
-    gain = np.asarray([metric.gain(x, y) for x, y in zip(a, b)])
-    share = 1.0 / len(gain) + (1.0 / (folds_per_cut - 1) if 1 < folds_per_cut < len(gain) else 0.0)
-    return bool(gain.mean() > gain.std(ddof=1) * np.sqrt(share))
 
 
 # -- the search of one chain ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ from runtime.metrics import get_metric
 from runtime.predict import MANIFEST, MODELS_DIR
 from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.submission import ids_asked_for, submission_frame
+from runtime.verdict import replaces
 
 SUBMISSION = "submission.csv"
 
@@ -58,14 +59,13 @@ _offer_lock = threading.Lock()  # tracks run in threads of one process
 
 
 def offer_submission(task: TaskSpec, run_dir: Path, attempt: AttemptResult, ctx: RunContext) -> bool:
-    """Write the attempt's test predictions as submission.csv when it beats what the file holds
-    (never after the final blend). A failure here costs the attempt nothing: it is a warning."""
-    if attempt.status != "ok" or attempt.score is None or math.isnan(attempt.score):
-        return False
+    """Write the attempt's test predictions as submission.csv when it becomes the best result so
+    far (runtime/verdict.py: it stands, and scores better than what the file holds; never after
+    the final blend). A failure here costs the attempt nothing: it is a warning."""
     metric = get_metric(task.metric)
     with _offer_lock:
         held = read_submission_record(run_dir)
-        if held.get("kind") == "final" or (held and not metric.better(attempt.score, held.get("score"))):
+        if held.get("kind") == "final" or not replaces(metric, attempt, held.get("score")):
             return False
         try:
             write_submission(task, np.load(Path(attempt.dir) / "test.npy"), run_dir / SUBMISSION)

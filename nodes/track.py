@@ -17,6 +17,7 @@ from runtime.kernel import KernelStartError
 from runtime.metrics import get_metric
 from runtime.params import SPACES
 from runtime.records import AttemptResult, TrackResult
+from runtime.verdict import best_standing
 
 ATTEMPT_RECORD = "attempt.json"  # an attempt as the framework recorded it (refine reads its chains' attempts back)
 
@@ -215,9 +216,9 @@ def finish(state: TrackState, runtime: Runtime[RunContext]) -> dict:
 
 
 def summarize_track(track: str, attempts: list[AttemptResult], metric) -> TrackResult:
-    scored = [a for a in attempts if a.status == "ok" and a.score is not None]
-    if not scored:
+    """The track's result: its best standing attempt (runtime/verdict.py), or why it has none."""
+    best = best_standing(metric, attempts)
+    if best is None:
         last = attempts[-1].error if attempts else "no attempt ran"
         return TrackResult(track=track, status="failed", reason=(last or "")[:500], attempts=attempts)
-    best = metric.best(scored, key=lambda a: a.score) or scored[0]
     return TrackResult(track=track, status="ok", best_attempt=best.attempt, score=best.score, attempts=attempts)

@@ -2,9 +2,10 @@
 
 The members are each track's best attempts: its best one, and the runners-up that refine's
 search left behind (different parameters, often different errors). Greedy hill climbing
-with replacement (Caruana et al. 2004): start from the best member, add whichever member
+with replacement (Caruana et al. 2004): start from the run's best result, add whichever member
 most improves the out-of-fold score, stop when nothing does. The blend is kept only when it
-beats the best single member out of fold. When no track produced a score,
+beats that best single result out of fold beyond fold noise (runtime/verdict.py: the best is
+never a refine candidate that refine did not keep). When no track produced a score,
 a constant baseline from the training target keeps the run's promise of a valid submission.
 
 It imports neither LangGraph nor the framework's context, so the run's last kernel, which has
@@ -25,6 +26,7 @@ from runtime.data import labelled, read_test, read_train
 from runtime.metrics import Metric, get_metric
 from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.submission import baseline_prediction, sharpened
+from runtime.verdict import FoldScores, best_track, beyond_fold_noise
 
 ENSEMBLE_JSON = "ensemble.json"
 
@@ -40,13 +42,14 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
         return baseline(task, run_dir, metric)
     oof = {name: np.load(Path(a.dir) / "oof.npy") for name, a in members.items()}
     test = {name: np.load(Path(a.dir) / "test.npy") for name, a in members.items()}
-    best_name = metric.best(members, key=lambda n: members[n].score)
+    best_name = best_single(tracks, members, metric)
     best_score = members[best_name].score
     weights = hill_climb(oof, y, metric, best_name) if len(members) > 1 else Counter({best_name: 1})
     blend_oof = _weighted(oof, weights)
     blend_score = float(metric.score(y, blend_oof))
     folds = np.load(run_dir / "folds.npy") if (run_dir / "folds.npy").exists() else None
-    if len(weights) > 1 and metric.better(blend_score, best_score) and steady_gain(metric, y, folds, blend_oof, oof[best_name]):
+    if len(weights) > 1 and beyond_fold_noise(metric, FoldScores(blend_score, fold_scores(metric, y, folds, blend_oof)),
+                                              FoldScores(best_score, fold_scores(metric, y, folds, oof[best_name]))):
         kind, score = "weighted", blend_score
         reason = f"the blend of {len(weights)} members beats the best single one ({best_name}: {best_score:.5g}) out of fold"
         oof_pred, test_pred = blend_oof, _weighted(test, weights)
@@ -75,18 +78,21 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
                           test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold, power=power)
 
 
-def steady_gain(metric: Metric, y: np.ndarray, folds: np.ndarray | None, blend: np.ndarray, single: np.ndarray) -> bool:
-    """The blend's gain over the best single member, fold by fold: its mean above its standard
-    error (on small data a blend tuned on the out-of-fold rows otherwise keeps their noise)."""
-    if folds is None or len(np.unique(folds)) < 2:
-        return True
-    gains = []
-    for k in np.unique(folds):
-        rows = folds == k
-        a, b = float(metric.score(y[rows], blend[rows])), float(metric.score(y[rows], single[rows]))
-        gains.append(metric.gain(a, b))
-    gains = np.asarray([g for g in gains if np.isfinite(g)])
-    return len(gains) < 2 or bool(gains.mean() > gains.std(ddof=1) / np.sqrt(len(gains)))
+def best_single(tracks: dict[str, TrackResult], members: dict[str, AttemptResult], metric: Metric) -> str:
+    """The member that is the run's best result: the best track's best attempt (runtime/verdict.py),
+    which ensemble_members lists whenever its predictions exist; else the best-scoring member."""
+    track = best_track(metric, tracks)
+    name = f"{track.track}/attempt_{track.best_attempt}" if track is not None else ""
+    return name if name in members else metric.best(members, key=lambda n: members[n].score)
+
+
+def fold_scores(metric: Metric, y: np.ndarray, folds: np.ndarray | None, pred: np.ndarray) -> list[float]:
+    """The predictions' score on each fold (the first cut's), for judging a blend against a single
+    member fold by fold: on small data a blend tuned on the out-of-fold rows otherwise keeps
+    their noise. None: no folds known, so the score out of fold alone decides."""
+    if folds is None:
+        return []
+    return [float(metric.score(y[folds == k], pred[folds == k])) for k in np.unique(folds)]
 
 
 def wants_threshold(task: TaskSpec, metric: Metric) -> bool:

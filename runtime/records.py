@@ -188,6 +188,9 @@ class AttemptResult(BaseModel):
     fit_seconds: float | None = None
     # the part of duration_s its fit on all rows took (0: none); a refine candidate's folds cost the rest
     refit_s: float = 0.0
+    # a refine candidate that beat its chain's base beyond fold noise: only then does its score
+    # stand as a result (runtime/verdict.py)
+    kept: bool = False
 
 
 class TrackResult(BaseModel):

@@ -67,6 +67,21 @@ def _score(value: Any) -> str:
     return f"{value:.5g}"
 
 
+def _refine_verdict(e: dict) -> str:
+    """What refine's judge decided about a candidate, in the words the submission's line uses for
+    the same verdict (runtime/verdict.py): only a kept candidate that scores best is "the best so
+    far"; one that scores better than its base within fold noise says so, and is not kept."""
+    best = _score(e.get("best"))
+    if e.get("kept"):
+        return "kept, the best so far" if e.get("best_attempt") == e.get("attempt") else \
+            f"kept as its chain's base; the best stays {best}"
+    if e.get("within_noise"):
+        if e.get("against") == e.get("best"):
+            return f"within fold noise of the best, {best}: not kept"
+        return f"within fold noise of its base {_score(e.get('against'))}: not kept; the best stays {best}"
+    return f"the best stays {best}"
+
+
 class Progress:
     """An on_update callback that keeps the run's picture and shows it."""
 
@@ -199,13 +214,14 @@ class Progress:
             self.stages["refine"] = "running"
             if "attempt" in e:
                 outcome = _score(e.get("score")) if e.get("status") == "ok" else e.get("status", "?")
-                detail = (f"{e.get('track')} attempt {e['attempt']} ({e.get('change', '')}): {outcome}"
-                          + (", kept" if e.get("kept") else f", best stays {_score(e.get('best'))}"))
+                detail = f"{e.get('track')} attempt {e['attempt']} ({e.get('change', '')}): {outcome}, {_refine_verdict(e)}"
             elif kind == "refine_done":
                 detail = (f"{e.get('track')}: {e.get('kept', 0)} of {e.get('tried', 0)} changes kept, "
                           f"{_score(e.get('base_score'))} -> {_score(e.get('best_score'))}")
                 if e.get("stopped") and e.get("stopped") != "time":
                     detail += f"; stopped with {e.get('left_s', 0):.0f} s left: {e['stopped']}"
+                if e.get("track") in self.tracks and e.get("best_score") is not None:
+                    self.tracks[e["track"]].score = e["best_score"]  # the table's best: refine's verdict
                 self.stages["refine"] = "done"
             else:
                 detail = ", ".join(f"{k} {_score(v) if isinstance(v, float) else v}" for k, v in e.items() if k not in ("t", "event"))

@@ -95,7 +95,7 @@ def test_search_keeps_only_improvements(tracked, monkeypatch):
     assert all(a.attempt > base.best_attempt for a in tried)
     metric = get_metric("auc")
     # kept exactly when the score beat the best so far by more than fold noise
-    from nodes.refine import beyond_fold_noise
+    from runtime.verdict import beyond_fold_noise
 
     by_number = {a.attempt: a for a in result.attempts}
     current = base.best
@@ -158,3 +158,54 @@ def test_a_candidate_worse_on_its_first_folds_is_pruned_there(tracked):
     [result] = execute(inputs, runtime)["attempts"]
     assert result.status == "pruned" and len(result.fold_scores) == 2 and "pruned after 2 of " in result.error
     assert not Path(result.dir, "oof.npy").exists()
+
+
+def test_a_candidate_within_fold_noise_of_its_base_is_called_the_best_nowhere(tracked):
+    """The contradiction a 60 s penguins run printed: 'submission.csv written: traditional/attempt_9
+    scored 0.04205, the best so far' beside 'refine: traditional attempt 9 (...): 0.04205, best stays
+    0.043791'. A candidate better than its base out of fold but within fold noise is not kept: the
+    anytime submission keeps the base, the track's best stays the base, and the progress says one
+    thing about it."""
+    import shutil
+    from io import StringIO
+
+    from rich.console import Console
+
+    from nodes.submit import read_submission_record, record_submission
+    from scripts.progress import Progress
+
+    state, runtime = tracked
+    track = state["tracks"]["traditional"]
+    real = track.best
+    # the base: the track's best as a hair worse out of fold, with fold scores that disagree with
+    # its own, so the candidate (the very same code and params) gains on some folds, loses on others
+    number = real.attempt + 200
+    folder = Path(real.dir).parent / f"attempt_{number}"
+    shutil.copytree(real.dir, folder)
+    noise = np.resize([0.05, -0.07, 0.05], len(real.fold_scores))
+    base = real.model_copy(update={"attempt": number, "dir": str(folder), "score": real.score - 0.01,
+                                   "fold_scores": [s + d for s, d in zip(real.fold_scores, noise)]})
+    record_submission(Path(state["run_dir"]), runtime.context, kind="anytime", source=f"traditional/attempt_{number}",
+                      score=base.score)
+    state = {**state, "tracks": {"traditional": track.model_copy(update={"attempts": [base], "best_attempt": number,
+                                                                          "score": base.score})}}
+    log = Path(state["run_dir"]) / "events.jsonl"
+    seen = len(log.read_text().splitlines())
+    again = Candidate(params=dict(real.params), note="the same params again")
+    result = run_refine(state, runtime, refine_given=[again])["tracks"]["traditional"]
+
+    [cand] = [a for a in result.attempts if a.source == "refine"]
+    assert cand.status == "ok" and get_metric("auc").better(cand.score, base.score)  # better out of fold ...
+    [event] = _refine_events(state["run_dir"])[-1:]
+    assert event["attempt"] == cand.attempt and event["kept"] is False  # ... but not kept: within fold noise
+    assert read_submission_record(Path(state["run_dir"]))["source"] == f"traditional/attempt_{number}"
+    assert result.best_attempt == number
+
+    out = StringIO()
+    progress = Progress(Console(file=out, width=400), budget_s=600, live=False)
+    for line in log.read_text().splitlines()[seen:]:
+        progress("custom", json.loads(line))
+    lines = out.getvalue().splitlines()
+    assert not [line for line in lines if f"attempt_{cand.attempt}" in line], lines  # no submission of it
+    [said] = [line for line in lines if f"attempt {cand.attempt} (the same params again)" in line]
+    assert "within fold noise of the best" in said and "not kept" in said and "the best so far" not in said

@@ -204,3 +204,27 @@ def test_a_log_loss_blend_records_its_power_and_the_submission_applies_it(tmp_pa
     # a label metric is never calibrated: its labels cannot move, its score cannot gain
     assert blend(task.model_copy(update={"metric": "accuracy", "greater_is_better": True}),
                  {"traditional": _track("traditional", [attempt])}, tmp_path).power == 1.0
+
+
+def test_the_single_result_is_the_run_s_best_never_a_candidate_refine_did_not_keep(tmp_path):
+    """A refine candidate that scores a hair better than the track's best, within fold noise, is
+    not kept: the ensemble starts from the track's best and, when no blend beats it beyond fold
+    noise, submits it, not the candidate refine rejected."""
+    from runtime.verdict import FoldScores, beyond_fold_noise
+
+    rng = np.random.RandomState(16)
+    y = rng.normal(size=400)
+    folds = np.arange(400) % 5
+    np.save(tmp_path / "y.npy", y)
+    np.save(tmp_path / "folds.npy", folds)
+    first = y + rng.normal(scale=0.5, size=400)
+    best = _attempt(tmp_path, "traditional", 1, first, np.zeros(50), y)
+    candidate = _attempt(tmp_path, "traditional", 2, first + rng.normal(scale=0.05, size=400), np.ones(50), y, source="refine")
+    rmse = get_metric("rmse")
+    by_fold = {a.attempt: FoldScores(a.score, [rmse.score(y[folds == k], np.load(Path(a.dir) / "oof.npy")[folds == k])
+                                               for k in range(5)]) for a in (best, candidate)}
+    assert candidate.score < best.score and not beyond_fold_noise(rmse, by_fold[2], by_fold[1])  # refine's verdict: not kept
+    track = TrackResult(track="traditional", status="ok", best_attempt=1, score=best.score, attempts=[best, candidate])
+    result = blend(_task(tmp_path), {"traditional": track}, tmp_path)
+    assert result.kind == "single" and result.weights == {"traditional/attempt_1": 1.0}
+    assert result.score == best.score and np.array_equal(np.load(result.test_path), np.zeros(50))

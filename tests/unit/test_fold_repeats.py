@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from test_blueprint import _plan, _profile
 
-from nodes.refine import beyond_fold_noise
 from runtime.harness import make_fold_sets
 from runtime.metrics import get_metric
 from runtime.records import AttemptResult
+from runtime.verdict import beyond_fold_noise
 
 
 def test_each_cut_predicts_every_row_once_and_the_cuts_differ():

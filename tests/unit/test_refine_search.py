@@ -156,8 +156,8 @@ def test_a_seed_the_modules_ignore_ends_the_reseeds():
 def test_a_gain_within_fold_noise_is_not_kept():
     """Better out of fold by a hair that the folds disagree on: not kept; a gain every fold
     shows: kept."""
-    from nodes.refine import beyond_fold_noise
     from runtime.metrics import get_metric
+    from runtime.verdict import beyond_fold_noise
 
     def attempt(score, folds):
         return AttemptResult(track="t", attempt=1, source="refine", status="ok", score=score, fold_scores=folds, dir=".")
