@@ -229,7 +229,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     from nodes.submit import format_submission
     from runtime.data import labelled, read_test, read_train
 
-    from runtime.harness import encode_target
+    from runtime.fold_loop import encode_target
 
     task = read_task(task_dir, Settings())
     work = run_folder(root, name, split) / f"{peer.name}-seed{seed}"

@@ -8,7 +8,7 @@ import pandas as pd
 from test_blueprint import _plan, _profile
 
 from nodes.refine import beyond_fold_noise
-from runtime.harness import make_fold_sets
+from runtime.fold_loop import make_fold_sets
 from runtime.metrics import get_metric
 from runtime.records import AttemptResult
 
