@@ -7,8 +7,8 @@ Each peer is installed once by this script into its own venv under `.bench/venvs
 (AutoGluon pins its own pandas, so the peers cannot share iml's venv) and runs through a
 small runner in `scripts/peers/`, as its own process, on the same train/test files iml gets.
 A runner writes its test predictions in the model contract's form; the bench turns them into
-a submission with iml's own formatter (`nodes.submit.format_submission`), so every system's
-file is judged by the same `validate_submission` and graded by the same
+a submission with iml's own formatter (`runtime.submission_file.format_submission`), so every
+system's file is judged by the same `validate_submission` and graded by the same
 `scripts.examples.grade` against the answers the example kept aside.
 
 Measured per run: the graded score, whether the file is valid, wall time, and the peak
@@ -226,7 +226,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
              split: int = 0) -> tuple[Path, int, float, float]:
     from graph.context import Settings
     from nodes.analyze import read_task
-    from nodes.submit import format_submission
+    from runtime.submission_file import format_submission
     from runtime.data import labelled, read_test, read_train
 
     from runtime.fold_loop import encode_target
@@ -282,7 +282,7 @@ def raw_pixels(frame, task):
 def judge(result: RunResult, task_dir: Path, submission: Path, code: int) -> RunResult:
     from graph.context import Settings
     from nodes.analyze import read_task
-    from nodes.submit import validate_submission
+    from runtime.submission_file import validate_submission
     from scripts.examples import grade
 
     if not submission.exists():

@@ -424,7 +424,7 @@ def cmd_params(args) -> int:
 def cmd_validate(args) -> int:
     from graph.context import Settings
     from nodes.analyze import read_task
-    from nodes.submit import validate_submission
+    from runtime.submission_file import validate_submission
 
     task = read_task(args.task_dir, Settings())
     problems = validate_submission(task, args.submission)

@@ -10,7 +10,7 @@ from stub_openai import Script, ScriptedChatModel
 
 from graph.context import Settings
 from graph.runner import run_task
-from nodes.submit import validate_submission
+from runtime.submission_file import validate_submission
 from prompts import render_recipe
 
 pytestmark = pytest.mark.slow

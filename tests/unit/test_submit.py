@@ -3,7 +3,7 @@ import pandas as pd
 
 from graph.context import Settings
 from nodes.analyze import read_task
-from nodes.submit import format_submission, validate_submission
+from runtime.submission_file import format_submission, validate_submission
 
 
 def _roundtrip(task, pred, tmp_path):
