@@ -14,11 +14,12 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import IMLState
-from nodes.report import write_report
-from nodes.solution import exact_weights, member_attempts, write_solution
+from runtime.blend import exact_weights, member_attempts
 from runtime.predict import MANIFEST
 from runtime.records import EnsembleResult, TrackResult
+from runtime.report import write_report
 from runtime.saved_models import MODELS_DIR
+from runtime.solution import write_solution
 from runtime.submission_file import SUBMISSION, record_submission, write_submission
 
 

@@ -2,7 +2,7 @@
 and `Model`, and the loop over folds with its test predictions.
 
 The Harness runs it in a track's kernel for every attempt, and solution.py holds this whole
-module as its own text (nodes/solution.py inlines it), so the standalone script fits exactly
+module as its own text (runtime/solution.py inlines it), so the standalone script fits exactly
 as the run fitted: nothing here may import more of iML than runtime/data.py, which solution.py
 inlines beside it.
 """

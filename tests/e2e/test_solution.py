@@ -17,7 +17,7 @@ from solution_checks import assert_same_submission, run_isolated
 
 from graph.context import Settings
 from graph.runner import run_status, run_task
-from nodes.solution import render_solution
+from runtime.solution import render_solution
 from runtime.submission_file import format_submission, validate_submission
 from runtime.blend import _weighted, baseline
 from runtime.harness import Harness

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 
-from nodes import solution
+from runtime import solution
 from runtime import data, fold_loop, harness, params, submission
 
 
@@ -57,7 +57,7 @@ def test_inlining_reads_the_fold_loop_without_importing_sklearn():
     import sys
     from pathlib import Path
 
-    code = ("import sys\nfrom nodes.solution import INLINED, inlined\n"
+    code = ("import sys\nfrom runtime.solution import INLINED, inlined\n"
             "assert 'def fold_fits(' in ''.join(inlined(n) for n in INLINED)\n"
             "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

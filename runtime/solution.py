@@ -8,7 +8,8 @@ does, averages the fold models' test predictions (mixed with a fit on all rows w
 made one), blends the members with the ensemble's weights, and formats the result like the
 sample submission.
 
-submit writes it; the report links to it.
+submit writes it; the report links to it. It reads records and the run folder only (the run's
+state is a mapping of records here: graph.state.IMLState), so it sits below the graph.
 """
 
 from __future__ import annotations
@@ -16,61 +17,16 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from graph.state import IMLState
-from runtime.records import AttemptResult, EnsembleResult, TrackResult
+from runtime.blend import exact_weights, member_attempts
 
 # The runtime modules solution.py holds, whole, in this order: the tables' reading, the
 # submission's format, and the fold loop the harness runs (its folds, the target's encoding,
 # one fold's fit and the loop over folds).
 INLINED = ("runtime.errors", "runtime.data", "runtime.submission", "runtime.fold_loop")
-
-
-MAX_ENSEMBLE_STEPS = 64  # hill climbing adds at most MAX_STEPS (25) members; room to spare
-
-
-def member_attempts(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> dict[str, AttemptResult]:
-    """Ensemble member name (a track, or track/attempt_N) -> the attempt whose predictions it used."""
-    found: dict[str, AttemptResult] = {}
-    for name in ensemble.weights:
-        track_name, _, attempt = name.partition("/")
-        track = tracks.get(track_name)
-        if track is None:
-            raise ValueError(f"ensemble member {name!r} is not a track of this run")
-        if attempt:
-            number = int(attempt.removeprefix("attempt_"))
-            match = [a for a in track.attempts if a.attempt == number]
-            if not match:
-                raise ValueError(f"ensemble member {name!r}: no such attempt")
-            found[name] = match[0]
-        elif track.best is not None:
-            found[name] = track.best
-        else:
-            raise ValueError(f"ensemble member {name!r} has no scored attempt")
-    return found
-
-
-def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], ensemble: EnsembleResult) -> dict[str, int | float]:
-    """The ensemble's integer hill-climbing counts behind its shares (rounded to 4 places),
-    when they can be recovered and reproduce its test predictions exactly; else the shares."""
-    if len(shares) == 1:
-        return {name: 1 for name in shares}
-    try:
-        saved = np.load(ensemble.test_path)
-        tests = {n: np.load(Path(a.dir) / "test.npy") for n, a in members.items()}
-    except OSError:
-        return dict(shares)
-    for total in range(len(shares), MAX_ENSEMBLE_STEPS + 1):
-        counts = {n: round(s * total) for n, s in shares.items()}
-        if sum(counts.values()) != total or any(c < 1 or abs(c / total - shares[n]) > 5.1e-5 for n, c in counts.items()):
-            continue
-        blended = sum(tests[n] * (c / total) for n, c in counts.items())
-        if np.array_equal(blended, saved):
-            return counts
-    return dict(shares)
 
 
 def module_source(name: str) -> str:
@@ -122,7 +78,7 @@ def attempt_full_fit(folder: Path) -> dict | None:
     return full_fit["params"] if "seconds" in full_fit else None
 
 
-def render_solution(state: IMLState, run_dir: Path) -> str:
+def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
     profile_json = (run_dir / "profile.json").read_text()
@@ -189,7 +145,7 @@ def runtime_part(task: dict) -> str:
     return "".join(parts)
 
 
-def write_solution(state: IMLState, run_dir: Path) -> Path:
+def write_solution(state: Mapping[str, Any], run_dir: Path) -> Path:
     path = run_dir / "solution.py"
     path.write_text(render_solution(state, run_dir))
     return path
