@@ -225,7 +225,7 @@ def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
 def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
              split: int = 0) -> tuple[Path, int, float, float]:
     from graph.context import Settings
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
     from runtime.submission_file import format_submission
     from runtime.data import labelled, read_test, read_train
 
@@ -281,7 +281,7 @@ def raw_pixels(frame, task):
 
 def judge(result: RunResult, task_dir: Path, submission: Path, code: int) -> RunResult:
     from graph.context import Settings
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
     from runtime.submission_file import validate_submission
     from scripts.examples import grade
 
@@ -363,7 +363,7 @@ def constant_score(task_dir: Path) -> float:
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: str = "iml bench") -> BenchReport | None:
     from graph.context import Settings
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
     from runtime.metrics import get_metric
     from scripts.bench_report import normalised, summarize, summary_lines, to_markdown
     from scripts.examples import EXAMPLES

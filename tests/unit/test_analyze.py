@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from runtime.data import TaskInputError
+from runtime.task_reader import read_task
 
 
 def test_binary_task_read_from_files_and_description(make_task):

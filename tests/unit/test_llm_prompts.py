@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from nodes.blueprint import make_blueprint
 from nodes.profile import profile_data
 from prompts import PROMPTS_DIR
@@ -24,6 +23,7 @@ from prompts.render import (
     refine_messages,
 )
 from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
+from runtime.task_reader import read_task
 
 ROLES = ("analyze", "blueprint", "generate", "debug", "refine")
 PROMPT_BOUND = 40_000  # characters, about 10k tokens

@@ -7,8 +7,7 @@ from __future__ import annotations
 import ast
 import inspect
 
-from runtime import solution
-from runtime import data, fold_loop, harness, params, submission
+from runtime import data, fold_loop, harness, params, solution, submission
 
 
 def _defined(source: str) -> set[str]:

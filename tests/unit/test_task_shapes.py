@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from runtime.data import TaskInputError
+from runtime.task_reader import read_task
 
 
 def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
