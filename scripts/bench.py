@@ -266,7 +266,7 @@ def raw_pixels(frame, task):
     own size (the median side, at most 64), grey when the files are grey."""
     import pandas as pd
 
-    from nodes.profile import profile_images
+    from runtime.data_profile import profile_images
     from runtime.images import load_images
 
     paths = frame[task.images.column]

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from graph.context import Settings
-from nodes.profile import profile_data
 from runtime import images as images_module
 from runtime.data import TaskInputError, read_test, read_train
+from runtime.data_profile import profile_data
 from runtime.task_reader import read_task
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from graph.context import Settings
 from nodes.blueprint import make_blueprint
-from nodes.profile import profile_data
 from prompts import PROMPTS_DIR
 from prompts.render import (
     PLACEHOLDER,
@@ -22,6 +21,7 @@ from prompts.render import (
     prompt_chars,
     refine_messages,
 )
+from runtime.data_profile import profile_data
 from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 from runtime.task_reader import read_task
 

@@ -7,7 +7,7 @@ from graph.context import Settings
 from graph.llm import LLMClient
 from nodes.analyze import read_task_with_llm
 from nodes.blueprint import make_blueprint, plan_with_llm
-from nodes.profile import profile_data
+from runtime.data_profile import profile_data
 from runtime.task_reader import read_task
 
 

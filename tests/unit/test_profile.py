@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 
 from graph.context import Settings
-from nodes.profile import column_kind, profile_data
+from runtime.data_profile import column_kind, profile_data
 from runtime.task_reader import read_task
 
 
@@ -56,7 +56,7 @@ def test_the_stages_before_the_tracks_leave_sklearn_out_of_the_framework_s_proce
         "from graph.builder import build_graph\n"
         "from graph.context import Settings\n"
         "from runtime.task_reader import read_task\n"
-        "from nodes.profile import profile_data\n"
+        "from runtime.data_profile import profile_data\n"
         "from nodes.blueprint import make_blueprint\n"
         "build_graph().compile()\n"
         "from pathlib import Path\n"
