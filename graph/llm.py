@@ -256,6 +256,23 @@ def strip_fences(source: str) -> str:
     return text.rstrip() + "\n"
 
 
+def code_from_answer(answer: ModuleCode, previous: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The answer's modules without markdown fences; a module the answer left empty keeps its
+    previous source (for debug: "unchanged")."""
+    code, kept = {}, []
+    for module in ("features", "model"):
+        source = strip_fences(getattr(answer, module) or "")
+        if source.strip():
+            code[module] = source
+        else:
+            code[module] = previous[module]
+            kept.append(module)
+    notes = (answer.notes or "").strip()
+    if kept:
+        notes += f" (kept the previous {' and '.join(kept)}.py: the answer had none)"
+    return code, notes.strip()
+
+
 def extract_json(text: str) -> Any:
     """The JSON object in a free-text answer: fenced, or between the first { and the last }."""
     text = text.strip()

@@ -20,9 +20,8 @@ from pathlib import Path
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, kernel_threads
-from graph.llm import LLMError, ModuleCode, client_for
+from graph.llm import LLMError, ModuleCode, client_for, code_from_answer
 from graph.state import TrackState
-from nodes.generate import code_from_answer
 from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages

@@ -14,7 +14,6 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import TrackState
-from nodes.submit import offer_submission
 from nodes.track import (
     attempt_dir,
     attempt_params,
@@ -24,6 +23,7 @@ from nodes.track import (
 )
 from runtime.budget import harness_deadline_s
 from runtime.records import AttemptResult
+from runtime.submission_file import offer_submission
 
 EXECUTION = "execution.json"  # what an execution ran: params and the modules' hash (see finished_on_disk)
 
@@ -63,7 +63,7 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
         (folder / "result.json").write_text(result.model_dump_json(indent=2))
     ctx.events.emit("attempt", track=result.track, attempt=result.attempt, status=result.status, score=result.score,
                     error=(result.error or "")[:300], duration_s=result.duration_s)
-    offer_submission(state["task"], Path(state["run_dir"]), result, ctx)
+    offer_submission(state["task"], Path(state["run_dir"]), result, ctx.events)
     return {"last_error": result.error, "attempts": [result]}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext
-from graph.llm import LLMError, ModuleCode, client_for, strip_fences
+from graph.llm import LLMError, ModuleCode, client_for, code_from_answer
 from graph.state import TrackState
 from nodes.track import register_turn
 from prompts import render_recipe
@@ -37,20 +37,3 @@ def generate_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
     code, notes = code_from_answer(answer.value, recipe)
     ctx.events.emit("generate", track=track, source="llm", notes=notes[:300])
     return {"code": code, "source": "llm", "llm_usage": answer.calls, **start}
-
-
-def code_from_answer(answer, previous: dict[str, str]) -> tuple[dict[str, str], str]:
-    """The answer's modules without markdown fences; a module the answer left empty keeps its
-    previous source (for debug: "unchanged")."""
-    code, kept = {}, []
-    for module in ("features", "model"):
-        source = strip_fences(getattr(answer, module) or "")
-        if source.strip():
-            code[module] = source
-        else:
-            code[module] = previous[module]
-            kept.append(module)
-    notes = (answer.notes or "").strip()
-    if kept:
-        notes += f" (kept the previous {' and '.join(kept)}.py: the answer had none)"
-    return code, notes.strip()

@@ -37,7 +37,7 @@ from graph.llm import client_for
 from graph.state import Candidate, Chain, RefineInput, RefineOutput, RefineState
 from nodes.check import check
 from nodes.execute import execute
-from nodes.submit import offer_submission
+from runtime.submission_file import offer_submission
 from nodes.track import (
     ATTEMPT_RECORD,
     attempt_dir,
@@ -171,7 +171,7 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
                     score=result.score, kept=kept, against=current.score, duration_s=result.duration_s, base=chain.base,
                     within_noise=not kept and result.status == "ok" and metric.better(result.score, current.score),
                     best=best.score, best_attempt=best.attempt)
-    offer_submission(task, Path(state["run_dir"]), result, ctx)
+    offer_submission(task, Path(state["run_dir"]), result, ctx.events)
     return {"chain": chain, "candidate": None, "result": None, "champion": best.attempt,
             "tried": state["tried"] + 1, "kept": state["kept"] + int(kept)}
 

@@ -251,3 +251,49 @@ def blend_to_file(task_json: str, tracks_json: str, run_dir: str) -> None:
 def read_blend(run_dir: Path) -> EnsembleResult:
     """What blend_to_file wrote."""
     return EnsembleResult.model_validate(json.loads((Path(run_dir) / ENSEMBLE_JSON).read_text()))
+
+
+# -- the blend as the run used it: which attempt each member is, its exact weight ---------------
+
+MAX_ENSEMBLE_STEPS = 64  # hill climbing adds at most MAX_STEPS (25) members; room to spare
+
+
+def member_attempts(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> dict[str, AttemptResult]:
+    """Ensemble member name (a track, or track/attempt_N) -> the attempt whose predictions it used."""
+    found: dict[str, AttemptResult] = {}
+    for name in ensemble.weights:
+        track_name, _, attempt = name.partition("/")
+        track = tracks.get(track_name)
+        if track is None:
+            raise ValueError(f"ensemble member {name!r} is not a track of this run")
+        if attempt:
+            number = int(attempt.removeprefix("attempt_"))
+            match = [a for a in track.attempts if a.attempt == number]
+            if not match:
+                raise ValueError(f"ensemble member {name!r}: no such attempt")
+            found[name] = match[0]
+        elif track.best is not None:
+            found[name] = track.best
+        else:
+            raise ValueError(f"ensemble member {name!r} has no scored attempt")
+    return found
+
+
+def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], ensemble: EnsembleResult) -> dict[str, int | float]:
+    """The ensemble's integer hill-climbing counts behind its shares (rounded to 4 places),
+    when they can be recovered and reproduce its test predictions exactly; else the shares."""
+    if len(shares) == 1:
+        return {name: 1 for name in shares}
+    try:
+        saved = np.load(ensemble.test_path)
+        tests = {n: np.load(Path(a.dir) / "test.npy") for n, a in members.items()}
+    except OSError:
+        return dict(shares)
+    for total in range(len(shares), MAX_ENSEMBLE_STEPS + 1):
+        counts = {n: round(s * total) for n, s in shares.items()}
+        if sum(counts.values()) != total or any(c < 1 or abs(c / total - shares[n]) > 5.1e-5 for n, c in counts.items()):
+            continue
+        blended = sum(tests[n] * (c / total) for n, c in counts.items())
+        if np.array_equal(blended, saved):
+            return counts
+    return dict(shares)

@@ -320,7 +320,8 @@ class _OutputCollector:
 _FRAME_RE = re.compile(r"^(?:Cell In\[\d+\], line \d+|File (?P<path>.+?):\d+)")
 _HEADER_RE = re.compile(r"^\S+\s+Traceback \(most recent call last\)\s*$")
 _INTERNAL_MARKERS = ("/IPython/", "/ipykernel/", "/jupyter_client/", "runtime/kernel.py")
-_HARNESS_MARKER = "runtime/harness.py"
+# the framework's frames around user code in a track's kernel: the Harness and the fold loop it runs
+_HARNESS_MARKERS = ("runtime/harness.py", "runtime/fold_loop.py", "runtime/saved_models.py")
 _LIBRARY_MARKERS = ("site-packages", "dist-packages")
 _STDLIB = sysconfig.get_paths()["stdlib"]
 _NO_SOURCE_LINE = "Could not get source, probably due dynamically evaluated source code."
@@ -336,7 +337,7 @@ def _frame_kind(entry: str) -> Literal["user", "harness", "internal", "library"]
         return "user"  # a notebook cell, or code compiled as "<string>"
     if any(marker in path for marker in _INTERNAL_MARKERS):
         return "internal"
-    if path.endswith(_HARNESS_MARKER):
+    if path.endswith(_HARNESS_MARKERS):
         return "harness"
     if any(marker in path for marker in _LIBRARY_MARKERS) or path.startswith(_STDLIB):
         return "library"

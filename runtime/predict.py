@@ -1,7 +1,7 @@
 """Predictions for new rows from a finished run's fitted models, without retraining.
 
 A run keeps every fold's fitted `Features` and `Model` of each attempt (the harness pickles
-them into `tracks/<track>/attempt_<n>/models/`), and submit writes `model.json`: the winning
+them into `tracks/<track>/attempt_<n>/models/`, runtime/saved_models.py), and submit writes `model.json`: the winning
 blend's members, their exact weights and params. Here each member's folds predict the new
 rows exactly as the harness predicted the test rows (their average, in fold order), the members
 are blended with the same weights, and the result is formatted like the submission. Where the
@@ -21,7 +21,6 @@ This runs the run's generated modules in the caller's process, as solution.py do
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,10 @@ import numpy as np
 import pandas as pd
 
 from runtime.data import TaskInputError, feature_columns, key_columns, label_key, understand_values, with_image_paths
+from runtime.saved_models import MODELS_DIR, fold_models, full_model, load_models
 from runtime.submission import submission_frame
 
 MANIFEST = "model.json"
-MODELS_DIR = "models"  # in an attempt's folder: fold_<k>.pkl, each fold's fitted (Features, Model)
-FULL_MODEL = "full.pkl"  # beside them, when the plan refits: the (Features, Model) fitted on all rows
 
 
 @dataclass
@@ -63,7 +61,7 @@ class FittedRun:
         self.baseline = np.asarray(manifest.get("baseline")) if manifest.get("baseline") is not None else None
         self.members = [Member(m["name"], m["weight"], self.run_dir / m["attempt"], m["params"]) for m in manifest["members"]]
         for m in self.members:
-            if not sorted((m.folder / MODELS_DIR).glob("fold_*.pkl")):
+            if not fold_models(m.folder):
                 raise TaskInputError(f"{m.name} kept no fitted models ({m.folder / MODELS_DIR}); this run cannot predict "
                                      "new rows without retraining")
 
@@ -121,18 +119,18 @@ class FittedRun:
                              f"under {root}) or a column '{column}' of image paths")
 
     def _member(self, member: Member, X: pd.DataFrame) -> np.ndarray:
-        from runtime.harness import (checked_prediction, encode_rows, load_module, unit_tasks,  # sklearn: only when predicting
-                                     with_full_fit)
+        from runtime.fold_loop import (checked_prediction, encode_rows, load_module, unit_tasks,  # sklearn: only when predicting
+                                       with_full_fit)
 
         features_mod = load_module("features", member.folder / "features.py")
         if getattr(features_mod.Features, "encode", None) is not None:
             X = pd.concat([X, encode_rows(features_mod, self.task, self.profile, member.params, X)], axis=1)
-        folds = sorted((member.folder / MODELS_DIR).glob("fold_*.pkl"), key=lambda p: int(p.stem.split("_")[1]))
+        folds = fold_models(member.folder)
         out = None
         units = unit_tasks(self.task, load_module("model", member.folder / "model.py"))
 
         def predicted(path: Path) -> np.ndarray:
-            fitted = pickle.loads(path.read_bytes())  # one (Features, Model) per unit: one, or one per target column
+            fitted = load_models(path)  # one (Features, Model) per unit: one, or one per target column
             preds = [checked_prediction(unit, model.predict(feats.transform(X)), len(X))
                      for (unit, _), (feats, model) in zip(units, fitted)]
             return preds[0] if len(preds) == 1 and units[0][1] is None else np.column_stack(preds)
@@ -142,8 +140,8 @@ class FittedRun:
             # as the harness sums the test predictions: zeros, plus each fold's share in fold order
             out = np.zeros_like(pred) if out is None else out
             out += pred / len(folds)
-        full = member.folder / MODELS_DIR / FULL_MODEL
-        return with_full_fit(out, predicted(full)) if full.exists() else out
+        full = full_model(member.folder)
+        return with_full_fit(out, predicted(full)) if full is not None else out
 
 
 def load_run(run_dir: str | Path) -> FittedRun:

@@ -7,8 +7,8 @@ Each peer is installed once by this script into its own venv under `.bench/venvs
 (AutoGluon pins its own pandas, so the peers cannot share iml's venv) and runs through a
 small runner in `scripts/peers/`, as its own process, on the same train/test files iml gets.
 A runner writes its test predictions in the model contract's form; the bench turns them into
-a submission with iml's own formatter (`nodes.submit.format_submission`), so every system's
-file is judged by the same `validate_submission` and graded by the same
+a submission with iml's own formatter (`runtime.submission_file.format_submission`), so every
+system's file is judged by the same `validate_submission` and graded by the same
 `scripts.examples.grade` against the answers the example kept aside.
 
 Measured per run: the graded score, whether the file is valid, wall time, and the peak
@@ -225,11 +225,11 @@ def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
 def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
              split: int = 0) -> tuple[Path, int, float, float]:
     from graph.context import Settings
-    from nodes.analyze import read_task
-    from nodes.submit import format_submission
+    from runtime.task_reader import read_task
+    from runtime.submission_file import format_submission
     from runtime.data import labelled, read_test, read_train
 
-    from runtime.harness import encode_target
+    from runtime.fold_loop import encode_target
 
     task = read_task(task_dir, Settings())
     work = run_folder(root, name, split) / f"{peer.name}-seed{seed}"
@@ -266,7 +266,7 @@ def raw_pixels(frame, task):
     own size (the median side, at most 64), grey when the files are grey."""
     import pandas as pd
 
-    from nodes.profile import profile_images
+    from runtime.data_profile import profile_images
     from runtime.images import load_images
 
     paths = frame[task.images.column]
@@ -281,8 +281,8 @@ def raw_pixels(frame, task):
 
 def judge(result: RunResult, task_dir: Path, submission: Path, code: int) -> RunResult:
     from graph.context import Settings
-    from nodes.analyze import read_task
-    from nodes.submit import validate_submission
+    from runtime.task_reader import read_task
+    from runtime.submission_file import validate_submission
     from scripts.examples import grade
 
     if not submission.exists():
@@ -363,7 +363,7 @@ def constant_score(task_dir: Path) -> float:
 
 def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: str = "iml bench") -> BenchReport | None:
     from graph.context import Settings
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
     from runtime.metrics import get_metric
     from scripts.bench_report import normalised, summarize, summary_lines, to_markdown
     from scripts.examples import EXAMPLES

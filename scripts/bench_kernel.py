@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from graph.context import HARNESS_STARTUP, Settings
-from nodes.analyze import read_task
 from nodes.blueprint import make_blueprint
-from nodes.profile import profile_data
 from prompts import render_recipe
+from runtime.data_profile import profile_data
 from runtime.kernel import KernelSession
+from runtime.task_reader import read_task
 from scripts.examples import make_example
 
 PLAIN_ATTEMPT = """

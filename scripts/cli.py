@@ -244,7 +244,7 @@ def cmd_run(args) -> int:
 def _run(args, settings, warm) -> int:
     from graph.context import run_dir_for
     from graph.runner import run_task
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
 
     task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
     for warning in task.warnings:
@@ -423,8 +423,8 @@ def cmd_params(args) -> int:
 
 def cmd_validate(args) -> int:
     from graph.context import Settings
-    from nodes.analyze import read_task
-    from nodes.submit import validate_submission
+    from runtime.submission_file import validate_submission
+    from runtime.task_reader import read_task
 
     task = read_task(args.task_dir, Settings())
     problems = validate_submission(task, args.submission)

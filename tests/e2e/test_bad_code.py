@@ -10,8 +10,8 @@ from stub_openai import Script, ScriptedChatModel
 
 from graph.context import Settings
 from graph.runner import run_task
-from nodes.submit import validate_submission
 from prompts import render_recipe
+from runtime.submission_file import validate_submission
 
 pytestmark = pytest.mark.slow
 

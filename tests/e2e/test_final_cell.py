@@ -65,9 +65,9 @@ def test_a_baseline_blended_in_the_kernel_reads_back_with_its_nan_score(make_tas
     import math
 
     from graph.context import Settings
-    from nodes.analyze import read_task
     from nodes.ensemble import blend_in_kernel
     from runtime.blend import blend
+    from runtime.task_reader import read_task
 
     task = read_task(make_task("binary"), Settings())
     run = tmp_path / "run"

@@ -14,7 +14,7 @@ from stub_openai import DemoAnswers, Script, ScriptedChatModel, StubOpenAIServer
 
 from graph.context import Settings
 from graph.runner import run_task
-from nodes.submit import validate_submission
+from runtime.submission_file import validate_submission
 from prompts import render_recipe
 
 pytestmark = pytest.mark.slow
@@ -173,7 +173,7 @@ def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tm
     assert "The cap was reached" in report
     task = json.loads((out / "task.json").read_text())
     assert task["target"] == "outcome"
-    from nodes.analyze import read_task
+    from runtime.task_reader import read_task
     from graph.context import Settings as S
 
     assert validate_submission(read_task(task_dir, S()), out / "submission.csv") == []

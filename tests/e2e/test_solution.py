@@ -17,8 +17,8 @@ from solution_checks import assert_same_submission, run_isolated
 
 from graph.context import Settings
 from graph.runner import run_status, run_task
-from nodes.solution import render_solution
-from nodes.submit import format_submission, validate_submission
+from runtime.solution import render_solution
+from runtime.submission_file import format_submission, validate_submission
 from runtime.blend import _weighted, baseline
 from runtime.harness import Harness
 from runtime.metrics import get_metric

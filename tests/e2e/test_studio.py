@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from graph.context import Settings, _default_contexts, release_default_context
-from nodes.analyze import read_task
-from nodes.submit import validate_submission
+from runtime.submission_file import validate_submission
+from runtime.task_reader import read_task
 from scripts.examples import make_example
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from nodes.blueprint import blueprint
 from nodes.profile import profile
 from prompts import render_recipe
 from runtime.harness import Harness
-from runtime.predict import MODELS_DIR
+from runtime.saved_models import MODELS_DIR
 
 SLOW_MODEL = '''
 import time

@@ -20,7 +20,7 @@ from nodes.blueprint import blueprint
 from nodes.profile import profile
 from prompts import render_recipe
 from runtime.harness import Harness
-from runtime.predict import FULL_MODEL, MODELS_DIR
+from runtime.saved_models import FULL_MODEL, MODELS_DIR
 
 
 def _planned(root, n_folds: int, refit: bool = True):

@@ -111,7 +111,7 @@ def test_each_recipe_reads_the_images(harness, tmp_path, recipe):
 
 
 def test_pretrained_embeddings_are_efficientnet_features(harness, tmp_path):
-    from runtime.harness import encode_rows, load_module
+    from runtime.fold_loop import encode_rows, load_module
 
     features = load_module("features", _write(tmp_path, "pretrained")["features"])
     enc = encode_rows(features, harness.task, harness.profile, {"image_size": 64}, harness.X.iloc[:8])
@@ -122,7 +122,7 @@ def test_pretrained_embeddings_are_efficientnet_features(harness, tmp_path):
 def test_the_cnn_is_deterministic_and_honours_its_time_cap(harness, tmp_path):
     import time
 
-    from runtime.harness import encode_rows, load_module
+    from runtime.fold_loop import encode_rows, load_module
 
     paths = _write(tmp_path, "neural")
     features_mod, model_mod = load_module("features", paths["features"]), load_module("model", paths["model"])

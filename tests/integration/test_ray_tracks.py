@@ -20,9 +20,9 @@ ray = pytest.importorskip("ray")
 import graph.runner as runner  # noqa: E402
 from graph.context import EventLog, Settings  # noqa: E402
 from graph.runner import run_task  # noqa: E402
-from nodes.analyze import read_task  # noqa: E402
-from nodes.submit import validate_submission  # noqa: E402
 from runtime.cluster import ISOLATE_ENV, RayPool  # noqa: E402
+from runtime.submission_file import validate_submission  # noqa: E402
+from runtime.task_reader import read_task  # noqa: E402
 from scripts.examples import make_example  # noqa: E402
 
 pytestmark = pytest.mark.slow

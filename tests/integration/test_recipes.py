@@ -163,7 +163,7 @@ def test_pretrained_embeds_the_text_once_and_reuses_it(harnesses, tmp_path):
 
 
 def test_neural_recipe_is_deterministic_and_honours_its_time_cap(harnesses, tmp_path):
-    from runtime.harness import load_module
+    from runtime.fold_loop import load_module
 
     h = harnesses["multiclass"]
     model_mod = load_module("model", RECIPES_DIR / "neural" / "model.py")
@@ -207,7 +207,7 @@ def _settings_read(source: str) -> list[str]:
 
 def test_traditional_target_encoding_is_out_of_fold_on_training_rows(harnesses):
     """On the rows fit saw, target encodings come from other rows; elsewhere from all of them."""
-    from runtime.harness import load_module
+    from runtime.fold_loop import load_module
 
     h = harnesses["regression"]
     mod = load_module("features", RECIPES_DIR / "traditional" / "features.py")
@@ -227,7 +227,7 @@ def test_traditional_target_encoding_is_out_of_fold_on_training_rows(harnesses):
 def test_an_mae_task_is_fitted_with_an_absolute_loss():
     """A heavy-tailed target scored by MAE: the recipes' default objective (L1) beats squared error,
     whose mean chases the outliers."""
-    from runtime.harness import load_module
+    from runtime.fold_loop import load_module
 
     rng = np.random.RandomState(0)
     n = 1200

@@ -171,7 +171,7 @@ def test_a_candidate_within_fold_noise_of_its_base_is_called_the_best_nowhere(tr
 
     from rich.console import Console
 
-    from nodes.submit import read_submission_record, record_submission
+    from runtime.submission_file import read_submission_record, record_submission
     from scripts.progress import Progress
 
     state, runtime = tracked
@@ -185,7 +185,7 @@ def test_a_candidate_within_fold_noise_of_its_base_is_called_the_best_nowhere(tr
     noise = np.resize([0.05, -0.07, 0.05], len(real.fold_scores))
     base = real.model_copy(update={"attempt": number, "dir": str(folder), "score": real.score - 0.01,
                                    "fold_scores": [s + d for s, d in zip(real.fold_scores, noise)]})
-    record_submission(Path(state["run_dir"]), runtime.context, kind="anytime", source=f"traditional/attempt_{number}",
+    record_submission(Path(state["run_dir"]), runtime.context.events, kind="anytime", source=f"traditional/attempt_{number}",
                       score=base.score)
     state = {**state, "tracks": {"traditional": track.model_copy(update={"attempts": [base], "best_attempt": number,
                                                                           "score": base.score})}}

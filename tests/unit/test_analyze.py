@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from runtime.data import TaskInputError
+from runtime.task_reader import read_task
 
 
 def test_binary_task_read_from_files_and_description(make_task):
@@ -114,7 +114,7 @@ def test_a_sample_submission_of_some_test_rows_asks_for_those_rows(make_task, tm
     sample's order, said loudly; validation expects them and no others."""
     import numpy as np
 
-    from nodes.submit import format_submission, validate_submission
+    from runtime.submission_file import format_submission, validate_submission
 
     folder = make_task("binary")
     test_ids = pd.read_csv(folder / "test.csv")["row_key"].astype(str).tolist()

@@ -199,7 +199,7 @@ def test_max_train_rows_samples_the_fold_s_training_rows_only():
     import numpy as np
     import pandas as pd
 
-    from runtime.harness import fit_fold
+    from runtime.fold_loop import fit_fold
 
     seen = []
 

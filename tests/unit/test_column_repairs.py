@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nodes.debug import MAX_REPAIRS, column_repairs
-from runtime.harness import repaired
+from runtime.fold_loop import repaired
 from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
 
 

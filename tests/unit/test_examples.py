@@ -232,8 +232,8 @@ def test_the_examples_of_known_failures_carry_their_cause(built: dict[str, Path]
     scored by absolute error; ames: the Kaggle wording of "RMSE of the logs" (read as RMSLE by
     test_description_reads_like_a_competition_page)."""
     from graph.context import Settings
-    from nodes.analyze import read_task
-    from nodes.profile import profile_data
+    from runtime.data_profile import profile_data
+    from runtime.task_reader import read_task
 
     stamps = _read(built["reviews_dated"] / "train.csv")["posted_at"]
     assert stamps.str.endswith("Z").any() and stamps.str.contains(r"[+-]\d\d:\d\d$").any()

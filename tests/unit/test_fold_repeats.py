@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from test_blueprint import _plan, _profile
 
-from runtime.harness import make_fold_sets
+from runtime.fold_loop import make_fold_sets
 from runtime.metrics import get_metric
 from runtime.records import AttemptResult
 from runtime.verdict import beyond_fold_noise

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from graph.context import Settings
-from nodes.analyze import read_task
-from nodes.profile import profile_data
 from runtime import images as images_module
 from runtime.data import TaskInputError, read_test, read_train
+from runtime.data_profile import profile_data
+from runtime.task_reader import read_task
 
 
 def picture(path, colour=(200, 30, 30), size=(12, 10), mode="RGB"):

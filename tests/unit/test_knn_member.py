@@ -8,7 +8,7 @@ from sklearn.datasets import load_digits, load_iris
 from sklearn.metrics import log_loss
 
 from prompts import MEMBERS_DIR
-from runtime.harness import load_module
+from runtime.fold_loop import load_module
 
 FEATURES = load_module("features", MEMBERS_DIR / "knn" / "features.py")
 MODEL = load_module("model", MEMBERS_DIR / "knn" / "model.py")

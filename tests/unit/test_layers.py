@@ -14,20 +14,28 @@ ABOVE = {
     "prompts": {"nodes", "scripts"},
     "nodes": {"scripts"},
 }
-# the graph's assembly wires the nodes in, and the run driver compiles that graph: they alone
-# stand above the nodes (LangGraph's templates keep graph.py beside state.py the same way)
-ASSEMBLY = {"graph/builder.py", "graph/runner.py"}
+# the graph's assembly wires the nodes in: it alone stands above the nodes (LangGraph's templates
+# keep graph.py beside state.py the same way); the run driver compiles what it builds
+ASSEMBLY = {"graph/builder.py"}
+# The command line and the bench reach the nodes only through the graph (graph.runner): the
+# services they use (reading a task, writing and validating submissions, the report) live below.
+# The one exception plans a run folder by hand with the blueprint's rules, to time a kernel.
+SCRIPTS_USING_NODES = {"scripts/bench_kernel.py": {"nodes.blueprint"}}
 
 
-def imported_packages(path: Path) -> set[str]:
+def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
     return found
+
+
+def imported_packages(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in imported_modules(path)}
 
 
 def test_the_scan_sees_function_level_imports(tmp_path):
@@ -44,3 +52,21 @@ def test_a_package_imports_nothing_above_it(package):
         if str(path.relative_to(REPO)) not in ASSEMBLY
     }
     assert {file: names for file, names in uphill.items() if names} == {}
+
+
+def test_scripts_reach_the_nodes_only_through_the_graph():
+    uphill = {
+        str(path.relative_to(REPO)): sorted(name for name in imported_modules(path) if name.split(".")[0] == "nodes"
+                                            and name not in SCRIPTS_USING_NODES.get(str(path.relative_to(REPO)), set()))
+        for path in sorted((REPO / "scripts").rglob("*.py"))
+    }
+    assert {file: names for file, names in uphill.items() if names} == {}
+
+
+def test_nodes_hold_nodes_only():
+    """Every module in nodes/ is a stage (or the track's steps) that the graph's assembly wires in:
+    a service that only nodes, scripts or the bench call belongs below, in runtime/ or graph/."""
+    wired = {name for name in imported_modules(REPO / "graph" / "builder.py") if name.startswith("nodes.")}
+    files = {f"nodes.{path.stem}" for path in (REPO / "nodes").glob("*.py") if path.stem != "__init__"}
+    assert files - wired == set()
+    assert not [p for p in (REPO / "nodes").iterdir() if p.is_dir() and p.name != "__pycache__"]  # no templates, no data

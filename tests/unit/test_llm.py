@@ -14,6 +14,7 @@ from graph.llm import (
     ModuleCode,
     TaskReading,
     client_for,
+    code_from_answer,
     cost_usd,
     describe,
     extract_json,
@@ -67,6 +68,14 @@ def test_prices_are_known_only_for_openai_models_on_openai():
 ])
 def test_markdown_fences_are_stripped(text):
     assert strip_fences(text) == "import numpy as np\nx = 1\n"
+
+
+def test_an_answer_s_modules_lose_their_fences_and_an_empty_one_keeps_the_previous_source():
+    previous = {"features": "class Features: ...\n", "model": "class Model: ...\n"}
+    answer = ModuleCode(features="```python\nclass Features: pass\n```", model="  \n", notes="fixed the encoder")
+    code, notes = code_from_answer(answer, previous)
+    assert code == {"features": "class Features: pass\n", "model": previous["model"]}
+    assert notes == "fixed the encoder (kept the previous model.py: the answer had none)"
 
 
 def test_json_is_salvaged_from_fences_and_prose_but_never_guessed():

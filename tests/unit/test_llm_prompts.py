@@ -6,9 +6,7 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from nodes.blueprint import make_blueprint
-from nodes.profile import profile_data
 from prompts import PROMPTS_DIR
 from prompts.render import (
     PLACEHOLDER,
@@ -23,7 +21,9 @@ from prompts.render import (
     prompt_chars,
     refine_messages,
 )
+from runtime.data_profile import profile_data
 from runtime.records import AttemptResult, ColumnProfile, DataProfile, TargetProfile
+from runtime.task_reader import read_task
 
 ROLES = ("analyze", "blueprint", "generate", "debug", "refine")
 PROMPT_BOUND = 40_000  # characters, about 10k tokens

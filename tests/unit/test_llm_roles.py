@@ -5,9 +5,10 @@ from stub_openai import Script, ScriptedChatModel
 
 from graph.context import Settings
 from graph.llm import LLMClient
-from nodes.analyze import read_task, read_task_with_llm
+from nodes.analyze import read_task_with_llm
 from nodes.blueprint import make_blueprint, plan_with_llm
-from nodes.profile import profile_data
+from runtime.data_profile import profile_data
+from runtime.task_reader import read_task
 
 
 def client(replies: dict) -> LLMClient:

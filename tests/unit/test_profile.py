@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from graph.context import Settings
-from nodes.analyze import read_task
-from nodes.profile import column_kind, profile_data
+from runtime.data_profile import column_kind, profile_data
+from runtime.task_reader import read_task
 
 
 def test_column_kinds():
@@ -55,8 +55,8 @@ def test_the_stages_before_the_tracks_leave_sklearn_out_of_the_framework_s_proce
         "import sys\n"
         "from graph.builder import build_graph\n"
         "from graph.context import Settings\n"
-        "from nodes.analyze import read_task\n"
-        "from nodes.profile import profile_data\n"
+        "from runtime.task_reader import read_task\n"
+        "from runtime.data_profile import profile_data\n"
         "from nodes.blueprint import make_blueprint\n"
         "build_graph().compile()\n"
         "from pathlib import Path\n"

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nodes.report import build_report, stage_times, to_html, to_markdown, write_report
+from runtime.report import build_report, stage_times, to_html, to_markdown, write_report
 from runtime.records import (
     AttemptResult,
     Blueprint,

@@ -1,14 +1,13 @@
-"""solution.py is built from the functions the harness and submit run, never from copies: a
-function re-implemented in solution.py's own text, or a harness function it calls without
-inlining it, fails here."""
+"""solution.py is built from the modules the harness and submit run, whole, never from copies
+or picked parts: a function re-implemented in solution.py's own text, or a framework function it
+calls that no inlined module defines, fails here."""
 
 from __future__ import annotations
 
 import ast
 import inspect
 
-from nodes import solution
-from runtime import data, harness, params, submission
+from runtime import data, fold_loop, harness, params, solution, submission
 
 
 def _defined(source: str) -> set[str]:
@@ -20,7 +19,11 @@ def _called(source: str) -> set[str]:
 
 
 def _framework_names() -> set[str]:
-    return set().union(*(_defined(inspect.getsource(m)) for m in (data, harness, submission, params)))
+    return set().union(*(_defined(inspect.getsource(m)) for m in (data, fold_loop, harness, submission, params)))
+
+
+def _inlined_text() -> str:
+    return "\n\n".join(solution.inlined(name) for name in solution.INLINED)
 
 
 def test_solution_text_defines_nothing_the_framework_defines():
@@ -28,17 +31,38 @@ def test_solution_text_defines_nothing_the_framework_defines():
     assert not own & _framework_names(), own & _framework_names()
 
 
-def test_every_harness_function_solution_calls_is_inlined_from_its_source():
+def test_every_framework_function_solution_calls_is_inlined():
     called = _called(solution.BODY) | _called(solution.MAIN)
-    parts = solution.harness_functions()
-    for name in called & _defined(inspect.getsource(harness)):
-        assert name in solution.HARNESS_PARTS, f"solution.py calls harness.{name} without inlining it"
-    for name in solution.HARNESS_PARTS:
-        if name != "MULTI":
-            assert inspect.getsource(getattr(harness, name)) in parts, name
-    inlined = solution.inlined(data) + solution.inlined(submission)
-    for name in called & (_defined(inspect.getsource(data)) | _defined(inspect.getsource(submission))):
-        assert f"def {name}(" in inlined, name
+    text = _inlined_text()
+    assert called & _defined(inspect.getsource(fold_loop)), "the script runs the fold loop"
+    for name in called & _framework_names():
+        assert f"def {name}(" in text or f"class {name}" in text, f"solution.py calls {name} without inlining it"
+
+
+def test_the_fold_loop_is_inlined_as_the_whole_module():
+    text = _inlined_text()
+    tree = ast.parse(inspect.getsource(fold_loop))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            assert inspect.getsource(getattr(fold_loop, node.name)) in text, node.name
+        elif isinstance(node, ast.Assign):
+            assert ast.get_source_segment(inspect.getsource(fold_loop), node) in text
+    assert "from runtime" not in text and "import runtime" not in text  # its imports of iML are the inlined modules
+
+
+def test_inlining_reads_the_fold_loop_without_importing_sklearn():
+    """The framework's process renders solution.py without sklearn (~60 MB): the modules are read, not imported."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\nfrom runtime.solution import INLINED, inlined\n"
+            "assert 'def fold_fits(' in ''.join(inlined(n) for n in INLINED)\n"
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_the_run_and_the_script_share_the_loop_over_folds():

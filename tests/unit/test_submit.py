@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 
 from graph.context import Settings
-from nodes.analyze import read_task
-from nodes.submit import format_submission, validate_submission
+from runtime.submission_file import format_submission, validate_submission
+from runtime.task_reader import read_task
 
 
 def _roundtrip(task, pred, tmp_path):

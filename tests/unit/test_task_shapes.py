@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from graph.context import Settings
-from nodes.analyze import read_task
 from runtime.data import TaskInputError
+from runtime.task_reader import read_task
 
 
 def table(n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -158,7 +158,7 @@ def refused_several(tmp_path, values):
 def test_no_id_and_columns_copied_from_the_test_rows(tmp_path):
     """detecting-insults' shape: no id; the submission repeats the test rows' Date and Comment
     beside the prediction, and rows are matched by their order."""
-    from nodes.submit import format_submission, validate_submission
+    from runtime.submission_file import format_submission, validate_submission
 
     folder = tmp_path / "t"
     folder.mkdir()

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from graph.context import EventLog, RunContext, Settings
-from nodes.analyze import read_task
-from nodes.submit import offer_submission, read_submission_record
 from nodes.track import summarize_track
 from runtime.metrics import get_metric
 from runtime.records import AttemptResult
+from runtime.submission_file import offer_submission, read_submission_record
+from runtime.task_reader import read_task
 from runtime.verdict import best_standing, replaces, stands
 
 
@@ -51,12 +51,12 @@ def test_the_anytime_submission_is_not_replaced_by_a_candidate_refine_did_not_ke
         np.save(folder / "test.npy", np.full(48, score))
         return _attempt(n, source, score, folder, **fields)
 
-    assert offer_submission(task, run_dir, scored(1, "recipe", 0.80), ctx)
+    assert offer_submission(task, run_dir, scored(1, "recipe", 0.80), ctx.events)
     candidate = scored(2, "refine", 0.81)  # executed, not judged yet: execute offers every attempt
-    assert not offer_submission(task, run_dir, candidate, ctx)
-    assert not offer_submission(task, run_dir, candidate.model_copy(update={"kept": False}), ctx)  # judged: within noise
+    assert not offer_submission(task, run_dir, candidate, ctx.events)
+    assert not offer_submission(task, run_dir, candidate.model_copy(update={"kept": False}), ctx.events)  # judged: within noise
     assert read_submission_record(run_dir)["source"] == "traditional/attempt_1"
-    assert offer_submission(task, run_dir, candidate.model_copy(update={"kept": True}), ctx)  # judged: beyond noise
+    assert offer_submission(task, run_dir, candidate.model_copy(update={"kept": True}), ctx.events)  # judged: beyond noise
     assert read_submission_record(run_dir)["source"] == "traditional/attempt_2"
     said = [line for line in (run_dir / "events.jsonl").read_text().splitlines() if '"submission"' in line]
     assert len(said) == 2 and "attempt_1" in said[0] and "attempt_2" in said[1]

@@ -1,89 +1,44 @@
 """solution.py: the run's winning code as one standalone script.
 
 `python solution.py TASK_DIR OUT.csv` reproduces submission.csv in a fresh process without
-iML: it repeats the harness's folds (make_folds and label_key are copied in from the harness
-source, so the two cannot drift apart), fits each member's Features and Model once per fold
-exactly as the harness does, averages the fold models' test predictions (mixed with a fit on
-all rows where the run made one), blends the members with the ensemble's weights, and formats
-the result like the sample submission.
+iML: it holds the runtime modules it needs as their whole text (the data readers, the
+submission's format, the fold loop: `inlined`, so the two cannot drift apart), repeats the
+harness's folds, fits each member's Features and Model once per fold exactly as the harness
+does, averages the fold models' test predictions (mixed with a fit on all rows where the run
+made one), blends the members with the ensemble's weights, and formats the result like the
+sample submission.
 
-submit writes it; the report links to it.
+submit writes it; the report links to it. It reads records and the run folder only (the run's
+state is a mapping of records here: graph.state.IMLState), so it sits below the graph.
 """
 
 from __future__ import annotations
 
 import ast
-import inspect
+import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from runtime.blend import exact_weights, member_attempts
 
-from graph.state import IMLState
-from runtime import data as data_module
-from runtime import errors as errors_module
-from runtime import images as images_module
-from runtime import params as params_module
-from runtime import submission as submission_module
-from runtime.records import AttemptResult, EnsembleResult, TrackResult
+# The runtime modules solution.py holds, whole, in this order: the tables' reading, the
+# submission's format, and the fold loop the harness runs (its folds, the target's encoding,
+# one fold's fit and the loop over folds).
+INLINED = ("runtime.errors", "runtime.data", "runtime.submission", "runtime.fold_loop")
 
 
-def _harness_source() -> str:
-    """runtime/harness.py's text, read rather than imported: importing it would bring sklearn and
-    scipy (~1 s, ~60 MB) into the framework's process, which needs neither."""
-    import importlib.util
-
-    return Path(importlib.util.find_spec("runtime.harness").origin).read_text()
+def module_source(name: str) -> str:
+    """A runtime module's text, read rather than imported: importing the fold loop would bring
+    sklearn and scipy (~1 s, ~60 MB) into the framework's process, which needs neither."""
+    return Path(importlib.util.find_spec(name).origin).read_text()
 
 
-MAX_ENSEMBLE_STEPS = 64  # hill climbing adds at most MAX_STEPS (25) members; room to spare
-
-
-def member_attempts(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> dict[str, AttemptResult]:
-    """Ensemble member name (a track, or track/attempt_N) -> the attempt whose predictions it used."""
-    found: dict[str, AttemptResult] = {}
-    for name in ensemble.weights:
-        track_name, _, attempt = name.partition("/")
-        track = tracks.get(track_name)
-        if track is None:
-            raise ValueError(f"ensemble member {name!r} is not a track of this run")
-        if attempt:
-            number = int(attempt.removeprefix("attempt_"))
-            match = [a for a in track.attempts if a.attempt == number]
-            if not match:
-                raise ValueError(f"ensemble member {name!r}: no such attempt")
-            found[name] = match[0]
-        elif track.best is not None:
-            found[name] = track.best
-        else:
-            raise ValueError(f"ensemble member {name!r} has no scored attempt")
-    return found
-
-
-def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], ensemble: EnsembleResult) -> dict[str, int | float]:
-    """The ensemble's integer hill-climbing counts behind its shares (rounded to 4 places),
-    when they can be recovered and reproduce its test predictions exactly; else the shares."""
-    if len(shares) == 1:
-        return {name: 1 for name in shares}
-    try:
-        saved = np.load(ensemble.test_path)
-        tests = {n: np.load(Path(a.dir) / "test.npy") for n, a in members.items()}
-    except OSError:
-        return dict(shares)
-    for total in range(len(shares), MAX_ENSEMBLE_STEPS + 1):
-        counts = {n: round(s * total) for n, s in shares.items()}
-        if sum(counts.values()) != total or any(c < 1 or abs(c / total - shares[n]) > 5.1e-5 for n, c in counts.items()):
-            continue
-        blended = sum(tests[n] * (c / total) for n, c in counts.items())
-        if np.array_equal(blended, saved):
-            return counts
-    return dict(shares)
-
-
-def inlined(module) -> str:
-    """A module's source without its docstring and its imports of iML: solution.py holds the
-    very functions the framework runs, so the two cannot drift apart."""
-    source = inspect.getsource(module)
+def inlined(name: str) -> str:
+    """A module's source (by its dotted name) without its docstring and its imports of iML:
+    solution.py holds the very functions the framework runs, so the two cannot drift apart."""
+    source = module_source(name)
     tree = ast.parse(source)
     lines = source.splitlines()
     drop: set[int] = set()
@@ -93,27 +48,6 @@ def inlined(module) -> str:
         if (is_doc and node is tree.body[0]) or iml_import:
             drop.update(range(node.lineno - 1, node.end_lineno))
     return "\n".join(line for i, line in enumerate(lines) if i not in drop).strip() + "\n"
-
-
-# What solution.py takes from runtime/harness.py, in order: the folds, the target's encoding,
-# and one fold's fit and predictions, so the script runs exactly the loop the run ran.
-HARNESS_PARTS = ("ContractError", "make_folds", "make_fold_sets", "MULTI", "encode_target", "unit_tasks", "ConstantUnit", "repaired", "fit_fold",
-                 "fold_fits", "checked_prediction", "empty_prediction", "contract_prediction", "encode_rows", "join_encoded",
-                 "with_full_fit")
-
-
-def harness_functions() -> str:
-    source = _harness_source()
-    lines = source.splitlines(keepends=True)
-    defined: dict[str, str] = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-            defined[node.name] = "".join(lines[start - 1:node.end_lineno])
-        elif (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
-              and node.targets[0].id in HARNESS_PARTS):  # a constant solution.py takes: a literal
-            defined[node.targets[0].id] = f"{node.targets[0].id} = {ast.literal_eval(node.value)!r}\n"
-    return "\n\n".join(defined[name] for name in HARNESS_PARTS)
 
 
 def literal(text: str) -> str:
@@ -144,7 +78,7 @@ def attempt_full_fit(folder: Path) -> dict | None:
     return full_fit["params"] if "seconds" in full_fit else None
 
 
-def render_solution(state: IMLState, run_dir: Path) -> str:
+def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
     profile_json = (run_dir / "profile.json").read_text()
@@ -181,8 +115,8 @@ def render_solution(state: IMLState, run_dir: Path) -> str:
         f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n"
         f"POWER = {ensemble.power!r}  # log loss: the probabilities' calibration, fitted out of fold (1: none)\n",
         "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py), the submission's format\n"
-        "# (runtime/submission.py) and the harness's folds (runtime/harness.py) " + "-" * 20 + "\n\n",
-        inlined(errors_module) + "\n\n" + inlined(data_module) + "\n\n" + inlined(submission_module) + "\n\n" + harness_functions(),
+        "# (runtime/submission.py) and the harness's loop over folds (runtime/fold_loop.py) " + "-" * 10 + "\n\n",
+        "\n\n".join(inlined(name) for name in INLINED),
         BODY,
         runtime_part(json.loads(task_json)),
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
@@ -198,20 +132,20 @@ def runtime_part(task: dict) -> str:
     """The iML modules the members' code imports, inlined and installed under their names, so they
     run as they ran in the run: runtime.params (the recipes' declared settings) always,
     runtime.images (decoding each image once) for an image task."""
-    modules = [("params", params_module)] + ([("images", images_module)] if task.get("images") else [])
-    parts = ["\n# -- inlined from iML: " + ", ".join(f"runtime/{n}.py" for n, _ in modules)
+    modules = ["params"] + (["images"] if task.get("images") else [])
+    parts = ["\n# -- inlined from iML: " + ", ".join(f"runtime/{n}.py" for n in modules)
              + ", which the members' modules import: installed under those names " + "-" * 10 + "\n\n",
              "sys.modules.setdefault('runtime', types.ModuleType('runtime'))\n"]
-    for name, module in modules:
+    for name in modules:
         upper = name.upper()
-        parts.append(f"{upper}_SOURCE = {literal(inlined(module))}\n"
+        parts.append(f"{upper}_SOURCE = {literal(inlined(f'runtime.{name}'))}\n"
                      f"{name}_module = types.ModuleType('runtime.{name}')\n"
                      f"sys.modules['runtime.{name}'] = {name}_module\n"
                      f"exec(compile({upper}_SOURCE, '<runtime/{name}.py>', 'exec'), {name}_module.__dict__)\n")
     return "".join(parts)
 
 
-def write_solution(state: IMLState, run_dir: Path) -> Path:
+def write_solution(state: Mapping[str, Any], run_dir: Path) -> Path:
     path = run_dir / "solution.py"
     path.write_text(render_solution(state, run_dir))
     return path
@@ -245,7 +179,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 '''
 

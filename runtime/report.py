@@ -9,7 +9,8 @@ token use, the winning code, and the files of the run.
 Both formats come from one list of blocks, built by one function per section and rendered by
 two Jinja2 templates (templates/report.md.j2, report.html.j2), so they say the same thing.
 Everything is read from the state and the run folder on the host: no kernel, no generated
-code runs here.
+code runs here. The state is a mapping of records (graph.state.IMLState), so the report sits
+below the graph and anything (submit, a script) can write it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,9 +32,8 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from graph.state import IMLState
-from nodes.solution import member_attempts
 from runtime.association import ASSOCIATION_BINS, feature_association, read_association
+from runtime.blend import member_attempts
 from runtime.metrics import get_metric
 from runtime.records import DataProfile, TaskSpec, TrackResult
 
@@ -592,7 +593,7 @@ class ReportRun:
     """What every section reads, gathered once from the state and the run folder; the sections
     add their blocks to `doc`, their plots to `plots` and what went wrong to `problems`."""
 
-    state: IMLState
+    state: Mapping[str, Any]
     run_dir: Path
     used_s: float
     doc: Doc = field(default_factory=Doc)
@@ -631,7 +632,7 @@ SECTIONS = (section_summary, section_task, section_data, section_blueprint, sect
             section_code, section_files)
 
 
-def build_report(state: IMLState, run_dir: Path, used_s: float | None = None) -> tuple[Doc, dict[str, bytes], list[str]]:
+def build_report(state: Mapping[str, Any], run_dir: Path, used_s: float | None = None) -> tuple[Doc, dict[str, bytes], list[str]]:
     """The report's blocks, its plots (file name -> PNG) and the problems met while making it."""
     if used_s is None:
         times = run_times(read_events(run_dir))
@@ -662,7 +663,7 @@ FILES = [
 ]
 
 
-def write_report(state: IMLState, run_dir: str | Path, used_s: float | None = None) -> tuple[Path, Path]:
+def write_report(state: Mapping[str, Any], run_dir: str | Path, used_s: float | None = None) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     doc, plots, _ = build_report(state, run_dir, used_s)
     if plots:
