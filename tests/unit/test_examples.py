@@ -324,3 +324,44 @@ def test_taxi_fares_has_the_competition_shape_at_any_size(tmp_path):
 def test_rows_is_refused_for_an_example_of_fixed_size(tmp_path):
     with pytest.raises(ValueError, match="--rows sets the size of taxi_fares alone"):
         make_example("iris", tmp_path / "iris", rows=10)
+
+
+def test_the_shapes_iml_trailed_on_keep_their_shape(built: dict[str, Path]) -> None:
+    """Issue 33's shapes: what made each one that shape (size, column kinds, imbalance, p >> n,
+    a text column beside an id-like code, an arrival date) is in the files iml reads, and the
+    profile sees it, so a bench on them measures that shape and not another."""
+    from graph.context import Settings
+    from nodes.analyze import read_task
+    from nodes.profile import profile_data
+
+    def kinds(name: str) -> dict[str, str]:
+        return {c.name: c.kind for c in profile_data(read_task(built[name], Settings())).columns}
+
+    def features(name: str) -> pd.DataFrame:
+        meta = _meta(built[name])
+        return _read(built[name] / "train.csv").drop(columns=[str(meta["id"]), str(meta["target"])])
+
+    spam = features("email_spam")
+    assert spam.shape[1] == 6 and set(kinds("email_spam").values()) == {"numeric"}
+    assert (spam.skew() > 2).all()  # counts with long right tails
+
+    caravan = _read(built["caravan_insurance"] / "train.csv")
+    assert caravan.shape[1] - 2 == 85 and 0.05 < caravan["Purchase"].eq("Yes").mean() < 0.07
+
+    store = kinds("superstore_profit")
+    assert sum(k == "categorical" for k in store.values()) >= 7 and store["Country"] == "constant"
+    profit = _read(built["superstore_profit"] / "train.csv")["Profit"]
+    assert (profit < 0).mean() > 0.1 and profit.abs().max() > 50 * profit.abs().median()  # losses and a long tail
+
+    pixels = features("mnist_784")
+    assert pixels.shape[1] == 784 and pixels.to_numpy().max() == 255
+    assert _read(built["mnist_784"] / "train.csv")["label"].nunique() == 10
+
+    speech = features("parkinsons_speech")
+    assert len(speech) == 201 and speech.shape[1] == 751 and speech.shape[1] > 3 * len(speech)
+
+    reviews = features("food_reviews")
+    assert kinds("food_reviews")["review"] == "text" and reviews["product"].nunique() > 0.9 * len(reviews)
+
+    hotel = kinds("hotel_rates")
+    assert hotel["arrival_date"] == "datetime" and sum(k == "categorical" for k in hotel.values()) >= 8
