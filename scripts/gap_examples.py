@@ -80,7 +80,9 @@ def load_hotel_rates() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- pages
-# Placeholders as in scripts.examples: {n_train} {n_test} {n_cols} {submission}.
+# Placeholders as in scripts.examples: {n_train} {n_test} {n_cols} {submission}. A binary page quotes
+# its positive class alone: a page that quotes both labels leaves the rule-based reader to take the
+# minority class as the positive one (control speakers, not PD: every system's AUC came out inverted).
 
 DESC_EMAIL_SPAM = """# Spam or Not
 
@@ -191,8 +193,8 @@ DESC_PARKINSONS = """# Parkinson's Disease From Speech
 Each of 252 people sustained the vowel "a" into a microphone, and from the recordings of each
 person {n_cols} numbers were computed: `gender` and voice measurements (jitter, shimmer, pitch
 period entropy, mel-frequency cepstral coefficients, wavelet and tunable-Q wavelet transform
-features, ...). Some of the speakers have Parkinson's disease (`PD`),
-the others are healthy controls (`control`). There are far more columns than people.
+features, ...). Some of the speakers have Parkinson's disease (`class` is `PD`),
+the others are healthy controls. There are far more columns than people.
 
 ## Evaluation
 
@@ -214,7 +216,7 @@ DESC_FOOD_REVIEWS = """# Fine Food Reviews
 ## Overview
 
 Reviews of fine foods sold online: the `product` code the review is about and the `review`
-text. A review's `score` is `great` when its writer gave five stars and `other` otherwise.
+text. A review's `score` is `great` when its writer gave five stars (and other when not).
 Predict the probability that each test review is `great`.
 
 ## Evaluation

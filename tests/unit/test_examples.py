@@ -334,6 +334,11 @@ def test_the_shapes_iml_trailed_on_keep_their_shape(built: dict[str, Path]) -> N
     from nodes.analyze import read_task
     from nodes.profile import profile_data
 
+    for name in ("email_spam", "caravan_insurance", "parkinsons_speech", "food_reviews"):
+        # the page names the positive class so the reader takes it (not the minority): an inverted
+        # class order scores every system's probabilities upside down
+        assert read_task(built[name], Settings()).classes[-1] == _meta(built[name])["positive_class"], name
+
     def kinds(name: str) -> dict[str, str]:
         return {c.name: c.kind for c in profile_data(read_task(built[name], Settings())).columns}
 
