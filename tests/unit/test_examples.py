@@ -331,8 +331,8 @@ def test_the_shapes_iml_trailed_on_keep_their_shape(built: dict[str, Path]) -> N
     a text column beside an id-like code, an arrival date) is in the files iml reads, and the
     profile sees it, so a bench on them measures that shape and not another."""
     from graph.context import Settings
-    from nodes.analyze import read_task
-    from nodes.profile import profile_data
+    from runtime.data_profile import profile_data
+    from runtime.task_reader import read_task
 
     for name in ("email_spam", "caravan_insurance", "parkinsons_speech", "food_reviews"):
         # the page names the positive class so the reader takes it (not the minority): an inverted
