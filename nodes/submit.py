@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext
 from graph.state import IMLState
+from prompts.imports import library_modules
 from runtime.blend import exact_weights, member_attempts
 from runtime.predict import MANIFEST
 from runtime.records import EnsembleResult, TrackResult
@@ -83,7 +84,7 @@ def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
     is logged as an event and in report.md, and never costs the run its submission."""
     record_llm_budget(run_dir, ctx)
     for name, write in (("model", lambda: write_manifest(state, run_dir)),
-                        ("solution", lambda: write_solution(state, run_dir)),
+                        ("solution", lambda: write_solution(state, run_dir, library_modules)),
                         ("report", lambda: write_report(state, run_dir, used_s=ctx.elapsed_s()))):
         try:
             written = write()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 import sys
 import time
 import types
@@ -62,6 +63,37 @@ def to_dense_float(X: Any) -> np.ndarray | None:
         return numeric.to_numpy(dtype=float) if numeric.shape[1] == X.shape[1] else None
     arr = np.asarray(X)
     return arr.astype(float) if arr.dtype.kind in "biuf" else None
+
+
+def features_source(features_mod: types.ModuleType) -> str:
+    """The text of the features module and of the modules its Features inherits from (a recipe
+    it extends): the params any of them names can change what encode computes."""
+    files = [getattr(features_mod, "__file__", None)]
+    for cls in features_mod.Features.__mro__[1:]:
+        try:
+            files.append(inspect.getsourcefile(cls))
+        except TypeError:  # a built-in class (object)
+            continue
+    return "".join(Path(f).read_text() for f in dict.fromkeys(files) if f and Path(f).is_file())
+
+
+def encode_source(features_cls: type) -> str:
+    """The source of `encode` and of what decides its output: __init__ (it sets what encode reads)
+    and every method either reaches through `self.` — inherited ones too, so a module that
+    extends a recipe and changes one step encode calls gets its own cache."""
+    seen, todo, parts = set(), ["encode", "__init__"], []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            source = inspect.getsource(getattr(features_cls, name))
+        except (AttributeError, TypeError, OSError):  # an attribute, not a method
+            continue
+        parts.append(source)
+        todo += re.findall(r"\bself\.(\w+)", source)
+    return "".join(parts)
 
 
 def attempt_device() -> str:
@@ -383,10 +415,10 @@ class Harness:
             return X, X_test
         # Keyed by the params the features module can read (its source names them), so a
         # model-only change (refine moving the head's C) reuses the embeddings.
-        source = Path(features_mod.__file__).read_text() if getattr(features_mod, "__file__", None) else ""
+        source = features_source(features_mod)
         used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source
                 or k in REPAIR_PARAMS}
-        key = hashlib.sha1((inspect.getsource(encode) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
+        key = hashlib.sha1((encode_source(features_mod.Features) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
         if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
             # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.
             rows = pd.concat([X, X_test], ignore_index=True)

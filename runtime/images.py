@@ -77,3 +77,32 @@ def stats() -> dict:
     """What this process decoded: cached images, their memory, and the files that failed."""
     return {"cached": len(_cache), "cached_mb": round(_cached_bytes / 1e6, 1), "failed": len(_failed),
             "failed_examples": dict(list(_failed.items())[:5])}
+
+
+# packages whose pretrained image encoders a user's setting may name ("<package>:<model>"); not
+# dependencies of iML: used only where a user installed one and cached its weights
+HUB_PACKAGES = ("timm", "torchvision")
+
+
+def hub_encoder(name: str):
+    """The pretrained encoder `name` ("timm:<model>" or "torchvision:<model>") as a torch module
+    that returns features, its classifier head removed. Nothing downloads offline: the weights
+    must be in the package's local cache. ValueError, in one line, when the package is missing."""
+    import importlib
+
+    package, _, model = name.partition(":")
+    if package not in HUB_PACKAGES:
+        raise ValueError(f"image_model {name!r}: a hub name starts with one of {', '.join(HUB_PACKAGES)} and a colon")
+    try:
+        hub = importlib.import_module(package)
+    except ImportError:
+        raise ValueError(f"image_model {name!r} needs the {package} package (pip install {package})") from None
+    if package == "timm":
+        return hub.create_model(model, pretrained=True, num_classes=0)
+    import torch
+
+    net = hub.models.get_model(model, weights="DEFAULT")
+    for head in ("fc", "classifier", "heads", "head"):
+        if hasattr(net, head):
+            setattr(net, head, torch.nn.Identity())
+    return net

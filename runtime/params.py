@@ -251,6 +251,7 @@ NEURAL = Space(
           "16 on CPU, 32 on GPU   channels of the CNN's first block (cost grows with its square)"),
     Param("flip", bool, True, "true   random horizontal flips of training images"),
     Param("crop", bool, True, "true   random shifts of training images"),
+    _log_target(),
     # the features
     Param("max_levels", int, 1000, "1000   most levels a categorical keeps"),
     Param("min_count", int, lambda d: 1 if d.n < 5_000 else 2, "1 (n < 5k rows), 2 above   occurrences a level needs"),
@@ -279,9 +280,10 @@ PRETRAINED = Space(
     Param("token_budget", float, lambda d: float("inf") if d.gpu else 200_000.0,
           "200_000 on CPU (~1 min on 2 cores), unlimited on GPU"),
     Param("batch_size", int, lambda d: 256 if d.gpu else 64, "64 on CPU, 256 on GPU"),
-    Param("image_model", object, None, "efficientnet-lite0   or timm:<name>, torchvision:<name>, a local weights file"),
+    Param("image_model", object, None, "efficientnet-lite0   or a local weights file (a torch module, a Lite0 state dict)"),
     Param("image_size", int, None, "224 on GPU; on CPU the largest that fits image_seconds"),
     Param("image_seconds", float, 60.0, "60   CPU seconds the image encoder may take for all rows (sets image_size)"),
+    _log_target(),
     _seed(),
 )
 
@@ -290,6 +292,7 @@ LINEAR = Space(
     Param("C", float, 1.0, "1.0   inverse regularisation (Ridge alpha = 1 / C)", 1e-4, 1e4, True, (3.0, 0.33)),
     Param("min_count", int, 2, "2   occurrences a level needs for its own one-hot column"),
     Param("text_max_features", int, 50_000, "50000   TF-IDF vocabulary per text column"),
+    _log_target(),
     _seed(),
 )
 
@@ -314,6 +317,7 @@ EXTRATREES = Space(
     Param("min_samples_leaf", int, lambda d: 1 if d.n < 2_000 else 3, "1 (n < 2k), 3 above", 1, 50, True, (3.0,), -0.3),
     Param("n_estimators", int, 300, "300", check=20),
     Param("n_jobs", int, lambda d: _threads(), "OMP_NUM_THREADS (the kernel's cores)"),
+    _log_target(),
     _seed(),
 )
 
@@ -325,6 +329,7 @@ KNN = Space(
           "for 20+ non-negative columns in one range (pixels)"),
     Param("max_levels", int, 20, "20   one-hot columns per categorical (its commonest levels)"),
     Param("n_jobs", int, lambda d: _threads(), "OMP_NUM_THREADS (the kernel's cores)"),
+    _log_target(),
 )  # no seed: the neighbours are the same whatever it is, so refine never reseeds it
 
 FALLBACK = Space("fallback", _seed())

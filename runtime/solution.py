@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,10 @@ def attempt_full_fit(folder: Path) -> dict | None:
     return full_fit["params"] if "seconds" in full_fit else None
 
 
-def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
+def render_solution(state: Mapping[str, Any], run_dir: Path,
+                    library: Callable[[list[str]], Mapping[str, str]] | None = None) -> str:
+    """library: given the members' sources, the recipe modules they import (name -> text, each
+    after what it imports); the caller knows the recipes (prompts.imports.library_modules)."""
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
     profile_json = (run_dir / "profile.json").read_text()
@@ -86,7 +89,7 @@ def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
     members = member_attempts(state.get("tracks", {}), ensemble) if ensemble.kind != "baseline" else {}
     weights = exact_weights(ensemble.weights, members, ensemble) if members else {}
 
-    member_lines, source_lines = [], []
+    member_lines, source_lines, member_sources = [], [], []
     for i, (name, attempt) in enumerate(members.items()):
         folder = Path(attempt.dir)
         member_lines.append(
@@ -97,6 +100,7 @@ def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
         )
         for module in ("features", "model"):
             source = (folder / f"{module}.py").read_text()
+            member_sources.append(source)
             source_lines.append(f"# {'=' * 20} {name}: {folder.relative_to(run_dir)}/{module}.py {'=' * 20}\n"
                                 f"{module.upper()}_{i} = {literal(source)}\n")
 
@@ -118,7 +122,7 @@ def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
         "# (runtime/submission.py) and the harness's loop over folds (runtime/fold_loop.py) " + "-" * 10 + "\n\n",
         "\n\n".join(inlined(name) for name in INLINED),
         BODY,
-        runtime_part(json.loads(task_json)),
+        runtime_part(json.loads(task_json), library(member_sources) if library is not None else {}),
         "\n# -- the members' modules, as the run executed them " + "-" * 40 + "\n\n",
         "\n".join(source_lines),
         "\n# name, blend weight (relative: divided by the sum of the weights), attempt folder, out-of-fold score,\n# params, modules\n"
@@ -128,26 +132,37 @@ def render_solution(state: Mapping[str, Any], run_dir: Path) -> str:
     return "".join(parts)
 
 
-def runtime_part(task: dict) -> str:
-    """The iML modules the members' code imports, inlined and installed under their names, so they
-    run as they ran in the run: runtime.params (the recipes' declared settings) always,
-    runtime.images (decoding each image once) for an image task."""
-    modules = ["params"] + (["images"] if task.get("images") else [])
-    parts = ["\n# -- inlined from iML: " + ", ".join(f"runtime/{n}.py" for n in modules)
-             + ", which the members' modules import: installed under those names " + "-" * 10 + "\n\n",
-             "sys.modules.setdefault('runtime', types.ModuleType('runtime'))\n"]
-    for name in modules:
-        upper = name.upper()
-        parts.append(f"{upper}_SOURCE = {literal(inlined(f'runtime.{name}'))}\n"
-                     f"{name}_module = types.ModuleType('runtime.{name}')\n"
-                     f"sys.modules['runtime.{name}'] = {name}_module\n"
-                     f"exec(compile({upper}_SOURCE, '<runtime/{name}.py>', 'exec'), {name}_module.__dict__)\n")
+# The modules for generated code that solution.py always carries, whole and under their names:
+# the recipes' declared settings and the steps they share (runtime.images joins them on an
+# image task)
+CARRIED = ("runtime.params", "runtime.recipe_steps")
+
+
+def runtime_part(task: dict, library: Mapping[str, str] = {}) -> str:  # noqa: B006 - read, never changed
+    """The iML modules the members' code imports, each whole (its imports of the others kept) and
+    installed under its name, so the members run as they ran in the run: CARRIED, runtime.images
+    for an image task, then `library`, the recipe modules the members import (name -> text)."""
+    texts = {name: module_source(name) for name in (*CARRIED, *(["runtime.images"] if task.get("images") else []))}
+    texts.update({name: text for name, text in library.items() if name not in texts})
+    parts = ["\n# -- carried from iML: " + ", ".join(texts) + ", which the members' modules import: "
+             "installed under those names " + "-" * 10 + "\n\n"]
+    for name, text in texts.items():
+        packages = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        variable = name.replace(".", "_")
+        parent, _, leaf = name.rpartition(".")
+        parts.append("".join(f"sys.modules.setdefault({p!r}, types.ModuleType({p!r}))\n" for p in packages)
+                     + f"{variable}_SOURCE = {literal(text)}\n"
+                     f"{variable} = types.ModuleType({name!r})\n"
+                     f"sys.modules[{name!r}] = {variable}\n"
+                     f"setattr(sys.modules[{parent!r}], {leaf!r}, {variable})\n"
+                     f"exec(compile({variable}_SOURCE, {'<' + name + '>'!r}, 'exec'), {variable}.__dict__)\n")
     return "".join(parts)
 
 
-def write_solution(state: Mapping[str, Any], run_dir: Path) -> Path:
+def write_solution(state: Mapping[str, Any], run_dir: Path,
+                   library: Callable[[list[str]], Mapping[str, str]] | None = None) -> Path:
     path = run_dir / "solution.py"
-    path.write_text(render_solution(state, run_dir))
+    path.write_text(render_solution(state, run_dir, library))
     return path
 
 

@@ -4,6 +4,8 @@ constant baseline."""
 
 from __future__ import annotations
 
+import re
+
 import shutil
 import subprocess
 import sys
@@ -78,13 +80,13 @@ def test_solution_reproduces_the_submission(kind, solved_run, tmp_path):
     task_dir, run_dir = solved_run(kind)
     script = run_dir / "solution.py"
     source = script.read_text()
-    # iML is never imported: the only imports of its names are the recipes' runtime.params (their
-    # declared settings) and runtime.images (inside the image branch of `encode`), which
-    # solution.py inlines and installs itself
-    imports = [line.strip() for line in source.splitlines() if re_imports_iml(line)]
-    assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data",
-                            "from runtime.params import SPACES, Data, learns_log"}, imports
-    assert "sys.modules['runtime.params'] = params_module" in source
+    # iML is never imported: the only imports of its names are of the modules for generated code
+    # (runtime.params, runtime.recipe_steps, runtime.images, a recipe a member extends), which
+    # solution.py carries and installs itself
+    imports = [line.split()[1] for line in source.splitlines() if re_imports_iml(line)]
+    installed = set(re.findall(r"^sys\.modules\['([\w.]+)'\] = ", source, re.MULTILINE))
+    assert imports and set(imports) <= installed, (imports, installed)
+    assert {"runtime.params", "runtime.recipe_steps"} <= installed
     # 3 folds: the members were fitted on all rows too (a refine candidate only when it beat what it
     # moved from), and solution.py repeats that fit
     assert "'full_fit': {" in source

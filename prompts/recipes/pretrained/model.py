@@ -1,7 +1,7 @@
 """Pretrained track, model: a linear head on the sentence embeddings, stacked with the table.
 
 The head reads the embedding columns (`enc_*`): LogisticRegression, or Ridge on the
-standardised target (log1p first for RMSLE). Its C is picked from `C_grid` by out-of-fold
+standardised target (log1p first where runtime.recipe_steps.log_target says so). Its C is picked from `C_grid` by out-of-fold
 loss over `inner_folds` folds of the training rows. When the table has other columns,
 LightGBM (with the metric's objective: L1 for MAE) then combines the head's prediction (out of fold on the training rows, so it is as
 noisy there as on new rows) with them, with early stopping on the fold's validation part;
@@ -16,29 +16,40 @@ inner folds chose, so refine moves it from there.
 import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import KFold, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from runtime.params import SPACES, Data
+from runtime.recipe_steps import (
+    TargetScale,
+    as_prediction,
+    class_probabilities,
+    in_class_order,
+    inner_folds,
+)
 
 TREE_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "n_jobs", "early_stopping_rounds")
 
 
 class Model:
+    """A linear head on the embeddings (enc_*), then LightGBM on its prediction beside the table."""
+
     def __init__(self, task: dict, params: dict):
         self.task = task
         self.params = params
         self.kind = task["task_type"]
-        self.log_target = task["metric"] == "rmsle"
         self.k = len(task.get("classes") or [])
         self.resolved = SPACES["pretrained"].resolve(params, Data(n=0))
         self.seed = self.resolved["seed"]
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        """Fit the head (C chosen over inner folds), then the trees on its out-of-fold
+        prediction and the other columns, early stopping on the validation part."""
         y = np.asarray(y)
         self.enc = [c for c in X.columns if str(c).startswith("enc_")]
         self.rest = [c for c in X.columns if c not in self.enc]
         self.head = self.trees = None
+        self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y, standardise=True) \
+            if self.kind == "regression" else None
         stacked = X[self.rest]
         if self.enc:
             E = X[self.enc].to_numpy(dtype=np.float64)
@@ -56,27 +67,23 @@ class Model:
         return self
 
     def predict(self, X) -> np.ndarray:
+        """Regression: values on the target's scale; classification: probabilities in the task's order."""
         head = self._head_predict(X[self.enc].to_numpy(dtype=np.float64)) if self.enc else None
         if self.trees is None:
             if self.kind == "regression":
-                return np.expm1(head[:, 0]) if self.log_target else head[:, 0]
+                return self.target.unlogged(head[:, 0])
             return head[:, 0] if self.kind == "binary" else head
         data = X[self.rest] if head is None else self._with_head(X[self.rest], head)
         if self.kind == "regression":
-            pred = self.trees.predict(data)
-            return np.expm1(pred) if self.log_target else pred
-        # A rare class can be absent from a fold's training part: place the columns the
-        # model knows into the task's full class order.
-        proba = np.zeros((X.shape[0], self.k))
-        proba[:, self.trees.classes_] = self.trees.predict_proba(data)
-        return proba[:, 1] if self.kind == "binary" else proba
+            return self.target.unlogged(self.trees.predict(data))
+        return as_prediction(self.kind, class_probabilities(self.trees, data, self.k))
 
     # -- the linear head ------------------------------------------------------------------
 
     def _fit_head(self, E: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Fit the head on all rows; return its out-of-fold predictions for those rows."""
         target = self._head_target(y)
-        folds = self._inner_split(len(y), y)
+        folds = inner_folds(len(y), y, self.resolved["inner_folds"], self.kind, self.seed)
         r = SPACES["pretrained"].resolve(self.params, Data(n=len(y)))
         grid = [r["C"]] if r["C"] is not None else [float(c) for c in r["C_grid"]]
         best = None
@@ -94,43 +101,34 @@ class Model:
         return oof
 
     def _head_target(self, y: np.ndarray) -> np.ndarray:
-        if self.kind != "regression":
-            return y.astype(int)
-        v = np.log1p(np.clip(y.astype(float), 0, None)) if self.log_target else y.astype(float)
-        self.y_mean, self.y_std = float(v.mean()), float(v.std()) or 1.0
-        return (v - self.y_mean) / self.y_std
+        """The head's target: class codes, or the value on the standardised (logged) scale."""
+        return self.target.forward(y) if self.kind == "regression" else y.astype(int)
 
     def _linear(self, C: float):
+        """Ridge (alpha = 1 / C) or LogisticRegression (C)."""
         return Ridge(alpha=1.0 / C) if self.kind == "regression" else LogisticRegression(C=C, max_iter=1000)
 
     def _head_predict(self, E: np.ndarray) -> np.ndarray:
-        """Regression: (n, 1) on the training scale (log1p for RMSLE); binary: (n, 1) P(class 1);
-        multiclass: (n, k) probabilities in the task's class order."""
+        """Regression: (n, 1) on the training scale (log1p where the target is logged); binary:
+        (n, 1) P(class 1); multiclass: (n, k) probabilities in the task's class order."""
         if self.kind == "regression":
-            return (self.head.predict(E) * self.y_std + self.y_mean).reshape(-1, 1)
-        proba = np.zeros((E.shape[0], max(self.k, 2)))
-        proba[:, self.head.classes_] = self.head.predict_proba(E)
+            return self.target.unstandardised(self.head.predict(E)).reshape(-1, 1)
+        proba = in_class_order(self.head.predict_proba(E), self.head.classes_, max(self.k, 2))
         return proba[:, 1:2] if self.kind == "binary" else proba
 
     def _head_loss(self, target: np.ndarray, pred: np.ndarray) -> float:
+        """Squared error on the training scale, or log loss: what picks C."""
         if self.kind == "regression":
-            return float(np.mean((target * self.y_std + self.y_mean - pred[:, 0]) ** 2))
+            return float(np.mean((self.target.unstandardised(target) - pred[:, 0]) ** 2))
         if self.kind == "binary":
             p = np.where(target == 1, pred[:, 0], 1 - pred[:, 0])
         else:
             p = pred[np.arange(len(target)), target]
         return float(-np.mean(np.log(np.clip(p, 1e-7, 1))))
 
-    def _inner_split(self, n: int, y: np.ndarray) -> list:
-        k = max(2, min(self.resolved["inner_folds"], n // 2))
-        if self.kind != "regression":
-            counts = np.bincount(y.astype(int))
-            if counts[counts > 0].min() >= k:
-                return list(StratifiedKFold(k, shuffle=True, random_state=self.seed).split(np.zeros(n), y))
-        return list(KFold(k, shuffle=True, random_state=self.seed).split(np.zeros(n)))
-
     @staticmethod
     def _with_head(table, head: np.ndarray):
+        """The table with the head's prediction as columns text_pred0.."""
         table = table.reset_index(drop=True).copy()
         for j in range(head.shape[1]):
             table[f"text_pred{j}"] = head[:, j]
@@ -139,6 +137,8 @@ class Model:
     # -- LightGBM on the head's prediction + the table ------------------------------------
 
     def _fit_trees(self, X, y, X_valid, y_valid):
+        """LightGBM (the metric's objective for regression, on the logged scale where the target
+        is logged), early stopping on the validation part."""
         n = X.shape[0]
         p = SPACES["pretrained"].resolve(self.params, Data(n=n))
         self.resolved.update({k: p[k] for k in TREE_KEYS})
@@ -152,9 +152,8 @@ class Model:
             # the metric's own loss: absolute errors are scored by the median, not the mean
             objective = {"mae": "l1", "medae": "l1", "mape": "mape"}.get(self.task.get("metric"), "regression")
             trees = lgb.LGBMRegressor(objective=objective, **config)
-            if self.log_target:
-                y = np.log1p(np.clip(y, 0, None))
-                y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))
+            y = self.target.logged(y)
+            y_valid = None if y_valid is None else self.target.logged(y_valid)
         else:
             trees = lgb.LGBMClassifier(**config)
         fit_args = {}

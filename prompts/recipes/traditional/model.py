@@ -12,9 +12,9 @@ Params: runtime/params.py declares them (SPACES["traditional"]), with their data
 
 
 import lightgbm as lgb
-import numpy as np
 
-from runtime.params import SPACES, Data, folds_side_by_side, learns_log
+from runtime.params import SPACES, Data, folds_side_by_side
+from runtime.recipe_steps import EstimatorModel, TargetScale
 
 # LightGBM's own parameters among the declared ones (the rest are read by this module)
 LGBM_KEYS = ("learning_rate", "num_leaves", "min_child_samples", "n_estimators", "subsample", "colsample_bytree",
@@ -33,11 +33,9 @@ def concurrent_folds(task: dict, profile: dict, params: dict, n_rows: int) -> in
     return folds_side_by_side(n_rows, text="text" in kinds, images="image" in kinds)
 
 
-class Model:
-    def __init__(self, task: dict, params: dict):
-        self.task = task
-        self.params = params
-        self.log_target = False  # decided at fit time, from the training target
+class Model(EstimatorModel):
+    """LGBMRegressor / LGBMClassifier with the metric's objective and early stopping (predict:
+    runtime.recipe_steps.EstimatorModel)."""
 
     def settings(self, n: int, columns: list) -> dict:
         """LightGBM parameters for n training rows and these columns; params override each default."""
@@ -61,42 +59,32 @@ class Model:
             verbose=-1,
         )
 
+    def objective(self) -> str:
+        """The regression objective: the `objective` param, else the metric's own loss (absolute
+        errors are scored by the median, not the mean), else squared error."""
+        return self.resolved["objective"] or OBJECTIVES.get(self.task.get("metric"), "regression")
+
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
-        kind = self.task["task_type"]
-        n = X.shape[0]
-        config = self.settings(n, list(getattr(X, "columns", range(X.shape[1]))))
-        if kind == "regression":
-            # the metric's own loss: absolute errors are scored by the median, not the mean
-            objective = self.resolved["objective"] or OBJECTIVES.get(self.task.get("metric"), "regression")
-            self.model = lgb.LGBMRegressor(objective=objective, **config)
-            y = np.asarray(y, dtype=float)
-            self.log_target = learns_log(self.task.get("metric", ""), self.resolved["log_target"], y)
-            if self.log_target:
-                y = np.log1p(np.clip(y, 0, None))
-                y_valid = None if y_valid is None else np.log1p(np.clip(y_valid, 0, None))
+        """Fit LightGBM on the training part (on log1p(y) where the target scale says so), early
+        stopping on the validation part."""
+        config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))))
+        if self.kind == "regression":
+            self.model = lgb.LGBMRegressor(objective=self.objective(), **config)
+            self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y)
+            y, y_valid = self.target.forward(y), self.target.forward(y_valid)
         else:
             self.model = lgb.LGBMClassifier(**config)
-        fit_args = {}
-        if X_valid is not None and y_valid is not None:
-            rounds = self.resolved["early_stopping_rounds"]
-            # On separable classes log loss creeps down for ever; stop once it gains < min_delta.
-            delta = self.resolved["min_delta"]
-            stop = lgb.early_stopping(rounds, verbose=False, min_delta=delta)
-            fit_args = dict(eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[stop])
-        self.model.fit(X, y, **fit_args)
+        self.model.fit(X, y, **self.early_stopping(X_valid, y_valid))
         return self
+
+    def early_stopping(self, X_valid, y_valid) -> dict:
+        """The fit's keyword arguments that stop on the validation part ({} without one)."""
+        if X_valid is None or y_valid is None:
+            return {}
+        # On separable classes log loss creeps down for ever; stop once it gains < min_delta.
+        stop = lgb.early_stopping(self.resolved["early_stopping_rounds"], verbose=False, min_delta=self.resolved["min_delta"])
+        return dict(eval_X=(X_valid,), eval_y=(y_valid,), callbacks=[stop])
 
     def full_fit_params(self) -> dict:
         """A fit on all rows has no validation part to stop on: it grows the trees early stopping chose."""
         return {"n_estimators": int(self.model.best_iteration_ or self.model.n_estimators)}
-
-    def predict(self, X) -> np.ndarray:
-        kind = self.task["task_type"]
-        if kind == "regression":
-            pred = self.model.predict(X)
-            return np.expm1(pred) if self.log_target else pred
-        # A rare class can be absent from a fold's training part: place the columns the
-        # model knows into the task's full class order.
-        proba = np.zeros((X.shape[0], len(self.task["classes"])))
-        proba[:, self.model.classes_] = self.model.predict_proba(X)
-        return proba[:, 1] if kind == "binary" else proba

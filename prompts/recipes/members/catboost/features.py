@@ -15,45 +15,38 @@ Params: runtime/params.py declares them (SPACES["catboost"]).
 import numpy as np
 import pandas as pd
 
+from runtime.recipe_steps import (
+    columns_by_kind,
+    date_columns,
+    number_columns,
+    text_lengths,
+    varying_date_parts,
+)
+
 
 class Features:
+    """A frame of numbers, `cat__<name>` string columns, date parts and text lengths."""
+
     def __init__(self, task: dict, profile: dict, params: dict):
-        cols = profile["columns"]
-        self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
-        self.categorical = [c["name"] for c in cols if c["kind"] == "categorical"]
-        self.datetime = [c["name"] for c in cols if c["kind"] == "datetime"]
-        self.text = [c["name"] for c in cols if c["kind"] == "text"]
+        self.numeric, self.categorical, self.datetime, self.text, _ = columns_by_kind(profile)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
-        self.date_parts = {}
-        for c in self.datetime:
-            parts = self._date_parts(X[c])
-            self.date_parts[c] = [p for p in parts if parts[p].nunique() > 1]
+        """Choose the date parts that vary on the training rows."""
+        self.date_parts = varying_date_parts(X, self.datetime)
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        cols: dict[str, object] = {}
-        for c in self.numeric:
-            cols[c] = pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy()
+        """numbers | cat__<name> strings | <column>_<part> dates | <column>_chars / _words."""
+        cols: dict[str, object] = number_columns(X, self.numeric)
         for c in self.categorical:
-            cols[f"cat__{c}"] = X[c].astype(str).where(X[c].notna(), "<missing>").to_numpy(dtype=object)
-        for c, parts in self.date_parts.items():
-            values = self._date_parts(X[c])
-            for p in parts:
-                cols[f"{c}_{p}"] = values[p].to_numpy(dtype=float)
-        for c in self.text:
-            text = X[c].fillna("").astype(str)
-            cols[f"{c}_chars"] = text.str.len().to_numpy(dtype=float)
-            cols[f"{c}_words"] = text.str.split().str.len().to_numpy(dtype=float)
+            cols[f"cat__{c}"] = self.category_strings(X, c)
+        cols.update(date_columns(X, self.date_parts))
+        cols.update(text_lengths(X, self.text))
         if not cols:
             cols["bias"] = np.zeros(len(X))
         return pd.DataFrame(cols)
 
     @staticmethod
-    def _date_parts(col: pd.Series) -> pd.DataFrame:
-        when = pd.to_datetime(col, errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
-        return pd.DataFrame({
-            "year": when.dt.year, "month": when.dt.month, "day": when.dt.day,
-            "dayofweek": when.dt.day_of_week, "hour": when.dt.hour,
-            "days": (when - pd.Timestamp("1970-01-01")).dt.days,
-        })
+    def category_strings(X: pd.DataFrame, c: str) -> np.ndarray:
+        """A categorical as strings, missing as "<missing>" (CatBoost's categorical input)."""
+        return X[c].astype(str).where(X[c].notna(), "<missing>").to_numpy(dtype=object)

@@ -12,22 +12,20 @@ Params: runtime/params.py declares them (SPACES["catboost"]).
 import numpy as np
 from catboost import CatBoostClassifier, CatBoostRegressor
 
-from runtime.params import SPACES, Data, learns_log
+from runtime.params import SPACES, Data
+from runtime.recipe_steps import EstimatorModel, TargetScale
 
 LOSSES = {"mae": "MAE", "medae": "MAE"}
 
 
-class Model:
-    def __init__(self, task: dict, params: dict):
-        self.task = task
-        self.params = params
-        self.kind = task["task_type"]
-        self.log_target = False  # decided at fit time, from the training target
+class Model(EstimatorModel):
+    """CatBoostRegressor / CatBoostClassifier with early stopping on the validation part
+    (predict: runtime.recipe_steps.EstimatorModel)."""
 
-    def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+    def settings(self, X) -> dict:
+        """CatBoost's keyword arguments for this training frame (its `cat__*` columns are categorical)."""
         r = self.resolved = SPACES["catboost"].resolve(self.params, Data(n=X.shape[0], columns=X.shape[1]))
-        cats = [i for i, c in enumerate(X.columns) if str(c).startswith("cat__")]
-        config = dict(
+        return dict(
             iterations=r["iterations"],
             learning_rate=r["learning_rate"],
             depth=r["depth"],
@@ -36,16 +34,18 @@ class Model:
             thread_count=r["thread_count"],
             allow_writing_files=False,
             verbose=False,
-            cat_features=cats,
+            cat_features=[i for i, c in enumerate(X.columns) if str(c).startswith("cat__")],
         )
+
+    def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        """Fit with the metric's loss; stop early on the validation part when it has two classes."""
+        config = self.settings(X)
+        r = self.resolved
         y = np.asarray(y)
         if self.kind == "regression":
             self.model = CatBoostRegressor(loss_function=LOSSES.get(self.task.get("metric"), "RMSE"), **config)
-            y = y.astype(float)
-            self.log_target = learns_log(self.task.get("metric", ""), r["log_target"], y)
-            if self.log_target:
-                y = np.log1p(np.clip(y, 0, None))
-                y_valid = None if y_valid is None else np.log1p(np.clip(np.asarray(y_valid), 0, None))
+            self.target = TargetScale.fitted(self.task, r["log_target"], y)
+            y, y_valid = self.target.forward(y), self.target.forward(y_valid)
         else:
             loss = "Logloss" if self.kind == "binary" else "MultiClass"
             self.model = CatBoostClassifier(loss_function=loss, **config)
@@ -60,13 +60,3 @@ class Model:
         """A fit on all rows has no validation part to stop on: it grows the trees early stopping chose."""
         best = self.model.get_best_iteration()
         return {"iterations": int(best + 1 if best is not None else self.model.tree_count_)}
-
-    def predict(self, X) -> np.ndarray:
-        if self.kind == "regression":
-            pred = self.model.predict(X)
-            return np.expm1(pred) if self.log_target else pred
-        # A rare class can be absent from a fold's training part: place the columns the model
-        # knows into the task's full class order.
-        proba = np.zeros((X.shape[0], len(self.task["classes"])))
-        proba[:, self.model.classes_.astype(int)] = self.model.predict_proba(X)
-        return proba[:, 1] if self.kind == "binary" else proba

@@ -12,45 +12,52 @@ Params: runtime/params.py declares them (SPACES["extratrees"]).
 import numpy as np
 import pandas as pd
 
+from runtime.recipe_steps import (
+    NumberScaler,
+    columns_by_kind,
+    number_frame,
+    text_lengths,
+)
+
 
 class Features:
+    """Numbers filled with training medians (+ missing flags), categoricals as frequency and code,
+    text as lengths: one float32 matrix."""
+
     def __init__(self, task: dict, profile: dict, params: dict):
-        cols = profile["columns"]
-        self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
-        self.categorical = [c["name"] for c in cols if c["kind"] == "categorical"]
-        self.datetime = [c["name"] for c in cols if c["kind"] == "datetime"]
-        self.text = [c["name"] for c in cols if c["kind"] == "text"]
+        self.numeric, self.categorical, self.datetime, self.text, _ = columns_by_kind(profile)
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
-        num = self._numbers(X)
-        self.flagged = [c for c in num.columns if num[c].isna().any()]
-        self.medians = num.median().fillna(0.0)
+        """Fit the numbers' medians and flags, and each categorical's frequencies and codes."""
+        self.scaler = NumberScaler(log_skewed=False, scale=None, clip=None).fit(self.numbers(X))
         self.freq, self.codes = {}, {}
         for c in self.categorical:
-            counts = X[c].dropna().astype(str).value_counts()
-            self.freq[c] = counts / max(1, len(X))
-            self.codes[c] = {v: i for i, v in enumerate(counts.index)}
+            self.fit_levels(X, c)
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self._numbers(X)
-        parts = [raw.fillna(self.medians).to_numpy(dtype=np.float32)]
-        parts += [raw[self.flagged].isna().to_numpy(dtype=np.float32)] if self.flagged else []
-        for c in self.categorical:
-            key = X[c].astype(str).where(X[c].notna())
-            parts.append(np.column_stack([key.map(self.freq[c]).fillna(0.0).to_numpy(dtype=np.float32),
-                                          key.map(self.codes[c]).fillna(-1).to_numpy(dtype=np.float32)]))
-        for c in self.text:
-            text = X[c].fillna("").astype(str)
-            parts.append(np.column_stack([text.str.len().to_numpy(dtype=np.float32),
-                                          text.str.split().str.len().to_numpy(dtype=np.float32)]))
+        """numbers | missing flags | per categorical (frequency, code) | per text (chars, words) | 0."""
+        raw = self.numbers(X)
+        parts = [self.scaler.transform(raw).to_numpy(dtype=np.float32)]
+        parts += [self.scaler.flags(raw).to_numpy(dtype=np.float32)] if self.scaler.flagged else []
+        parts += [self.level_columns(X, c) for c in self.categorical]
+        lengths = text_lengths(X, self.text)
+        parts += [np.column_stack([lengths[f"{c}_chars"], lengths[f"{c}_words"]]).astype(np.float32) for c in self.text]
         parts.append(np.zeros((len(X), 1), dtype=np.float32))  # never an empty matrix
         return np.hstack(parts)
 
-    def _numbers(self, X: pd.DataFrame) -> pd.DataFrame:
-        cols = {c: pd.to_numeric(X[c], errors="coerce").astype(float) for c in self.numeric}
-        for c in self.datetime:
-            when = pd.to_datetime(X[c], errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
-            cols.update({f"{c}_year": when.dt.year, f"{c}_month": when.dt.month, f"{c}_dayofweek": when.dt.day_of_week,
-                         f"{c}_days": (when - pd.Timestamp("1970-01-01")).dt.days})
-        return pd.DataFrame(cols, index=X.index).astype(float)
+    def numbers(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Numeric columns and the datetime columns' year, month, weekday and day number."""
+        return number_frame(X, self.numeric, self.datetime)
+
+    def fit_levels(self, X: pd.DataFrame, c: str) -> None:
+        """A categorical's level frequencies and codes (commonest first) on the training rows."""
+        counts = X[c].dropna().astype(str).value_counts()
+        self.freq[c] = counts / max(1, len(X))
+        self.codes[c] = {v: i for i, v in enumerate(counts.index)}
+
+    def level_columns(self, X: pd.DataFrame, c: str) -> np.ndarray:
+        """(n, 2): a categorical's training frequency (unseen 0) and code (unseen, missing -1)."""
+        key = X[c].astype(str).where(X[c].notna())
+        return np.column_stack([key.map(self.freq[c]).fillna(0.0).to_numpy(dtype=np.float32),
+                                key.map(self.codes[c]).fillna(-1).to_numpy(dtype=np.float32)])

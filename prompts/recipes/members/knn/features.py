@@ -17,27 +17,22 @@ import numpy as np
 import pandas as pd
 
 from runtime.params import SPACES, Data
+from runtime.recipe_steps import NumberScaler, columns_by_kind, number_frame
 
 
 class Features:
+    """Scaled numbers (+ missing flags) and one-hot categoricals, as one float32 matrix."""
+
     def __init__(self, task: dict, profile: dict, params: dict):
-        cols = profile["columns"]
-        self.numeric = [c["name"] for c in cols if c["kind"] == "numeric"]
-        self.categorical = [c["name"] for c in cols if c["kind"] == "categorical"]
-        self.datetime = [c["name"] for c in cols if c["kind"] == "datetime"]
+        self.numeric, self.categorical, self.datetime, _, _ = columns_by_kind(profile)
         self.params = params
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
+        """Fit the scaling (standard or global, see `scale_of`) and each categorical's levels."""
         r = self.resolved = SPACES["knn"].resolve(self.params, Data(n=len(X)))
-        num = self._numbers(X)
-        self.flagged = [c for c in num.columns if num[c].isna().any()]
-        self.medians = num.median().fillna(0.0)
-        filled = num.fillna(self.medians)
-        self.scale = r["scale"] if r["scale"] != "auto" else ("global" if self._one_unit(filled) else "standard")
-        self.mean = filled.mean()
-        spread = filled.std().replace(0, 1).fillna(1)
-        overall = float(np.sqrt((filled - self.mean).pow(2).to_numpy().mean())) if filled.size else 1.0
-        self.std = spread if self.scale == "standard" else pd.Series(overall or 1.0, index=filled.columns)
+        num = self.numbers(X)
+        self.scale = self.scale_of(num, r["scale"])
+        self.scaler = NumberScaler(log_skewed=False, scale=self.scale).fit(num)
         self.levels = {}
         for c in self.categorical:
             counts = X[c].dropna().astype(str).value_counts()
@@ -45,9 +40,10 @@ class Features:
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self._numbers(X)
-        parts = [((raw.fillna(self.medians) - self.mean) / self.std).clip(-5, 5).to_numpy(dtype=np.float32)]
-        parts += [raw[self.flagged].isna().to_numpy(dtype=np.float32)] if self.flagged else []
+        """scaled numbers | missing flags | one-hot levels | 0."""
+        raw = self.numbers(X)
+        parts = [self.scaler.transform(raw).to_numpy(dtype=np.float32)]
+        parts += [self.scaler.flags(raw).to_numpy(dtype=np.float32)] if self.scaler.flagged else []
         for c, levels in self.levels.items():
             key = X[c].astype(str).where(X[c].notna())
             parts.append(np.column_stack([(key == v).to_numpy(dtype=np.float32) for v in levels])
@@ -55,18 +51,21 @@ class Features:
         parts.append(np.zeros((len(X), 1), dtype=np.float32))  # never an empty matrix
         return np.hstack(parts)
 
+    def numbers(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Numeric columns and the datetime columns' year, month, weekday and day number."""
+        return number_frame(X, self.numeric, self.datetime)
+
+    def scale_of(self, num: pd.DataFrame, given: str) -> str:
+        """The scaling: `given` unless "auto", which is "global" for columns in one unit."""
+        if given != "auto":
+            return given
+        return "global" if self._one_unit(num.fillna(num.median().fillna(0.0))) else "standard"
+
     @staticmethod
     def _one_unit(num: pd.DataFrame) -> bool:
+        """At least 20 columns, none negative, whose maxima agree within a factor 2 (pixels)."""
         if num.shape[1] < 20 or (num.min() < 0).any():
             return False
         tops = num.max()
         tops = tops[tops > 0]
         return len(tops) > 0 and float(tops.max()) <= 2 * float(tops.median())
-
-    def _numbers(self, X: pd.DataFrame) -> pd.DataFrame:
-        cols = {c: pd.to_numeric(X[c], errors="coerce").astype(float) for c in self.numeric}
-        for c in self.datetime:
-            when = pd.to_datetime(X[c], errors="coerce", format="mixed", utc=True).dt.tz_convert(None)
-            cols.update({f"{c}_year": when.dt.year, f"{c}_month": when.dt.month, f"{c}_dayofweek": when.dt.day_of_week,
-                         f"{c}_days": (when - pd.Timestamp("1970-01-01")).dt.days})
-        return pd.DataFrame(cols, index=X.index).astype(float)

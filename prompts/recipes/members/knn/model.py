@@ -3,7 +3,8 @@ weighted by distance. Its errors are those of a local vote, not of axis-aligned 
 adds most to a blend of trees where the classes are clusters (digits, measurements of species).
 A vote of five neighbours says 0 or 1 where it should not: the probabilities are mixed with the
 class shares by the amount that minimises the log loss of each training row's vote by its
-neighbours without itself (leave-one-out, one more neighbours query at fit time).
+neighbours without itself (leave-one-out, one more neighbours query at fit time). A regression
+target is averaged on log1p(y) where runtime.recipe_steps.log_target says so.
 
 Params: runtime/params.py declares them (SPACES["knn"]).
 """
@@ -12,21 +13,21 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from runtime.params import SPACES, Data
+from runtime.recipe_steps import EstimatorModel, TargetScale
 
 
-class Model:
-    def __init__(self, task: dict, params: dict):
-        self.task = task
-        self.params = params
-        self.kind = task["task_type"]
-        self.log_target = task.get("metric") == "rmsle"
+class Model(EstimatorModel):
+    """KNeighborsRegressor / KNeighborsClassifier, probabilities mixed with the class shares
+    (predict and full_fit_params: runtime.recipe_steps.EstimatorModel)."""
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
+        """Index the training rows; for classification, choose the mix with the class shares."""
         r = self.resolved = SPACES["knn"].resolve(self.params, Data(n=X.shape[0], columns=X.shape[1]))
         config = dict(n_neighbors=min(r["n_neighbors"], X.shape[0]), weights=r["weights"], n_jobs=r["n_jobs"])
         y = np.asarray(y)
         if self.kind == "regression":
-            self.model = KNeighborsRegressor(**config).fit(X, np.log1p(np.clip(y, 0, None)) if self.log_target else y)
+            self.target = TargetScale.fitted(self.task, r["log_target"], y)
+            self.model = KNeighborsRegressor(**config).fit(X, self.target.forward(y))
         else:
             self.model = KNeighborsClassifier(**config).fit(X, y.astype(int))
             self.prior = np.bincount(y.astype(int), minlength=len(self.task["classes"])) / len(y)
@@ -34,6 +35,7 @@ class Model:
         return self
 
     def _loo_mix(self, X, y: np.ndarray, k: int) -> float:
+        """The share of the class prior (of 0.01..0.5) that minimises the leave-one-out log loss."""
         if len(y) <= k + 1:
             return 0.5
         dist, idx = self.model.kneighbors(X, n_neighbors=k + 1)
@@ -47,15 +49,6 @@ class Model:
                   for m in (0.01, 0.03, 0.1, 0.2, 0.3, 0.5)}
         return float(min(losses, key=losses.get))
 
-    def full_fit_params(self) -> dict:
-        """Nothing to carry over: the fit uses no validation part, so one on all rows is the same fit."""
-        return {}
-
-    def predict(self, X) -> np.ndarray:
-        if self.kind == "regression":
-            pred = self.model.predict(X)
-            return np.expm1(pred) if self.log_target else pred
-        proba = np.zeros((X.shape[0], len(self.task["classes"])))
-        proba[:, self.model.classes_] = self.model.predict_proba(X)
-        proba = (1 - self.mix) * proba + self.mix * self.prior
-        return proba[:, 1] if self.kind == "binary" else proba
+    def probabilities(self, X) -> np.ndarray:
+        """The neighbours' vote mixed with the class shares by the fitted amount."""
+        return (1 - self.mix) * super().probabilities(X) + self.mix * self.prior
