@@ -208,7 +208,8 @@ class TrackProposal(BaseModel):
     model_family: str
     feature_steps: list[str] = Field(default_factory=list, description="short feature-engineering steps, naming real columns")
     params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters passed to Features and Model as params")
-    time_share: float = Field(description="share of the time budget, 0 to 1; the shares of all tracks sum to 1")
+    time_share: float = Field(description="the track's share of the time, 0.02 to 1; only the shares' ratios count: "
+                                          "they are rescaled to sum to 1")
     drop_columns: list[str] = Field(default_factory=list, description="feature columns to ignore (must exist)")
 
 

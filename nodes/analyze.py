@@ -53,8 +53,9 @@ def read_task_with_llm(task_dir: Path, settings: Settings, client, events=None) 
     train_cols = read_header(files.train, "train file") if files.train is not None else [*(sample_cols or ["id"])[:1], "label"]
     test_cols = read_header(files.test, "test file") if files.test is not None else list((sample_cols or ["id"])[:1])
     description = files.description
+    candidates = candidate_values(files.train, train_cols, test_cols, sample_cols) if files.train is not None else {}
     try:
-        answer = client.ask(TaskReading, analyze_messages(task_dir, description, train_cols, test_cols, sample_cols),
+        answer = client.ask(TaskReading, analyze_messages(task_dir, description, train_cols, test_cols, sample_cols, candidates),
                             role="analyze", node="analyze", events=events)
     except LLMError as e:
         task = read_task(task_dir, settings)
@@ -94,6 +95,27 @@ def read_task_with_llm(task_dir: Path, settings: Settings, client, events=None) 
         notes.append(f"LLM notes: {reading.notes.strip()[:300]}")
     task.reasons += notes
     return task, answer.calls
+
+
+CANDIDATE_ROWS = 20_000  # rows read for the candidate targets' values: a sample, never the whole table
+CANDIDATES = 10  # candidate target columns whose values the analyst sees
+
+
+def candidate_values(train: Path, train_cols: list[str], test_cols: list[str],
+                     sample_cols: list[str] | None) -> dict[str, pd.Series]:
+    """The columns that may be the target (in train but not test, and the sample submission's
+    other columns that train holds), each with its value counts on the first CANDIDATE_ROWS rows:
+    what tells the analyst binary from multiclass from regression."""
+    wanted = [c for c in train_cols if c not in test_cols]
+    wanted += [c for c in (sample_cols or [])[1:] if c in train_cols and c not in wanted]
+    wanted = wanted[:CANDIDATES]
+    if not wanted:
+        return {}
+    try:
+        frame = read_table(train, "train file", nrows=CANDIDATE_ROWS, columns=wanted)
+    except TaskInputError:
+        return {}  # read_task reports the file in its own words
+    return {c: frame[c].value_counts(dropna=False) for c in wanted if c in frame.columns}
 
 
 def _verified_hints(reading, train_cols: list[str], test_cols: list[str], sample_cols: list[str] | None,

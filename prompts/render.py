@@ -3,14 +3,19 @@
 A template (`prompts/<role>.md`) has a `<!-- system -->` and a `<!-- user -->` section, and
 `generate.md` one `<!-- track: NAME -->` section per track. `{{name}}` placeholders are
 filled with grounded facts: the task spec, a bounded summary of the profile, the module
-contract (`contract.md`), the track's recipe as an exemplar, and a bounded memory of earlier
-attempts. Every piece has a size limit, so a prompt stays bounded on a 500-column table.
+contract (`contract.md`, with the one list of what generated code may import), the track's
+recipe as a library (its surface: what each class and hook does, and its declared params, the
+plan's values labelled as such), and a bounded memory of earlier attempts. Every piece has a
+size limit, so a prompt stays bounded on a 500-column table; code is shown whole or with whole
+functions left out by name (prompts/surface.py), never cut mid-function.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import textwrap
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +23,9 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from prompts import FALLBACK, PROMPTS_DIR, recipe_tracks, render_recipe
+from prompts import FALLBACK, MODULES, PROMPTS_DIR, RECIPES_DIR, recipe_tracks
+from prompts.imports import imported_modules, imports_text, module_path, recipe_modules
+from prompts.surface import first_sentence, parsed, surface, whole
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 
 # Size limits in characters (about 4 characters a token).
@@ -32,9 +39,10 @@ MEMORY_ITEMS = 6
 MEMORY_CHARS = 3_000
 ERROR_CHARS = 4_000
 MODULE_CHARS = 8_000  # each module shown for repair or refinement
-RECIPE_CHARS = 12_000  # the exemplar, both modules together with the params table (debug shows less)
+RECIPE_CODE_CHARS = 3_000  # a recipe function a traceback names, shown whole beside the failing modules
 DEBUG_PROFILE_CHARS = 4_000
 HEADER_NAMES = 60
+CANDIDATE_VALUES = 12  # values shown per candidate target column
 
 SECTION = re.compile(r"^<!--\s*(system|user|track:\s*[\w-]+)\s*-->[ \t]*$", re.MULTILINE)
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -175,8 +183,8 @@ def profile_summary(profile: DataProfile, limit: int = PROFILE_CHARS) -> str:
 def plan_summary(plan: TrackPlan) -> str:
     steps = "\n".join(f"  - {s[:200]}" for s in plan.feature_steps[:15]) or "  - (none)"
     return (f"- model family: {plan.model_family}\n- why: {plan.reason[:400]}\n- feature steps:\n{steps}\n"
-            f"- params (passed to Features and Model as `params`): {bounded(json.dumps(plan.params, default=str), 1500)}\n"
-            f"- time share: {plan.time_share:.0%} of the run's budget")
+            f"- time share: {plan.time_share:.0%} of the run's budget\n"
+            f"- params: see the recipe's params below (the plan's values are labelled \"the plan's\")")
 
 
 def memory_summary(attempts: Sequence[AttemptResult], limit: int = MEMORY_CHARS, items: int = MEMORY_ITEMS) -> str:
@@ -198,31 +206,138 @@ def memory_summary(attempts: Sequence[AttemptResult], limit: int = MEMORY_CHARS,
     return bounded("\n".join(lines), limit)
 
 
-def recipe_text(track: str, limit: int = RECIPE_CHARS) -> str:
-    """The track's recipe (or the traditional one, for a track without its own) as markdown,
-    each module cut to its share of `limit`."""
-    name = track if track in recipe_tracks() else ("traditional" if "traditional" in recipe_tracks() else FALLBACK)
-    code = render_recipe(name)
-    note = "" if name == track else f"(from the {name} track: this track has no recipe of its own)\n\n"
-    table = params_text(name)
-    share = max(0, limit - len(table)) // max(1, len(code))
-    return note + table + "\n\n".join(f"## {module}.py\n\n```python\n{bounded(source.rstrip(), share)}\n```"
-                                                 for module, source in code.items())
+def recipe_of(track: str) -> str:
+    """The recipe a track builds on: its own, else the traditional one (else the fallback)."""
+    tracks = recipe_tracks()
+    return track if track in tracks else ("traditional" if "traditional" in tracks else FALLBACK)
 
 
-def params_text(recipe: str) -> str:
-    """The recipe's declared params (runtime/params.py): what a plan or a rewrite may set."""
-    from runtime.params import SPACES
-
-    space = SPACES.get(recipe)
-    if space is None:
-        return ""
-    return (f"## params the recipe reads (`SPACES[{recipe!r}].resolve(params, Data(...))` from runtime.params; "
-            f"name, default, meaning)\n\n```\n{space.table()}\n```\n\n")
+def import_name(recipe: str, module: str) -> str:
+    """prompts.recipes.<recipe>.<module>, the name generated code imports it by."""
+    return "prompts.recipes." + ".".join([*recipe.split("/"), module])
 
 
+def recipe_surface(recipe: str, brief: bool = False) -> str:
+    """The recipe as a library: per module its import name and its surface (docstrings, classes,
+    hooks with their signatures and docstrings; first paragraphs only when brief)."""
+    parts = []
+    for module in MODULES:
+        source = (RECIPES_DIR / recipe / f"{module}.py").read_text()
+        parts.append(f"### {import_name(recipe, module)}\n\n```python\n{surface(source, brief)}```")
+    return "\n\n".join(parts)
+
+
+def other_recipes(recipe: str) -> str:
+    """One line per other recipe module generated code may import: its name and first line."""
+    lines = []
+    for name in recipe_modules():
+        if name.startswith(import_name(recipe, "")) or name.split(".")[2] == FALLBACK:
+            continue
+        lines.append(f"- {name}: {first_sentence(ast.get_docstring(ast.parse(module_path(name).read_text())) or '')}")
+    return "\n".join(lines)
+
+
+def params_text(recipe: str, given: dict[str, Any], whose: str = "the plan's", only_given: bool = False) -> str:
+    """The recipe's declared params (runtime/params.py) with what `params` holds labelled as
+    `whose` and every other one as the recipe's default (computed from the data at fit time);
+    only_given: the lines of what `params` holds alone."""
+    from runtime.params import HARNESS_PARAMS, SPACES
+
+    space = SPACES.get(recipe.split("/")[-1])
+    lines = []
+    if space is not None:
+        width = max(len(p.name) for p in space) + 2
+        for p in space:
+            if only_given and given.get(p.name) is None:
+                continue
+            rng = f"  [searched {p.low:g}..{p.high:g}{', log' if p.log else ''}]" if p.searched else ""
+            value = (f"{whose}: {json.dumps(given[p.name], default=str)}   (default: {p.doc})"
+                     if given.get(p.name) is not None else f"default: {p.doc}")
+            lines.append(f"  {p.name.ljust(width)}{value}{rng}")
+    for key, value in given.items():
+        if space is None or key not in space:
+            where = "read by the harness" if key in HARNESS_PARAMS else "not declared by the recipe: nothing reads it"
+            lines.append(f"  {key}  {whose}: {bounded(json.dumps(value, default=str), 300)}   ({where})")
+    return (f"`params` (passed to Features and Model) holds only the values labelled {whose}; every other one "
+            f"is the recipe's default, computed from the data at fit time "
+            f"(`SPACES[{recipe.split('/')[-1]!r}].resolve(params, Data(...))`, runtime.params):\n\n```\n"
+            + ("\n".join(lines) or "  (none declared)") + "\n```")
+
+
+@lru_cache(maxsize=None)
 def contract_text() -> str:
-    return (PROMPTS_DIR / "contract.md").read_text().strip()
+    """The contract, with the one list of imports and the surface of the steps the recipes share."""
+    steps = surface(module_path("runtime.recipe_steps").read_text(), brief=True)
+    return fill((PROMPTS_DIR / "contract.md").read_text().strip(),
+                {"imports": imports_text(), "recipe_steps": f"```python\n{steps}```"})
+
+
+def recipe_of_source(source: str) -> str | None:
+    """The import name of the recipe module whose text `source` is, or None."""
+    return _recipe_texts().get(source)
+
+
+@lru_cache(maxsize=1)
+def _recipe_texts() -> dict[str, str]:
+    return {module_path(name).read_text(): name for name in recipe_modules()}
+
+
+def module_view(module: str, source: str, limit: int = MODULE_CHARS, keep: tuple[str, ...] = (),
+                recipe_surface_only: bool = True) -> str:
+    """A module as a model sees it, never cut mid-function: a recipe module unchanged as its
+    surface (recipe_surface_only: for a rewrite; a repair sees the code); other code whole, or
+    with the bodies of whole functions left out by name (those in `keep` last), followed by the
+    surface of each recipe module it imports."""
+    if not source.strip():
+        return "(missing)"
+    recipe = recipe_of_source(source)
+    if recipe is not None and recipe_surface_only:
+        return (f"{module}.py is the recipe module `{recipe}`, unchanged. Its surface (bodies left out; "
+                f"import it and override one step):\n\n```python\n{surface(source)}```")
+    if recipe is not None:
+        shown = whole(source, limit, keep)
+        return (f"{module}.py is the recipe module `{recipe}`, unchanged (a repair may import it and override "
+                f"the failing step):\n{shown.note()}\n```python\n{shown.text}```")
+    try:
+        parsed(source)
+    except SyntaxError as e:
+        shown = whole(source, limit)
+        return (f"{module}.py does not parse (line {e.lineno}: {e.msg}); as written:\n{shown.note()}\n"
+                f"```text\n{shown.text}```")
+    shown = whole(source, limit, keep)
+    text = f"{shown.note()}```python\n{shown.text}```"
+    for name in imported_modules(source):
+        if name.startswith("prompts.recipes."):
+            text += f"\n\nIt extends `{name}`, whose surface is:\n\n```python\n{surface(module_path(name).read_text())}```"
+    return text
+
+
+TRACEBACK_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\w+)')
+
+
+def traceback_names(error: str) -> tuple[str, ...]:
+    """The functions a traceback passes through (their bodies are kept whole)."""
+    return tuple(dict.fromkeys(m.group(3) for m in TRACEBACK_LINE.finditer(error or "")))
+
+
+def traceback_code(error: str, limit: int = RECIPE_CODE_CHARS) -> str:
+    """The whole source of each recipe or runtime.recipe_steps function the traceback passes
+    through (code the failing modules inherit or call), each as one complete block."""
+    files = {str(module_path(n).resolve()): n for n in [*recipe_modules(), "runtime.recipe_steps"]}
+    blocks = []
+    for path, line, _ in dict.fromkeys(m.groups() for m in TRACEBACK_LINE.finditer(error or "")):
+        name = files.get(str(Path(path).resolve())) if path.endswith(".py") else None
+        if name is None:
+            continue
+        source = module_path(name).read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno <= int(line) <= node.end_lineno:
+                code = ast.get_source_segment(source, node, padded=True) or ""
+                code = textwrap.dedent(code)
+                if len(code) <= limit:
+                    blocks.append(f"{name}, `{node.name}` (the traceback's line {line}):\n\n```python\n{code}\n```")
+                break
+    return "\n\n".join(dict.fromkeys(blocks))
 
 
 def metrics_text() -> str:
@@ -235,8 +350,22 @@ def metrics_text() -> str:
 # -- the roles ------------------------------------------------------------------------------
 
 
+def candidates_text(candidates: dict[str, Any] | None) -> str:
+    """Each candidate target column's distinct values and their counts (on the rows read)."""
+    if not candidates:
+        return "(no candidate column: every train column is in test, or the labels come from file names)"
+    lines = []
+    for column, counts in candidates.items():
+        total = int(counts.sum())
+        shown = ", ".join(f"{str(v)[:40]!s}: {int(n)}" for v, n in list(counts.items())[:CANDIDATE_VALUES])
+        more = f", and {len(counts) - CANDIDATE_VALUES} more values" if len(counts) > CANDIDATE_VALUES else ""
+        lines.append(f"- {column}: {len(counts)} distinct values in {total} rows read: {shown}{more}")
+    return "\n".join(lines)
+
+
 def analyze_messages(task_dir: Path, description: str, train_cols: list[str], test_cols: list[str],
-                     sample_cols: list[str] | None) -> list[BaseMessage]:
+                     sample_cols: list[str] | None, candidates: dict[str, Any] | None = None) -> list[BaseMessage]:
+    """candidates: column -> its value counts (a pandas Series), the columns that may be the target."""
     files = []
     for path in sorted(task_dir.iterdir())[:30]:
         if path.is_file() and not path.name.startswith("."):
@@ -253,6 +382,7 @@ def analyze_messages(task_dir: Path, description: str, train_cols: list[str], te
         "description": bounded(description.strip() or "(no description.md)", DESCRIPTION_CHARS),
         "files": "\n".join(files) or "(none)",
         "columns": "\n".join(columns),
+        "candidates": candidates_text(candidates),
         "metrics": metrics_text(),
     })
 
@@ -277,6 +407,7 @@ def blueprint_messages(task: TaskSpec, profile: DataProfile, draft: Blueprint, o
 
 def generate_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan,
                       attempts: Sequence[AttemptResult] = ()) -> list[BaseMessage]:
+    recipe = recipe_of(plan.track)
     return messages("generate", {
         "contract": contract_text(),
         "task": task_summary(task),
@@ -284,43 +415,73 @@ def generate_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan,
         "track": plan.track,
         "plan": plan_summary(plan),
         "track_guidance": track_guidance(plan.track),
-        "recipe": recipe_text(plan.track),
+        "recipe_note": "" if recipe == plan.track else f"(from the {recipe} track: this track has no recipe of its own)\n\n",
+        "recipe": recipe_surface(recipe),
+        "params": params_text(recipe, plan.params),
+        "others": other_recipes(recipe),
         "memory": memory_summary(attempts),
     })
+
+
+def failing_modules(error: str) -> set[str]:
+    """The modules (features, model) an error names: its traceback's files or the check's lines."""
+    return {m for m in MODULES if re.search(rf'(/|"|^|\s){m}\.py\b', error or "", re.MULTILINE)}
 
 
 def debug_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code: dict[str, str], error: str,
                    attempts: Sequence[AttemptResult] = (), attempt: int | None = None,
                    status: str = "failed") -> list[BaseMessage]:
+    recipe = recipe_of(plan.track)
+    keep = traceback_names(error)
+    # the module the error names gets most of the room; both the same when it names none or both
+    named = failing_modules(error)
+    room = {m: (MODULE_CHARS * 7 // 4 if m in named else MODULE_CHARS // 2) if len(named) == 1 else MODULE_CHARS
+            for m in MODULES}
     return messages("debug", {
         "contract": contract_text(),
         "task": task_summary(task),
         "profile": profile_summary(profile, DEBUG_PROFILE_CHARS),
         "track": plan.track,
         "plan": plan_summary(plan),
+        "params": params_text(recipe, plan.params, only_given=True),
         "attempt": f"attempt {attempt}" if attempt is not None else "the last attempt",
         "status": status,
-        "features": bounded(code.get("features", "(missing)"), MODULE_CHARS),
-        "model": bounded(code.get("model", "(missing)"), MODULE_CHARS),
+        "features": module_view("features", code.get("features", ""), room["features"], keep, recipe_surface_only=False),
+        "model": module_view("model", code.get("model", ""), room["model"], keep, recipe_surface_only=False),
         "error": bounded(error.strip(), ERROR_CHARS),
+        "traceback_code": traceback_code(error) or "(the traceback passes through no recipe code)",
         "memory": memory_summary(attempts),
-        "recipe": recipe_text(plan.track, RECIPE_CHARS // 2),
+        "recipe": "(shown with the modules above: they are, or extend, a recipe)" if any(
+            recipe_of_source(c) or any(n.startswith("prompts.recipes.") for n in _imports(c)) for c in code.values())
+        else recipe_surface(recipe, brief=True),
     })
+
+
+def _imports(source: str) -> list[str]:
+    try:
+        return imported_modules(source)
+    except SyntaxError:
+        return []
 
 
 def refine_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code: dict[str, str], score: float | None,
                     params: dict | None = None, attempts: Sequence[AttemptResult] = (),
                     focus: str | None = None) -> list[BaseMessage]:
     direction = "higher is better" if task.greater_is_better else "lower is better"
+    recipe = recipe_of(plan.track)
+    for module in MODULES:  # the best attempt may run a member of the zoo: its params are that recipe's
+        name = recipe_of_source(code.get(module, ""))
+        if name is not None:
+            recipe = "/".join(name.split(".")[2:-1])
     return messages("refine", {
         "contract": contract_text(),
         "task": task_summary(task),
         "profile": profile_summary(profile),
         "track": plan.track,
         "score": f"{task.metric} {score:.6g} ({direction})" if score is not None else "not scored",
-        "params": bounded(json.dumps(params if params is not None else plan.params, default=str), 1500),
-        "features": bounded(code.get("features", ""), MODULE_CHARS),
-        "model": bounded(code.get("model", ""), MODULE_CHARS),
+        "params": params_text(recipe, params if params is not None else plan.params, "this attempt's"),
+        "features": module_view("features", code.get("features", "")),
+        "model": module_view("model", code.get("model", "")),
         "memory": memory_summary(attempts),
         "focus": f"this time: {focus}" if focus else "choose the one where a change should help most",
         "metric": task.metric,
