@@ -264,17 +264,25 @@ def as_prediction(task_type: str, proba: np.ndarray) -> np.ndarray:
 # -- the skeleton of a model ------------------------------------------------------------------
 
 
-class EstimatorModel:
-    """The skeleton of a Model around one scikit-learn-style estimator, `self.model`: a subclass
-    writes `fit` (setting self.model, and for regression self.target, a TargetScale) and may
-    change `probabilities`; `predict` maps regression back through self.target and gives
-    classification probabilities in the task's class order, as the contract wants them."""
+class TaskModel:
+    """What every Model keeps of its arguments: the task, the params, the task type (`kind`) and
+    the number of classes (`k`; 0 for regression)."""
 
     def __init__(self, task: dict, params: dict):
         self.task = task
         self.params = params
         self.kind = task["task_type"]
         self.k = len(task.get("classes") or [])
+
+
+class EstimatorModel(TaskModel):
+    """The skeleton of a Model around one scikit-learn-style estimator, `self.model`: a subclass
+    writes `fit` (setting self.model, and for regression self.target, a TargetScale) and may
+    change `probabilities`; `predict` maps regression back through self.target and gives
+    classification probabilities in the task's class order, as the contract wants them."""
+
+    def __init__(self, task: dict, params: dict):
+        super().__init__(task, params)
         self.target: TargetScale | None = None
 
     def full_fit_params(self) -> dict:

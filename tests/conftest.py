@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"{why}: set {variable}=1 to run it"))
 
 
+def contract_example() -> str:
+    """The contract's example of a module that extends a recipe (prompts/contract.md), as shown."""
+    import re
+
+    from prompts import PROMPTS_DIR
+
+    [example] = re.findall(r"```python\n(.*?)```", (PROMPTS_DIR / "contract.md").read_text(), re.DOTALL)
+    return example
+
+
 def write_task(folder: Path, train: pd.DataFrame, test: pd.DataFrame, sample: pd.DataFrame | None,
                description: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)

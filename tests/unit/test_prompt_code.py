@@ -7,6 +7,7 @@ import ast
 import re
 
 import pytest
+from conftest import contract_example
 from test_llm_prompts import grounded, text, wide_profile
 
 from graph.llm import TrackProposal
@@ -36,16 +37,7 @@ CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 # names a model has reached for that are not on the list (installed here or not)
 NOT_ON_THE_LIST = ("sentence_transformers", "SentenceTransformer", "timm", "torchvision", "xgboost", "tensorflow", "keras")
 
-EXTENDS = '''from prompts.recipes.traditional.features import Features as Base
-
-
-class Features(Base):
-    @staticmethod
-    def _date_parts(col):
-        parts = Base._date_parts(col)
-        parts["quarter"] = (parts["month"] - 1) // 3 + 1
-        return parts
-'''
+EXTENDS = contract_example()  # the contract's example of a module that extends a recipe
 # a long generated module: 300 functions of a few lines each, so showing it means leaving some out
 LONG = "import numpy as np\n\n\n" + "\n\n".join(
     f"def step_{i}(x):\n    \"\"\"Step {i}.\"\"\"\n    y = np.asarray(x) + {i}\n    z = y * 2\n    return z - {i}\n"

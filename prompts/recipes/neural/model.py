@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from runtime.params import SPACES, Data
-from runtime.recipe_steps import TargetScale
+from runtime.recipe_steps import TargetScale, TaskModel
 
 
 class ConvBranch(nn.Module):
@@ -78,14 +78,11 @@ class Net(nn.Module):
         return self.body(torch.cat(parts, dim=1))
 
 
-class Model:
+class Model(TaskModel):
     """The torch network (Net) trained with early stopping; probabilities through sigmoid / softmax."""
 
     def __init__(self, task: dict, params: dict):
-        self.task = task
-        self.params = params
-        self.kind = task["task_type"]
-        self.k = len(task.get("classes") or [])
+        super().__init__(task, params)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda":
             # Same seed, same predictions on the GPU too (the check fits twice and compares):

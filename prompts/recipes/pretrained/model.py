@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from runtime.params import SPACES, Data
 from runtime.recipe_steps import (
     TargetScale,
+    TaskModel,
     as_prediction,
     class_probabilities,
     in_class_order,
@@ -30,14 +31,11 @@ from runtime.recipe_steps import (
 TREE_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples", "n_jobs", "early_stopping_rounds")
 
 
-class Model:
+class Model(TaskModel):
     """A linear head on the embeddings (enc_*), then LightGBM on its prediction beside the table."""
 
     def __init__(self, task: dict, params: dict):
-        self.task = task
-        self.params = params
-        self.kind = task["task_type"]
-        self.k = len(task.get("classes") or [])
+        super().__init__(task, params)
         self.resolved = SPACES["pretrained"].resolve(params, Data(n=0))
         self.seed = self.resolved["seed"]
 
