@@ -73,7 +73,9 @@ def test_scripted_llm_recovers_from_bad_json_bad_syntax_and_a_broken_contract(ma
     assert final["tracks"]["traditional"].best_attempt == 3 and final["tracks"]["traditional"].score == attempts[2].score
     assert (Path(attempts[3].dir) / "model.py").read_text() == CONSTANT
     [refine_prompt] = [p for schema, p in script.prompts if schema == "ModuleRewrite"]
-    assert f"auc {attempts[2].score:.6g}" in refine_prompt and "lgb." in refine_prompt  # the best code and its score
+    # the best code (the recipe, unchanged: shown as the library it is) and its score
+    assert f"auc {attempts[2].score:.6g}" in refine_prompt
+    assert "the recipe module `prompts.recipes.traditional.model`, unchanged" in refine_prompt
 
     # the debug prompts carried the failing code and its error
     debug_prompts = [p for schema, p in script.prompts if schema == "ModuleCode" and "The failing attempt" in p]

@@ -269,3 +269,47 @@ def test_each_member_of_the_zoo_checks_and_beats_a_constant(harnesses, tmp_path,
     assert h.check_attempt(tmp_path, {}) == []
     score = h.run_attempt(tmp_path, {})["score"]
     assert get_metric(h.task["metric"]).better(score, constant_score(h)), f"{member} on {kind}: {score:.4f}"
+
+
+EXTENDED_MODEL = '''from prompts.recipes.traditional.model import Model as Base
+
+
+class Model(Base):
+    """The LightGBM recipe's model with the Huber loss."""
+
+    def objective(self):
+        return "huber"
+'''
+
+
+def test_a_module_that_extends_a_recipe_checks_and_runs_in_a_kernel(harnesses, tmp_path):
+    """The recipes are a library: modules that import a recipe's class and override one step (the
+    contract's example, and a model) pass the static check, and the harness checks, runs and
+    scores them in a real kernel, where the overrides take effect (the quarter column, the Huber
+    objective)."""
+    import json
+
+    from graph.settings import HARNESS_STARTUP
+    from runtime.kernel import KernelSession
+
+    from conftest import contract_example
+
+    code = {"features": contract_example(), "model": EXTENDED_MODEL}
+    assert static_problems(code) == []
+    for module, source in code.items():
+        (tmp_path / f"{module}.py").write_text(source)
+    h = harnesses["regression"]
+    cell = (f"import json\nfrom runtime.harness import load_module\n"
+            f"problems = H.check_attempt({str(tmp_path)!r}, {{}})\n"
+            f"result = H.run_attempt({str(tmp_path)!r}, {{}})\n"
+            f"f = load_module('features', __import__('pathlib').Path({str(tmp_path / 'features.py')!r}))\n"
+            f"m = load_module('model', __import__('pathlib').Path({str(tmp_path / 'model.py')!r}))\n"
+            f"columns = list(f.Features(H.task, H.profile, {{}}).fit(H.X, H.y).transform(H.X).columns)\n"
+            f"objective = m.Model(H.task, {{}}).fit(H.X[['alpha']], H.y).model.objective\n"
+            f"print(json.dumps({{'problems': problems, 'score': result['score'], 'columns': columns, 'objective': objective}}))\n")
+    with KernelSession(tmp_path, startup_code=HARNESS_STARTUP.format(run_dir=str(h.run_dir))) as kernel:
+        outcome = kernel.execute(cell, timeout=300)
+    assert outcome.status == "ok", (outcome.error_name, outcome.error_value, outcome.output[-2000:])
+    seen = json.loads(outcome.output.strip().splitlines()[-1])
+    assert seen["problems"] == [] and "day_quarter" in seen["columns"] and seen["objective"] == "huber"
+    assert MARGIN[h.task["metric"]](seen["score"], constant_score(h)), seen["score"]
