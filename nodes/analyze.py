@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, Settings
 from graph.llm import client_for
 from graph.state import IMLState
-from runtime.data import TaskInputError, read_header
+from runtime.data import TaskInputError, read_header, read_table
 from runtime.metrics import get_metric, metric_from_text
 from runtime.records import TaskSpec
 from runtime.task_files import locate_files

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import sys
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from prompts import PROMPTS_DIR
@@ -91,7 +91,7 @@ def import_problem(name: str, guarded: bool = False) -> str | None:
     return f"package '{top}' {state} is not among the libraries generated code may import ({', '.join(LIBRARIES)})"
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_path(name: str) -> Path | None:
     """The source file of one of iML's modules for generated code (read, never imported here:
     a recipe imports torch or LightGBM), or None when there is none."""

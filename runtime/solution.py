@@ -138,12 +138,12 @@ def render_solution(state: Mapping[str, Any], run_dir: Path,
 CARRIED = ("runtime.params", "runtime.recipe_steps")
 
 
-def runtime_part(task: dict, library: Mapping[str, str] = {}) -> str:  # noqa: B006 - read, never changed
+def runtime_part(task: dict, library: Mapping[str, str] | None = None) -> str:
     """The iML modules the members' code imports, each whole (its imports of the others kept) and
     installed under its name, so the members run as they ran in the run: CARRIED, runtime.images
     for an image task, then `library`, the recipe modules the members import (name -> text)."""
     texts = {name: module_source(name) for name in (*CARRIED, *(["runtime.images"] if task.get("images") else []))}
-    texts.update({name: text for name, text in library.items() if name not in texts})
+    texts.update({name: text for name, text in (library or {}).items() if name not in texts})
     parts = ["\n# -- carried from iML: " + ", ".join(texts) + ", which the members' modules import: "
              "installed under those names " + "-" * 10 + "\n\n"]
     for name, text in texts.items():

@@ -89,3 +89,18 @@ def make_task(tmp_path):
         return write_task(tmp_path / name, train, test, sample, description if description is not None else desc)
 
     return build
+
+
+@pytest.fixture
+def grounded(make_task):
+    """(task folder, TaskSpec, DataProfile, Blueprint) of a small binary task, as the prompts read them."""
+    from graph.context import Settings
+    from nodes.blueprint import make_blueprint
+    from runtime.data_profile import profile_data
+    from runtime.task_reader import read_task
+
+    task_dir = make_task("binary")
+    task = read_task(task_dir, Settings())
+    profile = profile_data(task)
+    plan = make_blueprint(task, profile, Settings(), budget_s=120)
+    return task_dir, task, profile, plan

@@ -3,7 +3,6 @@
 import re
 
 import pandas as pd
-import pytest
 
 from graph.context import Settings
 from nodes.blueprint import make_blueprint
@@ -33,15 +32,6 @@ PROMPT_BOUND = 48_000
 
 def text(msgs) -> str:
     return "\n".join(m.content for m in msgs)
-
-
-@pytest.fixture
-def grounded(make_task):
-    task_dir = make_task("binary")
-    task = read_task(task_dir, Settings())
-    profile = profile_data(task)
-    plan = make_blueprint(task, profile, Settings(), budget_s=120)
-    return task_dir, task, profile, plan
 
 
 def test_every_role_has_a_template_file_with_system_and_user_sections():

@@ -8,10 +8,10 @@ import re
 
 import pytest
 from conftest import contract_example
-from test_llm_prompts import grounded, text, wide_profile
+from test_llm_prompts import text, wide_profile
 
 from graph.llm import TrackProposal
-from nodes.analyze import candidate_values, locate_files
+from nodes.analyze import candidate_values
 from prompts import MODULES, RECIPES_DIR, recipe_tracks, render_member, render_recipe
 from prompts.imports import (
     LIBRARIES,
@@ -32,6 +32,7 @@ from prompts.render import (
 from prompts.surface import surface, whole
 from runtime.params import SPACES
 from runtime.records import AttemptResult
+from runtime.task_files import locate_files
 
 CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 # names a model has reached for that are not on the list (installed here or not)
