@@ -24,7 +24,8 @@ from langgraph.graph import StateGraph
 
 from graph.turns import TrackTurns
 from graph.settings import HARNESS_STARTUP, RAY_SLOTS, Settings, kernel_threads, warm_kernel  # noqa: F401 (the nodes' import)
-from runtime.kernel import ExecutionSlots, KernelSession, WarmKernel
+from runtime.kernel import KernelSession, WarmKernel
+from runtime.machine import ExecutionSlots
 
 
 class EventLog:
@@ -125,7 +126,7 @@ class RunContext:
         """Whether the tracks' kernels get a GPU: this machine's, or the cluster's."""
         if self.settings.ray_address:
             return self.ray_pool(run_dir).cluster.get("GPU", 0.0) > 0
-        from runtime.kernel import gpu_available
+        from runtime.machine import gpu_available
 
         return gpu_available()
 

@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.kernel import WarmKernel, default_slots
+from runtime.kernel import WarmKernel
+from runtime.machine import default_slots
 
 RAY_SLOTS = 8  # execution slots when Ray schedules the kernels: more than there are tracks
 HARNESS_STARTUP = "from runtime.harness import Harness\nH = Harness({run_dir!r})\n"

@@ -1,7 +1,7 @@
 """Turns per track: with fewer execution slots than tracks, a track runs all its cells before the
 next one starts its kernel.
 
-Taking turns per cell (runtime.kernel.ExecutionSlots alone) keeps every started track's kernel
+Taking turns per cell (runtime.machine.ExecutionSlots alone) keeps every started track's kernel
 alive while another computes: on 2 cores a neural track's kernel held torch (~430 MB) idle beside
 the traditional track's for the whole of its 21 s attempt. Here a track asks for its turn before
 its first cell and waits, holding no kernel, while the slots are taken; of the tracks waiting,

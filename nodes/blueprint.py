@@ -93,7 +93,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     available = recipe_tracks() if available is None else available
     installed = installed or _installed
     if gpu is None:
-        from runtime.kernel import gpu_available
+        from runtime.machine import gpu_available
 
         gpu = gpu_available()
     notes: list[str] = []

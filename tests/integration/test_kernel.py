@@ -15,13 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.kernel import (
-    ExecutionSlots,
-    KernelSession,
-    KernelStartError,
-    default_slots,
-    gpu_available,
-)
+from runtime.kernel import KernelSession, KernelStartError
+from runtime.machine import ExecutionSlots, default_slots, gpu_available
 
 MEMORY_LIMIT_MB = 800
 MAX_OUTPUT_CHARS = 4_000

@@ -2,7 +2,7 @@
 modules (the Harness and the fold loop it runs) are dropped when the user's code failed, and
 kept when the framework itself raised (a broken contract)."""
 
-from runtime.kernel import clean_traceback
+from runtime.cell_output import clean_traceback
 
 RULER = "-" * 75
 HEADER = "KeyError                                  Traceback (most recent call last)"
