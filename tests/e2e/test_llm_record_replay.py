@@ -21,7 +21,7 @@ from graph.llm import LLMClient
 from graph.recording import INDEX, REPLAY_LOG, Recorder, Replay, index_text, read_recording
 from graph.runner import resume_run, run_task
 from runtime.task_reader import read_task
-from nodes.submit import validate_submission
+from runtime.submission_file import validate_submission
 
 pytestmark = pytest.mark.slow
 
