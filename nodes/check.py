@@ -18,12 +18,14 @@ from graph.state import TrackState
 from nodes.track import (
     attempt_dir,
     attempt_params,
+    attempt_time,
     attempt_timeout,
     run_in_kernel,
     take_turn,
     write_modules,
 )
 from prompts.imports import import_problem, module_path
+from runtime import budget
 from runtime.params import SPACES
 from runtime.records import AttemptResult
 
@@ -67,25 +69,32 @@ MODULE_ONLY_ATTRS = {"remove": {"os"}, "unlink": {"os"}, "exit": {"sys", "os"}}
 
 
 def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
+    ctx = runtime.context
     folder = attempt_dir(state)
     write_modules(folder, state["code"])
     problems = static_problems(state["code"])
+    slow, fold_s = None, None
     if not problems:
-        take_turn(state, runtime.context)  # before the timeout is reckoned: the clock runs while it waits
-        problems = dynamic_problems(state, runtime.context)
-    if not problems:
+        take_turn(state, ctx)  # before the timeout is reckoned: the clock runs while it waits
+        problems, timing = dynamic_problems(state, ctx)
+        if not problems and timing:
+            # held against the seconds the attempt has now, after its check
+            slow, fold_s = time_verdict(state, ctx, timing)
+    if not problems and slow is None:
         return {"last_error": None}
-    message = "\n".join(problems)
+    message = slow or "\n".join(problems)
     (folder / "log.txt").write_text("check failed:\n" + message + "\n")
     result = AttemptResult(
         track=state["plan"].track,
         attempt=state["attempt"],
         source=state["source"],
-        status="check_failed",
+        # too slow before any fold: a timeout like one the harness measures, with its fold's seconds
+        status="timeout" if slow else "check_failed",
         error=message,
         params=attempt_params(state),
         dir=str(folder),
         member=state.get("member"),
+        fit_seconds=fold_s,
     )
     (folder / "result.json").write_text(result.model_dump_json(indent=2))
     runtime.context.events.emit("attempt", track=result.track, attempt=result.attempt, status=result.status, error=message[:300])
@@ -239,12 +248,37 @@ def _import_problems(node: ast.Import | ast.ImportFrom, guarded: bool) -> list[t
     return [(node.module or "", why)] if why else []
 
 
-def dynamic_problems(state: TrackState, ctx: RunContext) -> list[str]:
+def dynamic_problems(state: TrackState, ctx: RunContext) -> tuple[list[str], dict | None]:
+    """The problems the modules show on a small sample in the kernel, and (when there are none)
+    the time one fold's fit is predicted to take (runtime/harness.py `_fit_timing`)."""
     folder = attempt_dir(state)
     recipe = "fallback" if state.get("source") == "fallback" else state.get("member") or state["plan"].track
-    params = SPACES[recipe].for_check(attempt_params(state)) if recipe in SPACES else attempt_params(state)
-    code = f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}))"
+    own = attempt_params(state)
+    params = SPACES[recipe].for_check(own) if recipe in SPACES else own
+    probe = {"params": own, "seconds": budget.probe_seconds(attempt_time(state, ctx))}
+    code = (f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), "
+            f"probe=json.loads({json.dumps(probe, default=str)!r}))")
+    written = folder / "check.json"
+    written.unlink(missing_ok=True)  # what an earlier check of this attempt wrote (a resumed run) is not this one's
     outcome = run_in_kernel(state, ctx, code, timeout=attempt_timeout(state, ctx, check=True))
+    report = json.loads(written.read_text()) if written.exists() else {}
+    timing = report.get("timing")
+    if outcome.status == "timeout" and report.get("problems") == [] and timing and "probing" in timing:
+        # the modules passed; the cell's time ran out while one fit was timed: that fit alone took longer
+        return [], budget.cut_short(timing, outcome.duration_s)
     if outcome.error:
-        return [f"dynamic check on a small sample failed: {outcome.error}"]
-    return json.loads((folder / "check.json").read_text())["problems"]
+        return [f"dynamic check on a small sample failed: {outcome.error}"], None
+    return report["problems"], timing
+
+
+def time_verdict(state: TrackState, ctx: RunContext, timing: dict) -> tuple[str | None, float | None]:
+    """What the check says of the attempt's time (runtime/budget.py `too_slow`), and the fold's
+    predicted seconds; said in the run's events either way."""
+    time = attempt_time(state, ctx)
+    fold_s = budget.predicted_fold_s(timing, time.n_folds)
+    slow = budget.too_slow(timing, time)
+    ctx.events.emit("check_time", track=state["plan"].track, attempt=state["attempt"], source=state.get("source"),
+                    fold_s=None if fold_s is None else round(fold_s, 3), allowed_fold_s=round(time.first_cut_fold_s, 3),
+                    setup_s=timing.get("setup_s"), points=timing.get("points"), exponent=timing.get("exponent"),
+                    probe_s=timing.get("probe_s"), too_slow=slow is not None, error=timing.get("error"))
+    return slow, fold_s

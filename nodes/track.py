@@ -10,7 +10,7 @@ from typing import Literal
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext
+from graph.context import RunContext, kernel_threads
 from graph.state import TrackState
 from runtime import budget
 from runtime.kernel import KernelStartError
@@ -132,6 +132,15 @@ def ends_turn_on_error(node):
 def write_modules(folder: Path, code: dict[str, str]) -> None:
     for module, source in code.items():
         (folder / f"{module}.py").write_text(source)
+
+
+def attempt_time(state: TrackState, ctx: RunContext) -> budget.AttemptTime:
+    """The attempt's seconds and what they mean for a fold (runtime/budget.py): what the prompts
+    say of time, and what the check's prediction is held against."""
+    return budget.attempt_time(ctx.settings, ctx.remaining_s(), state["task"], state["profile"], state["blueprint"],
+                               state["plan"], state.get("attempts", []), cores=kernel_threads(ctx.settings),
+                               gpu=ctx.gpu_available(state["run_dir"]), slots=ctx.slots.n, member=state.get("member"),
+                               needs_s=state.get("needs_s"))
 
 
 def attempt_timeout(state: TrackState, ctx: RunContext, check: bool = False) -> float:

@@ -9,10 +9,12 @@ so nothing here knows the graph. What things cost is runtime/costs.py's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates
+from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates, side_by_side_speedup
+from runtime.fit_time import FitCurve, extrapolate, full_fit_folds
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan, ValidationScheme
 
 
@@ -37,6 +39,11 @@ ATTEMPT_MIN_FLOOR_S = 5.0      # the floor an attempt always gets is at least th
 ATTEMPT_FLOOR_SHARE = 0.5      # ... and at most this share of a small budget
 HARNESS_DEADLINE_SHARE = 0.9   # the harness stops between folds at this share of its cell's timeout, before the kernel is interrupted
 RETRY_ROOM = 0.75              # of a too slow attempt's retry's time, what its folds may plan on (its check, the deadline's margin)
+PROBE_SHARE = 0.1              # of an attempt's seconds, what its check may spend timing fits on growing samples
+# The check calls an attempt too slow only when its predicted first cut needs this many times the
+# harness's deadline: the extrapolation from samples errs (x0.8..1.8 on linear fits under load, see
+# runtime/fit_time.py), and an attempt near its limit is measured on its first fold anyway.
+CHECK_MARGIN = 1.5
 
 
 # -- the run's reserves ------------------------------------------------------------------------
@@ -151,3 +158,138 @@ def retry_needs_s(folds_s: float) -> float:
     """The timeout a retry whose folds take `folds_s` needs: the harness's margin (its deadline is a
     share of the cell's) and its check on top."""
     return folds_s / HARNESS_DEADLINE_SHARE + MEMBER_CHECK_S
+
+
+# -- what an attempt's seconds mean: the prompts' time, the check's verdict ----------------------
+
+
+@dataclass(frozen=True)
+class AttemptTime:
+    """The seconds an attempt has and what they imply for one fold: what every prompt that asks for
+    code is told (prompts/render.py formats it, computing nothing), and what the check's prediction
+    is held against."""
+
+    attempt_s: float      # the attempt's cell may run this long (attempt_timeout_s)
+    deadline_s: float     # the harness stops between folds here (harness_deadline_s)
+    n_folds: int
+    repeats: int
+    refit: bool           # one more fit on all rows, when its time allows
+    fold_rows: int        # a fold's training part
+    train_rows: int       # the rows its fit sees: all of them, or the plan's sample (max_train_rows)
+    valid_rows: int       # a fold's held-out rows
+    test_rows: int
+    columns: int          # the table's feature columns
+    cores: int            # the threads the track's kernel computes with
+    gpu: bool
+    slots: int            # tracks that compute at once
+    tracks: tuple[str, ...]  # the plan's tracks, in the order they take turns
+    track: str
+    share_s: float        # the track's share of the run's budget
+    share_left_s: float   # what its attempts have not used of it
+    run_left_s: float     # the run's seconds before its final reserve (ensemble, submit)
+
+    @property
+    def fits(self) -> int:
+        return self.n_folds * self.repeats
+
+    @property
+    def fold_s(self) -> float:
+        """What one fold may take for the whole plan to end: every cut, and the fit on all rows."""
+        return self.deadline_s / (self.fits + (full_fit_folds(self.n_folds) if self.refit else 0.0))
+
+    @property
+    def first_cut_fold_s(self) -> float:
+        """Past this a fold is too slow for even the first cut's folds: the attempt is stopped."""
+        return self.deadline_s / self.n_folds
+
+    @property
+    def takes_turns(self) -> bool:
+        return len(self.tracks) > self.slots
+
+
+def attempt_time(settings: BudgetSettings, remaining_s: float, task: TaskSpec, profile: DataProfile,
+                 blueprint: Blueprint, plan: TrackPlan, attempts: list[AttemptResult], *, cores: int, gpu: bool,
+                 slots: int, member: str | None = None, needs_s: float | None = None) -> AttemptTime:
+    """The attempt's seconds (`attempt_timeout_s`) and the plan's folds, rows, cores and turns."""
+    timeout = attempt_timeout_s(settings, remaining_s, task, profile, blueprint, plan, attempts, member=member,
+                                needs_s=needs_s)
+    v = blueprint.validation
+    k = max(2, v.n_folds)
+    rows = profile.n_train * (k - 1) // k
+    limit = (plan.members.get(member, {}) if member else plan.params).get("max_train_rows")
+    return AttemptTime(
+        attempt_s=timeout, deadline_s=harness_deadline_s(timeout), n_folds=k, repeats=max(1, v.repeats), refit=v.refit,
+        fold_rows=rows, train_rows=min(rows, int(limit)) if limit else rows, valid_rows=profile.n_train - rows, test_rows=profile.n_test,
+        columns=len(profile.columns), cores=cores, gpu=gpu, slots=slots, tracks=tuple(p.track for p in blueprint.tracks),
+        track=plan.track, share_s=share_s(plan, blueprint), share_left_s=share_left_s(plan, blueprint, attempts),
+        run_left_s=run_left_s(remaining_s, blueprint, profile, settings))
+
+
+def probe_seconds(time: AttemptTime) -> float:
+    """What the check may spend timing the attempt's fit on growing samples."""
+    return PROBE_SHARE * time.attempt_s
+
+
+def cut_short(timing: dict[str, Any], cell_s: float) -> dict[str, Any]:
+    """The timing of a check whose cell ran out of its seconds while it timed one fit (the
+    harness wrote since when that fit ran): the fold's fit takes at least what that one had run
+    (a fold has as many rows or more), and at least what the fits timed before predict."""
+    running = max(0.0, cell_s - float(timing["probing"].get("since_s") or 0.0))
+    points = [(int(m), float(t)) for m, t in timing.get("points") or []]
+    so_far = extrapolate(points, int(timing["train_rows"]))[0] if points else 0.0
+    return {**timing, "fit_s": max(running, so_far), "lower_bound": True, "measured": False}
+
+
+def predicted_fold_s(timing: dict[str, Any] | None, n_folds: int) -> float | None:
+    """The wall seconds of one fold the check's timing predicts (`timing`: runtime/harness.py's):
+    one fit's seconds, less what fitting folds side by side saves."""
+    if not timing or timing.get("fit_s") is None:
+        return None
+    return float(timing["fit_s"]) / side_by_side_speedup(int(timing.get("at_once") or 1), n_folds)
+
+
+def too_slow(timing: dict[str, Any] | None, time: AttemptTime) -> str | None:
+    """The check's verdict on the time its sample fits predict: None when the first cut's folds fit
+    the attempt's deadline (CHECK_MARGIN given for the prediction's error), else what debug reads:
+    the seconds per fold needed and allowed, and what to change."""
+    fold = predicted_fold_s(timing, time.n_folds)
+    if fold is None:
+        return None
+    setup = float(timing.get("setup_s") or 0.0)
+    if setup + time.n_folds * fold <= CHECK_MARGIN * time.deadline_s:
+        return None
+    allowed = max(0.0, time.deadline_s - setup) / time.n_folds
+    points: Sequence = timing.get("points") or []
+    if timing.get("lower_bound"):
+        probing = timing["probing"]
+        return (f"too slow: more than {fold:.1f} s per fold needed, {allowed:.1f} s allowed (seen by the check before any "
+                f"fold started: its timing of one fold's fit on {int(probing['rows']):,} rows had not ended when the "
+                f"check's own {time.attempt_s:.0f} s ran out; {time.n_folds} folds of {time.train_rows:,} training rows must "
+                f"end within the attempt's {time.deadline_s:.0f} s). Make one fold several times cheaper: fewer boosting "
+                "rounds or a higher learning rate, fewer or cheaper features, a model whose cost grows less with the rows, "
+                "or a sample of each fold's rows (params max_train_rows).")
+    lines = [f"too slow: ~{fold:.1f} s per fold needed, {allowed:.1f} s allowed (predicted by the check before any fold "
+             f"started: {time.n_folds} folds of {time.train_rows:,} training rows must end within the attempt's "
+             f"{time.deadline_s:.0f} s{f', after ~{setup:.0f} s of Features.encode on all rows' if setup >= 0.5 else ''})."]
+    if timing.get("measured"):
+        lines.append(f"The check fitted one fold at its full size: {points[-1][1]:.1f} s.")
+    elif points:
+        sampled = (f"{points[0][0]:,} rows ({points[0][1]:.2f} s)" if len(points) == 1 else
+                   f"{points[0][0]:,}..{points[-1][0]:,} rows ({points[0][1]:.2f}..{points[-1][1]:.2f} s)")
+        growth = ("in proportion to the rows" if float(timing["exponent"]) == 1.0
+                  else f"as rows^{float(timing['exponent']):.1f}")
+        lines.append(f"The check timed one fold's fit on {sampled}: ~{float(timing['fixed_s']):.2g} s whatever the rows, "
+                     f"the rest growing {growth}.")
+    if setup >= time.deadline_s:
+        lines.append(f"Features.encode alone needs ~{setup:.0f} s: encode less (shorter texts, smaller inputs, a "
+                     "lighter encoder), or nothing in encode.")
+        return " ".join(lines)
+    rows = 0
+    if timing.get("per_row_s") is not None:  # the rows whose fit takes what a fold may (side by side: that much more)
+        curve = FitCurve(float(timing["fixed_s"]), float(timing["per_row_s"]), float(timing["exponent"]))
+        rows = curve.rows_for(allowed * float(timing["fit_s"]) / fold)
+    sample = (f"; or train each fold on a sample: params max_train_rows={rows:,} (the harness samples the fold's "
+              "training rows; every row is still predicted)") if 0 < rows < time.train_rows else ""
+    lines.append(f"Make one fold ~{fold / max(allowed, 1e-9):.1f}x cheaper: fewer boosting rounds or a higher learning "
+                 f"rate, fewer or cheaper features, a model whose cost grows less with the rows{sample}.")
+    return " ".join(lines)

@@ -165,9 +165,14 @@ def traditional_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, par
     fixed = KERNEL_S + CHECK_S + images * (IMAGE_DECODE_S + IMAGE_FEATURE_S)
     at_once = folds_side_by_side(int(rows), text=bool(texts), images=bool(images), threads=threads) \
         if int(params["n_jobs"]) == 1 else 1
-    side_by_side = 1.0 + SIDE_BY_SIDE_GAIN * (min(at_once, n_folds) - 1)
+    side_by_side = side_by_side_speedup(at_once, n_folds)
     # the plan holds only what differs from the recipe's defaults: those stay the recipe's, data-aware
     return Estimate(seconds=fixed + n_folds * fold * units / side_by_side, params=given, steps=steps, fixed_s=fixed)
+
+
+def side_by_side_speedup(at_once: int, n_folds: int) -> float:
+    """How much faster the folds end when `at_once` of them fit side by side in threads."""
+    return 1.0 + SIDE_BY_SIDE_GAIN * (min(at_once, n_folds) - 1)
 
 
 def downsize_traditional(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float,

@@ -21,6 +21,7 @@ import re
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,21 @@ from runtime.fold_loop import (
     unit_tasks,
     with_full_fit,
 )
+from runtime.fit_time import extrapolate, full_fit_folds
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
 from runtime.saved_models import drop_folds, save_fold, save_full
 
 SAMPLE_ROWS = 300
+# The check's timing of one fold's fit (`_fit_timing`): samples doubling from PROBE_START_ROWS to
+# the fold's training rows, until the last fit took PROBE_GROWTH times the first (the part that
+# grows with the rows is then seen above the fixed one and the noise) or its seconds are spent.
+PROBE_START_ROWS = 256
+PROBE_GROWTH = 4.0
+PROBE_REPEAT_S = 0.25  # a fit shorter than this is timed twice, the faster counting: a busy machine's noise
+# A model whose params cap its training (`max_seconds`) checks its clock once per epoch: it ends up
+# to an epoch past the cap, its features and predictions beside it.
+TIME_CAP_SLACK = 1.25
 # an attempt whose first cut is projected to end past this many times its deadline stops early:
 # folds vary, and past the deadline the cell's own timeout (1/0.9 of it) kills it with nothing kept
 TOO_SLOW = 1.0
@@ -242,8 +253,10 @@ class Harness:
         full_fit_failed = ""
         at_once = min(folds_at_once(model_mod, self.task, self.profile, params, len(X) * (self.n_folds - 1) // self.n_folds),
                       self.n_fits)
+        fits_done = 0
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
                                                            self.y, X_test, self.fold_sets, at_once):
+            fits_done = j + 1
             completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
             if deadline_s is not None and time.time() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
@@ -281,6 +294,7 @@ class Harness:
                 oof, test_pred, cuts = oof + cut_oof, test_pred + cut_test, cuts + 1
                 cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         fitted = None  # the last fold's models: not alive beside the fit on all rows
+        fold_wall_s = (time.time() - folds_started) / max(1, fits_done)
         oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
         full_fit = None
@@ -307,6 +321,7 @@ class Harness:
             "cuts": cuts,
             "metric": self.metric.name,
             "duration_s": round(time.time() - started, 3),
+            "fit_seconds": round(fold_wall_s, 3),  # one fold's wall seconds (folds side by side: less than a fit's)
             "device": attempt_device(),
             "models_saved": unsaved is None,
             "resolved_params": resolved,
@@ -342,33 +357,67 @@ class Harness:
             if not self.metric.better(ours, theirs):
                 return {"skipped": "a refine candidate no better than the attempt it moved from"}
         elapsed = time.time() - started
-        # all rows cost about a fold's fit times k / (k - 1)
-        need = elapsed / max(1, len(fold_scores)) * self.n_folds / max(1, self.n_folds - 1)
+        need = elapsed / max(1, len(fold_scores)) * full_fit_folds(self.n_folds)
         if deadline_s is not None and elapsed + need > deadline_s:
             return {"skipped": f"no time: it needs ~{need:.1f} s, {max(0.0, deadline_s - elapsed):.1f} s left of the attempt's"}
         return {"params": mean_params(per_fit)}
 
-    def check_attempt(self, attempt_dir: str | Path, params: dict[str, Any]) -> list[str]:
+    def check_attempt(self, attempt_dir: str | Path, params: dict[str, Any], probe: dict[str, Any] | None = None) -> list[str]:
         """The dynamic interface check: run the modules on a small sample; list what breaks.
 
-        The list is written to check.json too, which is what the framework reads.
+        probe: {"params": the attempt's own params (`params` may be the check's cheaper ones),
+        "seconds": what timing may spend}: when the modules pass, the time of one fold's fit is
+        predicted too (`_fit_timing`), for the framework to hold against the attempt's seconds.
+        The list and the timing are written to check.json, which is what the framework reads.
         """
+        started = time.perf_counter()
         attempt_dir = Path(attempt_dir)
-        problems = self._sample_problems(attempt_dir, params)
-        (attempt_dir / "check.json").write_text(json.dumps({"problems": problems}, indent=2))
-        return problems
-
-    def _sample_problems(self, attempt_dir: Path, params: dict[str, Any]) -> list[str]:
-        problems: list[str] = []
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
+        sample, encode_points = self._check_sample(features_mod, params)
+        problems = self._sample_problems(features_mod, model_mod, params, sample)
+
+        def report(timing: dict[str, Any] | None) -> None:
+            # written before each timed fit too: a cell stopped in one still says the modules passed,
+            # and since when that fit ran (runtime/budget.py `cut_short`)
+            if timing is not None and "probing" in timing:
+                timing["probing"]["since_s"] = round(time.perf_counter() - started, 3)
+            (attempt_dir / "check.json").write_text(json.dumps({"problems": problems, "timing": timing}, indent=2))
+
+        timing = None
+        if probe is not None and not problems:
+            try:
+                timing = self._fit_timing(features_mod, model_mod, dict(probe["params"]), float(probe["seconds"]), sample,
+                                          encode_points, report)
+            except Exception as e:  # noqa: BLE001 - the modules passed; a sample they cannot fit predicts nothing
+                timing = {"error": f"{type(e).__name__}: {e}"[:300]}
+        report(timing)
+        return problems
+
+    def _check_sample(self, features_mod: types.ModuleType, params: dict[str, Any]) -> tuple[tuple, list | None]:
+        """(X, y, X_test) of the check's sample, with Features.encode's columns; and (rows, seconds)
+        of encoding a quarter of it and all of it, when encode had to run (nothing cached)."""
         rng = np.random.RandomState(0)
         n = min(SAMPLE_ROWS, len(self.y))
         idx = np.sort(rng.choice(len(self.y), n, replace=False))
         n_test = min(SAMPLE_ROWS // 3, len(self.X_test))
+        encode_points = None
+        if self._encode_key(features_mod, params) is not None and not self._encode_cached(features_mod, params):
+            quarter = max(1, n // 4)
+            started = time.perf_counter()
+            self._with_encoding(features_mod, params, sample=(idx[:quarter], np.arange(min(n_test, quarter // 3))))
+            encode_points = [(quarter + min(n_test, quarter // 3), time.perf_counter() - started)]
+        started = time.perf_counter()
         X_all, X_test_all = self._with_encoding(features_mod, params, sample=(idx, np.arange(n_test)))
-        X, y = X_all.reset_index(drop=True), self.y[idx]
-        X_test = X_test_all.reset_index(drop=True)
+        if encode_points is not None:
+            encode_points.append((n + n_test, time.perf_counter() - started))
+        return (X_all.reset_index(drop=True), self.y[idx], X_test_all.reset_index(drop=True)), encode_points
+
+    def _sample_problems(self, features_mod: types.ModuleType, model_mod: types.ModuleType, params: dict[str, Any],
+                         sample: tuple) -> list[str]:
+        problems: list[str] = []
+        X, y, X_test = sample
+        n, n_test = len(X), len(X_test)
         cut = int(n * 0.75)
         unit, j = unit_tasks(self.task, model_mod)[0]  # the features' checks on the first target's fit
         profile, (X, X_test) = repaired(self.profile, params, [X, X_test])
@@ -387,6 +436,7 @@ class Harness:
             problems.append("features.py: Features.transform output contains inf values")
         if problems:
             return problems
+        X, X_test = sample[0], sample[2]
         preds = []
         for _ in range(2):  # twice: a fixed seed must give the same predictions
             try:
@@ -399,7 +449,82 @@ class Harness:
             problems.append("model.py: Model is not deterministic: two fits with the same params gave different predictions; fix the random seed")
         return problems
 
+    def _fit_timing(self, features_mod: types.ModuleType, model_mod: types.ModuleType, params: dict[str, Any],
+                    seconds: float, sample: tuple, encode_points: list | None,
+                    report: Callable[[dict[str, Any]], None] = lambda timing: None) -> dict[str, Any]:
+        """The seconds one fold's fit takes at the first cut's size, predicted from the same fit
+        timed on samples (runtime/fit_time.py: how, and how far to trust it), and the seconds
+        Features.encode will take on all rows before the folds (0 when it is cached).
+
+        Each sample keeps a fold's proportions: m training rows, m / (k - 1) held out, and the
+        test rows in the share a fold predicts, so what grows with the predicted rows (a
+        neighbours model) grows here too. Rows come from the whole table; when encode has yet to
+        run on it, they are drawn from the check's encoded sample instead (with replacement):
+        timing a fit must not cost the encoding it would save."""
+        rows = len(self.y) * (self.n_folds - 1) // self.n_folds
+        limit = params.get("max_train_rows")
+        target = min(rows, int(limit)) if limit else rows
+        if self._encode_key(features_mod, params) is None or self._encode_cached(features_mod, params):
+            (X_pool, X_test_pool), y_pool = self._with_encoding(features_mod, params), self.y
+        else:
+            X_pool, y_pool, X_test_pool = sample
+        rng = np.random.default_rng(int(params.get("seed", 0) or 0))  # draws m of n rows in O(m), whatever n
+        at_once = min(folds_at_once(model_mod, self.task, self.profile, params, target), self.n_fits)
+        setup_s = extrapolate(encode_points, len(self.y) + len(self.X_test))[0] if encode_points is not None else 0.0
+        points: list[tuple[int, float]] = []
+        spent, m, fitted = 0.0, min(PROBE_START_ROWS, target), None
+        while True:
+            report({"train_rows": target, "points": [[r, round(t, 4)] for r, t in points], "at_once": at_once,
+                    "setup_s": round(setup_s, 3), "probing": {"rows": m}})
+            n_va = max(1, int(round(m / max(1, self.n_folds - 1))))
+            n_te = min(len(self.X_test), max(1, int(round(m * len(self.X_test) / max(1, rows))))) if len(self.X_test) else 0
+            both = rng.choice(len(y_pool), m + n_va, replace=m + n_va > len(y_pool))
+            tr, va = both[:m], both[m:]
+            te = rng.choice(len(X_test_pool), n_te, replace=n_te > len(X_test_pool)) if n_te else np.arange(0)
+            took: list[float] = []
+            while not took or (took[0] < PROBE_REPEAT_S and len(took) < 2 and m < target):
+                started = time.perf_counter()
+                fitted, _ = fit_fold(features_mod, model_mod, self.task, self.profile, params, X_pool.iloc[tr], y_pool[tr],
+                                     X_pool.iloc[va], y_pool[va], [X_test_pool.iloc[te]])
+                took.append(time.perf_counter() - started)
+            spent += sum(took)
+            points.append((m, min(took)))
+            grown = len(points) >= 3 and points[-1][1] >= PROBE_GROWTH * points[0][1]
+            # the next sample costs up to 4x this one (a quadratic fit): only while the seconds allow,
+            # and a second point whenever the first left any (one point cannot tell the fixed part)
+            if m >= target or grown or (spent + 4 * points[-1][1] > seconds and (len(points) >= 2 or spent >= seconds)):
+                break
+            m = min(target, 2 * m)
+        fit_s, curve = extrapolate(points, target)
+        # a cap on training the model read (its resolved settings hold it), per fit of each target column
+        cap = resolved_params(fitted).get("max_seconds") if fitted else None
+        cap_s = (TIME_CAP_SLACK * cap * len(unit_tasks(self.task, model_mod))
+                 if isinstance(cap, (int, float)) and not isinstance(cap, bool) else None)
+        capped = cap_s is not None and fit_s > curve.fixed_s + cap_s
+        if capped:
+            fit_s = curve.fixed_s + cap_s
+        return {"train_rows": target, "points": [[m, round(t, 4)] for m, t in points], "fit_s": round(fit_s, 3),
+                "fixed_s": round(curve.fixed_s, 4), "per_row_s": curve.per_row_s, "exponent": curve.exponent,
+                "measured": points[-1][0] >= target, "time_cap_s": cap if capped else None, "at_once": at_once,
+                "setup_s": round(setup_s, 3), "encode_points": encode_points, "probe_s": round(spent, 3)}
+
     # -- internals ------------------------------------------------------------------------
+
+    def _encode_key(self, features_mod: types.ModuleType, params: dict) -> str | None:
+        """What Features.encode's output is cached by, or None when the module has no encode.
+
+        Keyed by the params the features module can read (its source names them), so a
+        model-only change (refine moving the head's C) reuses the embeddings."""
+        if getattr(features_mod.Features, "encode", None) is None:
+            return None
+        source = features_source(features_mod)
+        used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source
+                or k in REPAIR_PARAMS}
+        return hashlib.sha1((encode_source(features_mod.Features) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
+
+    def _encode_cached(self, features_mod: types.ModuleType, params: dict) -> bool:
+        key = self._encode_key(features_mod, params)
+        return key is not None and (key in self._encoded or (self.run_dir / "cache" / f"encode_{key}.npy").exists())
 
     def _with_encoding(self, features_mod: types.ModuleType, params: dict, sample: tuple | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Raw columns plus the cached output of `Features.encode`, when the module has one.
@@ -410,16 +535,10 @@ class Harness:
         X, X_test = self.X, self.X_test
         if sample is not None:
             X, X_test = X.iloc[sample[0]], X_test.iloc[sample[1]]
-        encode = getattr(features_mod.Features, "encode", None)
-        if encode is None:
+        key = self._encode_key(features_mod, params)
+        if key is None:
             return X, X_test
-        # Keyed by the params the features module can read (its source names them), so a
-        # model-only change (refine moving the head's C) reuses the embeddings.
-        source = features_source(features_mod)
-        used = {k: v for k, v in params.items() if not source or f'"{k}"' in source or f"'{k}'" in source
-                or k in REPAIR_PARAMS}
-        key = hashlib.sha1((encode_source(features_mod.Features) + json.dumps(used, sort_keys=True, default=str)).encode()).hexdigest()[:16]
-        if sample is not None and key not in self._encoded and not (self.run_dir / "cache" / f"encode_{key}.npy").exists():
+        if sample is not None and not self._encode_cached(features_mod, params):
             # The check needs only its sample: encode those rows (minutes less on long texts), cache nothing.
             rows = pd.concat([X, X_test], ignore_index=True)
             return join_encoded(X, X_test, encode_rows(features_mod, self.task, self.profile, params, rows))

@@ -184,7 +184,8 @@ class AttemptResult(BaseModel):
     member: str | None = None  # the member recipe it ran (source "member")
     # what the modules ran with, defaults included (the recipes record it; runtime/params.py)
     resolved_params: dict[str, Any] = Field(default_factory=dict)
-    # one fit's seconds, measured, when the attempt stopped because its folds could not end in time
+    # one fold's wall seconds: measured over its folds (scored, or stopped as too slow after its
+    # first), or predicted by its check when that stopped it before any fold (status "timeout")
     fit_seconds: float | None = None
     # the part of duration_s its fit on all rows took (0: none); a refine candidate's folds cost the rest
     refit_s: float = 0.0

@@ -219,7 +219,7 @@ class Model:
 
 def test_a_recipe_too_slow_for_its_time_is_retried_smaller_not_retreated(prepared, monkeypatch, tmp_path):
     """The first fit shows the folds cannot end in the attempt's time: the attempt stops there
-    with its measured speed, and debug retries the same recipe with cheaper params (faster
+    (in its check, before any fold) with its measured speed, and debug retries the same recipe with cheaper params (faster
     trees), not the fallback, which would be as slow."""
     from graph.builder import build_track_graph
     from nodes import generate as generate_module
@@ -239,8 +239,10 @@ def test_a_recipe_too_slow_for_its_time_is_retried_smaller_not_retreated(prepare
     ctx.close()
     attempts = out["tracks"]["traditional"].attempts
     first, retry = attempts[0], attempts[1]
-    assert first.status == "timeout" and "too slow" in first.error and first.fit_seconds >= 2.0, first.error
-    assert first.duration_s < 2.9  # stopped after its first fit, not at the cell's timeout
+    # the check's timing of a fold's fit (2 s) already shows it: stopped before any fold, with the
+    # fit's seconds (measured, or at least what had run when the check's own 3 s ran out)
+    assert first.status == "timeout" and "too slow" in first.error and first.fit_seconds >= 1.5, first.error
+    assert first.duration_s < 2.9  # stopped before its folds, not at the cell's timeout
     assert retry.source == "repair" and retry.status == "ok", retry
     assert retry.params["learning_rate"] >= 0.3
     assert all(a.source != "fallback" for a in attempts)
