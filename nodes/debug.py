@@ -22,7 +22,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext, kernel_threads
 from graph.llm import LLMError, ModuleCode, client_for, code_from_answer
 from graph.state import TrackState
-from nodes.track import attempt_params, attempt_timeout
+from nodes.track import attempt_params, attempt_time, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 from runtime import budget
@@ -162,7 +162,8 @@ def repair_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
             error += "\n\nOutput of the attempt (its end):\n" + output[-2000:]
     try:
         answer = client.ask(ModuleCode, debug_messages(state["task"], state["profile"], state["plan"], state["code"], error,
-                                                       attempts, attempt=state["attempt"], status=last.status if last else "failed"),
+                                                       attempts, attempt=state["attempt"], status=last.status if last else "failed",
+                                                       time=attempt_time(state, ctx)),
                             role="debug", node="debug", track=track, events=ctx.events)
     except LLMError as e:
         ctx.events.emit("debug_llm", track=track, gave_up=f"LLM: {str(e)[:200]}")

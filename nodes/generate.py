@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext
 from graph.llm import LLMError, ModuleCode, client_for, code_from_answer
 from graph.state import TrackState
-from nodes.track import register_turn
+from nodes.track import attempt_time, register_turn
 from prompts import render_recipe
 from prompts.render import generate_messages
 
@@ -29,7 +29,8 @@ def generate_with_llm(state: TrackState, ctx: RunContext, client) -> dict:
     recipe = render_recipe(track)
     start = {"attempt": 1, "fell_back": False, "last_error": None}
     try:
-        answer = client.ask(ModuleCode, generate_messages(state["task"], state["profile"], state["plan"], state.get("attempts", [])),
+        answer = client.ask(ModuleCode, generate_messages(state["task"], state["profile"], state["plan"], state.get("attempts", []),
+                                                          time=attempt_time(state, ctx)),
                             role="generate", node="generate", track=track, events=ctx.events)
     except LLMError as e:
         ctx.events.emit("generate", track=track, source="recipe", why=f"LLM: {str(e)[:200]}")

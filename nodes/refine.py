@@ -41,6 +41,7 @@ from runtime.submission_file import offer_submission
 from nodes.track import (
     ATTEMPT_RECORD,
     attempt_dir,
+    attempt_time,
     load_attempt,
     record_attempt,
     summarize_track,
@@ -271,12 +272,18 @@ def chain_attempt(state: RefineState, number: int) -> AttemptResult:
 def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None) -> dict[str, Any]:
     """What the track's check and execute nodes read, for one candidate: its share of the
     budget is the time refine had left when it was proposed, so execute's deadline is refine's."""
+    inputs = candidate_inputs(state, cand.params, cand.timeout_s)
+    code = cand.code or read_modules(Path(state["chain"].code_dir))
+    return {**inputs, "code": code, "source": "refine", "attempt": cand.attempt, "last_error": None, "prune": prune}
+
+
+def candidate_inputs(state: RefineState, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """The track state a candidate with these params runs in, on `timeout_s` of refine's time."""
     task, profile, blueprint = run_inputs(state["run_dir"])
     plan = plan_of(blueprint, state["track"])
-    cand_plan = plan.model_copy(update={"params": cand.params, "time_share": budget.share_of(cand.timeout_s, blueprint)})
-    code = cand.code or read_modules(Path(state["chain"].code_dir))
+    cand_plan = plan.model_copy(update={"params": params, "time_share": budget.share_of(timeout_s, blueprint)})
     return {"run_dir": state["run_dir"], "task": task, "profile": profile, "blueprint": blueprint, "plan": cand_plan,
-            "code": code, "source": "refine", "attempt": cand.attempt, "attempts": [], "last_error": None, "prune": prune}
+            "attempts": []}
 
 
 def prune_rule(state: RefineState) -> dict | None:
@@ -545,7 +552,9 @@ def ask_rewrite(client, state: RefineState, ctx: RunContext, chain: Chain,
         answer = client.ask(
             ModuleRewrite,
             refine_messages(task, profile, plan_of(blueprint, state["track"]), code, current.score, params=chain.params,
-                            attempts=memory, focus=focus),
+                            attempts=memory, focus=focus, base=current,
+                            # the rewrite runs as a candidate on what refine has left now (propose's timeout_s)
+                            time=attempt_time(candidate_inputs(state, chain.params, run_left_s(state, ctx)), ctx)),
             role="refine", node="refine", track=state["track"], events=ctx.events)
     except LLMError as e:
         ctx.events.emit("refine_llm", track=state["track"], gave_up=str(e)[:200])

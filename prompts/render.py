@@ -5,7 +5,9 @@ A template (`prompts/<role>.md`) has a `<!-- system -->` and a `<!-- user -->` s
 filled with grounded facts: the task spec, a bounded summary of the profile, the module
 contract (`contract.md`, with the one list of what generated code may import), the track's
 recipe as a library (its surface: what each class and hook does, and its declared params, the
-plan's values labelled as such), and a bounded memory of earlier attempts. Every piece has a
+plan's values labelled as such), the time the attempt has (runtime/budget.py's `AttemptTime`,
+formatted here, never recomputed), and a bounded memory of earlier attempts with their measured
+seconds. Every piece has a
 size limit, so a prompt stays bounded on a 500-column table; code is shown whole or with whole
 functions left out by name (prompts/surface.py), never cut mid-function.
 """
@@ -26,6 +28,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from prompts import FALLBACK, MODULES, PROMPTS_DIR, RECIPES_DIR, recipe_tracks
 from prompts.imports import imported_modules, imports_text, module_path, recipe_modules
 from prompts.surface import first_sentence, parsed, surface, whole
+from runtime.budget import AttemptTime
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 
 # Size limits in characters (about 4 characters a token).
@@ -183,12 +186,64 @@ def profile_summary(profile: DataProfile, limit: int = PROFILE_CHARS) -> str:
 def plan_summary(plan: TrackPlan) -> str:
     steps = "\n".join(f"  - {s[:200]}" for s in plan.feature_steps[:15]) or "  - (none)"
     return (f"- model family: {plan.model_family}\n- why: {plan.reason[:400]}\n- feature steps:\n{steps}\n"
-            f"- time share: {plan.time_share:.0%} of the run's budget\n"
+            f"- time: its seconds are under # Time\n"
             f"- params: see the recipe's params below (the plan's values are labelled \"the plan's\")")
 
 
+def seconds(value: float) -> str:
+    """Seconds as a model reads them: tenths below 10 s, whole seconds above."""
+    return f"{value:.1f} s" if value < 10 else f"{value:,.0f} s"
+
+
+def time_summary(time: AttemptTime | None, base: AttemptResult | None = None) -> str:
+    """What the attempt's seconds are and what they mean for one fold (runtime/budget.py computes
+    every number; here they are only put in words). `base`: the attempt a refine rewrite moves
+    from, whose measured seconds it is told."""
+    if time is None:
+        return "(not known: the modules are not run by this graph's clock)"
+    cuts = f"{time.n_folds} folds" + (f", cut {time.repeats} times ({time.fits} fits)" if time.repeats > 1 else "")
+    cuts += " and one more fit on all rows" if time.refit else ""
+    dropped = [what for what, there in (("the later cuts", time.repeats > 1), ("the fit on all rows", time.refit)) if there]
+    lines = [
+        f"- this attempt's cross-validation may run {seconds(time.attempt_s)}; the harness stops it between folds at "
+        f"{seconds(time.deadline_s)}.",
+        f"- per fold: ~{seconds(time.fold_s)} for the whole plan ({cuts}) to end. Past ~{seconds(time.first_cut_fold_s)} a "
+        f"fold, not even the first {time.n_folds} folds end, and the attempt is stopped unscored"
+        + (f"; {' and '.join(dropped)} are dropped first when time runs short." if dropped else "."),
+        f"- a fold fits on {time.train_rows:,} training rows"
+        + (f" (a sample of its {time.fold_rows:,}: the plan's max_train_rows)" if time.train_rows < time.fold_rows else "")
+        + f" and predicts its {time.valid_rows:,} held-out rows and the {time.test_rows:,} test rows; the table has "
+        f"{time.columns:,} feature columns.",
+        f"- compute: {time.cores} CPU thread(s) for this track's kernel; "
+        + ("a CUDA GPU (torch: `cuda`)." if time.gpu else "no GPU."),
+    ]
+    if len(time.tracks) <= 1:
+        lines.append(f"- this is the run's only track: its share is {seconds(time.share_s)} of the budget "
+                     f"({seconds(max(0.0, time.share_left_s))} of it not used yet).")
+    elif time.takes_turns:
+        lines.append(f"- the tracks ({', '.join(time.tracks)}) take turns on {time.slots} execution slot(s): this track "
+                     f"computes alone on its threads when its turn comes, for its share of {seconds(time.share_s)} "
+                     f"({seconds(max(0.0, time.share_left_s))} of it not used yet). The run's clock moves while a track "
+                     "waits, its share does not; the tracks behind this one wait for it at most its share, so seconds it "
+                     "overruns are theirs.")
+    else:
+        lines.append(f"- the tracks ({', '.join(time.tracks)}) compute at the same time on {time.slots} execution slots, "
+                     f"each on its own threads; this track's share is {seconds(time.share_s)} "
+                     f"({seconds(max(0.0, time.share_left_s))} of it not used yet).")
+    if base is not None:
+        per_fold = f", ~{seconds(base.fit_seconds)} per fold" if base.fit_seconds is not None else ""
+        lines.append(f"- the attempt this rewrite moves from took {seconds(base.duration_s)} in all{per_fold}: a rewrite "
+                     "that costs more per fold has that much less room.")
+    lines.append(f"- the run has {seconds(max(0.0, time.run_left_s))} left before its final reserve (the ensemble and the "
+                 "submission).")
+    lines.append("- before any fold starts, the check times the fit on growing samples of rows and stops modules whose "
+                 "folds cannot end in time (\"too slow: ~X s per fold needed, Y s allowed\").")
+    return "\n".join(lines)
+
+
 def memory_summary(attempts: Sequence[AttemptResult], limit: int = MEMORY_CHARS, items: int = MEMORY_ITEMS) -> str:
-    """The latest attempts: source, status, score or the head of the error."""
+    """The latest attempts: source, status, score or the head of the error, and their measured
+    seconds (in all, and per fold where the harness or the check measured a fold)."""
     if not attempts:
         return "None yet: this is the first attempt."
     shown = list(attempts)[-items:]
@@ -199,6 +254,10 @@ def memory_summary(attempts: Sequence[AttemptResult], limit: int = MEMORY_CHARS,
         head = f"- attempt {a.attempt} ({a.source}): {a.status}"
         if a.score is not None:
             head += f", score {a.score:.6g}"
+        if a.duration_s:
+            head += f", {seconds(a.duration_s)}"
+        if a.fit_seconds is not None:
+            head += f", ~{seconds(a.fit_seconds)} per fold" + (" (the check's prediction)" if not a.duration_s else "")
         if a.error:
             first = a.error.strip().splitlines()[0] if a.error.strip() else ""
             head += f" — {first[:300]}"
@@ -406,9 +465,10 @@ def blueprint_messages(task: TaskSpec, profile: DataProfile, draft: Blueprint, o
 
 
 def generate_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan,
-                      attempts: Sequence[AttemptResult] = ()) -> list[BaseMessage]:
+                      attempts: Sequence[AttemptResult] = (), time: AttemptTime | None = None) -> list[BaseMessage]:
     recipe = recipe_of(plan.track)
     return messages("generate", {
+        "time": time_summary(time),
         "contract": contract_text(),
         "task": task_summary(task),
         "profile": profile_summary(profile),
@@ -430,7 +490,7 @@ def failing_modules(error: str) -> set[str]:
 
 def debug_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code: dict[str, str], error: str,
                    attempts: Sequence[AttemptResult] = (), attempt: int | None = None,
-                   status: str = "failed") -> list[BaseMessage]:
+                   status: str = "failed", time: AttemptTime | None = None) -> list[BaseMessage]:
     recipe = recipe_of(plan.track)
     keep = traceback_names(error)
     # the module the error names gets most of the room; both the same when it names none or both
@@ -438,6 +498,7 @@ def debug_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code: 
     room = {m: (MODULE_CHARS * 7 // 4 if m in named else MODULE_CHARS // 2) if len(named) == 1 else MODULE_CHARS
             for m in MODULES}
     return messages("debug", {
+        "time": time_summary(time),
         "contract": contract_text(),
         "task": task_summary(task),
         "profile": profile_summary(profile, DEBUG_PROFILE_CHARS),
@@ -466,7 +527,9 @@ def _imports(source: str) -> list[str]:
 
 def refine_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code: dict[str, str], score: float | None,
                     params: dict | None = None, attempts: Sequence[AttemptResult] = (),
-                    focus: str | None = None) -> list[BaseMessage]:
+                    focus: str | None = None, time: AttemptTime | None = None,
+                    base: AttemptResult | None = None) -> list[BaseMessage]:
+    """`time`: the rewrite's attempt (it runs on refine's time); `base`: the attempt it moves from."""
     direction = "higher is better" if task.greater_is_better else "lower is better"
     recipe = recipe_of(plan.track)
     for module in MODULES:  # the best attempt may run a member of the zoo: its params are that recipe's
@@ -474,6 +537,7 @@ def refine_messages(task: TaskSpec, profile: DataProfile, plan: TrackPlan, code:
         if name is not None:
             recipe = "/".join(name.split(".")[2:-1])
     return messages("refine", {
+        "time": time_summary(time, base),
         "contract": contract_text(),
         "task": task_summary(task),
         "profile": profile_summary(profile),
