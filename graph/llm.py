@@ -209,7 +209,8 @@ class TrackProposal(BaseModel):
     feature_steps: list[str] = Field(default_factory=list, description="short feature-engineering steps, naming real columns")
     params: dict[str, Any] = Field(default_factory=dict, description="hyperparameters passed to Features and Model as params")
     time_share: float = Field(description="the track's share of the time, 0.02 to 1; only the shares' ratios count: "
-                                          "they are rescaled to sum to 1")
+                                          "they are rescaled to split the tracks' part of the budget, which keeps the "
+                                          "reserves for refine and for the ensemble and submission")
     drop_columns: list[str] = Field(default_factory=list, description="feature columns to ignore (must exist)")
 
 

@@ -16,7 +16,7 @@ from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
 from prompts import recipe_tracks
-from runtime.budget import final_reserve_s, refine_reserve_s, tracks_pool_s
+from runtime.budget import final_reserve_s, refine_reserve_s, tracks_part, tracks_pool_s
 from runtime.costs import (
     MEMBER_CHECK_S,
     SAFETY,
@@ -363,9 +363,11 @@ def llm_plan_problems(proposal, task: TaskSpec, profile: DataProfile, draft: Blu
 
 def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
     """The validated proposal as a Blueprint: the draft's fields where the LLM left them empty,
-    folds and seed always the framework's."""
+    folds and seed always the framework's. Its time shares count by their ratios: they split the
+    tracks' part of the budget as the rules' draft has it (runtime/budget.py `tracks_part`), so the
+    reserves for refine and for the ensemble and submission stay."""
     offered = {t.track: t for t in draft.tracks}
-    total = sum(p.time_share for p in proposal.tracks) or 1.0
+    total = (sum(p.time_share for p in proposal.tracks) or 1.0) / (tracks_part(draft) or 1.0)
     tracks = []
     for p in proposal.tracks:
         base = offered[p.track]

@@ -28,7 +28,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from prompts import FALLBACK, MODULES, PROMPTS_DIR, RECIPES_DIR, recipe_tracks
 from prompts.imports import imported_modules, imports_text, module_path, recipe_modules
 from prompts.surface import first_sentence, parsed, surface, whole
-from runtime.budget import AttemptTime
+from runtime.budget import AttemptTime, tracks_part
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 
 # Size limits in characters (about 4 characters a token).
@@ -459,7 +459,9 @@ def blueprint_messages(task: TaskSpec, profile: DataProfile, draft: Blueprint, o
         "task": task_summary(task),
         "profile": profile_summary(profile),
         "tracks": "\n".join(f"- {t}" for t in offered) + skipped,
-        "budget": f"{draft.budget_s:.0f} seconds for the whole run, {draft.validation.n_folds}-fold cross-validation",
+        "budget": (f"{draft.budget_s:.0f} seconds for the whole run, {draft.validation.n_folds}-fold cross-validation. "
+                   f"The tracks split {tracks_part(draft):.0%} of it ({seconds(tracks_part(draft) * draft.budget_s)}); the "
+                   "rest is kept for refine and for the ensemble and submission."),
         "draft": bounded(json.dumps(draft_json, indent=2, default=str), 4000),
     })
 

@@ -65,6 +65,12 @@ def tracks_pool_s(budget_s: float, final_s: float, refine_s: float) -> float:
     return max(0.0, budget_s - final_s - refine_s)
 
 
+def tracks_part(blueprint: Blueprint) -> float:
+    """The share of the budget the plan's tracks split between them: what the reserves above (and
+    what the rules lent a track of refine's) leave. An LLM's plan splits this, by its ratios."""
+    return sum(p.time_share for p in blueprint.tracks)
+
+
 def run_left_s(remaining_s: float, blueprint: Blueprint, profile: DataProfile, settings: BudgetSettings) -> float:
     """Seconds the run has left before its final reserve (ensemble, submit, outputs): what a
     member, a refine candidate and refine itself may use."""

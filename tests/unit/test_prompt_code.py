@@ -209,17 +209,28 @@ def test_the_analyst_sees_each_candidate_targets_values_and_counts(grounded):
         assert f"{value}: {n}" in body
 
 
-def test_the_planners_schema_and_prompt_say_the_same_of_time_shares(grounded):
-    from nodes.blueprint import merge_llm_plan
+def test_the_planners_schema_prompt_and_merge_keep_the_reserves_alike(grounded):
+    """The LLM's shares count by their ratios and split the tracks' part of the budget, the part
+    the rules' draft leaves beside the reserves for refine and for the ensemble and submission
+    (runtime/budget.py): the schema, the prompt and the merge say and do the same."""
+    from graph.context import Settings
+    from nodes.blueprint import make_blueprint, merge_llm_plan
+    from runtime.budget import final_reserve_s, refine_reserve_s, tracks_part
 
-    _, task, profile, blueprint = grounded
-    said = "rescaled to sum to 1"
+    _, task, profile, _ = grounded
+    blueprint = make_blueprint(task, profile, Settings(), budget_s=600)
+    part = tracks_part(blueprint)
+    assert part < 1.0  # the draft keeps the reserves
+    said = "rescaled to split the tracks' part of the budget, which keeps the reserves for refine and for the ensemble and submission"
     assert said in TrackProposal.model_fields["time_share"].description
     planner = " ".join(text(blueprint_messages(task, profile, blueprint, [p.track for p in blueprint.tracks])).split())
-    assert said in planner and "sum to 1" not in planner.replace(said, "")
+    assert said in planner and "sum to 1" not in planner
+    assert f"The tracks split {part:.0%} of it" in planner
     proposal = TrackProposal(track=blueprint.tracks[0].track, reason="r", model_family="m", time_share=0.3)
     merged = merge_llm_plan(type("P", (), {"tracks": [proposal], "validation": None, "notes": ""})(), blueprint)
-    assert sum(t.time_share for t in merged.tracks) == pytest.approx(1.0)
+    assert sum(t.time_share for t in merged.tracks) == pytest.approx(part, abs=1e-3)
+    reserves = final_reserve_s(600, Settings(), profile.n_train + profile.n_test) + refine_reserve_s(600, Settings())
+    assert sum(t.time_share for t in merged.tracks) * 600 <= 600 - reserves + 1
 
 
 def test_a_module_extending_a_recipe_gets_its_own_encode_cache_only_when_encode_changes():
