@@ -122,6 +122,11 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             cand, chain, asked = next_candidate(state, ctx, chain, typical, left)
             calls += asked
         if cand is not None:
+            # the time left now: an LLM's rewrite took seconds of it to write (a slow server, all of them)
+            left = run_left_s(state, ctx)
+            if left < typical * 0.8:
+                return {"chain": chain.model_copy(update={"stopped": "time"}), "candidate": None, "stopped": "time",
+                        "llm_usage": calls}
             cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
             update = {"chain": chain, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1,
                       "llm_usage": calls, **({"refine_given": given} if given is not None else {})}
