@@ -205,3 +205,52 @@ def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):
         took = time.time() - started
     assert took < 15, took
     assert info.value.calls[0].outcome == "timeout"
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_refines_progress_and_the_submission_agree_on_what_a_rewrite_kept(make_task, tmp_path, kept):
+    """A scripted LLM rewrite that refine keeps (a constant model rewritten to the recipe's) and one
+    it does not (the recipe rewritten to a constant): the progress lines a user reads, the anytime
+    submission's record and the final submission say the same of which attempt the run submits."""
+    import io
+
+    from rich.console import Console
+
+    from scripts.progress import Progress
+
+    task_dir = make_task("binary")
+    first, rewrite = (CONSTANT, RECIPE["model"]) if kept else (RECIPE["model"], CONSTANT)
+    script = Script({
+        "TaskReading": [READING],
+        "ModuleCode": [{"features": RECIPE["features"], "model": first, "notes": "the first draft"}],
+        "ModuleRewrite": [{"module": "model", "code": rewrite, "notes": "another model"}],
+    })
+    out = io.StringIO()
+    run = tmp_path / "run"
+    with Progress(Console(file=out, force_terminal=False, width=300), budget_s=240) as progress:
+        final = run_task(task_dir, run, settings(), llm=ScriptedChatModel(script=script), on_update=progress)
+    lines = out.getvalue().splitlines()
+
+    attempts = attempts_of(final)
+    [candidate] = [a for a in attempts if a.source == "refine"]
+    assert candidate.status == "ok" and candidate.kept is kept
+    [done] = [line for line in lines if "changes kept" in line]
+    assert f"traditional: {int(kept)} of 1 changes kept" in done, done
+    [verdict] = [line for line in lines if f"refine: traditional attempt {candidate.attempt} (" in line]
+    assert ("kept, the best so far" in verdict) is kept, verdict
+
+    # the submission holds the attempt the progress called the best: the rewrite exactly when it was kept
+    best = final["tracks"]["traditional"]
+    assert (best.best_attempt == candidate.attempt) is kept
+    blend = json.loads((run / "ensemble.json").read_text())
+    submitted = json.loads((run / "submission.json").read_text())
+    assert submitted["kind"] == "final" and submitted["source"] == f"ensemble ({blend['kind']})"
+    if blend["kind"] == "single":
+        assert list(blend["weights"]) == [f"traditional/attempt_{best.best_attempt}"]
+        assert submitted["score"] == pytest.approx(best.score)
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    anytime = [e["source"] for e in events if e["event"] == "submission" and e["kind"] == "anytime"]
+    assert (f"traditional/attempt_{candidate.attempt}" in anytime) is kept, anytime
+    # the progress's table shows the same best score for the track
+    assert progress.tracks["traditional"].score == pytest.approx(best.score)
+    assert validate_submission(final["task"], final["submission_path"]) == []
