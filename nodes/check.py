@@ -255,7 +255,7 @@ def dynamic_problems(state: TrackState, ctx: RunContext) -> tuple[list[str], dic
     recipe = "fallback" if state.get("source") == "fallback" else state.get("member") or state["plan"].track
     own = attempt_params(state)
     params = SPACES[recipe].for_check(own) if recipe in SPACES else own
-    probe = {"params": own, "seconds": budget.probe_seconds(attempt_time(state, ctx))}
+    probe = {"params": own, **budget.probe(attempt_time(state, ctx), state.get("source", ""))}
     code = (f"H.check_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), "
             f"probe=json.loads({json.dumps(probe, default=str)!r}))")
     written = folder / "check.json"

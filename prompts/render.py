@@ -205,17 +205,17 @@ def time_summary(time: AttemptTime | None, base: AttemptResult | None = None) ->
     cuts += " and one more fit on all rows" if time.refit else ""
     dropped = [what for what, there in (("the later cuts", time.repeats > 1), ("the fit on all rows", time.refit)) if there]
     lines = [
-        f"- this attempt's cross-validation may run {seconds(time.attempt_s)}; the harness stops it between folds at "
-        f"{seconds(time.deadline_s)}.",
-        f"- per fold: ~{seconds(time.fold_s)} for the whole plan ({cuts}) to end. Past ~{seconds(time.first_cut_fold_s)} a "
-        f"fold, not even the first {time.n_folds} folds end, and the attempt is stopped unscored"
-        + (f"; {' and '.join(dropped)} are dropped first when time runs short." if dropped else "."),
-        f"- a fold fits on {time.train_rows:,} training rows"
-        + (f" (a sample of its {time.fold_rows:,}: the plan's max_train_rows)" if time.train_rows < time.fold_rows else "")
-        + f" and predicts its {time.valid_rows:,} held-out rows and the {time.test_rows:,} test rows; the table has "
-        f"{time.columns:,} feature columns.",
-        f"- compute: {time.cores} CPU thread(s) for this track's kernel; "
-        + ("a CUDA GPU (torch: `cuda`)." if time.gpu else "no GPU."),
+        (f"- this attempt's cross-validation may run {seconds(time.attempt_s)}; the harness stops it between folds at "
+         f"{seconds(time.deadline_s)}."),
+        (f"- per fold: ~{seconds(time.fold_s)} for the whole plan ({cuts}) to end. Past ~{seconds(time.first_cut_fold_s)} a "
+         f"fold, not even the first {time.n_folds} folds end, and the attempt is stopped unscored"
+         + (f"; {' and '.join(dropped)} are dropped first when time runs short." if dropped else ".")),
+        (f"- a fold fits on {time.train_rows:,} training rows"
+         + (f" (a sample of its {time.fold_rows:,}: the plan's max_train_rows)" if time.train_rows < time.fold_rows else "")
+         + f" and predicts its {time.valid_rows:,} held-out rows and the {time.test_rows:,} test rows; the table has "
+         f"{time.columns:,} feature columns."),
+        (f"- compute: {time.cores} CPU thread(s) for this track's kernel; "
+         + ("a CUDA GPU (torch: `cuda`)." if time.gpu else "no GPU.")),
     ]
     if len(time.tracks) <= 1:
         lines.append(f"- this is the run's only track: its share is {seconds(time.share_s)} of the budget "

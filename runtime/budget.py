@@ -13,9 +13,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates, side_by_side_speedup
-from runtime.fit_time import FitCurve, extrapolate, full_fit_folds
-from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan, ValidationScheme
+from runtime.costs import (
+    FINAL_ROW_S,
+    MEMBER_CHECK_S,
+    member_estimates,
+    side_by_side_speedup,
+)
+from runtime.fit_time import FitCurve, full_fit_folds, predict
+from runtime.records import (
+    AttemptResult,
+    Blueprint,
+    DataProfile,
+    TaskSpec,
+    TrackPlan,
+    ValidationScheme,
+)
 
 
 class BudgetSettings(Protocol):
@@ -39,7 +51,15 @@ ATTEMPT_MIN_FLOOR_S = 5.0      # the floor an attempt always gets is at least th
 ATTEMPT_FLOOR_SHARE = 0.5      # ... and at most this share of a small budget
 HARNESS_DEADLINE_SHARE = 0.9   # the harness stops between folds at this share of its cell's timeout, before the kernel is interrupted
 RETRY_ROOM = 0.75              # of a too slow attempt's retry's time, what its folds may plan on (its check, the deadline's margin)
-PROBE_SHARE = 0.1              # of an attempt's seconds, what its check may spend timing fits on growing samples
+# Of an attempt's seconds, what its check may spend timing its fit on growing samples: code an LLM
+# wrote, whose cost nothing planned (to extrapolate, the samples must reach a quarter to an eighth
+# of a fold's rows: about 0.4 of a fold's seconds on linear costs, so a fold of a third of the
+# attempt, which is too slow for 5 folds, takes 0.13 of it) ...
+PROBE_SHARE = 0.15
+# ... and the framework's recipes, which the blueprint sized by their cost estimates (one sample:
+# a lower bound for the verdict; their first fold measures them anyway)
+RECIPE_PROBE_SHARE = 0.02
+LLM_SOURCES = ("llm", "debug", "refine")
 # The check calls an attempt too slow only when its predicted first cut needs this many times the
 # harness's deadline: the extrapolation from samples errs (x0.8..1.8 on linear fits under load, see
 # runtime/fit_time.py), and an attempt near its limit is measured on its first fold anyway.
@@ -231,9 +251,11 @@ def attempt_time(settings: BudgetSettings, remaining_s: float, task: TaskSpec, p
         run_left_s=run_left_s(remaining_s, blueprint, profile, settings))
 
 
-def probe_seconds(time: AttemptTime) -> float:
-    """What the check may spend timing the attempt's fit on growing samples."""
-    return PROBE_SHARE * time.attempt_s
+def probe(time: AttemptTime, source: str) -> dict[str, Any]:
+    """How the check times the attempt's fit (runtime/harness.py `_fit_timing`): the seconds it
+    may spend, and the samples it takes at least while any are left."""
+    llm = source in LLM_SOURCES
+    return {"seconds": (PROBE_SHARE if llm else RECIPE_PROBE_SHARE) * time.attempt_s, "min_samples": 2 if llm else 1}
 
 
 def cut_short(timing: dict[str, Any], cell_s: float) -> dict[str, Any]:
@@ -242,8 +264,8 @@ def cut_short(timing: dict[str, Any], cell_s: float) -> dict[str, Any]:
     (a fold has as many rows or more), and at least what the fits timed before predict."""
     running = max(0.0, cell_s - float(timing["probing"].get("since_s") or 0.0))
     points = [(int(m), float(t)) for m, t in timing.get("points") or []]
-    so_far = extrapolate(points, int(timing["train_rows"]))[0] if points else 0.0
-    return {**timing, "fit_s": max(running, so_far), "lower_bound": True, "measured": False}
+    so_far = predict(points, int(timing["train_rows"])).seconds if points else 0.0
+    return {**timing, "fit_s": max(running, so_far), "kind": "cut short"}
 
 
 def predicted_fold_s(timing: dict[str, Any] | None, n_folds: int) -> float | None:
@@ -257,7 +279,7 @@ def predicted_fold_s(timing: dict[str, Any] | None, n_folds: int) -> float | Non
 def too_slow(timing: dict[str, Any] | None, time: AttemptTime) -> str | None:
     """The check's verdict on the time its sample fits predict: None when the first cut's folds fit
     the attempt's deadline (CHECK_MARGIN given for the prediction's error), else what debug reads:
-    the seconds per fold needed and allowed, and what to change."""
+    the seconds per fold needed and allowed, how the check knows, and what to change."""
     fold = predicted_fold_s(timing, time.n_folds)
     if fold is None:
         return None
@@ -265,37 +287,38 @@ def too_slow(timing: dict[str, Any] | None, time: AttemptTime) -> str | None:
     if setup + time.n_folds * fold <= CHECK_MARGIN * time.deadline_s:
         return None
     allowed = max(0.0, time.deadline_s - setup) / time.n_folds
+    kind = timing.get("kind")
     points: Sequence = timing.get("points") or []
-    if timing.get("lower_bound"):
-        probing = timing["probing"]
-        return (f"too slow: more than {fold:.1f} s per fold needed, {allowed:.1f} s allowed (seen by the check before any "
-                f"fold started: its timing of one fold's fit on {int(probing['rows']):,} rows had not ended when the "
-                f"check's own {time.attempt_s:.0f} s ran out; {time.n_folds} folds of {time.train_rows:,} training rows must "
-                f"end within the attempt's {time.deadline_s:.0f} s). Make one fold several times cheaper: fewer boosting "
-                "rounds or a higher learning rate, fewer or cheaper features, a model whose cost grows less with the rows, "
-                "or a sample of each fold's rows (params max_train_rows).")
-    lines = [f"too slow: ~{fold:.1f} s per fold needed, {allowed:.1f} s allowed (predicted by the check before any fold "
-             f"started: {time.n_folds} folds of {time.train_rows:,} training rows must end within the attempt's "
-             f"{time.deadline_s:.0f} s{f', after ~{setup:.0f} s of Features.encode on all rows' if setup >= 0.5 else ''})."]
-    if timing.get("measured"):
-        lines.append(f"The check fitted one fold at its full size: {points[-1][1]:.1f} s.")
-    elif points:
-        sampled = (f"{points[0][0]:,} rows ({points[0][1]:.2f} s)" if len(points) == 1 else
-                   f"{points[0][0]:,}..{points[-1][0]:,} rows ({points[0][1]:.2f}..{points[-1][1]:.2f} s)")
+    needed = "more than" if kind in ("at least", "cut short") else "~"
+    encode = f", after ~{setup:.0f} s of Features.encode on all rows" if setup >= 0.5 else ""
+    lines = [(f"too slow: {needed}{' ' if needed != '~' else ''}{fold:.1f} s per fold needed, {allowed:.1f} s allowed "
+              f"(seen by the check before any fold started: {time.n_folds} folds of {time.train_rows:,} training rows "
+              f"must end within the attempt's {time.deadline_s:.0f} s{encode}).")]
+    sampled = ", ".join(f"{int(m):,} rows {float(t):.2f} s" for m, t in points)
+    if kind == "measured":
+        lines.append(f"It fitted one fold at its full size: {sampled}.")
+    elif kind == "extrapolated":
         growth = ("in proportion to the rows" if float(timing["exponent"]) == 1.0
                   else f"as rows^{float(timing['exponent']):.1f}")
-        lines.append(f"The check timed one fold's fit on {sampled}: ~{float(timing['fixed_s']):.2g} s whatever the rows, "
-                     f"the rest growing {growth}.")
+        lines.append(f"It timed one fold's fit on samples ({sampled}): ~{float(timing['fixed_s']):.2g} s whatever the "
+                     f"rows, the rest growing {growth}.")
+    elif kind == "cut short":
+        lines.append(f"Its timing of one fold's fit on {int(timing['probing']['rows']):,} rows had not ended when the "
+                     f"check's own {time.attempt_s:.0f} s ran out" + (f" (before: {sampled})." if sampled else "."))
+    else:
+        lines.append(f"One fold's fit on fewer rows already took that long ({sampled}).")
     if setup >= time.deadline_s:
         lines.append(f"Features.encode alone needs ~{setup:.0f} s: encode less (shorter texts, smaller inputs, a "
                      "lighter encoder), or nothing in encode.")
         return " ".join(lines)
     rows = 0
-    if timing.get("per_row_s") is not None:  # the rows whose fit takes what a fold may (side by side: that much more)
+    if kind in ("measured", "extrapolated") and timing.get("per_row_s") is not None:
+        # the rows whose fit takes what a fold may (side by side, that much more)
         curve = FitCurve(float(timing["fixed_s"]), float(timing["per_row_s"]), float(timing["exponent"]))
         rows = curve.rows_for(allowed * float(timing["fit_s"]) / fold)
-    sample = (f"; or train each fold on a sample: params max_train_rows={rows:,} (the harness samples the fold's "
-              "training rows; every row is still predicted)") if 0 < rows < time.train_rows else ""
-    lines.append(f"Make one fold ~{fold / max(allowed, 1e-9):.1f}x cheaper: fewer boosting rounds or a higher learning "
-                 f"rate, fewer or cheaper features, a model whose cost grows less with the rows{sample}.")
+    sample = (f"params max_train_rows={rows:,}" if 0 < rows < time.train_rows else "params max_train_rows") + \
+        " (the harness samples each fold's training rows; every row is still predicted)"
+    lines.append(f"Make one fold {'~' if needed == '~' else 'over '}{fold / max(allowed, 1e-9):.1f}x cheaper: fewer "
+                 f"boosting rounds or a higher learning rate, fewer or cheaper features, a model whose cost grows less "
+                 f"with the rows, or a sample of each fold's rows: {sample}.")
     return " ".join(lines)

@@ -28,7 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runtime.data import feature_columns, labelled, read_test, read_train, target_columns
+from runtime.data import (
+    feature_columns,
+    labelled,
+    read_test,
+    read_train,
+    target_columns,
+)
+from runtime.fit_time import extrapolate, fit_curve, full_fit_folds, predict
 from runtime.fold_loop import (
     ConstantUnit,
     ContractError,
@@ -45,17 +52,15 @@ from runtime.fold_loop import (
     unit_tasks,
     with_full_fit,
 )
-from runtime.fit_time import extrapolate, full_fit_folds
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
 from runtime.saved_models import drop_folds, save_fold, save_full
 
 SAMPLE_ROWS = 300
 # The check's timing of one fold's fit (`_fit_timing`): samples doubling from PROBE_START_ROWS to
-# the fold's training rows, until the last fit took PROBE_GROWTH times the first (the part that
-# grows with the rows is then seen above the fixed one and the noise) or its seconds are spent.
+# the fold's training rows, until they say how long a fold takes (runtime/fit_time.py `predict`:
+# measured, or extrapolated on evidence) or the seconds it may spend are spent.
 PROBE_START_ROWS = 256
-PROBE_GROWTH = 4.0
 PROBE_REPEAT_S = 0.25  # a fit shorter than this is timed twice, the faster counting: a busy machine's noise
 # A model whose params cap its training (`max_seconds`) checks its clock once per epoch: it ends up
 # to an epoch past the cap, its features and predictions beside it.
@@ -388,7 +393,7 @@ class Harness:
         if probe is not None and not problems:
             try:
                 timing = self._fit_timing(features_mod, model_mod, dict(probe["params"]), float(probe["seconds"]), sample,
-                                          encode_points, report)
+                                          encode_points, report, int(probe.get("min_samples", 2)))
             except Exception as e:  # noqa: BLE001 - the modules passed; a sample they cannot fit predicts nothing
                 timing = {"error": f"{type(e).__name__}: {e}"[:300]}
         report(timing)
@@ -451,7 +456,7 @@ class Harness:
 
     def _fit_timing(self, features_mod: types.ModuleType, model_mod: types.ModuleType, params: dict[str, Any],
                     seconds: float, sample: tuple, encode_points: list | None,
-                    report: Callable[[dict[str, Any]], None] = lambda timing: None) -> dict[str, Any]:
+                    report: Callable[[dict[str, Any]], None] = lambda timing: None, min_samples: int = 2) -> dict[str, Any]:
         """The seconds one fold's fit takes at the first cut's size, predicted from the same fit
         timed on samples (runtime/fit_time.py: how, and how far to trust it), and the seconds
         Features.encode will take on all rows before the folds (0 when it is cached).
@@ -476,8 +481,8 @@ class Harness:
         while True:
             report({"train_rows": target, "points": [[r, round(t, 4)] for r, t in points], "at_once": at_once,
                     "setup_s": round(setup_s, 3), "probing": {"rows": m}})
-            n_va = max(1, int(round(m / max(1, self.n_folds - 1))))
-            n_te = min(len(self.X_test), max(1, int(round(m * len(self.X_test) / max(1, rows))))) if len(self.X_test) else 0
+            n_va = max(1, round(m / max(1, self.n_folds - 1)))
+            n_te = min(len(self.X_test), max(1, round(m * len(self.X_test) / max(1, rows)))) if len(self.X_test) else 0
             both = rng.choice(len(y_pool), m + n_va, replace=m + n_va > len(y_pool))
             tr, va = both[:m], both[m:]
             te = rng.choice(len(X_test_pool), n_te, replace=n_te > len(X_test_pool)) if n_te else np.arange(0)
@@ -489,13 +494,15 @@ class Harness:
                 took.append(time.perf_counter() - started)
             spent += sum(took)
             points.append((m, min(took)))
-            grown = len(points) >= 3 and points[-1][1] >= PROBE_GROWTH * points[0][1]
-            # the next sample costs up to 4x this one (a quadratic fit): only while the seconds allow,
-            # and a second point whenever the first left any (one point cannot tell the fixed part)
-            if m >= target or grown or (spent + 4 * points[-1][1] > seconds and (len(points) >= 2 or spent >= seconds)):
+            settled = predict(points, target).kind != "at least"  # measured, or extrapolated on evidence
+            # the next sample, twice the rows, costs 2^exponent this one (as the samples so far grow):
+            # only while the seconds allow, and up to `min_samples` whenever the last left any
+            nxt = points[-1][1] * 2 ** (fit_curve(points).exponent if len(points) >= 3 else 1.0)
+            if m >= target or settled or (spent + nxt > seconds and (len(points) >= min_samples or spent >= seconds)):
                 break
             m = min(target, 2 * m)
-        fit_s, curve = extrapolate(points, target)
+        prediction = predict(points, target)
+        fit_s, curve = prediction.seconds, prediction.curve
         # a cap on training the model read (its resolved settings hold it), per fit of each target column
         cap = resolved_params(fitted).get("max_seconds") if fitted else None
         cap_s = (TIME_CAP_SLACK * cap * len(unit_tasks(self.task, model_mod))
@@ -505,7 +512,7 @@ class Harness:
             fit_s = curve.fixed_s + cap_s
         return {"train_rows": target, "points": [[m, round(t, 4)] for m, t in points], "fit_s": round(fit_s, 3),
                 "fixed_s": round(curve.fixed_s, 4), "per_row_s": curve.per_row_s, "exponent": curve.exponent,
-                "measured": points[-1][0] >= target, "time_cap_s": cap if capped else None, "at_once": at_once,
+                "kind": prediction.kind, "time_cap_s": cap if capped else None, "at_once": at_once,
                 "setup_s": round(setup_s, 3), "encode_points": encode_points, "probe_s": round(spent, 3)}
 
     # -- internals ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from runtime import budget
-from runtime.fit_time import FitCurve, extrapolate, fit_curve
+from runtime.fit_time import FitCurve, extrapolate, fit_curve, predict
 
 SIZES = (256, 512, 1024, 2048, 4096)
 
@@ -46,6 +46,22 @@ def test_a_sample_at_the_full_size_is_the_prediction():
     assert extrapolate([(256, 2.0)], 2_000)[0] == pytest.approx(2.0 * 2_000 / 256)  # one point: through the origin
 
 
+def test_what_the_samples_show_decides_what_is_predicted():
+    linear = [(m, 0.01 + 1e-4 * m) for m in SIZES]
+    assert predict(linear, 4096).kind == "measured" and predict(linear, 4096).seconds == linear[-1][1]
+    far = predict(linear, 40_000)  # grown 16x over the samples, and a curve through them: extrapolated
+    assert far.kind == "extrapolated" and far.seconds == pytest.approx(0.01 + 1e-4 * 40_000, rel=1e-3)
+    # boosted trees on diamonds (a busy 2-core machine): their rounds, not their rows, set the time;
+    # no curve through these may be extrapolated 8x: at least the largest sample's seconds
+    trees = [(256, 0.39), (512, 0.49), (1024, 0.56), (2048, 0.60), (4096, 2.29)]
+    said = predict(trees, 34_521)
+    assert said.kind == "at least" and said.seconds == 2.29  # it took 4.3 s at 34,521 rows
+    unlike = predict([(256, 0.51), (512, 1.42), (1024, 2.26)], 34_521)  # 4x in two unlike steps: the rounds, not the rows
+    assert unlike.kind == "at least" and unlike.seconds == 2.26  # it took 7.8 s there; a curve said 118 s
+    two = predict([(256, 0.42), (512, 1.0)], 4_500)  # two noisy samples: a line through them said 47x the truth
+    assert two.kind == "at least" and two.seconds == 1.0
+
+
 def test_the_rows_a_fit_may_have_for_given_seconds():
     curve = FitCurve(0.5, 1e-3, 1.0)
     assert curve.rows_for(2.5) == 2_000 and curve.rows_for(0.4) == 0
@@ -60,8 +76,8 @@ def time(deadline_s: float, n_folds: int = 5, train_rows: int = 40_000) -> budge
 
 
 def timing(fit_s: float, **extra) -> dict:
-    return {"fit_s": fit_s, "points": [[256, 0.1], [4096, 0.9]], "fixed_s": 0.05, "per_row_s": fit_s / 40_000,
-            "exponent": 1.0, "measured": False, "at_once": 1, "setup_s": 0.0, **extra}
+    return {"fit_s": fit_s, "points": [[256, 0.1], [1024, 0.4], [4096, 0.9]], "fixed_s": 0.05, "per_row_s": fit_s / 40_000,
+            "exponent": 1.0, "kind": "extrapolated", "at_once": 1, "setup_s": 0.0, **extra}
 
 
 def test_the_verdict_gives_the_prediction_its_margin():
@@ -88,6 +104,21 @@ def test_the_message_says_what_to_change_with_the_rows_a_fold_may_train_on():
     curve = FitCurve(0.05, 40.0 / 40_000, 1.0)
     rows = curve.rows_for(20.0)
     assert f"max_train_rows={rows:,}" in message and "~2.0x cheaper" in message
-    assert "timed one fold's fit on 256..4,096 rows (0.10..0.90 s)" in message
-    measured = budget.too_slow(timing(40.0, measured=True, points=[[40_000, 40.0]]), time(100.0))
-    assert "The check fitted one fold at its full size: 40.0 s." in measured
+    assert "timed one fold's fit on samples (256 rows 0.10 s, 1,024 rows 0.40 s, 4,096 rows 0.90 s)" in message
+    assert "growing in proportion to the rows" in message
+    measured = budget.too_slow(timing(40.0, kind="measured", points=[[40_000, 40.0]]), time(100.0))
+    assert "It fitted one fold at its full size: 40,000 rows 40.00 s." in measured
+    # a lower bound says so, and names no number of rows it cannot know
+    least = budget.too_slow(timing(40.0, kind="at least", points=[[256, 40.0]]), time(100.0))
+    assert least.startswith("too slow: more than 40.0 s per fold needed, 20.0 s allowed")
+    assert "over 2.0x cheaper" in least and "params max_train_rows (the harness" in least
+
+
+def test_a_check_whose_time_ran_out_while_timing_a_fit_says_at_least_how_long_it_ran():
+    partial = {"train_rows": 40_000, "points": [[256, 0.5]], "at_once": 1, "setup_s": 0.0,
+               "probing": {"rows": 512, "since_s": 3.0}}
+    timing = budget.cut_short(partial, cell_s=50.0)  # the 512-row fit had run 47 s when the cell's time ran out
+    assert timing["fit_s"] == pytest.approx(47.0) and timing["kind"] == "cut short"
+    message = budget.too_slow(timing, time(100.0))
+    assert message.startswith("too slow: more than 47.0 s per fold needed")
+    assert "timing of one fold's fit on 512 rows had not ended" in message

@@ -82,7 +82,7 @@ def test_tracks_that_take_turns_are_said_with_what_it_means_for_this_tracks_seco
     assert len(blueprint.tracks) > 1, blueprint.skipped
     plan, alone = grounded_time(task, profile, blueprint, remaining_s=3500, slots=1)
     section = time_section(generate_messages(task, profile, plan, time=alone))
-    assert alone.takes_turns and f"take turns on 1 execution slot(s)" in section
+    assert alone.takes_turns and "take turns on 1 execution slot(s)" in section
     assert f"for its share of {seconds(alone.share_s)}" in section and "the tracks behind this one wait for it" in section
     _, together = grounded_time(task, profile, blueprint, remaining_s=3500, slots=len(blueprint.tracks))
     assert not together.takes_turns
