@@ -174,3 +174,30 @@ def test_code_an_llm_wrote_too_slow_for_its_time_is_extrapolated_and_told_what_t
     rows = int(message.split("max_train_rows=")[1].split(" ")[0].replace(",", ""))
     allowed = float(message.split("s per fold needed, ")[1].split(" s allowed")[0])
     assert per_row * rows ** 2 <= allowed * 1.1 and rows < TRAIN_ROWS
+
+
+# Features.encode, label-free and row-wise, costs a fixed 0.3 s (loading an encoder) and 1 ms a row.
+ENCODED = FEATURES.replace('''    def fit(self, X, y):''', '''    def encode(self, X):
+        import time
+
+        time.sleep(0.3 + 1e-3 * len(X))
+        return X[self.columns].fillna(0.0).to_numpy(dtype=float)[:, :2]
+
+    def fit(self, X, y):''')
+
+
+def test_the_encoding_on_all_rows_is_predicted_from_two_sample_sizes_before_it_runs(planned):
+    state, _ = planned
+    track_state, runtime = attempt(planned, 4, Settings(time_budget_s=120, n_folds=FOLDS), seconds_per_row=1e-5)
+    track_state["code"] = {"features": ENCODED, "model": DECLARED_COST}
+    update = check(track_state, runtime)
+    assert update["last_error"] is None, update["last_error"]
+    timing = timing_of(state["run_dir"], 4)
+    rows = ROWS + 200  # train and test rows: encode runs once on all of them
+    declared = 0.3 + 1e-3 * rows
+    assert [n for n, _ in timing["encode_points"]] == [100, 400]  # a quarter of the check's sample, then all of it
+    assert 0.9 * declared <= timing["setup_s"] <= 1.5 * declared, timing
+    # the fixed part is told apart: a line through the origin from the whole sample says 8x the load time more
+    (_, quarter), (_, whole) = timing["encode_points"]
+    assert timing["setup_s"] < whole * rows / 400 - 0.5 * 0.3 * rows / 400
+    assert not (Path(state["run_dir"]) / "cache").exists() or not any((Path(state["run_dir"]) / "cache").iterdir())
