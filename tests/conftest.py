@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pytest
+# Fits in this process (the harness run in-process) wait for their OpenMP threads as the kernels do
+# (runtime.kernel.kernel_env): spinning threads made a 5 s harness attempt take 6 minutes on 2 cores
+# shared with other work. Set before any library loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
