@@ -10,9 +10,9 @@ from pathlib import Path
 # shared with other work. Set before any library loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
 
 os.environ.setdefault("LANGSMITH_TRACING", "false")
 
