@@ -1,17 +1,22 @@
 """How many times slower than free cores this machine computes right now, for tests that give
 real work a time budget or a timeout and expect it to fit: they scale the seconds by it.
 
-Measured at the test's own moment, not assumed: a fixed piece of pure-Python work runs in one
-process per core at once, and the wall time it took against the CPU time it got says what share
-of the cores the test's processes (its kernels, its `iml run`) get beside whatever else runs.
-A free machine reads 1, and keeps the budgets the tests were written with, so the suite takes no
-longer there; a machine shared with two busy processes reads about 2.
+Measured, not assumed: a fixed piece of pure-Python work runs in one process per core at once,
+and the wall time it took against the CPU time it got says what share of the cores the test's
+processes (its kernels, its `iml run`) get beside whatever else runs. A free machine reads 1 and
+keeps the seconds the tests were written with, so the suite takes no longer there; a machine
+shared with two busy processes reads about 2.
 
-Work whose only clock is a recipe's own is kept off the clock instead: `UNCAPPED`.
+- `scaled`: a budget or limit that decides a verdict (a run must score in it), measured at the
+  test's own moment.
+- `backstop`: a limit that only stops a hang (pytest-timeout's, a subprocess's), measured once
+  as the session starts.
+- `UNCAPPED`: work whose only clock is a recipe's own is taken off the clock instead.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import subprocess
@@ -41,11 +46,17 @@ def slowness() -> float:
               for _ in range(cores)]
     ratios = []
     for probe in probes:
-        out, _ = probe.communicate(timeout=120)
+        out, _ = probe.communicate(timeout=600)
         wall, cpu = map(float, out.split())
         ratios.append(wall / max(cpu, 1e-6))
     ratio = statistics.median(ratios)
     return 1.0 if ratio < NOISE else ratio
+
+
+@functools.cache
+def session_slowness() -> float:
+    """`slowness()` as the session started (measured once per process)."""
+    return slowness()
 
 
 def scaled(seconds: float) -> float:
@@ -56,3 +67,8 @@ def scaled(seconds: float) -> float:
 def scaled_duration(seconds: float) -> str:
     """`scaled(seconds)` written as `iml --time-budget` reads it."""
     return f"{scaled(seconds):.1f}s"
+
+
+def backstop(seconds: float) -> float:
+    """A limit against a hang, set for free cores, stretched by how slow the session found the machine."""
+    return seconds * session_slowness()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from machine_speed import scaled_duration
+from machine_speed import backstop, scaled_duration
 
 from scripts.examples import make_example
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 def iml(*args, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, **(env or {})})
+                          timeout=backstop(timeout), cwd=REPO, env={**os.environ, **(env or {})})
 
 
 # Ray turns token authentication on for `ray start` whenever ~/.ray/auth_token exists (any earlier
@@ -59,7 +59,7 @@ def test_a_batch_killed_after_its_first_task_resumes_without_touching_it(tasks, 
                                 "--time-budget", scaled_duration(8), "--parallel", "1"], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     second = batch / "runs" / "penguins"
-    deadline = time.time() + 180
+    deadline = time.time() + backstop(180)
     try:
         # the moment: the first task done, the second one's track cross-validating
         while not ((second / "events.jsonl").exists() and '"cross_validate"' in (second / "events.jsonl").read_text()):

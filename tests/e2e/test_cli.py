@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from machine_speed import scaled_duration
+from machine_speed import backstop, scaled_duration
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def iml(*args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or REPO)
+                          timeout=backstop(timeout), cwd=cwd or REPO)
 
 
 @pytest.mark.slow

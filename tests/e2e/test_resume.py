@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from machine_speed import scaled_duration
+from machine_speed import backstop, scaled_duration
 
 from graph.runner import run_status
 from scripts.examples import make_example
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def iml(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=backstop(timeout), cwd=REPO)
 
 
 def events(run: Path) -> list[dict]:
@@ -59,7 +59,7 @@ def start_and_kill(args: list[str], run: Path, until, timeout: float = 240) -> i
     of its kernels outlived it for more than 20 s (they are killed here either way)."""
     process = subprocess.Popen([sys.executable, "-m", "scripts.cli", *args], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
+    deadline = time.time() + backstop(timeout)
     try:
         while not until(run):
             assert process.poll() is None, "the run ended before the moment to kill it"

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from machine_speed import scaled_duration
+from machine_speed import backstop, scaled_duration
 
 from scripts.examples import grade, make_example
 from scripts.shape_examples import SHAPE_EXAMPLES
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def iml(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=backstop(timeout), cwd=REPO)
 
 
 @pytest.mark.slow
@@ -51,7 +51,7 @@ def test_every_shape_end_to_end(name, tmp_path):
     launcher.write_text(LAUNCHER)
     out = tmp_path / "solution_out.csv"
     solved = subprocess.run([sys.executable, "-I", str(launcher), str(run / "solution.py"), str(task), str(out)],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                            cwd=tmp_path, capture_output=True, text=True, timeout=backstop(300))
     assert solved.returncode == 0, solved.stderr[-3000:]
     assert_same_submission(run / "submission.csv", out)
     # iml predict on the task's own test rows (no test table: the sample submission's ids, their images)
