@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from machine_speed import scaled
+from machine_speed import backstop, scaled
 
 from graph.context import Settings, _default_contexts, release_default_context
 from runtime.submission_file import validate_submission
@@ -70,6 +70,7 @@ def _free_port() -> int:
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    timeout = backstop(timeout)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
