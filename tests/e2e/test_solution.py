@@ -82,10 +82,10 @@ def test_solution_reproduces_the_submission(kind, solved_run, tmp_path):
     source = script.read_text()
     # iML is never imported: the only imports of its names are the recipes' runtime.params (their
     # declared settings) and runtime.images (inside the image branch of `encode`), which
-    # solution.py inlines and installs itself
+    # solution.py inlines and installs itself. Which names depends on which recipes' attempts the
+    # blend kept (the members a budget had time for): any of those two modules' names.
     imports = [line.strip() for line in source.splitlines() if re_imports_iml(line)]
-    assert set(imports) <= {"from runtime.images import load_images", "from runtime.params import SPACES, Data",
-                            "from runtime.params import SPACES, Data, learns_log"}, imports
+    assert all(line.startswith(("from runtime.params import ", "from runtime.images import ")) for line in imports), imports
     assert "sys.modules['runtime.params'] = params_module" in source
     # 3 folds: the members were fitted on all rows too (a refine candidate only when it beat what it
     # moved from), and solution.py repeats that fit
