@@ -21,6 +21,7 @@ import psutil
 import pytest
 from machine_speed import backstop, scaled_duration
 
+from scripts.batch import STOP_GRACE_S
 from scripts.examples import make_example
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,10 +55,12 @@ def tasks(tmp_path) -> list[Path]:
 
 def test_a_batch_killed_after_its_first_task_resumes_without_touching_it(tasks, tmp_path):
     batch = tmp_path / "batch"
-    # each task must score in its budget (cv_score below): 8 s on free cores, more on a busy machine
+    # each task must score in its budget (cv_score below): 8 s on free cores, more on a busy machine;
+    # and the stopped run must stop on its own (its session 'interrupted'), not at the batch's grace
     process = subprocess.Popen([sys.executable, "-m", "scripts.cli", "batch", *map(str, tasks), "--out", str(batch),
                                 "--time-budget", scaled_duration(8), "--parallel", "1"], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "IML_BATCH_STOP_GRACE_S": str(backstop(STOP_GRACE_S))})
     second = batch / "runs" / "penguins"
     deadline = time.time() + backstop(180)
     try:
@@ -67,7 +70,7 @@ def test_a_batch_killed_after_its_first_task_resumes_without_touching_it(tasks, 
             assert time.time() < deadline, "the second task never started"
             time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=60)
+        out, _ = process.communicate(timeout=backstop(60))
     finally:
         if process.poll() is None:
             process.kill()
