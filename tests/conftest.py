@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# Fits in this process (the harness run in-process) wait for their OpenMP threads as the kernels do
+# (runtime.kernel.kernel_env): spinning threads made a 5 s harness attempt take 6 minutes on 2 cores
+# shared with other work. Set before any library loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +25,27 @@ def pytest_collection_modifyitems(config, items):
         for marker, (variable, why) in OPT_IN.items():
             if marker in item.keywords and os.environ.get(variable) != "1":
                 item.add_marker(pytest.mark.skip(reason=f"{why}: set {variable}=1 to run it"))
+    stretch_timeouts(config, items)
+
+
+def stretch_timeouts(config, items) -> None:
+    """pytest-timeout's limit on each test, a backstop against a hang set for free cores, stretched
+    by how slow the machine is as the session starts (machine_speed): on a busy machine a test that
+    is only slow must not be killed as hung. Free cores keep the limits as written."""
+    from machine_speed import session_slowness
+
+    slow = session_slowness()
+    if slow == 1.0:
+        return
+    try:
+        default = float(config.getoption("timeout", None) or config.getini("timeout") or 0)
+    except ValueError:  # pytest-timeout is not installed: no limits to stretch
+        return
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0] if marker.args else marker.kwargs.get("timeout", default)) if marker else default
+        if limit > 0:
+            item.add_marker(pytest.mark.timeout(limit * slow), append=False)
 
 
 def contract_example() -> str:

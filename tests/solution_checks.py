@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from machine_speed import backstop
 
 # Runs a script with every iML package unimportable, whatever the environment has installed
 # (the project is installed editable into the venv, so -I alone would still find it).
@@ -32,7 +33,7 @@ def run_isolated(script: Path, task_dir: Path, out: Path, workdir: Path) -> subp
     launcher = workdir / "launch.py"
     launcher.write_text(LAUNCHER)
     return subprocess.run([sys.executable, "-I", str(launcher), str(script), str(task_dir), str(out)],
-                          cwd=workdir, capture_output=True, text=True, timeout=300)
+                          cwd=workdir, capture_output=True, text=True, timeout=backstop(300))
 
 
 def assert_same_submission(expected: Path, got: Path, reorder_by: str | None = None) -> None:

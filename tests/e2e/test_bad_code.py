@@ -6,6 +6,7 @@ valid submission (issue 3)."""
 from pathlib import Path
 
 import pytest
+from machine_speed import slowness
 from stub_openai import Script, ScriptedChatModel
 
 from graph.context import Settings
@@ -63,8 +64,11 @@ def test_every_kind_of_bad_module_fails_alone_and_the_run_ends_valid(make_task, 
     })
     # The memory ceiling turns the blow-up into out_of_memory; the cap on one attempt keeps the
     # endless fit's timeout quick. Every one of them is stopped by check, before a full execution.
+    # The cap is what the other checks and the final recipe need on free cores, stretched by how
+    # slow the machine is now: there they must end in their own way, not by the cap.
+    slow = slowness()
     settings = Settings(time_budget_s=600, n_folds=3, max_debug_attempts=len(BAD) - 1,
-                        kernel_memory_mb=1500, min_attempt_timeout_s=4, max_attempt_timeout_s=8,
+                        kernel_memory_mb=1500, min_attempt_timeout_s=4 * slow, max_attempt_timeout_s=8 * slow,
                         refine_max_candidates=0)
     final = run_task(task_dir, tmp_path / "run", settings, llm=ScriptedChatModel(script=script))
 

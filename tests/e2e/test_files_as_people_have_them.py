@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from machine_speed import backstop
 from solution_checks import assert_same_submission, run_isolated
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,7 +237,7 @@ REFUSED = [
 
 def iml(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+                          timeout=backstop(timeout), cwd=REPO)
 
 
 def raw_strings(folder: Path, stem: str, column: str) -> list[str]:

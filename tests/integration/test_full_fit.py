@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 
 import numpy as np
 import pytest
@@ -93,8 +92,9 @@ def test_what_does_not_refit_keeps_the_folds_mean_and_says_why(refit_run):
     run_dir, _ = refit_run
     h = Harness(run_dir)
     plain = render_recipe("fallback")["model"]
-    silent = plain.replace("def full_fit_params(self)", "def _unused(self)")
-    failing = plain.replace("return {}", "raise RuntimeError('no')")
+    # the recipe inherits full_fit_params (runtime.recipe_steps.EstimatorModel): these override it
+    silent = plain + "\n\nModel.full_fit_params = None  # says nothing about a fit without a validation part\n"
+    failing = plain + "\n\ndef _no(self):\n    raise RuntimeError('no')\n\n\nModel.full_fit_params = _no\n"
     cases = {
         "silent": (silent, {}, "defines no full_fit_params"),
         "failing": (failing, {}, "failed: full_fit_params: RuntimeError: no"),
@@ -117,12 +117,16 @@ def test_what_does_not_refit_keeps_the_folds_mean_and_says_why(refit_run):
     assert json.loads((folder / "result.json").read_text())["full_fit"]["params"] == {}
 
 
-def test_an_attempt_whose_time_would_not_cover_the_fit_skips_it(refit_run):
+def test_an_attempt_whose_time_would_not_cover_the_fit_skips_it(refit_run, monkeypatch):
     """About a fold's fit times k / (k - 1) must fit in what the attempt's deadline leaves: decided
-    from the attempt's own elapsed time (set here, so the machine's load cannot move it)."""
+    from the attempt's own elapsed time on the harness's clock, which stands still here, so the
+    machine's load cannot move it."""
+    from runtime import harness
+
     h = Harness(refit_run[0])
     k = h.n_folds
-    started = time.time() - 3.0  # three fits of ~1 s each
+    monkeypatch.setattr(harness, "clock", lambda: 1000.0)
+    started = 1000.0 - 3.0  # three fits of 1 s each
     late = h._full_fit_plan([{"n_estimators": 10}], 1.0, [1.0] * 3, started, deadline_s=3.0 + 0.9 * k / (k - 1), prune=None)
     assert "no time" in late["skipped"]
     on_time = h._full_fit_plan([{"n_estimators": 10}], 1.0, [1.0] * 3, started, deadline_s=3.0 + 1.5 * k / (k - 1), prune=None)
