@@ -16,13 +16,14 @@ from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
 from prompts import recipe_tracks
-from runtime.budget import final_reserve_s, refine_reserve_s, tracks_pool_s
+from runtime.budget import attempt_floor_s, final_reserve_s, refine_reserve_s, tracks_pool_s
 from runtime.costs import (
     MEMBER_CHECK_S,
     SAFETY,
     Estimate,
     downsize_traditional,
     fit_secondary,
+    measure_slowness,
     member_estimates,
     neural_estimate,
     pretrained_estimate,
@@ -42,8 +43,9 @@ from runtime.records import (
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
+    slowness = measure_slowness()  # before the clock is read: the plan is made for the time left after it
     plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0),
-                          gpu=ctx.gpu_available(state["run_dir"]))
+                          gpu=ctx.gpu_available(state["run_dir"]), slowness=slowness)
     llm_update: dict = {}
     client = client_for(ctx)
     if client is not None:
@@ -88,8 +90,12 @@ def recipe_params(track: str) -> set[str]:
 
 def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float,
                    available: set[str] | None = None, installed: Callable[[str], bool] | None = None,
-                   gpu: bool | None = None) -> Blueprint:
-    """The rules' plan: the tracks that apply, why, their parameters and time shares."""
+                   gpu: bool | None = None, slowness: float = 1.0) -> Blueprint:
+    """The rules' plan: the tracks that apply, why, their parameters and time shares.
+
+    slowness: how many times slower than runtime/costs.py's constants the machine computes now
+    (measure_slowness). Every estimate is scaled by it: the rooms the estimates must fit are
+    divided by it, and the shares the estimates give are multiplied by it."""
     available = recipe_tracks() if available is None else available
     installed = installed or _installed
     if gpu is None:
@@ -100,8 +106,18 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
     refine_s = refine_reserve_s(budget_s, settings)
     pool = tracks_pool_s(budget_s, final_s, refine_s)
+    floor = attempt_floor_s(settings)
+    if pool < floor:
+        # the first attempt gets its floor whatever the clock says (runtime/budget.py): a plan made
+        # for less only costs quality (10 s runs whose start-up took 8 s of a loaded machine got
+        # the smallest plan, finished in 1.5 s of a 5 s floor, and lost 0.05 AUC)
+        notes.append(f"the clock leaves the tracks {pool:.1f} s: the plan is made for the {floor:.0f} s an attempt gets anyway")
+        pool = floor
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
                  f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+    if slowness > 1.0:
+        notes.append(f"the machine computes {slowness:.1f}x slower than on two free cores (a probe before the plan): "
+                     "every estimate below is in free-core seconds, and each share is its estimate times that")
 
     n_folds = settings.n_folds
     threads = kernel_threads(settings)  # the first track's kernel's: the traditional folds run side by side on them
@@ -111,7 +127,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     # traditional first: always applicable, and the anchor every other track is measured against
     # (its cost decides the folds, which every track shares, only when it runs)
     if wanted("traditional") and "traditional" in available:
-        trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY, threads)
+        trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY / slowness, threads)
     else:
         trad = traditional_estimate(task, profile, n_folds, threads=threads)
     candidates: list[tuple[str, Estimate | str]] = [("traditional", trad)]
@@ -141,16 +157,16 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         first = not plans
         room = left if first else left + spare
         if name != "traditional" or plans:
-            est = fit_secondary(name, task, profile, n_folds, est, room, installed, gpu, first=first)
+            est = fit_secondary(name, task, profile, n_folds, est, room / slowness, installed, gpu, first=first)
             if isinstance(est, str):
                 skipped[name] = est
                 continue
         known = recipe_params(name)
         params = {k: v for k, v in {**est.params, "seed": settings.seed}.items() if k in known}
-        need = min(room, max(est.seconds * safety(name), 10.0))
+        need = min(room, max(est.seconds * safety(name) * slowness, 10.0))
         plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile),
                                feature_steps=est.steps, params=params, time_share=need))
-        works[name] = (est.seconds - est.fixed_s, est.fixed_s)
+        works[name] = ((est.seconds - est.fixed_s) * slowness, est.fixed_s * slowness)
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
             notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
@@ -161,10 +177,14 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     if trad is not None:
         # the traditional track's other model families get what the tracks leave, refine's reserve
         # included: another family before more tuning of one
-        members, if_time, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
+        members, if_time, extra, member_notes = plan_members(task, profile, n_folds, (left + spare) / slowness, installed,
+                                                             settings.seed)
+        extra *= slowness
+        if_time = {m: round(s * slowness, 2) for m, s in if_time.items()}
         trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
         work, fixed = works["traditional"]
-        works["traditional"] = (work + extra / SAFETY - len(members) * MEMBER_CHECK_S, fixed + len(members) * MEMBER_CHECK_S)
+        checks = len(members) * MEMBER_CHECK_S * slowness
+        works["traditional"] = (work + extra / SAFETY - checks, fixed + checks)
         notes += member_notes
         if extra > left:
             notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
@@ -182,8 +202,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                      "decide between candidates; each row is predicted once per cut, and scored on the average); a member "
                      f"tried for time left needs its folds' time {repeats} times over")
         if trad is not None:  # a member run for time left repeats its folds too
-            trad.members_if_time = {m: round((s - MEMBER_CHECK_S) * repeats + MEMBER_CHECK_S, 2)
-                                    for m, s in trad.members_if_time.items()}
+            check = MEMBER_CHECK_S * slowness
+            trad.members_if_time = {m: round((s - check) * repeats + check, 2) for m, s in trad.members_if_time.items()}
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
     if settings.refit:
@@ -191,7 +211,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                      "fit's predictions, half the fold models' mean")
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
-    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes,
+                     slowness=slowness)
 
 
 def _installed(module: str) -> bool:
@@ -394,4 +415,5 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
             "time_column": proposal.time_column if proposal.validation == "time" else None,
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
-    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
+                     slowness=draft.slowness)

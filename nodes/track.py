@@ -170,7 +170,7 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
             error += "\n" + result.traceback
     elif result.status == "timeout":
         limit = ("a member's limit: a few times its estimate, its check at most "
-                 f"{budget.MEMBER_CHECK_DEADLINE_S:.0f} s, never past the run's final reserve") if state.get("member") \
+                 f"{budget.member_check_deadline_s(state['blueprint']):.0f} s, never past the run's final reserve") if state.get("member") \
             else "the track's share of the time budget"
         error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":

@@ -160,6 +160,9 @@ class Blueprint(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict)  # track -> why not
     budget_s: float
     notes: list[str] = Field(default_factory=list)  # how the plan was decided (the LLM's proposal: kept or why not)
+    # how many times slower than the cost constants the machine computed when the plan was made
+    # (runtime/costs.py: measure_slowness); the plan's estimates and the members' deadlines are scaled by it
+    slowness: float = 1.0
 
 
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)

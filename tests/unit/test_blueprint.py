@@ -188,7 +188,7 @@ def test_the_only_track_asked_for_runs_even_when_over_its_estimate():
 def test_a_small_budget_shrinks_the_plan_to_a_sample_rather_than_stretching_the_clock():
     """Many rows at 20 s: after fewer folds and faster trees, each fold is trained on a sample
     (every row still predicted out of fold), so the estimate fits the budget."""
-    bp = _plan(_profile(1_000_000, numeric=40), budget=20, task=_task("regression", "rmse"))
+    bp = _plan(_profile(1_000_000, numeric=40), budget=20, task=_task("regression", "rmse"), time_budget_s=20.0)
     trad = bp.tracks[0]
     assert 500 <= trad.params["max_train_rows"] < 1_000_000
     assert any("sampled rows" in n for n in bp.notes)
@@ -240,7 +240,8 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
     from nodes.track import members_left
     from runtime.records import AttemptResult
 
-    bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"})
+    bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"},
+               time_budget_s=10.0)
     [trad] = bp.tracks
     assert not trad.members and {"linear", "knn"} <= set(trad.members_if_time)
     share = trad.time_share * bp.budget_s
