@@ -25,13 +25,14 @@ from runtime.costs import (
     fit_secondary,
     measure_slowness,
     member_estimates,
+    model_columns,
     neural_estimate,
     pretrained_estimate,
     recipe_defaults,
     safety,
     traditional_estimate,
 )
-from runtime.params import HARNESS_PARAMS, SPACES
+from runtime.params import HARNESS_PARAMS, SPACES, WIDE
 from runtime.records import (
     Blueprint,
     DataProfile,
@@ -126,8 +127,15 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
     # traditional first: always applicable, and the anchor every other track is measured against
     # (its cost decides the folds, which every track shares, only when it runs)
+    lead, lead_need = None, 0.0
     if wanted("traditional") and "traditional" in available:
         trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY / slowness, threads)
+        lead, why = lead_member(task, profile, n_folds, trad, pool / SAFETY / slowness, installed)
+        if lead is not None:
+            # the lead runs first, and LightGBM is planned with the time it leaves
+            lead_need = min(pool, member_estimates(task, profile, n_folds)[lead] * SAFETY * slowness)
+            trad, n_folds = downsize_traditional(task, profile, n_folds, (pool - lead_need) / SAFETY / slowness, threads)
+            notes.append(f"traditional: {lead} before LightGBM, ~{lead_need:.0f} s: {why}")
     else:
         trad = traditional_estimate(task, profile, n_folds, threads=threads)
     candidates: list[tuple[str, Estimate | str]] = [("traditional", trad)]
@@ -143,7 +151,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
     plans: list[TrackPlan] = []
     works: dict[str, tuple[float, float]] = {}  # each planned track's estimate: (its folds' work, its fixed costs)
-    left, spare = pool, refine_s  # a track after the first may use refine's reserve: diversity before tuning
+    left, spare = pool - lead_need, refine_s  # a track after the first may use refine's reserve: diversity before tuning
     for name, est in candidates:
         if not wanted(name):
             skipped[name] = "not among the tracks asked for (--tracks)"
@@ -178,9 +186,12 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         # the traditional track's other model families get what the tracks leave, refine's reserve
         # included: another family before more tuning of one
         members, if_time, extra, member_notes = plan_members(task, profile, n_folds, (left + spare) / slowness, installed,
-                                                             settings.seed)
+                                                             settings.seed, leave_out=lead)
         extra *= slowness
         if_time = {m: round(s * slowness, 2) for m, s in if_time.items()}
+        if lead is not None:
+            members = {lead: {"seed": settings.seed} if "seed" in SPACES[lead] else {}, **members}
+            trad.lead, trad.time_share = lead, trad.time_share + lead_need
         trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
         work, fixed = works["traditional"]
         checks = len(members) * MEMBER_CHECK_S * slowness
@@ -274,7 +285,7 @@ MEMBER_ORDER = ("linear", "knn", "catboost", "extratrees")
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
-                 seed: int = 0) -> tuple[dict[str, dict], dict[str, float], float, list[str]]:
+                 seed: int = 0, leave_out: str | None = None) -> tuple[dict[str, dict], dict[str, float], float, list[str]]:
     """The member recipes the traditional track tries after LightGBM, in MEMBER_ORDER, while they
     fit in room_s: a linear model, neighbours, CatBoost and extra-trees (other errors than
     LightGBM's, so the blend gains; most on small tables). Their params; those that did not fit,
@@ -292,7 +303,7 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
     estimates = member_estimates(task, profile, n_folds)
     for name in MEMBER_ORDER:
         seconds = estimates[name]
-        if name not in available or (name == "catboost" and not installed("catboost")):
+        if name == leave_out or name not in available or (name == "catboost" and not installed("catboost")):
             continue
         if name == "knn" and (profile.n_train > KNN_MAX_ROWS or not profile.columns_of("numeric", "categorical", "datetime")):
             continue  # free text alone has no distance between rows; many rows cost the square of their number
@@ -306,6 +317,37 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
         extra += need
         notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
     return members, if_time, extra, notes
+
+
+def wide_numeric(profile: DataProfile) -> bool:
+    """More than WIDE numeric columns, and most of the model's: pixels, spectra, many measurements."""
+    numeric = len(profile.columns_of("numeric"))
+    return numeric > WIDE and numeric >= 0.8 * model_columns(profile)
+
+
+def lead_member(task: TaskSpec, profile: DataProfile, n_folds: int, trad: Estimate, room_s: float,
+                installed: Callable[[str], bool]) -> tuple[str | None, str]:
+    """The member that runs before LightGBM, and why, or (None, ""): on a wide numeric table where
+    LightGBM, downsized, still does not fit `room_s` (free-core seconds) or had to sample its rows,
+    the cheaper of neighbours and the linear model. mnist at 10 s: LightGBM planned on 1,000
+    sampled rows timed out and the run submitted the constant (0.10 accuracy); kNN on the raw
+    pixels scores 0.93 in 1.5 s, PCA-free."""
+    from prompts import member_recipes
+
+    work_room = max(room_s - trad.fixed_s, 0.75 * room_s)
+    sampled = "max_train_rows" in trad.params
+    if profile.columns_of("image") or not wide_numeric(profile) or (trad.seconds - trad.fixed_s <= work_room and not sampled):
+        return None, ""
+    available = member_recipes()
+    estimates = member_estimates(task, profile, n_folds)
+    fitting = [m for m in ("knn", "linear") if m in available and (m != "knn" or profile.n_train <= KNN_MAX_ROWS)]
+    if not fitting:
+        return None, ""
+    lead = min(fitting, key=lambda m: estimates[m])
+    why = (f"{model_columns(profile)} columns, mostly numeric: LightGBM needs "
+           f"~{trad.seconds - trad.fixed_s:.0f} s of folds{' on sampled rows' if sampled else ''} where "
+           f"{work_room:.0f} s fit; {lead} scores in ~{estimates[lead]:.0f} s")
+    return lead, why
 
 
 # -- with an LLM: its plan, validated against the profile, or the rules' draft ------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates
+from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, SAFETY, member_estimates
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan, ValidationScheme
 
 
@@ -125,20 +125,30 @@ def attempt_timeout_s(settings: BudgetSettings, remaining_s: float, task: TaskSp
     final reserve nor a few times its estimate, and its check (`check`) never past
     member_check_deadline_s: CatBoost on 43 categorical columns spent 9 s on the check's 300 rows
     and ran 2x over its estimate into the track's whole share, where refine had nothing left.
-    `needs_s`: what a too slow attempt's retry needs at the speed measured."""
+    `needs_s`: what a too slow attempt's retry needs at the speed measured. The plan's lead
+    member, run before anything scored, is the track's first attempt and gets what that gets."""
     share_left = share_left_s(plan, blueprint, attempts)
     most = [settings.max_attempt_timeout_s] if settings.max_attempt_timeout_s is not None else []
-    if member:
+    scored = any(a.status == "ok" for a in attempts)
+    if member and (member != plan.lead or scored):
         caps = [share_left, run_left_s(remaining_s, blueprint, profile, settings),
                 member_deadline_s(task, profile, blueprint.validation, member, blueprint.slowness)]
         caps += [member_check_deadline_s(blueprint)] if check else []
         return max(MEMBER_MIN_TIMEOUT_S, min(caps + most))
     timeout = min(share_left, remaining_s)
+    if member and not scored:
+        # the lead, the cheapest way to a first score here: the seconds its estimate says it
+        # needs at the machine's speed, as a too slow attempt's retry gets them
+        needs_s = max(needs_s or 0.0, blueprint.slowness * SAFETY * member_estimates(task, profile, blueprint.validation.n_folds)
+                      .get(member, 0.0) * blueprint.validation.repeats)
     if needs_s and not any(a.status == "ok" for a in attempts):
         # a too slow attempt's retry, with nothing scored yet: the seconds its measured speed
         # says it needs, at most the whole budget again, rather than a third try that cannot end
         timeout = max(timeout, min(needs_s, settings.time_budget_s))
     timeout = min([timeout, *most])
+    if scored:
+        # the track has a score (its lead member's): its own recipe runs on the time left, no floor
+        return max(MEMBER_MIN_TIMEOUT_S, timeout)
     return max(attempt_floor_s(settings), timeout)
 
 

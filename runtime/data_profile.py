@@ -188,6 +188,9 @@ def _leakage(train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) 
     """Columns that determine the target almost alone deserve a second look."""
     found = []
     y = train[task.target]
+    y_codes, classes = pd.factorize(y, sort=False)
+    n_classes = max(1, len(classes))
+    majority = float(y.value_counts(normalize=True).iloc[0]) if len(y) else 1.0
     for c in columns:
         if c.kind not in ("numeric", "categorical"):
             continue
@@ -197,11 +200,22 @@ def _leakage(train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) 
             if len(both) > 10 and both.iloc[:, 0].std() > 0 and abs(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]) > 0.99:
                 found.append(f"possible leakage: '{c.name}' correlates {np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]:.3f} with the target")
         elif task.task_type != "regression" and 1 < c.cardinality < 0.5 * len(train):
-            purity = pd.crosstab(x, y).max(axis=1).sum() / max(1, x.notna().sum())
-            majority = y.value_counts(normalize=True).iloc[0]
+            purity = _purity(x, y_codes, n_classes)
             if purity > 0.995 and majority < 0.95:
                 found.append(f"possible leakage: '{c.name}' alone predicts the target for {purity:.1%} of rows")
     return found
+
+
+def _purity(x: pd.Series, y_codes: np.ndarray, n_classes: int) -> float:
+    """The share of the rows with a value of x whose class is their value's commonest: one
+    bincount over (value, class) pairs. A crosstab per column cost 0.06 s each, 8-17 s of a 10 s
+    run on 784 pixel columns; this is ~0.3 ms a column."""
+    codes, levels = pd.factorize(x, sort=False)
+    seen = (codes >= 0) & (y_codes >= 0)
+    if not seen.any():
+        return 0.0
+    pairs = np.bincount(codes[seen] * n_classes + y_codes[seen], minlength=len(levels) * n_classes)
+    return float(pairs.reshape(len(levels), n_classes).max(axis=1).sum() / seen.sum())
 
 
 def _short(value: object, limit: int = 60) -> str:

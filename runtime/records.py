@@ -152,6 +152,9 @@ class TrackPlan(BaseModel):
     # members that did not fit the plan: name -> seconds they need; tried after the planned ones
     # while the track's share has that much left (the plan's estimates are pessimistic)
     members_if_time: dict[str, float] = Field(default_factory=dict)
+    # a member (of `members`) that runs before the track's own recipe: the one that suits the
+    # data, or fits the time, where the recipe does not (nodes/blueprint.py: lead_member)
+    lead: str | None = None
 
 
 class Blueprint(BaseModel):
