@@ -216,11 +216,12 @@ class NumberScaler:
 # -- the target -------------------------------------------------------------------------------
 
 
-def log_target(task: dict, given: bool | None, y: Any) -> bool:
+def log_target(task: dict, given: bool | None, y: Any, absolute: bool = True) -> bool:
     """Whether a regression fit learns log1p(y): runtime.params.learns_log, the one rule every
-    recipe follows (always for RMSLE; for absolute errors on a non-negative, right-skewed target;
-    `given` overrides). Never for classification."""
-    return task["task_type"] == "regression" and learns_log(task.get("metric", ""), given, np.asarray(y, dtype=float))
+    recipe follows (always for RMSLE; for absolute errors on a non-negative, right-skewed target
+    unless the model averages, `absolute=False`; `given` overrides). Never for classification."""
+    return task["task_type"] == "regression" and learns_log(task.get("metric", ""), given, np.asarray(y, dtype=float),
+                                                            absolute)
 
 
 class TargetScale:
@@ -232,9 +233,10 @@ class TargetScale:
         self.mean, self.std = 0.0, 1.0
 
     @classmethod
-    def fitted(cls, task: dict, given: bool | None, y: Any, standardise: bool = False) -> TargetScale:
-        """The scale for this task and training target: log_target's decision, y's mean and spread."""
-        scale = cls(log_target(task, given, y), standardise)
+    def fitted(cls, task: dict, given: bool | None, y: Any, standardise: bool = False, absolute: bool = True) -> TargetScale:
+        """The scale for this task and training target: log_target's decision (`absolute`: see
+        there), y's mean and spread."""
+        scale = cls(log_target(task, given, y, absolute), standardise)
         if standardise:
             v = scale.logged(y)
             scale.mean, scale.std = float(v.mean()), float(v.std()) or 1.0

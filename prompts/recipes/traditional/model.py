@@ -4,7 +4,11 @@ Categorical columns arrive as pandas categories and are split on natively. For R
 model learns log1p(target), the scale the metric measures errors on. Defaults follow the
 number of training rows n: small data gets smaller trees and a slower rate, large data a
 faster rate so that five folds stay within seconds. MAE on a non-negative, right-skewed target
-learns log1p(target) with the L1 loss too: the median survives the transform.
+learns log1p(target) with the Huber loss (`huber_delta` on the log scale): robust like L1, so it
+still aims at the median, but its small residuals move the trees by their size, not their sign,
+so it converges in fewer trees; a signed target keeps L1 (on 3 splits each, test MAE: hotel_rates
+7.59 against L1's 7.86 at the default rate, and 8.13-8.69 against 8.67-9.41 at the 10 s plan's
+rate 0.3; diamonds_mae 3% behind L1 at rate 0.05, level at 0.1, 2-9% ahead at 0.3).
 
 Params: runtime/params.py declares them (SPACES["traditional"]), with their data-aware defaults;
 `resolved` holds the values the last fit used.
@@ -61,16 +65,27 @@ class Model(EstimatorModel):
 
     def objective(self) -> str:
         """The regression objective: the `objective` param, else the metric's own loss (absolute
-        errors are scored by the median, not the mean), else squared error."""
-        return self.resolved["objective"] or OBJECTIVES.get(self.task.get("metric"), "regression")
+        errors are scored by the median, not the mean: Huber on a logged target, L1 on any
+        other), else squared error."""
+        metric = self.task.get("metric")
+        if self.resolved["objective"]:
+            return self.resolved["objective"]
+        if metric in ("mae", "medae") and self.target is not None and self.target.log:
+            return "huber"
+        return OBJECTIVES.get(metric, "regression")
+
+    def loss_settings(self, objective: str) -> dict:
+        """LightGBM's settings of that objective: Huber's delta (its `alpha`) from `huber_delta`."""
+        return {"alpha": self.resolved["huber_delta"]} if objective == "huber" else {}
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         """Fit LightGBM on the training part (on log1p(y) where the target scale says so), early
         stopping on the validation part."""
         config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))))
         if self.kind == "regression":
-            self.model = lgb.LGBMRegressor(objective=self.objective(), **config)
             self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y)
+            objective = self.objective()
+            self.model = lgb.LGBMRegressor(objective=objective, **self.loss_settings(objective), **config)
             y, y_valid = self.target.forward(y), self.target.forward(y_valid)
         else:
             self.model = lgb.LGBMClassifier(**config)
