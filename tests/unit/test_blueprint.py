@@ -258,6 +258,7 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
 
 def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
     from graph.context import RunContext
+    from runtime.records import AttemptResult
     from runtime.budget import MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from nodes.track import attempt_timeout
 
@@ -267,7 +268,11 @@ def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s
     state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": []}
     own = attempt_timeout(state, ctx)
     deadline = member_deadline_s(task, profile, bp.validation, "catboost")
-    member = {**state, "member": "catboost"}
+    # a member beside the track's scored attempt (on these 40 categoricals CatBoost is the plan's
+    # lead, which before anything scored is timed as the track's first attempt)
+    scored = AttemptResult(track="traditional", attempt=1, source="recipe", status="ok", score=0.8, duration_s=1.0,
+                           dir="/nowhere")
+    member = {**state, "member": "catboost", "attempts": [scored]}
     assert attempt_timeout(member, ctx) == deadline < own
     assert deadline < 2.5 * member_estimates(task, profile, bp.validation.n_folds)["catboost"]
     assert attempt_timeout(member, ctx, check=True) == MEMBER_CHECK_DEADLINE_S  # its check: 300 rows
