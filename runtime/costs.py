@@ -318,7 +318,12 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
                 "knn": KNN_FOLD_S + KNN_CELL_S * rows * cols * (rows / max(1, n_folds - 1) + profile.n_test
                                                                 + (rows if task.task_type != "regression" else 0))}
     # a member runs in the track's kernel, already started: its check costs MEMBER_CHECK_S
-    return {name: MEMBER_CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+    out = {name: MEMBER_CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+    if task.task_type == "regression" and profile.target.scale_column:
+        # the ratio member is the traditional recipe on y / x: its folds cost what LightGBM's do
+        lgbm = traditional_estimate(task, profile, n_folds)
+        out["ratio"] = MEMBER_CHECK_S + lgbm.seconds - lgbm.fixed_s
+    return out
 
 
 # -- pretrained ---------------------------------------------------------------------------------

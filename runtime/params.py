@@ -340,10 +340,15 @@ KNN = Space(
     _log_target(absolute=False),
 )  # no seed: the neighbours are the same whatever it is, so refine never reseeds it
 
+# the ratio member: the traditional recipe on y / x (prompts/recipes/members/ratio), its params and the column x
+RATIO = Space("ratio", *TRADITIONAL, Param(
+    "per_column", object, None, "the profile's target.scale_column   the positive column the target is divided by"))
+
 FALLBACK = Space("fallback", _seed())
 
 # recipe name (a track's recipe, or a member of the traditional track's zoo) -> its parameters
-SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINED, LINEAR, CATBOOST, EXTRATREES, KNN, FALLBACK)}
+SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINED, LINEAR, CATBOOST, EXTRATREES, KNN, RATIO,
+                                                  FALLBACK)}
 
 
 def params_markdown() -> str:

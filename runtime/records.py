@@ -116,6 +116,10 @@ class TargetProfile(BaseModel):
     min: float | None = None
     max: float | None = None
     skew: float | None = None
+    # regression: the strictly positive numeric column whose size the target's spread follows
+    # (an amount: profit = sales x margin), and its rank correlation with |y - median(y)|
+    scale_column: str | None = None
+    scale_correlation: float | None = None
 
 
 class DataProfile(BaseModel):
