@@ -108,9 +108,13 @@ def measure_slowness(probe: Callable[[], float] = _probe, load: Callable[[], flo
 def plan_data(task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> Data:
     """What the recipes' defaults depend on, as the profile tells it before any fit: a fold's
     training rows, the model's columns, whether text feeds it."""
-    return Data(n=int(profile.n_train * (n_folds - 1) / max(1, n_folds)), columns=model_columns(profile),
+    share = (n_folds - 1) / max(1, n_folds)
+    counts = profile.target.class_counts
+    positives = int(min(counts.values()) * share) if task.task_type == "binary" and len(counts) == 2 else 0
+    return Data(n=int(profile.n_train * share), columns=model_columns(profile),
                 task_type=task.task_type, metric=task.metric, text_pred=bool(_text_chars(profile, 1)),
-                text_chars=_text_chars(profile, profile.n_train), images=bool(profile.columns_of("image")))
+                text_chars=_text_chars(profile, profile.n_train), images=bool(profile.columns_of("image")),
+                positives=positives)
 
 
 def recipe_defaults(recipe: str, task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> dict[str, Any]:

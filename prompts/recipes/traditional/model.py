@@ -14,8 +14,8 @@ Params: runtime/params.py declares them (SPACES["traditional"]), with their data
 `resolved` holds the values the last fit used.
 """
 
-
 import lightgbm as lgb
+import numpy as np
 
 from runtime.params import SPACES, Data, folds_side_by_side
 from runtime.recipe_steps import EstimatorModel, TargetScale
@@ -41,14 +41,15 @@ class Model(EstimatorModel):
     """LGBMRegressor / LGBMClassifier with the metric's objective and early stopping (predict:
     runtime.recipe_steps.EstimatorModel)."""
 
-    def settings(self, n: int, columns: list) -> dict:
-        """LightGBM parameters for n training rows and these columns; params override each default."""
+    def settings(self, n: int, columns: list, positives: int = 0) -> dict:
+        """LightGBM parameters for n training rows (`positives` of them the rarer class's, binary)
+        and these columns; params override each default."""
         # A text model's prediction (features' text_pred*) is one strong, smooth column:
         # small trees use it without fitting its noise. Wide data (image features, pixels):
         # a third of the columns per tree and coarser bins cut a fold's time ~5x at no loss.
         text = any(str(c).startswith("text_pred") for c in columns)
         data = Data(n=n, columns=len(columns), task_type=self.task["task_type"], metric=self.task.get("metric", ""),
-                    text_pred=text)
+                    text_pred=text, positives=positives)
         self.resolved = SPACES["traditional"].resolve(self.params, data)
         r = self.resolved
         chosen = {k: r[k] for k in LGBM_KEYS}
@@ -81,7 +82,8 @@ class Model(EstimatorModel):
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         """Fit LightGBM on the training part (on log1p(y) where the target scale says so), early
         stopping on the validation part."""
-        config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))))
+        positives = int(np.bincount(np.asarray(y).astype(int)).min()) if self.kind == "binary" and len(y) else 0
+        config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))), positives)
         if self.kind == "regression":
             self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y)
             objective = self.objective()
