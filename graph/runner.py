@@ -74,16 +74,19 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,
-             on_update: StreamCallback | None = None, warm: WarmKernel | None = None) -> dict:
+             on_update: StreamCallback | None = None, warm: WarmKernel | None = None,
+             started_at: float | None = None) -> dict:
     """warm: a kernel the caller started already (`graph.context.warm_kernel`); by default one is
-    started here, so its start overlaps the run's first steps."""
+    started here, so its start overlaps the run's first steps. started_at: when the user's
+    command started (default now): the budget is the user's wall time, so the seconds its
+    process spent before the run (imports, the warm kernel, reading the task) count."""
     warm = warm if warm is not None else warm_kernel(settings)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2))
     inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir)}
     clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s)
-    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run", warm=warm)
+    return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run", warm=warm, started_at=started_at)
 
 
 def resume_run(run_dir: str | Path, *, llm: Any = None, on_update: StreamCallback | None = None,
@@ -157,11 +160,17 @@ class RunClock:
                    used_s=float(raw.get("used_s", 0.0)), sessions=raw.get("sessions", []))
 
     @property
+    def session_started(self) -> float:
+        """When this session's clock started (a time.time())."""
+        return self._started
+
+    @property
     def used_s(self) -> float:
         return self.used_before_s + (time.time() - self._started if self._session else 0.0)
 
-    def start(self, kind: str) -> None:
-        self._started = time.time()
+    def start(self, kind: str, at: float | None = None) -> None:
+        """The session's clock runs from `at` (default now): a command's start-up counts."""
+        self._started = min(time.time(), at) if at is not None else time.time()
         self._session = {"kind": kind, "started": round(self._started, 3), "used_before_s": round(self.used_before_s, 3),
                          "budget_left_s": round(self.budget_s - self.used_before_s, 3), "seconds": 0.0, "ended": None}
         self.sessions.append(self._session)
@@ -199,15 +208,16 @@ class RunClock:
 
 
 def _stream(run_dir: Path, inputs: dict | None, settings: Settings, llm: Any, on_update: StreamCallback | None,
-            clock: RunClock, kind: str, spent: list | None = None, warm: WarmKernel | None = None) -> dict:
+            clock: RunClock, kind: str, spent: list | None = None, warm: WarmKernel | None = None,
+            started_at: float | None = None) -> dict:
     # The context's clock starts at the time earlier sessions used, so remaining_s() is what
     # the whole run has left; its LLM budget starts with what earlier sessions spent.
+    clock.start(kind, at=started_at)
     ctx = RunContext(settings=settings, llm=llm, events=EventLog(run_dir / "events.jsonl"),
-                     started_at=time.time() - clock.used_before_s, warm=warm)
+                     started_at=clock.session_started - clock.used_before_s, warm=warm)
     for call in spent or []:
         ctx.llm_budget.add(call)
     config = {"configurable": {"thread_id": run_dir.name}, "recursion_limit": settings.recursion_limit}
-    clock.start(kind)
     ctx.events.subscribe(clock.tick)
     session = {"event": "session", "kind": kind, "budget_s": round(settings.time_budget_s, 1),
                "used_before_s": round(clock.used_before_s, 1), "left_s": round(ctx.remaining_s(), 1),

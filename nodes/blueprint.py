@@ -16,21 +16,23 @@ from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
 from prompts import recipe_tracks
-from runtime.budget import final_reserve_s, refine_reserve_s, tracks_part, tracks_pool_s
+from runtime.budget import attempt_floor_s, final_reserve_s, refine_reserve_s, tracks_part, tracks_pool_s
 from runtime.costs import (
     MEMBER_CHECK_S,
     SAFETY,
     Estimate,
     downsize_traditional,
     fit_secondary,
+    measure_slowness,
     member_estimates,
+    model_columns,
     neural_estimate,
     pretrained_estimate,
     recipe_defaults,
     safety,
     traditional_estimate,
 )
-from runtime.params import HARNESS_PARAMS, SPACES
+from runtime.params import HARNESS_PARAMS, SPACES, WIDE
 from runtime.records import (
     Blueprint,
     DataProfile,
@@ -42,8 +44,9 @@ from runtime.records import (
 
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
+    slowness = measure_slowness()  # before the clock is read: the plan is made for the time left after it
     plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0),
-                          gpu=ctx.gpu_available(state["run_dir"]))
+                          gpu=ctx.gpu_available(state["run_dir"]), slowness=slowness)
     llm_update: dict = {}
     client = client_for(ctx)
     if client is not None:
@@ -64,15 +67,19 @@ REPEAT_MAX_ROWS = 1_000   # up to this many training rows the folds are cut agai
 FOLD_REPEATS = 3          # ... this many times at most
 
 
-def fold_repeats(profile: DataProfile, plans: list[TrackPlan], works: dict[str, tuple[float, float]]) -> int:
+def fold_repeats(profile: DataProfile, plans: list[TrackPlan], works: dict[str, tuple[float, float]],
+                 clocked_pool_s: float) -> int:
     """How many times the folds are cut: on small data (fits are cheap there, and one cut's fold
     noise is larger than the gains refine and the ensemble weigh) up to FOLD_REPEATS, while every
-    planned track's work, that many times over, fits its share beside its fixed costs: at a small
-    budget (10 s) the kernel and the check leave no room for it, and the plan shrinks instead."""
+    planned track's work, that many times over, fits its share beside its fixed costs, and all of
+    it the tracks' part of the clock (`clocked_pool_s`, before a share is lifted to the floor an
+    attempt gets anyway): at a small budget (10 s) the kernel and the check leave no room for it,
+    and the plan shrinks instead."""
     if profile.n_train > REPEAT_MAX_ROWS or [p.track for p in plans] != ["traditional"]:
         return 1  # another track's estimate (a network sized to its room, an encoder) knows no repeats
     for repeats in range(FOLD_REPEATS, 1, -1):
-        if all(repeats * works[p.track][0] * safety(p.track) <= p.time_share - works[p.track][1] for p in plans):
+        needs = {p.track: repeats * works[p.track][0] * safety(p.track) + works[p.track][1] for p in plans}
+        if all(needs[p.track] <= p.time_share for p in plans) and sum(needs.values()) <= clocked_pool_s:
             return repeats
     return 1
 
@@ -88,8 +95,12 @@ def recipe_params(track: str) -> set[str]:
 
 def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float,
                    available: set[str] | None = None, installed: Callable[[str], bool] | None = None,
-                   gpu: bool | None = None) -> Blueprint:
-    """The rules' plan: the tracks that apply, why, their parameters and time shares."""
+                   gpu: bool | None = None, slowness: float = 1.0) -> Blueprint:
+    """The rules' plan: the tracks that apply, why, their parameters and time shares.
+
+    slowness: how many times slower than runtime/costs.py's constants the machine computes now
+    (measure_slowness). Every estimate is scaled by it: the rooms the estimates must fit are
+    divided by it, and the shares the estimates give are multiplied by it."""
     available = recipe_tracks() if available is None else available
     installed = installed or _installed
     if gpu is None:
@@ -100,8 +111,19 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
     refine_s = refine_reserve_s(budget_s, settings)
     pool = tracks_pool_s(budget_s, final_s, refine_s)
+    floor = attempt_floor_s(settings)
+    clocked_pool = pool
+    if pool < floor:
+        # the first attempt gets its floor whatever the clock says (runtime/budget.py): a plan made
+        # for less only costs quality (10 s runs whose start-up took 8 s of a loaded machine got
+        # the smallest plan, finished in 1.5 s of a 5 s floor, and lost 0.05 AUC)
+        notes.append(f"the clock leaves the tracks {pool:.1f} s: the plan is made for the {floor:.0f} s an attempt gets anyway")
+        pool = floor
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
                  f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+    if slowness > 1.0:
+        notes.append(f"the machine computes {slowness:.1f}x slower than on two free cores (a probe before the plan): "
+                     "every estimate below is in free-core seconds, and each share is its estimate times that")
 
     n_folds = settings.n_folds
     threads = kernel_threads(settings)  # the first track's kernel's: the traditional folds run side by side on them
@@ -110,8 +132,15 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
     # traditional first: always applicable, and the anchor every other track is measured against
     # (its cost decides the folds, which every track shares, only when it runs)
+    lead, lead_need = None, 0.0
     if wanted("traditional") and "traditional" in available:
-        trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY, threads)
+        trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY / slowness, threads)
+        lead, why = lead_member(task, profile, n_folds, trad, pool / SAFETY / slowness, installed)
+        if lead is not None:
+            # the lead runs first, and LightGBM is planned with the time it leaves
+            lead_need = min(pool, member_estimates(task, profile, n_folds)[lead] * SAFETY * slowness)
+            trad, n_folds = downsize_traditional(task, profile, n_folds, (pool - lead_need) / SAFETY / slowness, threads)
+            notes.append(f"traditional: {lead} before LightGBM, ~{lead_need:.0f} s: {why}")
     else:
         trad = traditional_estimate(task, profile, n_folds, threads=threads)
     candidates: list[tuple[str, Estimate | str]] = [("traditional", trad)]
@@ -127,7 +156,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
     plans: list[TrackPlan] = []
     works: dict[str, tuple[float, float]] = {}  # each planned track's estimate: (its folds' work, its fixed costs)
-    left, spare = pool, refine_s  # a track after the first may use refine's reserve: diversity before tuning
+    left, spare = pool - lead_need, refine_s  # a track after the first may use refine's reserve: diversity before tuning
     for name, est in candidates:
         if not wanted(name):
             skipped[name] = "not among the tracks asked for (--tracks)"
@@ -141,16 +170,16 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         first = not plans
         room = left if first else left + spare
         if name != "traditional" or plans:
-            est = fit_secondary(name, task, profile, n_folds, est, room, installed, gpu, first=first)
+            est = fit_secondary(name, task, profile, n_folds, est, room / slowness, installed, gpu, first=first)
             if isinstance(est, str):
                 skipped[name] = est
                 continue
         known = recipe_params(name)
         params = {k: v for k, v in {**est.params, "seed": settings.seed}.items() if k in known}
-        need = min(room, max(est.seconds * safety(name), 10.0))
+        need = min(room, max(est.seconds * safety(name) * slowness, 10.0))
         plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile),
                                feature_steps=est.steps, params=params, time_share=need))
-        works[name] = (est.seconds - est.fixed_s, est.fixed_s)
+        works[name] = ((est.seconds - est.fixed_s) * slowness, est.fixed_s * slowness)
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
             notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
@@ -161,10 +190,17 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     if trad is not None:
         # the traditional track's other model families get what the tracks leave, refine's reserve
         # included: another family before more tuning of one
-        members, if_time, extra, member_notes = plan_members(task, profile, n_folds, left + spare, installed, settings.seed)
+        members, if_time, extra, member_notes = plan_members(task, profile, n_folds, (left + spare) / slowness, installed,
+                                                             settings.seed, leave_out=lead)
+        extra *= slowness
+        if_time = {m: round(s * slowness, 2) for m, s in if_time.items()}
+        if lead is not None:
+            members = {lead: {"seed": settings.seed} if "seed" in SPACES[lead] else {}, **members}
+            trad.lead, trad.time_share = lead, trad.time_share + lead_need
         trad.members, trad.members_if_time, trad.time_share = members, if_time, trad.time_share + extra
         work, fixed = works["traditional"]
-        works["traditional"] = (work + extra / SAFETY - len(members) * MEMBER_CHECK_S, fixed + len(members) * MEMBER_CHECK_S)
+        checks = len(members) * MEMBER_CHECK_S * slowness
+        works["traditional"] = (work + extra / SAFETY - checks, fixed + checks)
         notes += member_notes
         if extra > left:
             notes.append(f"traditional: its members take {extra - left:.0f} s of refine's reserve (other model families "
@@ -176,14 +212,14 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         total = sum(p.time_share for p in plans)
         for p in plans:
             p.time_share += left * p.time_share / total
-    repeats = fold_repeats(profile, plans, works)
+    repeats = fold_repeats(profile, plans, works, clocked_pool)
     if repeats > 1:
         notes.append(f"the {n_folds} folds are cut {repeats} times ({profile.n_train:,} rows: one cut's fold noise would "
                      "decide between candidates; each row is predicted once per cut, and scored on the average); a member "
                      f"tried for time left needs its folds' time {repeats} times over")
         if trad is not None:  # a member run for time left repeats its folds too
-            trad.members_if_time = {m: round((s - MEMBER_CHECK_S) * repeats + MEMBER_CHECK_S, 2)
-                                    for m, s in trad.members_if_time.items()}
+            check = MEMBER_CHECK_S * slowness
+            trad.members_if_time = {m: round((s - check) * repeats + check, 2) for m, s in trad.members_if_time.items()}
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
     if settings.refit:
@@ -191,7 +227,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                      "fit's predictions, half the fold models' mean")
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
-    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes,
+                     slowness=slowness)
 
 
 def _installed(module: str) -> bool:
@@ -246,14 +283,16 @@ def small_images(profile: DataProfile) -> int | None:
 
 KNN_MAX_ROWS = 20_000        # beyond, seconds per fold for less than the trees (diamonds, 43k rows: 7 s, RMSE 764 vs 536)
 MEMBERS_MAX_ROWS = 200_000   # beyond this the members cost more than they add to LightGBM
-# tried in this order while they fit: the cheap linear model, neighbours (cheap on small tables,
-# and on clustered classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out
-# of fold), CatBoost (the strongest on small tables), extra-trees only where time is left after all
-MEMBER_ORDER = ("linear", "knn", "catboost", "extratrees")
+# tried in this order while they fit: LightGBM on y / x where the target is an amount that scales
+# with a positive column x (superstore by hand: 22.2 -> 14.8 MAE; only where the profile found
+# such a column), the cheap linear model, neighbours (cheap on small tables, and on clustered
+# classes such as digits better than any tree: 0.98 against LightGBM's 0.97 out of fold),
+# CatBoost (the strongest on small tables), extra-trees only where time is left after all
+MEMBER_ORDER = ("ratio", "linear", "knn", "catboost", "extratrees")
 
 
 def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, installed: Callable[[str], bool],
-                 seed: int = 0) -> tuple[dict[str, dict], dict[str, float], float, list[str]]:
+                 seed: int = 0, leave_out: str | None = None) -> tuple[dict[str, dict], dict[str, float], float, list[str]]:
     """The member recipes the traditional track tries after LightGBM, in MEMBER_ORDER, while they
     fit in room_s: a linear model, neighbours, CatBoost and extra-trees (other errors than
     LightGBM's, so the blend gains; most on small tables). Their params; those that did not fit,
@@ -270,8 +309,8 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
     members, if_time, extra, notes = {}, {}, 0.0, []
     estimates = member_estimates(task, profile, n_folds)
     for name in MEMBER_ORDER:
-        seconds = estimates[name]
-        if name not in available or (name == "catboost" and not installed("catboost")):
+        seconds = estimates.get(name)
+        if seconds is None or name == leave_out or name not in available or (name == "catboost" and not installed("catboost")):
             continue
         if name == "knn" and (profile.n_train > KNN_MAX_ROWS or not profile.columns_of("numeric", "categorical", "datetime")):
             continue  # free text alone has no distance between rows; many rows cost the square of their number
@@ -285,6 +324,55 @@ def plan_members(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: flo
         extra += need
         notes.append(f"members: {name} after LightGBM, ~{seconds:.0f} s")
     return members, if_time, extra, notes
+
+
+def wide_numeric(profile: DataProfile) -> bool:
+    """More than WIDE numeric columns, and most of the model's: pixels, spectra, many measurements."""
+    numeric = len(profile.columns_of("numeric"))
+    return numeric > WIDE and numeric >= 0.8 * model_columns(profile)
+
+
+def categorical_share(profile: DataProfile) -> tuple[int, int]:
+    """(categorical columns, usable columns) of a table without text or images; (0, 0) with them."""
+    usable = [c for c in profile.columns if c.kind not in ("id", "constant")]
+    if any(c.kind in ("text", "image") for c in usable):
+        return 0, 0
+    return sum(c.kind == "categorical" for c in usable), len(usable)
+
+
+def lead_member(task: TaskSpec, profile: DataProfile, n_folds: int, trad: Estimate, room_s: float,
+                installed: Callable[[str], bool]) -> tuple[str | None, str]:
+    """The member that runs before LightGBM, and why, or (None, ""); `room_s` is the tracks' pool
+    in free-core seconds.
+
+    - Most columns categorical: CatBoost, when it fits the room. Its ordered target statistics
+      suit such tables better than LightGBM's category splits (superstore, 7 of 11 columns
+      categorical: CatBoost 19.2 MAE against LightGBM's 22.2 by hand), and as a member after
+      LightGBM it met its check or fold deadline and never ran.
+    - A wide numeric table where LightGBM, downsized, still does not fit the room or had to
+      sample its rows: the cheaper of neighbours and the linear model. mnist at 10 s: LightGBM
+      planned on 1,000 sampled rows timed out and the run submitted the constant (0.10
+      accuracy); kNN on the raw pixels scores 0.93 in 1.5 s."""
+    from prompts import member_recipes
+
+    available = member_recipes()
+    estimates = member_estimates(task, profile, n_folds)
+    cats, usable = categorical_share(profile)
+    if cats > 0.5 * usable and "catboost" in available and installed("catboost") and estimates["catboost"] <= room_s:
+        return "catboost", (f"{cats} of {usable} columns categorical: CatBoost's ordered target statistics suit them "
+                            f"better than LightGBM's category splits; ~{estimates['catboost']:.0f} s")
+    work_room = max(room_s - trad.fixed_s, 0.75 * room_s)
+    sampled = "max_train_rows" in trad.params
+    if profile.columns_of("image") or not wide_numeric(profile) or (trad.seconds - trad.fixed_s <= work_room and not sampled):
+        return None, ""
+    fitting = [m for m in ("knn", "linear") if m in available and (m != "knn" or profile.n_train <= KNN_MAX_ROWS)]
+    if not fitting:
+        return None, ""
+    lead = min(fitting, key=lambda m: estimates[m])
+    why = (f"{model_columns(profile)} columns, mostly numeric: LightGBM needs "
+           f"~{trad.seconds - trad.fixed_s:.0f} s of folds{' on sampled rows' if sampled else ''} where "
+           f"{work_room:.0f} s fit; {lead} scores in ~{estimates[lead]:.0f} s")
+    return lead, why
 
 
 # -- with an LLM: its plan, validated against the profile, or the rules' draft ------------------
@@ -396,4 +484,5 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
             "time_column": proposal.time_column if proposal.validation == "time" else None,
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
-    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
+                     slowness=draft.slowness)

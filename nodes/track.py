@@ -179,7 +179,7 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
             error += "\n" + result.traceback
     elif result.status == "timeout":
         limit = ("a member's limit: a few times its estimate, its check at most "
-                 f"{budget.MEMBER_CHECK_DEADLINE_S:.0f} s, never past the run's final reserve") if state.get("member") \
+                 f"{budget.member_check_deadline_s(state['blueprint']):.0f} s, never past the run's final reserve") if state.get("member") \
             else "the track's share of the time budget"
         error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":
@@ -189,23 +189,41 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)
 
 
-def after_check(state: TrackState, runtime: Runtime[RunContext]) -> Literal["execute", "debug", "finish", "next_member"]:
+def after_check(state: TrackState, runtime: Runtime[RunContext]) -> Literal["execute", "debug", "finish", "next_member",
+                                                                            "generate"]:
     return "execute" if state.get("last_error") is None else after_failure(state, runtime)
 
 
-def after_execute(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "debug", "next_member"]:
+def after_execute(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "debug", "next_member", "generate"]:
     return after_success(state, runtime) if state.get("last_error") is None else after_failure(state, runtime)
 
 
-def after_success(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "next_member"]:
-    return "next_member" if members_left(state, run_left_s(state, runtime.context)) else "finish"
+def after_success(state: TrackState, runtime: Runtime[RunContext]) -> Literal["finish", "next_member", "generate"]:
+    left = run_left_s(state, runtime.context)
+    if own_recipe_due(state, left):
+        return "generate"
+    return "next_member" if members_left(state, left) else "finish"
 
 
-def after_failure(state: TrackState, runtime: Runtime[RunContext]) -> Literal["debug", "finish", "next_member"]:
-    # A member that fails is skipped (the track already has its own scored attempt); debug
-    # repairs the track's own code while attempts are left and falls back to the recipe after;
-    # once the fallback itself has failed there is nothing left to try.
+def own_recipe_due(state: TrackState, run_left: float = float("inf")) -> bool:
+    """After the plan's lead member: the track's own recipe has not run, and the run has time for
+    it, or the lead failed (the recipe is the track's next chance of a score)."""
+    attempts = state.get("attempts", [])
+    if not state["plan"].lead or any(a.source != "member" for a in attempts):
+        return False
+    return budget.member_may_start(run_left) or not any(a.status == "ok" for a in attempts)
+
+
+def after_failure(state: TrackState, runtime: Runtime[RunContext]) -> Literal["debug", "finish", "next_member", "generate"]:
+    # A member that fails is skipped (the track already has its own scored attempt, or a lead
+    # member failed and the track's own recipe runs next); debug repairs the track's own code
+    # while attempts are left and falls back to the recipe after, unless the track has a score
+    # and the run no time left for a repair; once the fallback itself has failed there is
+    # nothing left to try.
     if state.get("source") == "member":
+        return after_success(state, runtime)
+    scored = any(a.status == "ok" for a in state.get("attempts", []))
+    if scored and not budget.member_may_start(run_left_s(state, runtime.context)):
         return after_success(state, runtime)
     return "finish" if state.get("fell_back") else "debug"
 

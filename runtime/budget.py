@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from runtime.costs import (
     FINAL_ROW_S,
     MEMBER_CHECK_S,
+    SAFETY,
     member_estimates,
     side_by_side_speedup,
 )
@@ -119,13 +120,22 @@ def share_left_s(plan: TrackPlan, blueprint: Blueprint, attempts: Iterable[Attem
 # -- members ------------------------------------------------------------------------------------
 
 
-def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: ValidationScheme, name: str) -> float:
+def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: ValidationScheme, name: str,
+                      slowness: float = 1.0) -> float:
     """The longest one of a member's cells (its check, its folds) may take: MEMBER_DEADLINE_FACTOR
-    times its estimate, every cut of the folds included."""
+    times its estimate, every cut of the folds included, at the machine's measured `slowness`."""
     estimate = member_estimates(task, profile, validation.n_folds).get(name)
     if estimate is None:
         return float("inf")
-    return MEMBER_DEADLINE_FACTOR * ((estimate - MEMBER_CHECK_S) * validation.repeats + MEMBER_CHECK_S) + MEMBER_DEADLINE_S
+    return slowness * (MEMBER_DEADLINE_FACTOR * ((estimate - MEMBER_CHECK_S) * validation.repeats + MEMBER_CHECK_S)
+                       + MEMBER_DEADLINE_S)
+
+
+def member_check_deadline_s(blueprint: Blueprint) -> float:
+    """The longest a member's check may take: MEMBER_CHECK_DEADLINE_S on a free machine, longer on
+    a slow one (a fixed 5 s failed healthy members' checks under load: linear and knn on 751
+    columns, CatBoost on a categorical table)."""
+    return MEMBER_CHECK_DEADLINE_S * blueprint.slowness
 
 
 def member_may_start(run_left_s: float, need_s: float | None = None, share_left_s: float = float("inf")) -> bool:
@@ -147,26 +157,40 @@ def attempt_timeout_s(settings: BudgetSettings, remaining_s: float, task: TaskSp
 
     A member is an extra beside the track's own scored attempt, so it never waits past the run's
     final reserve nor a few times its estimate, and its check (`check`) never past
-    MEMBER_CHECK_DEADLINE_S: CatBoost on 43 categorical columns spent 9 s on the check's 300 rows
+    member_check_deadline_s: CatBoost on 43 categorical columns spent 9 s on the check's 300 rows
     and ran 2x over its estimate into the track's whole share, where refine had nothing left.
-    `needs_s`: what a too slow attempt's retry needs at the speed measured."""
+    `needs_s`: what a too slow attempt's retry needs at the speed measured. The plan's lead
+    member, run before anything scored, is the track's first attempt and gets what that gets."""
     share_left = share_left_s(plan, blueprint, attempts)
     most = [settings.max_attempt_timeout_s] if settings.max_attempt_timeout_s is not None else []
-    if member:
+    scored = any(a.status == "ok" for a in attempts)
+    if member and (member != plan.lead or scored):
         caps = [share_left, run_left_s(remaining_s, blueprint, profile, settings),
-                member_deadline_s(task, profile, blueprint.validation, member)]
-        caps += [MEMBER_CHECK_DEADLINE_S] if check else []
+                member_deadline_s(task, profile, blueprint.validation, member, blueprint.slowness)]
+        caps += [member_check_deadline_s(blueprint)] if check else []
         return max(MEMBER_MIN_TIMEOUT_S, min(caps + most))
     timeout = min(share_left, remaining_s)
+    if member and not scored:
+        # the lead, the cheapest way to a first score here: the seconds its estimate says it
+        # needs at the machine's speed, as a too slow attempt's retry gets them
+        needs_s = max(needs_s or 0.0, blueprint.slowness * SAFETY * member_estimates(task, profile, blueprint.validation.n_folds)
+                      .get(member, 0.0) * blueprint.validation.repeats)
     if needs_s and not any(a.status == "ok" for a in attempts):
         # a too slow attempt's retry, with nothing scored yet: the seconds its measured speed
         # says it needs, at most the whole budget again, rather than a third try that cannot end
         timeout = max(timeout, min(needs_s, settings.time_budget_s))
     timeout = min([timeout, *most])
-    # the floor an attempt always gets, but never more than half a small budget: a 10 s run must
-    # not wait 20 s on one attempt (the plan shrinks for small budgets instead)
-    floor = min(settings.min_attempt_timeout_s, max(ATTEMPT_MIN_FLOOR_S, ATTEMPT_FLOOR_SHARE * settings.time_budget_s))
-    return max(floor, timeout)
+    if scored:
+        # the track has a score (its lead member's): its own recipe runs on the time left, no floor
+        return max(MEMBER_MIN_TIMEOUT_S, timeout)
+    return max(attempt_floor_s(settings), timeout)
+
+
+def attempt_floor_s(settings: BudgetSettings) -> float:
+    """The least a track's attempt gets while nothing is scored, whatever the clock says: the
+    floor, but never more than half a small budget (a 10 s run must not wait 20 s on one attempt;
+    the plan shrinks for small budgets instead)."""
+    return min(settings.min_attempt_timeout_s, max(ATTEMPT_MIN_FLOOR_S, ATTEMPT_FLOOR_SHARE * settings.time_budget_s))
 
 
 def harness_deadline_s(timeout_s: float) -> float:

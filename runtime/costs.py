@@ -9,9 +9,13 @@ slower, which the safety factor and the per-attempt deadlines (runtime/budget.py
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from runtime.params import SPACES, Data, folds_side_by_side
 from runtime.records import DataProfile, TaskSpec
@@ -60,12 +64,57 @@ CNN_EPOCHS = 25           # epochs until early stopping, typically
 CNN_MIN_SECONDS = 8.0     # training time per fold below which a CNN learns too little
 
 
+# -- the machine's speed -------------------------------------------------------------------------
+# The constants above are seconds on two free cores. A machine shared with other work (or slower)
+# runs every fit slower by about the same factor: the blueprint plans with the constants times
+# the slowness a short probe measures, so the first attempt fits its share instead of timing out
+# and shrinking after (2.7x under load in Dec 2026: 9 of 12 first attempts at 10 s timed out).
+PROBE_S = 0.015           # the probe's seconds on one free core of this project's machines (its CPU time, measured)
+PROBE_REPEATS = 3         # probes, spread so that one lucky or unlucky time slice does not decide
+SLOWNESS_MAX = 8.0        # beyond this the plan is at its smallest anyway
+
+
+def _probe() -> float:
+    """Wall seconds of a fixed single-thread workload (sorting and binning, as a tree's histograms do)."""
+    x = np.random.default_rng(0).random(100_000)
+    codes = (x * 255).astype(np.int64)
+    started = time.perf_counter()
+    for _ in range(20):
+        np.sort(x)
+        np.bincount(codes, weights=x, minlength=256)
+    return time.perf_counter() - started
+
+
+def load_per_core() -> float:
+    """The 1-minute load average over the cores (0 where the system does not say)."""
+    try:
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return 0.0
+
+
+def measure_slowness(probe: Callable[[], float] = _probe, load: Callable[[], float] = load_per_core) -> float:
+    """How many times slower than the cost constants this machine computes now (>= 1): the
+    median of PROBE_REPEATS probes against PROBE_S, or the load average per core when that is
+    more. A probe of milliseconds, run after a sleep, gets more than its share of a loaded core
+    (the scheduler favours a task that slept): at a load of 15 on 2 cores it said 4x where the
+    folds ran 7-16x slower than on free cores, and the first attempts timed out. A CPU-bound fit
+    gets about cores / load of a core; the load average says that without running anything. A
+    faster machine plans as a free one."""
+    times = sorted(probe() for _ in range(PROBE_REPEATS))
+    return round(min(SLOWNESS_MAX, max(1.0, times[len(times) // 2] / PROBE_S, load())), 2)
+
+
 def plan_data(task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> Data:
     """What the recipes' defaults depend on, as the profile tells it before any fit: a fold's
     training rows, the model's columns, whether text feeds it."""
-    return Data(n=int(profile.n_train * (n_folds - 1) / max(1, n_folds)), columns=model_columns(profile),
+    share = (n_folds - 1) / max(1, n_folds)
+    counts = profile.target.class_counts
+    positives = int(min(counts.values()) * share) if task.task_type == "binary" and len(counts) == 2 else 0
+    return Data(n=int(profile.n_train * share), columns=model_columns(profile),
                 task_type=task.task_type, metric=task.metric, text_pred=bool(_text_chars(profile, 1)),
-                text_chars=_text_chars(profile, profile.n_train), images=bool(profile.columns_of("image")))
+                text_chars=_text_chars(profile, profile.n_train), images=bool(profile.columns_of("image")),
+                positives=positives)
 
 
 def recipe_defaults(recipe: str, task: TaskSpec, profile: DataProfile, n_folds: int = 5) -> dict[str, Any]:
@@ -234,8 +283,10 @@ def _downsized(task: TaskSpec, profile: DataProfile, n_folds: int, est: Estimate
         smaller = traditional_estimate(task, profile, folds or n_folds, {**params, **change}, threads)
         # A step that barely helps costs quality for nothing. A retry takes every step that is not
         # dearer: its attempt was measured slower than estimated, so the estimate of what each
-        # step saves is wrong too (reviews_dated: 0.02 s for faster trees, 0.6 s measured).
-        if smaller.seconds > (1.0 if fixed_folds else 0.9) * est.seconds:
+        # step saves is wrong too (reviews_dated: 0.02 s for faster trees, 0.6 s measured). What
+        # a step saves is weighed against the folds' work, never the fixed costs no step changes:
+        # at 10 s, beside 8 s of kernel and check, halving the folds' 2 s read as "barely helps".
+        if smaller.seconds - smaller.fixed_s > (1.0 if fixed_folds else 0.9) * (est.seconds - est.fixed_s):
             continue
         params.update(change)
         n_folds = folds or n_folds
@@ -276,7 +327,12 @@ def member_estimates(task: TaskSpec, profile: DataProfile, n_folds: int) -> dict
                 "knn": KNN_FOLD_S + KNN_CELL_S * rows * cols * (rows / max(1, n_folds - 1) + profile.n_test
                                                                 + (rows if task.task_type != "regression" else 0))}
     # a member runs in the track's kernel, already started: its check costs MEMBER_CHECK_S
-    return {name: MEMBER_CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+    out = {name: MEMBER_CHECK_S + n_folds * s * target_units(task) for name, s in per_fold.items()}
+    if task.task_type == "regression" and profile.target.scale_column:
+        # the ratio member is the traditional recipe on y / x: its folds cost what LightGBM's do
+        lgbm = traditional_estimate(task, profile, n_folds)
+        out["ratio"] = MEMBER_CHECK_S + lgbm.seconds - lgbm.fixed_s
+    return out
 
 
 # -- pretrained ---------------------------------------------------------------------------------

@@ -39,9 +39,39 @@ def profile_data(task: TaskSpec) -> DataProfile:
         n_train=len(train),
         n_test=len(test),
         columns=columns,
-        target=profile_target(_target_values(labelled(train, task.target_columns), task), task),
+        target=with_scale_column(profile_target(_target_values(labelled(train, task.target_columns), task), task),
+                                 labelled(train, task.target_columns), task, columns),
         warnings=list(task.warnings) + find_warnings(train, test, task, columns),
     )
+
+
+SCALE_MIN_CORRELATION = 0.4  # a column's rank correlation with the target's spread from which y / column is worth a try
+
+
+def with_scale_column(target: TargetProfile, train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> TargetProfile:
+    """The target profile with the column an amount scales with, when there is one: of the
+    numeric columns present and strictly positive on every training row, the one whose rank
+    correlation with |y - median(y)| is highest, if at least SCALE_MIN_CORRELATION (superstore's
+    Sales 0.67 for Profit, diamonds' carat 0.48 for price; ames' living area 0.28). Single-target
+    regression only; whether y / column predicts better is cross-validation's to say."""
+    if task.task_type != "regression" or len(train) < 20:
+        return target
+    candidates = [c.name for c in columns if c.kind == "numeric" and c.missing_share == 0.0]
+    values = train[candidates].apply(pd.to_numeric, errors="coerce") if candidates else pd.DataFrame()
+    positive = [c for c in candidates if values[c].notna().all() and (values[c] > 0).all()]
+    if not positive:
+        return target
+    y = pd.to_numeric(train[task.target], errors="coerce").astype(float)
+    spread = (y - y.median()).abs().rank().to_numpy()
+    ranks = values[positive].rank().to_numpy()
+    ranks, spread = ranks - ranks.mean(axis=0), spread - spread.mean()
+    with np.errstate(all="ignore"):
+        corr = (ranks * spread[:, None]).sum(axis=0) / np.sqrt((ranks ** 2).sum(axis=0) * (spread ** 2).sum())
+    corr = np.nan_to_num(corr, nan=0.0)
+    best = int(np.argmax(corr))
+    if corr[best] < SCALE_MIN_CORRELATION:
+        return target
+    return target.model_copy(update={"scale_column": positive[best], "scale_correlation": round(float(corr[best]), 3)})
 
 
 def profile_column(col: pd.Series, test_col: pd.Series | None) -> ColumnProfile:
@@ -188,6 +218,9 @@ def _leakage(train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) 
     """Columns that determine the target almost alone deserve a second look."""
     found = []
     y = train[task.target]
+    y_codes, classes = pd.factorize(y, sort=False)
+    n_classes = max(1, len(classes))
+    majority = float(y.value_counts(normalize=True).iloc[0]) if len(y) else 1.0
     for c in columns:
         if c.kind not in ("numeric", "categorical"):
             continue
@@ -197,11 +230,22 @@ def _leakage(train: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) 
             if len(both) > 10 and both.iloc[:, 0].std() > 0 and abs(np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]) > 0.99:
                 found.append(f"possible leakage: '{c.name}' correlates {np.corrcoef(both.iloc[:, 0], both.iloc[:, 1].astype(float))[0, 1]:.3f} with the target")
         elif task.task_type != "regression" and 1 < c.cardinality < 0.5 * len(train):
-            purity = pd.crosstab(x, y).max(axis=1).sum() / max(1, x.notna().sum())
-            majority = y.value_counts(normalize=True).iloc[0]
+            purity = _purity(x, y_codes, n_classes)
             if purity > 0.995 and majority < 0.95:
                 found.append(f"possible leakage: '{c.name}' alone predicts the target for {purity:.1%} of rows")
     return found
+
+
+def _purity(x: pd.Series, y_codes: np.ndarray, n_classes: int) -> float:
+    """The share of the rows with a value of x whose class is their value's commonest: one
+    bincount over (value, class) pairs. A crosstab per column cost 0.06 s each, 8-17 s of a 10 s
+    run on 784 pixel columns; this is ~0.3 ms a column."""
+    codes, levels = pd.factorize(x, sort=False)
+    seen = (codes >= 0) & (y_codes >= 0)
+    if not seen.any():
+        return 0.0
+    pairs = np.bincount(codes[seen] * n_classes + y_codes[seen], minlength=len(levels) * n_classes)
+    return float(pairs.reshape(len(levels), n_classes).max(axis=1).sum() / seen.sum())
 
 
 def _short(value: object, limit: int = 60) -> str:

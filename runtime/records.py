@@ -116,6 +116,10 @@ class TargetProfile(BaseModel):
     min: float | None = None
     max: float | None = None
     skew: float | None = None
+    # regression: the strictly positive numeric column whose size the target's spread follows
+    # (an amount: profit = sales x margin), and its rank correlation with |y - median(y)|
+    scale_column: str | None = None
+    scale_correlation: float | None = None
 
 
 class DataProfile(BaseModel):
@@ -152,6 +156,9 @@ class TrackPlan(BaseModel):
     # members that did not fit the plan: name -> seconds they need; tried after the planned ones
     # while the track's share has that much left (the plan's estimates are pessimistic)
     members_if_time: dict[str, float] = Field(default_factory=dict)
+    # a member (of `members`) that runs before the track's own recipe: the one that suits the
+    # data, or fits the time, where the recipe does not (nodes/blueprint.py: lead_member)
+    lead: str | None = None
 
 
 class Blueprint(BaseModel):
@@ -160,6 +167,9 @@ class Blueprint(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict)  # track -> why not
     budget_s: float
     notes: list[str] = Field(default_factory=list)  # how the plan was decided (the LLM's proposal: kept or why not)
+    # how many times slower than the cost constants the machine computed when the plan was made
+    # (runtime/costs.py: measure_slowness); the plan's estimates and the members' deadlines are scaled by it
+    slowness: float = 1.0
 
 
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)

@@ -10,6 +10,7 @@ them; offline they decide everything, with an LLM they check its answer.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -167,14 +168,32 @@ def order_binary(labels: list[str], y: pd.Series, description: str, reasons: lis
             reasons.append(f"positive class: '{label}'")
             return [c for c in labels if c != label] + [label]
     text = description.lower()
-    said = [lab for lab in labels if f"'{lab.lower()}'" in text or f'"{lab.lower()}"' in text or f"`{lab.lower()}`" in text]
+    said = [lab for lab in labels if quoted(lab, text)]
     if len(said) == 1:
         reasons.append(f"positive class: '{said[0]}', quoted in the description")
         return [c for c in labels if c != said[0]] + said
+    if len(said) > 1:
+        # both quoted ("PD" and "control"): the one quoted where the page speaks of what the
+        # submission's probability is of; the minority class would be a guess (control was)
+        near = {lab for sentence in re.split(r"(?<=[.!?:])\s+|\n+", text) if any(w in sentence for w in PROBABILITY_WORDS)
+                for lab in said if quoted(lab, sentence)}
+        if len(near) == 1:
+            [label] = near
+            reasons.append(f"positive class: '{label}', quoted where the description speaks of the probability")
+            return [c for c in labels if c != label] + [label]
     counts = y.map(label_key).value_counts()
     minority = str(counts.idxmin())
     reasons.append(f"positive class: '{minority}', the minority class")
     return [c for c in labels if c != minority] + [minority]
+
+
+PROBABILITY_WORDS = ("probab", "likelihood", "positive class", "chance")
+
+
+def quoted(label: str, text: str) -> bool:
+    """Whether lower-cased `text` quotes the label ('...', "..." or `...`)."""
+    low = label.lower()
+    return f"'{low}'" in text or f'"{low}"' in text or f"`{low}`" in text
 
 
 def single_column_format(sample, column, labels, needs, reasons) -> SubmissionFormat:

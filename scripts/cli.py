@@ -206,6 +206,16 @@ def cmd_example(args) -> int:
     return 0
 
 
+def process_started() -> float:
+    """When this process started (a time.time()): `iml run`'s budget counts its start-up."""
+    import psutil
+
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return time.time()
+
+
 def cmd_run(args) -> int:
     from graph.settings import Settings, warm_kernel
 
@@ -257,7 +267,8 @@ def _run(args, settings, warm) -> int:
     llm = start_llm(llm_settings, run_dir, settings, record=args.llm_record, replay=replay)
     started = time.time()
     with progress_display(args.quiet, settings.time_budget_s) as on_update:
-        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm)
+        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm,
+                         started_at=process_started())
     say_recording(llm)
     return report_end(final, time.time() - started)
 

@@ -258,7 +258,7 @@ def test_an_mae_task_is_fitted_with_an_absolute_loss():
     assert loss.item() == 2.0  # the mean absolute error; squared error would be 5
 
 
-@pytest.mark.parametrize("member", ["linear", "extratrees", "catboost", "knn"])
+@pytest.mark.parametrize("member", ["linear", "extratrees", "catboost", "knn", "ratio"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_member_of_the_zoo_checks_and_beats_a_constant(harnesses, tmp_path, member, kind):
     """The traditional track's members obey the contract and learn on every task kind. Half the

@@ -41,8 +41,8 @@ def _everything_installed(module: str) -> bool:
 
 def _plan(profile: DataProfile, budget: float, task: TaskSpec | None = None, available=ALL, installed=_everything_installed,
           **settings):
-    return make_blueprint(task or _task(), profile, Settings(**settings), budget, available=set(available), installed=installed,
-                          gpu=False)
+    settings = Settings(**{"time_budget_s": budget, **settings})  # the run's budget, as iml run sets it
+    return make_blueprint(task or _task(), profile, settings, budget, available=set(available), installed=installed, gpu=False)
 
 
 def _shares_ok(bp) -> None:
@@ -188,7 +188,7 @@ def test_the_only_track_asked_for_runs_even_when_over_its_estimate():
 def test_a_small_budget_shrinks_the_plan_to_a_sample_rather_than_stretching_the_clock():
     """Many rows at 20 s: after fewer folds and faster trees, each fold is trained on a sample
     (every row still predicted out of fold), so the estimate fits the budget."""
-    bp = _plan(_profile(1_000_000, numeric=40), budget=20, task=_task("regression", "rmse"))
+    bp = _plan(_profile(1_000_000, numeric=40), budget=20, task=_task("regression", "rmse"), time_budget_s=20.0)
     trad = bp.tracks[0]
     assert 500 <= trad.params["max_train_rows"] < 1_000_000
     assert any("sampled rows" in n for n in bp.notes)
@@ -240,7 +240,8 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
     from nodes.track import members_left
     from runtime.records import AttemptResult
 
-    bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"})
+    bp = _plan(_profile(1_500, numeric=40), 10.0, task=_task("multiclass", "accuracy"), available={"traditional"},
+               time_budget_s=10.0)
     [trad] = bp.tracks
     assert not trad.members and {"linear", "knn"} <= set(trad.members_if_time)
     share = trad.time_share * bp.budget_s
@@ -257,6 +258,7 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
 
 def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
     from graph.context import RunContext
+    from runtime.records import AttemptResult
     from runtime.budget import MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from nodes.track import attempt_timeout
 
@@ -266,7 +268,11 @@ def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s
     state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": []}
     own = attempt_timeout(state, ctx)
     deadline = member_deadline_s(task, profile, bp.validation, "catboost")
-    member = {**state, "member": "catboost"}
+    # a member beside the track's scored attempt (on these 40 categoricals CatBoost is the plan's
+    # lead, which before anything scored is timed as the track's first attempt)
+    scored = AttemptResult(track="traditional", attempt=1, source="recipe", status="ok", score=0.8, duration_s=1.0,
+                           dir="/nowhere")
+    member = {**state, "member": "catboost", "attempts": [scored]}
     assert attempt_timeout(member, ctx) == deadline < own
     assert deadline < 2.5 * member_estimates(task, profile, bp.validation.n_folds)["catboost"]
     assert attempt_timeout(member, ctx, check=True) == MEMBER_CHECK_DEADLINE_S  # its check: 300 rows
@@ -311,7 +317,8 @@ def test_a_too_slow_attempt_s_retry_gets_the_time_its_speed_needs_while_nothing_
     assert attempt_timeout({**state, "needs_s": 8.5}, ctx) == 8.5 > floor
     assert attempt_timeout({**state, "needs_s": 30.0}, ctx) == 10.0  # never more than the budget again
     scored = slow.model_copy(update={"status": "ok", "score": 0.9})
-    assert attempt_timeout({**state, "attempts": [scored], "needs_s": 8.5}, ctx) == floor  # it has a score: its share
+    # it has a score: what is left of its share, without the floor an unscored track gets
+    assert attempt_timeout({**state, "attempts": [scored], "needs_s": 8.5}, ctx) < floor
 
 
 def test_folds_fitted_side_by_side_make_a_plain_table_cheaper_and_text_not():

@@ -64,7 +64,7 @@ def test_prompts_carry_the_facts_of_the_data(grounded):
     gen = text(prompts["generate"])
     assert "class Features" in gen and "def transform(self, X" in gen  # the contract
     # the traditional recipe as a library: its modules by import name, their hooks, its params
-    assert "### prompts.recipes.traditional.model" in gen and "def settings(self, n: int, columns: list) -> dict:" in gen
+    assert "### prompts.recipes.traditional.model" in gen and "def settings(self, n: int, columns: list, positives: int=0) -> dict:" in gen
     assert "learning_rate" in gen and "[searched 0.005..0.3, log]" in gen
     assert "Gradient-boosted trees" in gen  # the track's own section
     dbg = text(prompts["debug"])

@@ -4,14 +4,18 @@ Categorical columns arrive as pandas categories and are split on natively. For R
 model learns log1p(target), the scale the metric measures errors on. Defaults follow the
 number of training rows n: small data gets smaller trees and a slower rate, large data a
 faster rate so that five folds stay within seconds. MAE on a non-negative, right-skewed target
-learns log1p(target) with the L1 loss too: the median survives the transform.
+learns log1p(target) with the Huber loss (`huber_delta` on the log scale): robust like L1, so it
+still aims at the median, but its small residuals move the trees by their size, not their sign,
+so it converges in fewer trees; a signed target keeps L1 (on 3 splits each, test MAE: hotel_rates
+7.59 against L1's 7.86 at the default rate, and 8.13-8.69 against 8.67-9.41 at the 10 s plan's
+rate 0.3; diamonds_mae 3% behind L1 at rate 0.05, level at 0.1, 2-9% ahead at 0.3).
 
 Params: runtime/params.py declares them (SPACES["traditional"]), with their data-aware defaults;
 `resolved` holds the values the last fit used.
 """
 
-
 import lightgbm as lgb
+import numpy as np
 
 from runtime.params import SPACES, Data, folds_side_by_side
 from runtime.recipe_steps import EstimatorModel, TargetScale
@@ -37,14 +41,15 @@ class Model(EstimatorModel):
     """LGBMRegressor / LGBMClassifier with the metric's objective and early stopping (predict:
     runtime.recipe_steps.EstimatorModel)."""
 
-    def settings(self, n: int, columns: list) -> dict:
-        """LightGBM parameters for n training rows and these columns; params override each default."""
+    def settings(self, n: int, columns: list, positives: int = 0) -> dict:
+        """LightGBM parameters for n training rows (`positives` of them the rarer class's, binary)
+        and these columns; params override each default."""
         # A text model's prediction (features' text_pred*) is one strong, smooth column:
         # small trees use it without fitting its noise. Wide data (image features, pixels):
         # a third of the columns per tree and coarser bins cut a fold's time ~5x at no loss.
         text = any(str(c).startswith("text_pred") for c in columns)
         data = Data(n=n, columns=len(columns), task_type=self.task["task_type"], metric=self.task.get("metric", ""),
-                    text_pred=text)
+                    text_pred=text, positives=positives)
         self.resolved = SPACES["traditional"].resolve(self.params, data)
         r = self.resolved
         chosen = {k: r[k] for k in LGBM_KEYS}
@@ -61,16 +66,28 @@ class Model(EstimatorModel):
 
     def objective(self) -> str:
         """The regression objective: the `objective` param, else the metric's own loss (absolute
-        errors are scored by the median, not the mean), else squared error."""
-        return self.resolved["objective"] or OBJECTIVES.get(self.task.get("metric"), "regression")
+        errors are scored by the median, not the mean: Huber on a logged target, L1 on any
+        other), else squared error."""
+        metric = self.task.get("metric")
+        if self.resolved["objective"]:
+            return self.resolved["objective"]
+        if metric in ("mae", "medae") and self.target is not None and self.target.log:
+            return "huber"
+        return OBJECTIVES.get(metric, "regression")
+
+    def loss_settings(self, objective: str) -> dict:
+        """LightGBM's settings of that objective: Huber's delta (its `alpha`) from `huber_delta`."""
+        return {"alpha": self.resolved["huber_delta"]} if objective == "huber" else {}
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         """Fit LightGBM on the training part (on log1p(y) where the target scale says so), early
         stopping on the validation part."""
-        config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))))
+        positives = int(np.bincount(np.asarray(y).astype(int)).min()) if self.kind == "binary" and len(y) else 0
+        config = self.settings(X.shape[0], list(getattr(X, "columns", range(X.shape[1]))), positives)
         if self.kind == "regression":
-            self.model = lgb.LGBMRegressor(objective=self.objective(), **config)
             self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y)
+            objective = self.objective()
+            self.model = lgb.LGBMRegressor(objective=objective, **self.loss_settings(objective), **config)
             y, y_valid = self.target.forward(y), self.target.forward(y_valid)
         else:
             self.model = lgb.LGBMClassifier(**config)

@@ -4,7 +4,8 @@ adds most to a blend of trees where the classes are clusters (digits, measuremen
 A vote of five neighbours says 0 or 1 where it should not: the probabilities are mixed with the
 class shares by the amount that minimises the log loss of each training row's vote by its
 neighbours without itself (leave-one-out, one more neighbours query at fit time). A regression
-target is averaged on log1p(y) where runtime.recipe_steps.log_target says so.
+target is averaged on log1p(y) for RMSLE only (runtime.recipe_steps.log_target, absolute=False):
+under absolute errors an average of logs, a geometric mean, falls below the median.
 
 Params: runtime/params.py declares them (SPACES["knn"]).
 """
@@ -26,7 +27,7 @@ class Model(EstimatorModel):
         config = dict(n_neighbors=min(r["n_neighbors"], X.shape[0]), weights=r["weights"], n_jobs=r["n_jobs"])
         y = np.asarray(y)
         if self.kind == "regression":
-            self.target = TargetScale.fitted(self.task, r["log_target"], y)
+            self.target = TargetScale.fitted(self.task, r["log_target"], y, absolute=False)  # it averages: RMSLE only
             self.model = KNeighborsRegressor(**config).fit(X, self.target.forward(y))
         else:
             self.model = KNeighborsClassifier(**config).fit(X, y.astype(int))
