@@ -432,7 +432,7 @@ def section_data(r: ReportRun) -> None:
                 add_plot(f"images_{c.name}.png", lambda c=c: plot_thumbnails(task, c.name))
         ranked = read_association(r.run_dir) or []  # computed by the run's last kernel
         try:
-            ranked = ranked or feature_association(task, profile)
+            ranked = ranked or feature_association(task, profile, r.run_dir)
         except Exception as e:
             problems.append(f"feature association: {type(e).__name__}: {e}")
         if ranked:
