@@ -26,7 +26,7 @@ from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 from runtime import budget
-from runtime.costs import shrink_for_speed
+from runtime.costs import MIN_SAMPLE_ROWS, planned_profile, shrink_for_speed
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -42,6 +42,14 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
                                         needs_s=round(needs_s, 1))
             return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
                     "needs_s": needs_s, "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
+    if attempts and attempts[-1].status == "out_of_memory" and attempts[-1].source in ("recipe", "repair") \
+            and not state.get("fell_back"):
+        smaller = params_for_memory(state)
+        if smaller is not None:
+            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller,
+                                        why="out of memory")
+            return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
+                    "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
     if attempts and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
         repairs = column_repairs(state)
         if repairs is not None:
@@ -81,12 +89,28 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     # killed by the cell's timeout inside one fold: a fit took at least that long
     fit_seconds = last.fit_seconds or last.duration_s
     params = attempt_params(state)
-    est = shrink_for_speed(state["task"], state["profile"], state["blueprint"].validation.n_folds, params, fit_seconds,
+    profile = planned_profile(state["profile"], state["blueprint"].data.rows if state["blueprint"].data else None)
+    est = shrink_for_speed(state["task"], profile, state["blueprint"].validation.n_folds, params, fit_seconds,
                            budget.retry_room_s(attempt_timeout(state, ctx)), kernel_threads(ctx.settings))
     if est is None:
         return None
     needs_s = budget.retry_needs_s(est.measured_s or 0.0)
     return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
+
+
+def params_for_memory(state: TrackState) -> dict | None:
+    """A retry of an attempt whose kernel ran out of memory: each fold's fit on half the training
+    rows it had (`max_train_rows`, a seeded sample; every row is still predicted); None once that
+    is below MIN_SAMPLE_ROWS or it was halved MAX_SHRINKS times already."""
+    attempts = state["attempts"]
+    if sum(a.status == "out_of_memory" and a.source in ("recipe", "repair") for a in attempts) > MAX_SHRINKS:
+        return None
+    blueprint, profile = state["blueprint"], state["profile"]
+    rows = blueprint.data.rows if blueprint.data is not None else profile.n_train
+    folds = blueprint.validation.n_folds
+    current = attempt_params(state).get("max_train_rows") or int(rows * (folds - 1) / folds)
+    half = int(current) // 2
+    return {"max_train_rows": half} if half >= MIN_SAMPLE_ROWS else None
 
 
 # what a failing step's traceback says about the kind of column it handles

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates
+from runtime.costs import FINAL_ROW_S, MEMBER_CHECK_S, member_estimates, planned_profile
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan, ValidationScheme
 
 
@@ -61,7 +61,12 @@ def tracks_pool_s(budget_s: float, final_s: float, refine_s: float) -> float:
 def run_left_s(remaining_s: float, blueprint: Blueprint, profile: DataProfile, settings: BudgetSettings) -> float:
     """Seconds the run has left before its final reserve (ensemble, submit, outputs): what a
     member, a refine candidate and refine itself may use."""
-    return remaining_s - final_reserve_s(blueprint.budget_s, settings, profile.n_train + profile.n_test)
+    return remaining_s - final_reserve_s(blueprint.budget_s, settings, scored_rows(blueprint, profile) + profile.n_test)
+
+
+def scored_rows(blueprint: Blueprint, profile: DataProfile) -> int:
+    """The training rows the run cross-validates: all of them, or a large table's planned sample."""
+    return blueprint.data.rows if blueprint.data is not None else profile.n_train
 
 
 # -- a track's share ---------------------------------------------------------------------------
@@ -121,7 +126,7 @@ def attempt_timeout_s(settings: BudgetSettings, remaining_s: float, task: TaskSp
     most = [settings.max_attempt_timeout_s] if settings.max_attempt_timeout_s is not None else []
     if member:
         caps = [share_left, run_left_s(remaining_s, blueprint, profile, settings),
-                member_deadline_s(task, profile, blueprint.validation, member)]
+                member_deadline_s(task, planned_profile(profile, scored_rows(blueprint, profile)), blueprint.validation, member)]
         caps += [MEMBER_CHECK_DEADLINE_S] if check else []
         return max(MEMBER_MIN_TIMEOUT_S, min(caps + most))
     timeout = min(share_left, remaining_s)
