@@ -42,8 +42,7 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
                                         needs_s=round(needs_s, 1))
             return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
                     "needs_s": needs_s, "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
-    if attempts and attempts[-1].status == "out_of_memory" and attempts[-1].source in ("recipe", "repair") \
-            and not state.get("fell_back"):
+    if attempts and out_of_memory(attempts[-1]) and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
         smaller = params_for_memory(state)
         if smaller is not None:
             runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller,
@@ -98,12 +97,17 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
 
 
+def out_of_memory(attempt) -> bool:
+    """Stopped at its kernel's memory limit, or killed by the system (SIGKILL) as a kernel out of memory is."""
+    return attempt.status == "out_of_memory" or (attempt.status == "died" and "SIGKILL" in (attempt.error or ""))
+
+
 def params_for_memory(state: TrackState) -> dict | None:
     """A retry of an attempt whose kernel ran out of memory: each fold's fit on half the training
     rows it had (`max_train_rows`, a seeded sample; every row is still predicted); None once that
     is below MIN_SAMPLE_ROWS or it was halved MAX_SHRINKS times already."""
     attempts = state["attempts"]
-    if sum(a.status == "out_of_memory" and a.source in ("recipe", "repair") for a in attempts) > MAX_SHRINKS:
+    if sum(out_of_memory(a) and a.source in ("recipe", "repair") for a in attempts) > MAX_SHRINKS:
         return None
     blueprint, profile = state["blueprint"], state["profile"]
     rows = blueprint.data.rows if blueprint.data is not None else profile.n_train

@@ -178,6 +178,10 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
         error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":
         error = "the kernel died (a crash in native code, or the process exited); it was restarted"
+        if "SIGKILL" in (result.error_value or "") and result.peak_memory_mb:
+            # the system's out-of-memory killer sends SIGKILL: say what the kernel held when it died
+            error = out_of_memory_error(f"the kernel was killed (SIGKILL) holding {result.peak_memory_mb:,.0f} MB at its "
+                                        "peak: the system may have run out of memory", state)
     elif result.status == "out_of_memory":
         error = out_of_memory_error(result.error_value, state)
     return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)

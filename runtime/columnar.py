@@ -206,9 +206,11 @@ def build_cache(task: dict, run_dir: str | Path) -> dict:
         rows = _write(_csv_batches(source, header, sample, plan), plan, table_path, stats)
     except CacheError as e:
         how = f"read_table, whole (pyarrow could not stream it: {str(e)[:200]})"
+        whole = read_table(source, "train file", keys=keys, columns=wanted)
+        plan = column_plan(whole, keys, target_columns(task))  # the types of all rows, not the sample's
         stats = _Stats(plan)
-        rows = _write(_frame_batches(read_table(source, "train file", keys=keys, columns=wanted), plan), plan, table_path,
-                      stats)
+        rows = _write(_frame_batches(whole, plan), plan, table_path, stats)
+        del whole
     manifest = {
         "version": CACHE_VERSION, **_source_stamp(source), "rows": rows, "read": how,
         "seconds": round(time.time() - started, 2), "columns": stats.columns(),
@@ -411,9 +413,13 @@ def _write(batches, plan: dict[str, dict[str, Any]], path: Path, stats: _Stats) 
                 except Exception as e:  # noqa: BLE001 - any schema that does not fit the first block's
                     raise CacheError(f"a block's columns do not match the first block's ({e})") from None
             writer.write_batch(converted)
-    finally:
+    except BaseException:
         if writer is not None:
             writer.close()
+        tmp.unlink(missing_ok=True)  # a half-written table is never read, nor left to take the disk
+        raise
+    if writer is not None:
+        writer.close()
     if writer is None:
         raise TaskInputError(f"the train file has a header but no rows: {path}")
     os.replace(tmp, path)

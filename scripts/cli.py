@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", type=Path)
 
     p = sub.add_parser("bench", help="iml against AutoGluon, FLAML and LightGBM on the example tasks")
-    p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`)")
+    p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`); an example of "
+                                   "any size with its rows: taxi_fares:5000000")
     p.add_argument("--peers", default="autogluon,flaml,lightgbm", help="comma-separated peers (default: all three)")
     p.add_argument("--time-budget", type=parse_duration, default=parse_duration("60s"), help="per system and task (default 60s)")
     p.add_argument("--repeats", type=int, default=1,
