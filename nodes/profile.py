@@ -15,6 +15,7 @@ from graph.context import RunContext
 from graph.state import IMLState
 from runtime.columnar import build_cache, takes_large_path
 from runtime.data_profile import profile_data
+from runtime.memory import release_memory
 
 
 def profile(state: IMLState, runtime: Runtime[RunContext]) -> dict:
@@ -26,6 +27,7 @@ def profile(state: IMLState, runtime: Runtime[RunContext]) -> dict:
                     f"read once into the run's columnar cache: {manifest['rows']:,} rows, {len(manifest['columns'])} columns "
                     f"in compact dtypes, in {manifest['seconds']:.0f} s")
     result = profile_data(task, state["run_dir"], settings.profile_sample_rows)
+    release_memory()  # the frames read for it: not carried by the framework's process through the tracks
     events.emit("profile", rows=result.n_train, columns=len(result.columns), warnings=result.warnings,
                 sampled_rows=result.sampled_rows)
     Path(state["run_dir"], "profile.json").write_text(result.model_dump_json(indent=2))

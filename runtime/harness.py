@@ -45,6 +45,7 @@ from runtime.fold_loop import (
     unit_tasks,
     with_full_fit,
 )
+from runtime.memory import PeakMemory, release_memory, rss_mb
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
 from runtime.saved_models import drop_folds, save_fold, save_full
@@ -111,32 +112,6 @@ def reset_device_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def release_memory() -> None:
-    """Hand the heap an attempt freed back to the system. glibc keeps freed pages for reuse;
-    after an extra-trees forest that is ~120 MB the next attempts, and the run's peak, carry."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators differ
-        pass
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    process = psutil.Process()
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):  # joblib / loky workers compute for the cell too
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            continue
-    return total / 2 ** 20
-
-
 class _StepClock:
     """The attempt's modules with their steps timed: Features.fit and the transform that follows it
     (the training rows), Model.fit, and the other transforms with Model.predict (predicting)."""
@@ -178,30 +153,6 @@ class _StepClock:
 
         self.features_mod = types.SimpleNamespace(**{**vars(features_mod), "Features": Features})
         self.model_mod = types.SimpleNamespace(**{**vars(model_mod), "Model": Model})
-
-
-class _PeakMemory:
-    """The kernel's resident memory at its highest while the `with` body runs, sampled every 50 ms."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.mb = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            self.mb = max(self.mb, _rss_mb())
-
-    def __enter__(self) -> "_PeakMemory":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.mb = max(self.mb, _rss_mb())
 
 
 def model_full_fit_params(fitted: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
@@ -523,11 +474,11 @@ class Harness:
         out: dict[str, Any] = {"rows": [], "features_s": [], "fit_s": [], "trees": [], "predict_s": [], "peak_mb": [],
                                "valid_rows": len(valid), "sample_mb": round(sample_mb, 1)}
         release_memory()
-        out["base_mb"] = round(_rss_mb(), 1)
+        out["base_mb"] = round(rss_mb(), 1)
         for size in sizes:
             tr = np.sort(rest[:size])
             clock = _StepClock(features_mod, model_mod)
-            with _PeakMemory() as peak:
+            with PeakMemory() as peak:
                 fitted, _ = fit_fold(clock.features_mod, clock.model_mod, self.task, self.profile, params, X.iloc[tr], y[tr],
                                      X_va, y[valid], [])
             kept = model_full_fit_params(fitted) or [{}]

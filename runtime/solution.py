@@ -26,7 +26,7 @@ from runtime.blend import exact_weights, member_attempts
 # The runtime modules solution.py holds, whole, in this order: the tables' reading (a large table's
 # through the same columnar cache, in a temporary folder), the submission's format, and the fold loop the harness runs (its folds, the target's encoding,
 # one fold's fit and the loop over folds).
-INLINED = ("runtime.errors", "runtime.data", "runtime.columnar", "runtime.submission", "runtime.fold_loop")
+INLINED = ("runtime.errors", "runtime.data", "runtime.memory", "runtime.columnar", "runtime.submission", "runtime.fold_loop")
 
 
 def module_source(name: str) -> str:
