@@ -74,18 +74,20 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,
-             on_update: StreamCallback | None = None, warm: WarmKernel | None = None, task: Any = None) -> dict:
+             on_update: StreamCallback | None = None, warm: WarmKernel | None = None, task: Any = None,
+             spent_s: float = 0.0) -> dict:
     """warm: a kernel the caller started already (`graph.context.warm_kernel`); by default one is
     started here, so its start overlaps the run's first steps. task: the TaskSpec the caller read
     already with these settings (`iml run` reads it to refuse bad input before a run folder
     exists): offline, analyze takes it instead of reading the files again (a large table's target
-    column is read once)."""
+    column is read once). spent_s: the seconds the caller spent on the run already (reading the
+    task: a large table's target column): the run's clock counts them, so the budget is the wall's."""
     warm = warm if warm is not None else warm_kernel(settings)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2))
     inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir), **({"task": task} if task is not None else {})}
-    clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s)
+    clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s, used_s=spent_s)
     return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run", warm=warm)
 
 

@@ -177,7 +177,9 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                              "traditional attempt's time: no time for another track")
             continue
         first = not plans
-        room = left if first else left + spare
+        # a large table's traditional attempt may take refine's reserve: a candidate there costs a
+        # whole attempt, so refine could not use it, while more rows can
+        room = left + spare if (not first or (large is not None and large.traditional is not None)) else left
         if name != "traditional" or plans:
             est = fit_secondary(name, task, profile, n_folds, est, room, installed, gpu, first=first)
             if isinstance(est, str):
@@ -191,8 +193,9 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         works[name] = (est.seconds - est.fixed_s, est.fixed_s)
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
-            notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
-                         "before more tuning of one)")
+            why = "more rows for it, where a refine candidate would cost a whole attempt" if name == "traditional" else \
+                "another model for the ensemble before more tuning of one"
+            notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve ({why})")
             spare -= need - left
         left = max(0.0, left - need)
     trad = next((p for p in plans if p.track == "traditional"), None)
@@ -281,7 +284,9 @@ def plan_large_table(task: TaskSpec, profile: DataProfile, ctx: RunContext, run_
                                             timeout_s=max(MEASURE_MIN_S, MEASURE_SHARE * ctx.remaining_s()), limit_mb=limit)
     budget_s = max(ctx.remaining_s(), 1.0)  # what the measure left
     final_s = final_reserve_s(budget_s, settings, profile.n_test + min(n_rows, MEASURE_ROWS_FOR_RESERVE))
-    pool = tracks_pool_s(budget_s, final_s, refine_reserve_s(budget_s, settings))
+    # the tracks' pool and refine's reserve: a refine candidate on a large table costs a whole
+    # attempt, so the reserve is rows for the traditional attempt instead (make_blueprint gives it)
+    pool = tracks_pool_s(budget_s, final_s, 0.0)
     room_s = max(1.0, pool / SAFETY - KERNEL_S - CHECK_S)
     memory_room = MEMORY_SHARE * memory_mb
     declared = int(SPACES["traditional"]["n_estimators"].default_for(Data(n=n_rows)))

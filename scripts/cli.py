@@ -257,7 +257,9 @@ def _run(args, settings, warm) -> int:
     from graph.runner import run_task
     from runtime.task_reader import read_task
 
+    reading = time.time()
     task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
+    spent_s = time.time() - reading  # a large table's target column: seconds of the budget
     for warning in task.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
     llm_settings = run_llm_settings(args)
@@ -268,7 +270,8 @@ def _run(args, settings, warm) -> int:
     llm = start_llm(llm_settings, run_dir, settings, record=args.llm_record, replay=replay)
     started = time.time()
     with progress_display(args.quiet, settings.time_budget_s) as on_update:
-        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm, task=task)
+        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm, task=task,
+                         spent_s=spent_s)
     say_recording(llm)
     return report_end(final, time.time() - started)
 
