@@ -17,8 +17,7 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
-from prompts import recipe_tracks
-from prompts import render_recipe
+from prompts import recipe_tracks, render_recipe
 from runtime.budget import final_reserve_s, refine_reserve_s, tracks_pool_s
 from runtime.columnar import cached_manifest
 from runtime.costs import (
@@ -313,7 +312,6 @@ def plan_large_table(task: TaskSpec, profile: DataProfile, ctx: RunContext, run_
     return LargePlan(data=data, folds=folds, traditional=None)
 
 
-
 def measure_traditional(ctx: RunContext, run_dir: str, params: dict, sizes: list[int], valid: int, timeout_s: float,
                         limit_mb: float) -> tuple[MeasuredFit | None, str]:
     """The traditional recipe's measuring fits in the traditional track's kernel (started now,
@@ -553,4 +551,5 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
             "time_column": proposal.time_column if proposal.validation == "time" else None,
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
-    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
+                     data=draft.data)  # a large table's rows are the measure's, whatever the LLM plans
