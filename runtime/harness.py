@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runtime.columnar import cached_manifest, labelled_positions, plan_frames, read_cached, sample_positions
+from runtime.columnar import build_cache, cached_manifest, labelled_positions, plan_frames, read_cached, sample_positions
 from runtime.data import feature_columns
 from runtime.fold_loop import (
     ConstantUnit,
@@ -459,7 +459,8 @@ class Harness:
         What the blueprint extrapolates a large table's plan from (runtime/costs.py); measure.json."""
         attempt_dir = Path(attempt_dir)
         started = time.time()
-        manifest = cached_manifest(self.run_dir)
+        # a node that does not share the run folder (a Ray actor's mirror) builds its own cache, once
+        manifest = cached_manifest(self.run_dir) or build_cache(self.task, self.run_dir)
         positions = sample_positions(labelled_positions(self.run_dir, self.task, manifest), max(sizes) + valid_rows, seed)
         frame = read_cached(self.run_dir, list(manifest["columns"]), positions, manifest)
         order = np.random.RandomState(seed).permutation(len(frame))
