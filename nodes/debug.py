@@ -26,7 +26,7 @@ from nodes.track import attempt_params, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 from runtime import budget
-from runtime.costs import MIN_SAMPLE_ROWS, planned_profile, shrink_for_speed
+from runtime.costs import MIN_SAMPLE_ROWS, planned_profile, rows_for_speed, shrink_for_speed
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -88,9 +88,18 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     # killed by the cell's timeout inside one fold: a fit took at least that long
     fit_seconds = last.fit_seconds or last.duration_s
     params = attempt_params(state)
-    profile = planned_profile(state["profile"], state["blueprint"].data.rows if state["blueprint"].data else None)
-    est = shrink_for_speed(state["task"], profile, state["blueprint"].validation.n_folds, params, fit_seconds,
-                           budget.retry_room_s(attempt_timeout(state, ctx)), kernel_threads(ctx.settings))
+    blueprint = state["blueprint"]
+    room_s = budget.retry_room_s(attempt_timeout(state, ctx))
+    if blueprint.data is not None:
+        # a large table's plan was measured: its retry keeps the plan's settings on fewer rows
+        folds = blueprint.validation.n_folds
+        current = int(params.get("max_train_rows") or blueprint.data.rows * (folds - 1) / folds)
+        rows = rows_for_speed(current, fit_seconds, folds, blueprint.validation.refit, room_s)
+        if rows is not None:
+            return {"max_train_rows": rows}, budget.retry_needs_s(room_s)
+    profile = planned_profile(state["profile"], blueprint.data.rows if blueprint.data else None)
+    est = shrink_for_speed(state["task"], profile, blueprint.validation.n_folds, params, fit_seconds, room_s,
+                           kernel_threads(ctx.settings))
     if est is None:
         return None
     needs_s = budget.retry_needs_s(est.measured_s or 0.0)

@@ -559,6 +559,16 @@ def plan_rows(cost: MeasuredCost, n_rows: int, n_test: int, room_s: float, n_fol
         measured])
 
 
+def rows_for_speed(fit_rows: int, fit_seconds: float, folds: int, refit: bool, room_s: float) -> int | None:
+    """A large table's retry of an attempt too slow for its time: the training rows per fit at
+    which the speed it measured (one fold's fit took `fit_seconds` on `fit_rows` rows) puts the
+    folds and the fit on all rows within `room_s`, a fit's time taken as growing with its rows (its
+    rounds are capped). None when that is no fewer rows, or fewer than MIN_SAMPLE_ROWS."""
+    fits = folds + (folds / (folds - 1) if refit else 0.0)  # the fit on all rows: k / (k - 1) of a fold's
+    rows = int(fit_rows * room_s / max(fit_seconds * fits, 1e-9))
+    return rows if MIN_SAMPLE_ROWS <= rows < fit_rows else None
+
+
 def planned_profile(profile: DataProfile, rows: int | None) -> DataProfile:
     """The profile as the plan uses the table: `rows` of its rows (a large table's sample)."""
     if rows is None or rows >= profile.n_train:

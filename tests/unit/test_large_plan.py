@@ -136,3 +136,13 @@ def test_a_large_table_whose_rows_all_fit_plans_the_other_tracks_on_them():
     bp = make_blueprint(_task(), _profile(300_000), Settings(), 900.0, available={"traditional", "neural"},
                         installed=lambda m: True, gpu=False, large=LargePlan(data=data, folds=5, traditional=trad))
     assert [t.track for t in bp.tracks] == ["traditional", "neural"] and bp.validation.n_folds == 5
+
+
+def test_a_too_slow_attempt_on_a_large_table_retries_on_the_rows_its_speed_allows():
+    from runtime.costs import rows_for_speed
+
+    # 3 folds of 1.7M rows, each fit 175 s where the plan had ~80 s, and ~350 s for the retry
+    rows = rows_for_speed(1_716_141, 175.0, 3, True, 350.0)
+    assert rows is not None and 500_000 < rows < 1_716_141
+    assert rows_for_speed(1_000_000, 10.0, 3, True, 350.0) is None  # fast enough already: not a matter of rows
+    assert rows_for_speed(1_000, 175.0, 3, True, 10.0) is None  # below the least sample
