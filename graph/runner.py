@@ -74,17 +74,20 @@ def checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 
 
 def run_task(task_dir: str | Path, run_dir: str | Path, settings: Settings, *, llm: Any = None,
-             on_update: StreamCallback | None = None, warm: WarmKernel | None = None,
+             on_update: StreamCallback | None = None, warm: WarmKernel | None = None, task: Any = None,
              started_at: float | None = None) -> dict:
     """warm: a kernel the caller started already (`graph.context.warm_kernel`); by default one is
-    started here, so its start overlaps the run's first steps. started_at: when the user's
-    command started (default now): the budget is the user's wall time, so the seconds its
-    process spent before the run (imports, the warm kernel, reading the task) count."""
+    started here, so its start overlaps the run's first steps. task: the TaskSpec the caller read
+    already with these settings (`iml run` reads it to refuse bad input before a run folder
+    exists): offline, analyze takes it instead of reading the files again (a large table's target
+    column is read once). started_at: when the user's command started (default now): the budget
+    is the user's wall time, so the seconds its process spent before the run (imports, the warm
+    kernel, reading the task and a large table's target column) count."""
     warm = warm if warm is not None else warm_kernel(settings)
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / SETTINGS).write_text(json.dumps(dataclasses.asdict(settings), indent=2))
-    inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir)}
+    inputs = {"task_dir": str(Path(task_dir).resolve()), "run_dir": str(run_dir), **({"task": task} if task is not None else {})}
     clock = RunClock(run_dir, task_dir=inputs["task_dir"], budget_s=settings.time_budget_s)
     return _stream(run_dir, inputs, settings, llm, on_update, clock, kind="run", warm=warm, started_at=started_at)
 

@@ -50,6 +50,13 @@ class Settings:
     final_reserve_min_s: float = 2.5  # ... and never less: at 10 s the stage took 1.1-1.6 s (kernel close, blend in the kernel, the report)
     refine_reserve_share: float = 0.15  # of budgets of 45 s or more, kept for refine's search
     recursion_limit: int = 10_000  # graph steps per (sub)graph run; refine's loop is bounded by time and candidates
+    # large tables (README, "Large tables"): a training table of this size or more is converted once to a
+    # columnar cache in the run folder, profiled on a sample, and its rows planned by a measured fit
+    large_table_mb: float = 32.0
+    profile_sample_rows: int = 100_000  # a large table's profile: the rows sampled for kinds, examples, warnings
+    measure_rows: int = 200_000  # the blueprint's measuring fits: this many rows, and half as many
+    max_fit_rows: int | None = None  # no fit sees more training rows than this (None: as many as the time allows)
+    memory_mb: float | None = None  # the memory the run may use; None: what the machine has available at its start
 
 
 def _env_number(name: str, kind: type) -> Any:

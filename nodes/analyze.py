@@ -25,7 +25,10 @@ from runtime.task_reader import read_task
 def analyze(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     client = client_for(runtime.context)
     llm_update: dict = {}
-    if client is None:
+    given = state.get("task")
+    if client is None and given is not None and Path(given.task_dir) == Path(state["task_dir"]).resolve():
+        task = given  # read by the caller with these settings (iml run, before the run folder): not read twice
+    elif client is None:
         task = read_task(Path(state["task_dir"]), runtime.context.settings)
     else:
         task, calls = read_task_with_llm(Path(state["task_dir"]), runtime.context.settings, client, runtime.context.events)

@@ -7,7 +7,9 @@ reserves the budget keeps are runtime/budget.py's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from langgraph.runtime import Runtime
@@ -15,27 +17,40 @@ from langgraph.runtime import Runtime
 from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
-from prompts import recipe_tracks
+from prompts import recipe_tracks, render_recipe
 from runtime.budget import attempt_floor_s, final_reserve_s, refine_reserve_s, tracks_part, tracks_pool_s
+from runtime.columnar import cached_manifest
 from runtime.costs import (
+    CHECK_S,
+    KERNEL_S,
     MEMBER_CHECK_S,
+    MEMORY_LIMIT_SHARE,
+    MEMORY_SHARE,
+    MIN_FOLDS,
+    MIN_SAMPLE_ROWS,
     SAFETY,
     Estimate,
+    MeasuredCost,
     downsize_traditional,
     fit_secondary,
     measure_slowness,
     member_estimates,
     model_columns,
     neural_estimate,
+    planned_profile,
+    plan_rows,
     pretrained_estimate,
     recipe_defaults,
     safety,
     traditional_estimate,
 )
-from runtime.params import HARNESS_PARAMS, SPACES, WIDE
+from runtime.kernel import KernelStartError
+from runtime.params import HARNESS_PARAMS, SPACES, WIDE, Data
 from runtime.records import (
     Blueprint,
+    DataPlan,
     DataProfile,
+    MeasuredFit,
     TaskSpec,
     TrackPlan,
     ValidationScheme,
@@ -45,8 +60,14 @@ from runtime.records import (
 def blueprint(state: IMLState, runtime: Runtime[RunContext]) -> dict:
     ctx = runtime.context
     slowness = measure_slowness()  # before the clock is read: the plan is made for the time left after it
+    large = None
+    if cached_manifest(state["run_dir"]) is not None:  # the profile read a large table into the columnar cache
+        large = plan_large_table(state["task"], state["profile"], ctx, state["run_dir"])
     plan = make_blueprint(state["task"], state["profile"], ctx.settings, budget_s=max(ctx.remaining_s(), 1.0),
-                          gpu=ctx.gpu_available(state["run_dir"]), slowness=slowness)
+                          gpu=ctx.gpu_available(state["run_dir"]), slowness=slowness, large=large)
+    if plan.data is not None:
+        ctx.events.emit("rows", rows=plan.data.rows, n_rows=plan.data.n_rows, folds=plan.validation.n_folds,
+                        estimate_s=plan.data.estimate_s, memory_mb=plan.data.memory_mb, what=plan.data.summary())
     llm_update: dict = {}
     client = client_for(ctx)
     if client is not None:
@@ -95,12 +116,17 @@ def recipe_params(track: str) -> set[str]:
 
 def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, budget_s: float,
                    available: set[str] | None = None, installed: Callable[[str], bool] | None = None,
-                   gpu: bool | None = None, slowness: float = 1.0) -> Blueprint:
+                   gpu: bool | None = None, slowness: float = 1.0, large: LargePlan | None = None) -> Blueprint:
     """The rules' plan: the tracks that apply, why, their parameters and time shares.
 
     slowness: how many times slower than runtime/costs.py's constants the machine computes now
     (measure_slowness). Every estimate is scaled by it: the rooms the estimates must fit are
-    divided by it, and the shares the estimates give are multiplied by it."""
+    divided by it, and the shares the estimates give are multiplied by it.
+    `large`: a large table's rows, folds and the traditional attempt's measured estimate
+    (`plan_large_table`): every track is planned on those rows; measured on this machine as it is
+    now, that estimate is not scaled by `slowness` again."""
+    if large is not None and large.traditional is not None:
+        slowness = 1.0
     available = recipe_tracks() if available is None else available
     installed = installed or _installed
     if gpu is None:
@@ -108,6 +134,10 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
 
         gpu = gpu_available()
     notes: list[str] = []
+    if large is not None:
+        profile = planned_profile(profile, large.data.rows)
+        settings = dataclasses.replace(settings, n_folds=large.folds)
+        notes.append(f"a large table: {large.data.summary()}")
     final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
     refine_s = refine_reserve_s(budget_s, settings)
     pool = tracks_pool_s(budget_s, final_s, refine_s)
@@ -133,7 +163,9 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     # traditional first: always applicable, and the anchor every other track is measured against
     # (its cost decides the folds, which every track shares, only when it runs)
     lead, lead_need = None, 0.0
-    if wanted("traditional") and "traditional" in available:
+    if large is not None and large.traditional is not None and wanted("traditional") and "traditional" in available:
+        trad = large.traditional  # measured on the table itself: the rows were chosen to fit
+    elif wanted("traditional") and "traditional" in available:
         trad, n_folds = downsize_traditional(task, profile, n_folds, pool / SAFETY / slowness, threads)
         lead, why = lead_member(task, profile, n_folds, trad, pool / SAFETY / slowness, installed)
         if lead is not None:
@@ -167,8 +199,17 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         if isinstance(est, str):
             skipped[name] = est
             continue
+        if large is not None and large.data.rows < large.data.n_rows and name != "traditional" and plans:
+            # the rows were sampled to fit the traditional attempt's time: another track would take
+            # time that more rows for the strongest model use better (a network on 2M of 5M rows ran
+            # 3x past its estimate, and its fallback out of time, in 2026's first large runs)
+            skipped[name] = (f"a large table sampled to {large.data.rows:,} of {large.data.n_rows:,} rows for the "
+                             "traditional attempt's time: no time for another track")
+            continue
         first = not plans
-        room = left if first else left + spare
+        # a large table's traditional attempt may take refine's reserve: a candidate there costs a
+        # whole attempt, so refine could not use it, while more rows can
+        room = left + spare if (not first or (large is not None and large.traditional is not None)) else left
         if name != "traditional" or plans:
             est = fit_secondary(name, task, profile, n_folds, est, room / slowness, installed, gpu, first=first)
             if isinstance(est, str):
@@ -182,8 +223,9 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         works[name] = ((est.seconds - est.fixed_s) * slowness, est.fixed_s * slowness)
         notes += [f"{name}: {n}" for n in est.notes]
         if need > left:
-            notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve (another model for the ensemble "
-                         "before more tuning of one)")
+            why = "more rows for it, where a refine candidate would cost a whole attempt" if name == "traditional" else \
+                "another model for the ensemble before more tuning of one"
+            notes.append(f"{name}: takes {need - left:.0f} s of refine's reserve ({why})")
             spare -= need - left
         left = max(0.0, left - need)
     trad = next((p for p in plans if p.track == "traditional"), None)
@@ -220,6 +262,11 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         if trad is not None:  # a member run for time left repeats its folds too
             check = MEMBER_CHECK_S * slowness
             trad.members_if_time = {m: round((s - check) * repeats + check, 2) for m, s in trad.members_if_time.items()}
+    cap = settings.max_fit_rows
+    if cap and large is None and profile.n_train * (n_folds - 1) / n_folds > cap:
+        for p in plans:  # the user's cap on a fit's rows: a seeded sample of each fold's training rows
+            p.params["max_train_rows"] = min(int(p.params.get("max_train_rows") or cap), cap)
+        notes.append(f"each fold's fit on at most {cap:,} of its training rows (--max-fit-rows)")
     for p in plans:
         p.time_share = round(min(1.0, p.time_share / budget_s), 3) if budget_s > 0 else 0.0
     if settings.refit:
@@ -228,7 +275,118 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
     return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes,
-                     slowness=slowness)
+                     slowness=slowness, data=large.data if large is not None else None)
+
+
+# -- large tables: the rows, measured --------------------------------------------------------------
+
+
+@dataclass
+class LargePlan:
+    data: DataPlan
+    folds: int
+    traditional: Estimate | None  # None: not measured (no time for it, or the measuring fit failed)
+
+
+MEASURE_SHARE = 0.15      # the measuring fits may take this share of the budget at most ...
+MEASURE_MIN_S = 20.0      # ... and never less than this (the kernel's start and the sample's load included)
+MEASURE_VALID_SHARE = 4   # the valid rows of a measuring fit: its training rows over this, ...
+MEASURE_VALID_MAX = 50_000  # ... at most this many
+MEASURE_ROWS_FOR_RESERVE = 1_000_000  # the final reserve is planned for at most this many rows before the rows are known
+
+
+def plan_large_table(task: TaskSpec, profile: DataProfile, ctx: RunContext, run_dir: str) -> LargePlan:
+    """The rows, folds and rounds of a large table (read into the columnar cache by the profile),
+    from the traditional recipe measured on two samples of it in the traditional track's kernel
+    (runtime/harness.py's `measure`), and the memory its kernels may use. Without time for the
+    measure, or when it fails, the plan falls back to the cost constants (runtime/costs.py)."""
+    settings = ctx.settings
+    n_rows = profile.n_train
+    memory_mb, memory_note = run_memory_mb(settings)
+    limit = MEMORY_LIMIT_SHARE * memory_mb
+    if settings.kernel_memory_mb:
+        limit = min(limit, float(settings.kernel_memory_mb))
+    size = min(settings.measure_rows, n_rows // 4)
+    sizes = [size // 2, size]
+    valid = max(1, min(size // MEASURE_VALID_SHARE, MEASURE_VALID_MAX))
+    params = {"seed": settings.seed}
+    measured, why = None, ""
+    wanted = settings.tracks is None or "traditional" in settings.tracks
+    if not wanted or "traditional" not in recipe_tracks():
+        why = "the traditional track is not planned: the cost constants decide"
+    elif size < 2 * MIN_SAMPLE_ROWS:
+        why = f"too few rows ({n_rows:,}) to measure on a part of them"
+    else:
+        measured, why = measure_traditional(ctx, run_dir, params, sizes, valid,
+                                            timeout_s=max(MEASURE_MIN_S, MEASURE_SHARE * ctx.remaining_s()), limit_mb=limit)
+    budget_s = max(ctx.remaining_s(), 1.0)  # what the measure left
+    final_s = final_reserve_s(budget_s, settings, profile.n_test + min(n_rows, MEASURE_ROWS_FOR_RESERVE))
+    # the tracks' pool and refine's reserve: a refine candidate on a large table costs a whole
+    # attempt, so the reserve is rows for the traditional attempt instead (make_blueprint gives it)
+    pool = tracks_pool_s(budget_s, final_s, 0.0)
+    room_s = max(1.0, pool / SAFETY - KERNEL_S - CHECK_S)
+    memory_room = MEMORY_SHARE * memory_mb
+    declared = int(SPACES["traditional"]["n_estimators"].default_for(Data(n=n_rows)))
+    if measured is not None:
+        cost = MeasuredCost.from_measure(measured)
+        choice = plan_rows(cost, n_rows, profile.n_test, room_s, settings.n_folds, settings.refit, memory_room, declared,
+                           settings.max_fit_rows)
+        data = DataPlan(n_rows=n_rows, rows=choice.rows, seed=settings.seed,
+                        rounds=choice.rounds if choice.rounds < declared else None, measured=measured,
+                        estimate_s=round(choice.seconds, 1), memory_mb=round(choice.memory_mb), memory_limit_mb=round(limit),
+                        reasons=choice.reasons + [memory_note])
+        trad_params = {"seed": settings.seed, **({"n_estimators": choice.rounds} if choice.rounds < declared else {})}
+        steps = traditional_estimate(task, planned_profile(profile, choice.rows), choice.folds, trad_params).steps
+        steps.insert(0, data.summary())
+        estimate = Estimate(seconds=KERNEL_S + CHECK_S + choice.seconds, params=trad_params, steps=steps,
+                            fixed_s=KERNEL_S + CHECK_S, notes=[f"measured: {r}" for r in choice.reasons[1:]])
+        return LargePlan(data=data, folds=choice.folds, traditional=estimate)
+    # not measured: the constants' plan on the rows the user allows, the estimate's own downsizing on top
+    rows = n_rows if settings.max_fit_rows is None else min(n_rows, int(settings.max_fit_rows * MIN_FOLDS / (MIN_FOLDS - 1)))
+    folds = settings.n_folds if rows == n_rows else min(settings.n_folds, MIN_FOLDS)
+    data = DataPlan(n_rows=n_rows, rows=rows, seed=settings.seed, memory_limit_mb=round(limit),
+                    reasons=[f"not measured ({why}): {'all rows' if rows == n_rows else 'at most --max-fit-rows per fit'}, "
+                             "the cost constants' plan", memory_note])
+    return LargePlan(data=data, folds=folds, traditional=None)
+
+
+def measure_traditional(ctx: RunContext, run_dir: str, params: dict, sizes: list[int], valid: int, timeout_s: float,
+                        limit_mb: float) -> tuple[MeasuredFit | None, str]:
+    """The traditional recipe's measuring fits in the traditional track's kernel (started now,
+    with the harness and the table's sample: the track reuses it), or None and why not."""
+    folder = Path(run_dir) / "measure"
+    folder.mkdir(exist_ok=True)
+    for module, source in render_recipe("traditional").items():
+        (folder / f"{module}.py").write_text(source)
+    ctx.events.emit("measure", rows=sizes, valid_rows=valid, timeout_s=round(timeout_s, 1),
+                    what=f"measuring the traditional recipe on {sizes[0]:,} and {sizes[-1]:,} rows of the table")
+    code = f"H.measure({str(folder)!r}, {params!r}, {sizes!r}, {valid!r})"
+    try:
+        with ctx.slots.hold():
+            kernel = ctx.kernel("traditional", run_dir)
+            kernel.memory_limit_mb = limit_mb
+            result = kernel.execute(code, timeout=timeout_s)
+    except KernelStartError as e:
+        return None, f"the kernel did not start: {e}"
+    if not result.ok:
+        return None, f"the measuring fit {result.status}: {(result.error_value or '')[:200]}"
+    try:
+        measured = MeasuredFit.model_validate_json((folder / "measure.json").read_text())
+    except (OSError, ValueError) as e:
+        return None, f"its result did not read back: {e}"
+    ctx.events.emit("measured", **measured.model_dump())
+    return measured, ""
+
+
+def run_memory_mb(settings: Settings) -> tuple[float, str]:
+    """The memory the run may use (--memory-mb, else what the machine has available now, the
+    running kernels' own included), and where that figure comes from."""
+    if settings.memory_mb:
+        return float(settings.memory_mb), f"memory: {settings.memory_mb:,.0f} MB (--memory-mb)"
+    import psutil
+
+    available = psutil.virtual_memory().available / 2 ** 20
+    return available, f"memory: {available:,.0f} MB available on this machine when the plan was made"
 
 
 def _installed(module: str) -> bool:
@@ -485,4 +643,4 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
     return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
-                     slowness=draft.slowness)
+                     slowness=draft.slowness, data=draft.data)  # a large table's rows are the measure's, whatever the LLM plans

@@ -26,7 +26,7 @@ from nodes.track import attempt_params, attempt_time, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 from runtime import budget
-from runtime.costs import shrink_for_speed
+from runtime.costs import MIN_SAMPLE_ROWS, planned_profile, rows_for_speed, shrink_for_speed
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -42,6 +42,13 @@ def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
                                         needs_s=round(needs_s, 1))
             return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
                     "needs_s": needs_s, "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
+    if attempts and out_of_memory(attempts[-1]) and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
+        smaller = params_for_memory(state)
+        if smaller is not None:
+            runtime.context.events.emit("debug", track=track, attempt=state["attempt"] + 1, source="repair", smaller=smaller,
+                                        why="out of memory")
+            return {"code": state["code"], "source": "repair", "repairs": {**(state.get("repairs") or {}), **smaller},
+                    "fell_back": False, "attempt": state["attempt"] + 1, "last_error": None}
     if attempts and attempts[-1].source in ("recipe", "repair") and not state.get("fell_back"):
         repairs = column_repairs(state)
         if repairs is not None:
@@ -81,12 +88,42 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     # killed by the cell's timeout inside one fold: a fit took at least that long
     fit_seconds = last.fit_seconds or last.duration_s
     params = attempt_params(state)
-    est = shrink_for_speed(state["task"], state["profile"], state["blueprint"].validation.n_folds, params, fit_seconds,
-                           budget.retry_room_s(attempt_timeout(state, ctx)), kernel_threads(ctx.settings))
+    blueprint = state["blueprint"]
+    room_s = budget.retry_room_s(attempt_timeout(state, ctx))
+    if blueprint.data is not None:
+        # a large table's plan was measured: its retry keeps the plan's settings on fewer rows
+        folds = blueprint.validation.n_folds
+        current = int(params.get("max_train_rows") or blueprint.data.rows * (folds - 1) / folds)
+        rows = rows_for_speed(current, fit_seconds, folds, blueprint.validation.refit, room_s)
+        if rows is not None:
+            return {"max_train_rows": rows}, budget.retry_needs_s(room_s)
+    profile = planned_profile(state["profile"], blueprint.data.rows if blueprint.data else None)
+    est = shrink_for_speed(state["task"], profile, blueprint.validation.n_folds, params, fit_seconds, room_s,
+                           kernel_threads(ctx.settings))
     if est is None:
         return None
     needs_s = budget.retry_needs_s(est.measured_s or 0.0)
     return {k: v for k, v in est.params.items() if params.get(k) != v}, needs_s
+
+
+def out_of_memory(attempt) -> bool:
+    """Stopped at its kernel's memory limit, or killed by the system (SIGKILL) as a kernel out of memory is."""
+    return attempt.status == "out_of_memory" or (attempt.status == "died" and "SIGKILL" in (attempt.error or ""))
+
+
+def params_for_memory(state: TrackState) -> dict | None:
+    """A retry of an attempt whose kernel ran out of memory: each fold's fit on half the training
+    rows it had (`max_train_rows`, a seeded sample; every row is still predicted); None once that
+    is below MIN_SAMPLE_ROWS or it was halved MAX_SHRINKS times already."""
+    attempts = state["attempts"]
+    if sum(out_of_memory(a) and a.source in ("recipe", "repair") for a in attempts) > MAX_SHRINKS:
+        return None
+    blueprint, profile = state["blueprint"], state["profile"]
+    rows = blueprint.data.rows if blueprint.data is not None else profile.n_train
+    folds = blueprint.validation.n_folds
+    current = attempt_params(state).get("max_train_rows") or int(rows * (folds - 1) / folds)
+    half = int(current) // 2
+    return {"max_train_rows": half} if half >= MIN_SAMPLE_ROWS else None
 
 
 # what a failing step's traceback says about the kind of column it handles

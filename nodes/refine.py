@@ -48,7 +48,7 @@ from nodes.track import (
     write_modules,
 )
 from runtime import budget
-from runtime.costs import plan_data
+from runtime.costs import plan_data, planned_profile
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
 from runtime.records import (
@@ -332,7 +332,8 @@ def new_chain(state: RefineState, base: AttemptResult, ctx: RunContext) -> Chain
     study in the run folder with the base enqueued first and told the score it already has."""
     task, profile, blueprint = run_inputs(state["run_dir"])
     space = space_for(state["track"], base.member)
-    known = {**space.defaults(plan_data(task, profile, blueprint.validation.n_folds)), **base.resolved_params, **base.params}
+    planned = planned_profile(profile, budget.scored_rows(blueprint, profile))  # a large table: the rows the plan uses
+    known = {**space.defaults(plan_data(task, planned, blueprint.validation.n_folds)), **base.resolved_params, **base.params}
     # only what the modules read: code that is not the recipe's (an LLM's) may ignore a declared name
     source = "\n".join(read_modules(Path(base.dir)).values())
     params = dict(base.params)

@@ -166,11 +166,14 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
     The kernel is started inside the slot: tracks waiting their turn hold no kernel, so no more
     kernels load the data (and torch) at once than may compute at once.
     """
+    data = state["blueprint"].data
     with ctx.slots.hold():
         try:
             kernel = ctx.kernel(state["plan"].track, state["run_dir"])
         except KernelStartError as e:
             return KernelOutcome("error", f"the track's kernel did not start: {e}", "", 0.0, None)
+        if data is not None and data.memory_limit_mb:  # the plan's: past it the kernel is stopped, not the machine
+            kernel.memory_limit_mb = min(filter(None, [data.memory_limit_mb, ctx.settings.kernel_memory_mb]))
         result = kernel.execute("import json\n" + code, timeout=timeout)
     error = None
     if result.status == "error":
@@ -184,9 +187,25 @@ def run_in_kernel(state: TrackState, ctx: RunContext, code: str, timeout: float)
         error = f"timed out after {timeout:.0f} s ({limit})"
     elif result.status == "died":
         error = "the kernel died (a crash in native code, or the process exited); it was restarted"
+        if "SIGKILL" in (result.error_value or "") and result.peak_memory_mb:
+            # the system's out-of-memory killer sends SIGKILL: say what the kernel held when it died
+            error = out_of_memory_error(f"the kernel was killed (SIGKILL) holding {result.peak_memory_mb:,.0f} MB at its "
+                                        "peak: the system may have run out of memory", state)
     elif result.status == "out_of_memory":
-        error = result.error_value or "the kernel ran out of its memory limit and was restarted"
+        error = out_of_memory_error(result.error_value, state)
     return KernelOutcome(result.status, error, result.output, result.duration_s, result.peak_memory_mb)
+
+
+def out_of_memory_error(what: str | None, state: TrackState) -> str:
+    """A kernel stopped for its memory, said as that, with what the plan expected and what to change."""
+    data = state["blueprint"].data
+    said = f"out of memory: {what or 'the kernel ran out of its memory limit'} (the kernel was restarted)"
+    if data is not None:
+        expected = f"~{data.memory_mb:,.0f} MB" if data.memory_mb else "no measured figure"
+        said += (f"; the plan expected {expected} for {data.rows:,} of {data.n_rows:,} rows (limit "
+                 f"{data.memory_limit_mb or 0:,.0f} MB)")
+    return (said + "; the retry fits on fewer rows; to avoid it, give the run more memory (free some, or --memory-mb) "
+            "or fewer rows per fit (--max-fit-rows)")
 
 
 def after_check(state: TrackState, runtime: Runtime[RunContext]) -> Literal["execute", "debug", "finish", "next_member",

@@ -18,6 +18,7 @@ from runtime.costs import (
     MEMBER_CHECK_S,
     SAFETY,
     member_estimates,
+    planned_profile,
     side_by_side_speedup,
 )
 from runtime.fit_time import FitCurve, full_fit_folds, predict
@@ -95,7 +96,12 @@ def tracks_part(blueprint: Blueprint) -> float:
 def run_left_s(remaining_s: float, blueprint: Blueprint, profile: DataProfile, settings: BudgetSettings) -> float:
     """Seconds the run has left before its final reserve (ensemble, submit, outputs): what a
     member, a refine candidate and refine itself may use."""
-    return remaining_s - final_reserve_s(blueprint.budget_s, settings, profile.n_train + profile.n_test)
+    return remaining_s - final_reserve_s(blueprint.budget_s, settings, scored_rows(blueprint, profile) + profile.n_test)
+
+
+def scored_rows(blueprint: Blueprint, profile: DataProfile) -> int:
+    """The training rows the run cross-validates: all of them, or a large table's planned sample."""
+    return blueprint.data.rows if blueprint.data is not None else profile.n_train
 
 
 # -- a track's share ---------------------------------------------------------------------------
@@ -166,7 +172,8 @@ def attempt_timeout_s(settings: BudgetSettings, remaining_s: float, task: TaskSp
     scored = any(a.status == "ok" for a in attempts)
     if member and (member != plan.lead or scored):
         caps = [share_left, run_left_s(remaining_s, blueprint, profile, settings),
-                member_deadline_s(task, profile, blueprint.validation, member, blueprint.slowness)]
+                member_deadline_s(task, planned_profile(profile, scored_rows(blueprint, profile)), blueprint.validation, member,
+                                  blueprint.slowness)]
         caps += [member_check_deadline_s(blueprint)] if check else []
         return max(MEMBER_MIN_TIMEOUT_S, min(caps + most))
     timeout = min(share_left, remaining_s)

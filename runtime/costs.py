@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from runtime.params import SPACES, Data, folds_side_by_side
-from runtime.records import DataProfile, TaskSpec
+from runtime.records import DataProfile, MeasuredFit, TaskSpec
 
 # The kernel and check constants are pessimistic on a quiet machine (a kernel with its check:
 # 1.6-1.8 s measured in Dec 2026); lowered, they moved 60 s plans from tuning LightGBM to more
@@ -492,3 +492,149 @@ def fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int,
                 f"{least:.0f} s of training per fold (at least {MLP_MIN_EPOCHS} epochs, or {MLP_MIN_SECONDS:.0f} s); "
                 f"{left_s:.0f} s are left for it")
     return f"estimated {est.seconds:.0f} s; {left_s:.0f} s are left for it"
+
+
+# -- large tables: a measured fit, extrapolated ---------------------------------------------------
+# At millions of rows the constants above guess 2-10x wrong (a 4M-row table: 128 s estimated, over
+# 270 s taken), so the blueprint measures instead: the traditional recipe fitted on two samples of
+# the table in the track's own kernel (the harness's `measure`), timed, and extrapolated here to the
+# rows a plan may use. A fit's time is taken as fixed + (rows x rounds) x a per-cell cost; its
+# memory as the kernel's own + the rows it holds + the fit's working set per training row.
+
+ROUNDS_GROWTH = 3.0     # the plan caps boosting rounds at this many times what the larger measuring fit kept ...
+ROUNDS_MIN = 100        # ... and never below this; below the cap, rounds are taken to grow with the rows' square root
+MEMORY_SHARE = 0.8      # of the memory a run has, what its kernel's planned peak may take (the framework, slack)
+MEMORY_LIMIT_SHARE = 0.9  # past this share a kernel is stopped and reported out of memory, before the system's killer acts
+LARGE_MIN_ROWS = 2_000  # a large table's plan never cross-validates fewer rows than this
+CELL_SHARE = 0.8        # of the larger measuring fit's time, at least this share grows with its rows x rounds
+
+
+@dataclass
+class MeasuredCost:
+    """A traditional fit's seconds and a kernel's memory, from the measuring fits (MeasuredFit)."""
+
+    fixed_s: float             # per fit, whatever its rows
+    feature_row_s: float       # per training row: Features.fit and its transform
+    cell_s: float              # per (training row x round): Model.fit
+    rows_measured: int
+    rounds_measured: int
+    predict_cell_s: float      # per (predicted row x round): transform and predict
+    kernel_mb: float           # a kernel with its libraries, no table
+    row_mb: float              # per row of the table the kernel holds (its compact dtypes)
+    fit_row_mb: float          # per training row of a fit, at its peak (features, LightGBM's dataset)
+
+    @classmethod
+    def from_measure(cls, m: MeasuredFit) -> MeasuredCost:
+        rounds = [max(1, t) for t in m.trees]
+        cells = [r * t for r, t in zip(m.rows, rounds)]
+        t_small, t_large = m.fit_s[0], m.fit_s[-1]
+        if len(cells) > 1 and cells[-1] > cells[0] and t_large > t_small:
+            cell_s = (t_large - t_small) / (cells[-1] - cells[0])
+        else:
+            cell_s = t_large / cells[-1]
+        # two noisy points can put most of the time in the fixed part, which would extrapolate to
+        # nothing (a loaded machine: 3.37 s at 100k rows, 3.40 s at 200k): at least 80% of the
+        # larger fit's time grows with its cells, as LightGBM's does (its per-fit cost is small),
+        # and a cell cost more at 1.7M rows than at 200k (cache misses), not less
+        cell_s = max(cell_s, CELL_SHARE * t_large / cells[-1])
+        fixed_s = max(0.0, min(t_small, t_large - cell_s * cells[-1]))
+        sample_rows = max(m.rows) + m.valid_rows
+        return cls(fixed_s=fixed_s, feature_row_s=m.features_s[-1] / max(1, m.rows[-1]), cell_s=cell_s,
+                   rows_measured=m.rows[-1], rounds_measured=rounds[-1],
+                   predict_cell_s=m.predict_s[-1] / max(1, m.valid_rows * rounds[-1]),
+                   kernel_mb=max(0.0, m.base_mb - m.sample_mb), row_mb=m.sample_mb / max(1, sample_rows),
+                   fit_row_mb=max(0.0, m.peak_mb[-1] - m.base_mb) / max(1, m.rows[-1]))
+
+    def rounds_cap(self, declared: int) -> int:
+        return int(min(declared, max(ROUNDS_MIN, round(ROUNDS_GROWTH * self.rounds_measured))))
+
+    def rounds_at(self, rows: float, cap: int) -> float:
+        return min(float(cap), self.rounds_measured * (max(rows, 1.0) / self.rows_measured) ** 0.5)
+
+    def fit_s(self, rows: float, cap: int) -> float:
+        return self.fixed_s + self.feature_row_s * rows + self.cell_s * rows * self.rounds_at(rows, cap)
+
+    def predict_s(self, rows: float, fit_rows: float, cap: int) -> float:
+        return self.predict_cell_s * rows * self.rounds_at(fit_rows, cap)
+
+    def attempt_s(self, rows: int, folds: int, n_test: int, cap: int, refit: bool) -> float:
+        """The folds' fits and predictions (the held-out rows and the test rows), and the fit on all
+        the rows with its test predictions."""
+        fit_rows = rows * (folds - 1) / folds
+        seconds = folds * (self.fit_s(fit_rows, cap) + self.predict_s(rows / folds + n_test, fit_rows, cap))
+        if refit:
+            seconds += self.fit_s(rows, cap) + self.predict_s(n_test, rows, cap)
+        return seconds
+
+    def peak_mb(self, rows: int, folds: int, refit: bool) -> float:
+        """A kernel's peak: itself, the rows it holds, the largest fit's working set."""
+        largest = rows if refit else rows * (folds - 1) / folds
+        return self.kernel_mb + self.row_mb * rows + self.fit_row_mb * largest
+
+
+@dataclass
+class RowChoice:
+    rows: int
+    folds: int
+    rounds: int
+    seconds: float
+    memory_mb: float
+    reasons: list[str]
+
+
+def plan_rows(cost: MeasuredCost, n_rows: int, n_test: int, room_s: float, n_folds: int, refit: bool,
+              memory_room_mb: float, declared_rounds: int, max_fit_rows: int | None = None) -> RowChoice:
+    """The rows a large table's folds are cut over, the folds and the rounds' cap, so that the
+    traditional attempt fits `room_s` and its kernel `memory_room_mb`: all rows at the run's folds
+    when they fit; else fewer folds (MIN_FOLDS, then 2) over the most rows that fit."""
+    cap = cost.rounds_cap(declared_rounds)
+    least = min(n_rows, LARGE_MIN_ROWS)
+
+    def fit_rows(rows: int, folds: int) -> int:
+        return int(rows * (folds - 1) / folds)
+
+    def fits(rows: int, folds: int) -> bool:
+        return (cost.attempt_s(rows, folds, n_test, cap, refit) <= room_s and cost.peak_mb(rows, folds, refit) <= memory_room_mb
+                and (max_fit_rows is None or fit_rows(rows, folds) <= max_fit_rows))
+
+    measured = (f"the measuring fit ({cost.rows_measured:,} rows, {cost.rounds_measured} rounds) puts all {n_rows:,} rows at "
+                f"~{cost.attempt_s(n_rows, n_folds, n_test, cap, refit):,.0f} s and ~{cost.peak_mb(n_rows, n_folds, refit):,.0f} MB")
+    if fits(n_rows, n_folds):
+        return RowChoice(n_rows, n_folds, cap, cost.attempt_s(n_rows, n_folds, n_test, cap, refit),
+                         cost.peak_mb(n_rows, n_folds, refit),
+                         [f"{measured}, within the {room_s:,.0f} s and {memory_room_mb:,.0f} MB the traditional attempt has"])
+    for folds in dict.fromkeys((min(n_folds, MIN_FOLDS), 2)):
+        if not fits(least, folds):
+            continue
+        low, high = least, n_rows  # the most rows that fit: time and memory grow with them
+        while high - low > max(1, n_rows // 1000):
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle, folds) else (low, middle)
+        rows = low
+        limits = [f"{room_s:,.0f} s", f"{memory_room_mb:,.0f} MB"] + ([f"--max-fit-rows {max_fit_rows:,}"] if max_fit_rows else [])
+        return RowChoice(rows, folds, cap, cost.attempt_s(rows, folds, n_test, cap, refit), cost.peak_mb(rows, folds, refit), [
+            f"a seeded sample, {folds} folds ({fit_rows(rows, folds):,} rows per fit), at most {cap} rounds: "
+            f"~{cost.attempt_s(rows, folds, n_test, cap, refit):,.0f} s and ~{cost.peak_mb(rows, folds, refit):,.0f} MB, "
+            f"within the traditional attempt's {' and '.join(limits)}",
+            measured])
+    return RowChoice(least, 2, cap, cost.attempt_s(least, 2, n_test, cap, refit), cost.peak_mb(least, 2, refit), [
+        f"the least sample, {least:,} rows in 2 folds: even that needs ~{cost.attempt_s(least, 2, n_test, cap, refit):,.0f} s "
+        f"and ~{cost.peak_mb(least, 2, refit):,.0f} MB, over the {room_s:,.0f} s and {memory_room_mb:,.0f} MB the attempt has",
+        measured])
+
+
+def rows_for_speed(fit_rows: int, fit_seconds: float, folds: int, refit: bool, room_s: float) -> int | None:
+    """A large table's retry of an attempt too slow for its time: the training rows per fit at
+    which the speed it measured (one fold's fit took `fit_seconds` on `fit_rows` rows) puts the
+    folds and the fit on all rows within `room_s`, a fit's time taken as growing with its rows (its
+    rounds are capped). None when that is no fewer rows, or fewer than MIN_SAMPLE_ROWS."""
+    fits = folds + (folds / (folds - 1) if refit else 0.0)  # the fit on all rows: k / (k - 1) of a fold's
+    rows = int(fit_rows * room_s / max(fit_seconds * fits, 1e-9))
+    return rows if MIN_SAMPLE_ROWS <= rows < fit_rows else None
+
+
+def planned_profile(profile: DataProfile, rows: int | None) -> DataProfile:
+    """The profile as the plan uses the table: `rows` of its rows (a large table's sample)."""
+    if rows is None or rows >= profile.n_train:
+        return profile
+    return profile.model_copy(update={"n_train": int(rows)})

@@ -2,7 +2,11 @@
 share, cardinality, examples; an image column's files; the target's distribution; train/test
 drift, leakage and duplicate warnings). No LLM; every prompt is grounded on it.
 
-The profile node writes it for the run; the bench reads an image column's sizes with it."""
+The profile node writes it for the run; the bench reads an image column's sizes with it.
+
+A large table (runtime/columnar.py's cache in the run folder) is profiled without being held:
+the row counts, each column's missing values and the target's distribution from all rows (the
+manifest, the target column), the rest from a seeded sample of `sample_rows` rows."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from runtime.columnar import cached_manifest, compact_like, labelled_positions, read_cached, sample_positions
 from runtime.data import feature_columns, labelled, read_test, read_train
 from runtime.records import (
     ColumnKind,
@@ -27,7 +32,11 @@ TEXT_MIN_MEAN_LENGTH = 40
 TEXT_MIN_WORDS = 6
 
 
-def profile_data(task: TaskSpec) -> DataProfile:
+def profile_data(task: TaskSpec, run_dir: str | Path | None = None, sample_rows: int = 100_000) -> DataProfile:
+    """The profile of the task's data; from the run folder's columnar cache when it has one."""
+    manifest = cached_manifest(run_dir) if run_dir is not None else None
+    if manifest is not None:
+        return profile_cached(task, Path(run_dir), manifest, sample_rows)
     task_dir = Path(task.task_dir)
     train = read_train(task.model_dump())
     test = read_test(task.model_dump())
@@ -72,6 +81,44 @@ def with_scale_column(target: TargetProfile, train: pd.DataFrame, task: TaskSpec
     if corr[best] < SCALE_MIN_CORRELATION:
         return target
     return target.model_copy(update={"scale_column": positive[best], "scale_correlation": round(float(corr[best]), 3)})
+
+
+def profile_cached(task: TaskSpec, run_dir: Path, manifest: dict, sample_rows: int) -> DataProfile:
+    """A large table's profile: the sample's columns, scaled to all rows where a count is exact."""
+    n = int(manifest["rows"])
+    positions = sample_positions(np.arange(n), sample_rows, seed=0)
+    names = list(manifest["columns"])
+    train = read_cached(run_dir, names, positions, manifest)
+    test = compact_like(read_test(task.model_dump()), manifest)
+    features = feature_columns(task.model_dump(), train.columns)
+    columns = []
+    for c in features:
+        column = profile_column(train[c], test[c] if c in test.columns else None)
+        spec = manifest["columns"][c]
+        column.missing_share = round(spec["missing"] / max(1, n), 4)
+        if column.cardinality > 0.5 * len(train) and len(train) < n:
+            # distinct on most sampled rows (names, stamps): distinct on about as many of all rows
+            column.cardinality = int(round(column.cardinality / len(train) * n))
+        columns.append(column)
+    labelled_rows = labelled_positions(run_dir, task.model_dump(), manifest)
+    targets = read_cached(run_dir, task.target_columns, labelled_rows, manifest)
+    warnings = list(task.warnings)
+    if len(train) < n:
+        warnings.append(f"a large table: {n:,} training rows, profiled on a seeded sample of {len(train):,} (missing shares, "
+                        "the target and the row counts from all rows)")
+    warnings += find_warnings(train, test, task, columns, unlabelled=n - len(labelled_rows), sampled=len(train) < n)
+    for c in features:
+        if manifest["columns"][c].get("unparsed"):
+            warnings.append(f"'{c}': {manifest['columns'][c]['unparsed']:,} values do not parse as timestamps "
+                            f"({manifest['columns'][c]['parse'].get('format')}); they are missing")
+    return DataProfile(
+        n_train=n,
+        n_test=len(test),
+        columns=columns,
+        target=profile_target(_target_values(targets, task), task),
+        warnings=warnings,
+        sampled_rows=len(train) if len(train) < n else None,
+    )
 
 
 def profile_column(col: pd.Series, test_col: pd.Series | None) -> ColumnProfile:
@@ -179,16 +226,19 @@ def profile_target(y: pd.Series, task: TaskSpec) -> TargetProfile:
     return TargetProfile(kind="classes", class_counts={str(k): int(n) for k, n in counts.items()})
 
 
-def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile]) -> list[str]:
+def find_warnings(train: pd.DataFrame, test: pd.DataFrame, task: TaskSpec, columns: list[ColumnProfile],
+                  unlabelled: int | None = None, sampled: bool = False) -> list[str]:
+    """What deserves a second look. `unlabelled`: the rows without a target, counted on all rows
+    when `train` is a sample of them (`sampled`: the counts below are the sample's)."""
     found: list[str] = []
     with_target = labelled(train, task.target_columns)
-    missing_target = len(train) - len(with_target)
+    missing_target = len(train) - len(with_target) if unlabelled is None else unlabelled
     if missing_target:
-        found.append(f"{missing_target} train rows have no target and are dropped")
+        found.append(f"{missing_target:,} train rows have no target and are dropped")
     features = [c.name for c in columns]
     duplicates = int(train.duplicated(subset=features).sum())
     if duplicates:
-        found.append(f"{duplicates} train rows repeat another row's features")
+        found.append(f"{duplicates:,} train rows repeat another row's features" + (" (in the sample)" if sampled else ""))
     for c in columns:
         if c.images is not None and (c.images.missing or c.images.unreadable):
             found.append(f"images: {c.images.missing} of {c.images.count} files are missing"

@@ -189,7 +189,8 @@ def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task:
     cuts = [(assignment != k, assignment == k) for assignment in np.atleast_2d(folds) for k in range(int(assignment.max()) + 1)]
 
     def fit(tr: np.ndarray, va: np.ndarray) -> tuple:
-        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X[tr], y[tr], X[va],
+        rows = training_rows(tr, params)
+        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X.iloc[rows], y[rows], X[va],
                                                 y[va], [X_test])
         return va, fitted, pred_va, pred_test
 
@@ -209,6 +210,18 @@ def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task:
             yield (j, *done)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def training_rows(mask: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    """The positions a fold's fit trains on: the fold's training rows, or the seeded sample of them
+    `max_train_rows` asks for (the very rows `fit_fold` would draw), taken before they are copied:
+    a large table's fold is never held whole beside its sample."""
+    positions = np.flatnonzero(mask)
+    limit = params.get("max_train_rows")
+    if limit and len(positions) > int(limit):
+        keep = np.sort(np.random.RandomState(int(params.get("seed", 0))).choice(len(positions), int(limit), replace=False))
+        positions = positions[keep]
+    return positions
 
 
 def folds_at_once(model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any], params: dict[str, Any],

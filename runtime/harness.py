@@ -29,13 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from runtime.data import (
-    feature_columns,
-    labelled,
-    read_test,
-    read_train,
-    target_columns,
-)
+from runtime.columnar import build_cache, cached_manifest, labelled_positions, plan_frames, read_cached, sample_positions
+from runtime.data import feature_columns
 from runtime.fit_time import extrapolate, fit_curve, full_fit_folds, predict
 from runtime.fold_loop import (
     ConstantUnit,
@@ -53,6 +48,7 @@ from runtime.fold_loop import (
     unit_tasks,
     with_full_fit,
 )
+from runtime.memory import PeakMemory, release_memory, rss_mb
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
 from runtime.saved_models import drop_folds, save_fold, save_full
@@ -151,17 +147,47 @@ def reset_device_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def release_memory() -> None:
-    """Hand the heap an attempt freed back to the system. glibc keeps freed pages for reuse;
-    after an extra-trees forest that is ~120 MB the next attempts, and the run's peak, carry."""
-    import ctypes
-    import gc
+class _StepClock:
+    """The attempt's modules with their steps timed: Features.fit and the transform that follows it
+    (the training rows), Model.fit, and the other transforms with Model.predict (predicting)."""
 
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): their allocators differ
-        pass
+    def __init__(self, features_mod: types.ModuleType, model_mod: types.ModuleType):
+        self.features_s = self.model_s = self.predict_s = 0.0
+        clock = self
+
+        class Features(features_mod.Features):
+            def fit(self, *args, **kwargs):
+                started = time.time()
+                out = super().fit(*args, **kwargs)
+                clock.features_s += time.time() - started
+                self._iml_fitted_rows = True
+                return out
+
+            def transform(self, *args, **kwargs):
+                started = time.time()
+                out = super().transform(*args, **kwargs)
+                training, self._iml_fitted_rows = getattr(self, "_iml_fitted_rows", False), False
+                if training:
+                    clock.features_s += time.time() - started
+                else:
+                    clock.predict_s += time.time() - started
+                return out
+
+        class Model(model_mod.Model):
+            def fit(self, *args, **kwargs):
+                started = time.time()
+                out = super().fit(*args, **kwargs)
+                clock.model_s += time.time() - started
+                return out
+
+            def predict(self, *args, **kwargs):
+                started = time.time()
+                out = super().predict(*args, **kwargs)
+                clock.predict_s += time.time() - started
+                return out
+
+        self.features_mod = types.SimpleNamespace(**{**vars(features_mod), "Features": Features})
+        self.model_mod = types.SimpleNamespace(**{**vars(model_mod), "Model": Model})
 
 
 def model_full_fit_params(fitted: list[tuple[Any, Any]]) -> list[dict[str, Any]] | None:
@@ -218,16 +244,27 @@ def clearly_worse(metric, fold_scores: list[float], prune: dict[str, Any]) -> bo
 
 
 class Harness:
+    """The data and the folds are loaded at construction when the run has its blueprint; a kernel
+    started before it (the blueprint's measuring fit, `measure`) loads them at its first attempt."""
+
     def __init__(self, run_dir: str | Path):
         run_dir = Path(run_dir)
         self.run_dir = run_dir
         self.task: dict[str, Any] = json.loads((run_dir / "task.json").read_text())
         self.profile: dict[str, Any] = json.loads((run_dir / "profile.json").read_text())
-        self.scheme: dict[str, Any] = json.loads((run_dir / "blueprint.json").read_text())["validation"]
-        train = read_train(self.task)
-        test = read_test(self.task)
+        self.metric = get_metric(self.task["metric"])
+        self._encoded: dict[str, pd.DataFrame] = {}
+        self.loaded = False
+        if (run_dir / "blueprint.json").exists():
+            self.load()
+
+    def load(self) -> None:
+        """The rows the blueprint plans (all of them, or a large table's sample from its columnar
+        cache, runtime/columnar.py), their folds, the test rows."""
+        blueprint = json.loads((self.run_dir / "blueprint.json").read_text())
+        self.scheme: dict[str, Any] = blueprint["validation"]
+        train, test = plan_frames(self.task, self.run_dir, blueprint.get("data"))
         id_col = self.task["id_column"]
-        train = labelled(train, target_columns(self.task))
         features = feature_columns(self.task, train.columns)
         self.X = train[features]
         self.X_test = test[features]
@@ -235,13 +272,16 @@ class Harness:
         self.y = encode_target(train, self.task)
         self.fold_sets = make_fold_sets(self.scheme, self.y, train, self.task["task_type"])
         self.folds = self.fold_sets[0]  # the first repeat's: what the ensemble's fold-by-fold checks split by
-        self.metric = get_metric(self.task["metric"])
         self.n_folds = int(self.folds.max()) + 1
         self.n_fits = len(self.fold_sets) * self.n_folds
-        self._encoded: dict[str, pd.DataFrame] = {}
+        self.loaded = True
         # The ensemble and the report read these on the host, without a kernel.
-        np.save(run_dir / "y.npy", self.y)
-        np.save(run_dir / "folds.npy", self.folds)
+        np.save(self.run_dir / "y.npy", self.y)
+        np.save(self.run_dir / "folds.npy", self.folds)
+
+    def _ensure_loaded(self) -> None:
+        if not self.loaded:
+            self.load()
 
     def _cuts_note(self) -> str:
         return f" ({len(self.fold_sets)} cuts of {self.n_folds})" if len(self.fold_sets) > 1 else ""
@@ -259,6 +299,7 @@ class Harness:
         `prune` (refine's candidates): {"after": k, "best": the current best's fold scores,
         "margin": m}. From fold k on, an attempt worse than the best on every fold so far, by
         more than m on average, stops there: result.json says "pruned" with its fold scores."""
+        self._ensure_loaded()
         try:
             return self._run_attempt(Path(attempt_dir), params, deadline_s, prune)
         finally:
@@ -401,6 +442,7 @@ class Harness:
         The list and the timing are written to check.json, which is what the framework reads.
         """
         started = time.perf_counter()
+        self._ensure_loaded()
         attempt_dir = Path(attempt_dir)
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
@@ -539,6 +581,54 @@ class Harness:
                 "fixed_s": round(curve.fixed_s, 4), "per_row_s": curve.per_row_s, "exponent": curve.exponent,
                 "kind": prediction.kind, "time_cap_s": cap if capped else None, "at_once": at_once,
                 "setup_s": round(setup_s, 3), "encode_points": encode_points, "probe_s": round(spent, 3)}
+
+    # -- the blueprint's measuring fit ----------------------------------------------------
+
+    def measure(self, attempt_dir: str | Path, params: dict[str, Any], sizes: list[int], valid_rows: int,
+                seed: int = 0) -> dict:
+        """Fit the attempt's modules on seeded samples of `sizes` training rows of the run's
+        columnar cache, each validated on the same `valid_rows` other rows (early stopping, as a
+        fold's fit): the seconds of Features.fit with the training rows' transform, of Model.fit, and
+        of transforming and predicting the valid rows; the rounds kept; the kernel's memory at each
+        fit's peak.
+        What the blueprint extrapolates a large table's plan from (runtime/costs.py); measure.json."""
+        attempt_dir = Path(attempt_dir)
+        started = time.time()
+        # a node that does not share the run folder (a Ray actor's mirror) builds its own cache, once
+        manifest = cached_manifest(self.run_dir) or build_cache(self.task, self.run_dir)
+        positions = sample_positions(labelled_positions(self.run_dir, self.task, manifest), max(sizes) + valid_rows, seed)
+        frame = read_cached(self.run_dir, list(manifest["columns"]), positions, manifest)
+        order = np.random.RandomState(seed).permutation(len(frame))
+        valid, rest = order[:valid_rows], order[valid_rows:]
+        X = frame[feature_columns(self.task, frame.columns)]
+        y = encode_target(frame, self.task)
+        sample_mb = float(X.memory_usage(deep=True).sum() + y.nbytes) / 2 ** 20
+        del frame
+        features_mod = load_module("features", attempt_dir / "features.py")
+        model_mod = load_module("model", attempt_dir / "model.py")
+        X_va = X.iloc[valid].reset_index(drop=True)
+        out: dict[str, Any] = {"rows": [], "features_s": [], "fit_s": [], "trees": [], "predict_s": [], "peak_mb": [],
+                               "valid_rows": len(valid), "sample_mb": round(sample_mb, 1)}
+        release_memory()
+        out["base_mb"] = round(rss_mb(), 1)
+        for size in sizes:
+            tr = np.sort(rest[:size])
+            steps = _StepClock(features_mod, model_mod)
+            with PeakMemory() as peak:
+                fitted, _ = fit_fold(steps.features_mod, steps.model_mod, self.task, self.profile, params, X.iloc[tr], y[tr],
+                                     X_va, y[valid], [])
+            kept = model_full_fit_params(fitted) or [{}]
+            out["rows"].append(int(len(tr)))
+            out["features_s"].append(round(steps.features_s, 3))
+            out["fit_s"].append(round(steps.model_s, 3))
+            out["predict_s"].append(round(steps.predict_s, 3))
+            out["trees"].append(int(kept[0].get("n_estimators") or 0))
+            out["peak_mb"].append(round(peak.mb, 1))
+            fitted = None
+            release_memory()
+        out["seconds"] = round(time.time() - started, 2)
+        (attempt_dir / "measure.json").write_text(json.dumps(out, indent=2))
+        return out
 
     # -- internals ------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from runtime.columnar import cached_manifest, compact_like
 from runtime.data import TaskInputError, feature_columns, key_columns, label_key, understand_values, with_image_paths
 from runtime.saved_models import MODELS_DIR, fold_models, full_model, load_models
 from runtime.submission import submission_frame
@@ -103,7 +104,9 @@ class FittedRun:
             raise TaskInputError(f"the new rows lack {len(missing)} column(s) the models use: {shown}; add them "
                                  "(empty values are fine)")
         keys = [k for k in key_columns(self.task) if k != self.task["target"]]
-        return understand_values(rows[self.features].reset_index(drop=True).copy(), keys)
+        X = understand_values(rows[self.features].reset_index(drop=True).copy(), keys)
+        manifest = cached_manifest(self.run_dir, table=False)  # a large table's run: the dtypes its models were fitted on
+        return compact_like(X, manifest) if manifest is not None else X
 
     def _with_images(self, rows: pd.DataFrame, images: dict, root: Path) -> pd.DataFrame:
         column, key = images["column"], images.get("key") or self.task.get("id_column")

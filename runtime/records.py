@@ -128,6 +128,10 @@ class DataProfile(BaseModel):
     columns: list[ColumnProfile]
     target: TargetProfile
     warnings: list[str] = Field(default_factory=list)
+    # a large table (runtime/columnar.py): the columns' kinds, examples and the warnings come from a
+    # seeded sample of this many rows (missing shares, the target and the row counts from all rows;
+    # a column distinct on most sampled rows has its cardinality scaled to all rows). None: all rows
+    sampled_rows: int | None = None
 
     def columns_of(self, *kinds: ColumnKind) -> list[str]:
         return [c.name for c in self.columns if c.kind in kinds]
@@ -142,6 +146,45 @@ class ValidationScheme(BaseModel):
     refit: bool = False
     group_column: str | None = None
     time_column: str | None = None
+
+
+class MeasuredFit(BaseModel):
+    """The blueprint's measuring fit of the traditional recipe on samples of a large table (the
+    harness's `measure`): what its cost model (runtime/costs.py's `MeasuredCost`) extrapolates."""
+
+    rows: list[int]  # the training rows of each fit
+    features_s: list[float]  # Features.fit and the transform of its training rows
+    fit_s: list[float]  # Model.fit (early stopping on the valid rows)
+    trees: list[int]  # the rounds early stopping kept in each fit
+    predict_s: list[float]  # Features.transform + Model.predict of the valid rows, per fit
+    valid_rows: int
+    peak_mb: list[float]  # the kernel's memory at each fit's peak (its baseline included)
+    base_mb: float  # the kernel's memory before the fits, the sample loaded
+    sample_mb: float  # the sample's own bytes in the kernel (rows x their compact dtypes)
+    seconds: float  # the whole measuring cell
+
+
+class DataPlan(BaseModel):
+    """How a large table's rows are used (the blueprint's, from a measured fit): the kernels read
+    the run folder's columnar cache (runtime/columnar.py) and cross-validate `rows` of its `n_rows`
+    (a seeded sample when fewer), each fold's fit on the other folds' rows; every choice with its
+    reason."""
+
+    n_rows: int  # the training table's rows
+    rows: int  # the rows the folds are cut over (oof predictions, scores): a seeded sample when < n_rows
+    seed: int = 0
+    rounds: int | None = None  # the cap on boosting rounds the plan's time assumes (the plan's n_estimators)
+    measured: MeasuredFit | None = None
+    estimate_s: float | None = None  # the traditional attempt's seconds at this plan, from the measure
+    memory_mb: float | None = None  # a kernel's estimated peak at this plan
+    memory_limit_mb: float | None = None  # what a kernel may use: past it, it is stopped and reported out of memory
+    reasons: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        """The plan in one line, as the progress and the report show it."""
+        head = f"fitting on {self.rows:,} of {self.n_rows:,} rows" if self.rows < self.n_rows else \
+            f"fitting on all {self.n_rows:,} rows"
+        return head + (f": {self.reasons[0]}" if self.reasons else "")
 
 
 class TrackPlan(BaseModel):
@@ -170,6 +213,7 @@ class Blueprint(BaseModel):
     # how many times slower than the cost constants the machine computed when the plan was made
     # (runtime/costs.py: measure_slowness); the plan's estimates and the members' deadlines are scaled by it
     slowness: float = 1.0
+    data: DataPlan | None = None  # a large table: which rows, read how, measured how; None: all rows, read whole
 
 
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)

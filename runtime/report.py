@@ -432,7 +432,7 @@ def section_data(r: ReportRun) -> None:
                 add_plot(f"images_{c.name}.png", lambda c=c: plot_thumbnails(task, c.name))
         ranked = read_association(r.run_dir) or []  # computed by the run's last kernel
         try:
-            ranked = ranked or feature_association(task, profile)
+            ranked = ranked or feature_association(task, profile, r.run_dir)
         except Exception as e:
             problems.append(f"feature association: {type(e).__name__}: {e}")
         if ranked:
@@ -451,6 +451,14 @@ def section_blueprint(r: ReportRun) -> None:
         doc.p(f"Validation: {v.n_folds} folds, {scheme}, seed {v.seed}{cuts}. The harness owns the folds: every track is scored "
               "on the same ones, out of fold, and generated code never sees a validation label.")
         doc.p(f"Budget at planning time: {_minutes(blueprint.budget_s)}.")
+        if blueprint.data is not None:
+            data = blueprint.data
+            doc.h(3, "A large table: the rows")
+            doc.p(f"{data.summary()}. The kernels read the run's columnar cache (`cache/train.parquet`), the rows a seeded "
+                  f"sample (seed {data.seed}) when fewer than all.")
+            doc.ul(data.reasons[1:] + ([f"measured: {', '.join(f'{r:,}' for r in data.measured.rows)} rows fitted in "
+                                        f"{', '.join(f'{s:.1f} s' for s in data.measured.fit_s)} ({', '.join(map(str, data.measured.trees))} "
+                                        "rounds)"] if data.measured else []))
         for plan in blueprint.tracks:
             doc.h(3, f"Track {plan.track}: {plan.model_family}")
             doc.p(f"Why: {plan.reason}. Time share: {plan.time_share:.0%}.")

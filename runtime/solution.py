@@ -23,10 +23,10 @@ from typing import Any
 
 from runtime.blend import exact_weights, member_attempts
 
-# The runtime modules solution.py holds, whole, in this order: the tables' reading, the
-# submission's format, and the fold loop the harness runs (its folds, the target's encoding,
+# The runtime modules solution.py holds, whole, in this order: the tables' reading (a large table's
+# through the same columnar cache, in a temporary folder), the submission's format, and the fold loop the harness runs (its folds, the target's encoding,
 # one fold's fit and the loop over folds).
-INLINED = ("runtime.errors", "runtime.data", "runtime.submission", "runtime.fold_loop")
+INLINED = ("runtime.errors", "runtime.data", "runtime.memory", "runtime.columnar", "runtime.submission", "runtime.fold_loop")
 
 
 def module_source(name: str) -> str:
@@ -85,7 +85,8 @@ def render_solution(state: Mapping[str, Any], run_dir: Path,
     ensemble = state["ensemble"]
     task_json = (run_dir / "task.json").read_text()
     profile_json = (run_dir / "profile.json").read_text()
-    validation = json.loads((run_dir / "blueprint.json").read_text())["validation"]
+    blueprint = json.loads((run_dir / "blueprint.json").read_text())
+    validation, data = blueprint["validation"], blueprint.get("data")
     members = member_attempts(state.get("tracks", {}), ensemble) if ensemble.kind != "baseline" else {}
     weights = exact_weights(ensemble.weights, members, ensemble) if members else {}
 
@@ -115,10 +116,13 @@ def render_solution(state: Mapping[str, Any], run_dir: Path,
         f"TASK = json.loads({literal(task_json)})\n"
         f"PROFILE = json.loads({literal(profile_json)})\n"
         f"VALIDATION = json.loads({literal(json.dumps(validation))})\n"
+        "# a large table: the rows the run fitted on (a seeded sample of its columnar cache), else None\n"
+        f"DATA = {'None' if data is None else f'json.loads({literal(json.dumps(data))})'}\n"
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n"
         f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n"
         f"POWER = {ensemble.power!r}  # log loss: the probabilities' calibration, fitted out of fold (1: none)\n",
-        "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py), the submission's format\n"
+        "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py, runtime/columnar.py), the\n"
+        "# submission's format\n"
         "# (runtime/submission.py) and the harness's loop over folds (runtime/fold_loop.py) " + "-" * 10 + "\n\n",
         "\n\n".join(inlined(name) for name in INLINED),
         BODY,
@@ -188,6 +192,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -242,8 +247,8 @@ def main(task_dir: Path, out: Path) -> None:
     random.seed(0)
     np.random.seed(0)
     TASK["task_dir"] = str(task_dir)
-    train = labelled(read_train(TASK), target_columns(TASK))
-    test = read_test(TASK)
+    with tempfile.TemporaryDirectory() as cache:  # a large table's columnar cache, as the run built its own
+        train, test = plan_frames(TASK, cache, DATA)
     features = feature_columns(TASK, train.columns)
     X, X_test = train[features], test[features]
     y = encode_target(train, TASK)

@@ -2,6 +2,7 @@
 
     iml bench                                   # every example, 60 s, iml + AutoGluon + FLAML + LightGBM
     iml bench --tasks churn,diamonds --time-budget 2m --repeats 5
+    iml bench --tasks taxi_fares:5000000 --peers lightgbm --time-budget 10m   # an example of any size: name:rows
 
 Each peer is installed once by this script into its own venv under `.bench/venvs/<peer>`
 (AutoGluon pins its own pandas, so the peers cannot share iml's venv) and runs through a
@@ -195,19 +196,36 @@ def _kill_tree(pid: int) -> None:
 # --------------------------------------------------------------------------- one run
 
 
+def task_name(name: str) -> tuple[str, int | None]:
+    """A bench task as written: an example's name, or `taxi_fares:5000000`, an example of any size
+    (scripts/large_examples.py) with its training rows."""
+    base, _, rows = name.partition(":")
+    if not rows:
+        return base, None
+    try:
+        count = int(rows.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name!r}: the rows after ':' must be a number, e.g. taxi_fares:5000000") from None
+    if count < 100:
+        raise ValueError(f"{name!r}: an example needs at least 100 rows")
+    return base, count
+
+
 def prepare_task(name: str, split: int = 0, root: Path = BENCH_DIR) -> Path:
-    """The example built on split seed ``split``, once: `<root>/tasks/split<r>/<name>`, so every
-    system of the bench reads the same files and the folder keeps the example's name."""
+    """The example built on split seed ``split``, once: `<root>/tasks/split<r>/<name>` (a sized
+    example's folder carries its rows: `taxi_fares-5000000`), so every system of the bench reads the
+    same files and the folder keeps the example's name."""
     from scripts.examples import ANSWERS_DIR, make_example
 
-    task_dir = root / "tasks" / f"split{split}" / name
+    base, rows = task_name(name)
+    task_dir = root / "tasks" / f"split{split}" / (base if rows is None else f"{base}-{rows}")
     if not (task_dir / ANSWERS_DIR / "meta.json").exists():
-        make_example(name, task_dir, seed=0, split_seed=split)
+        make_example(base, task_dir, seed=0, split_seed=split, rows=rows)
     return task_dir
 
 
 def run_folder(root: Path, name: str, split: int) -> Path:
-    return (root / "runs" / name / f"split{split}").resolve()
+    return (root / "runs" / name.replace(":", "-") / f"split{split}").resolve()
 
 
 def run_iml(name: str, task_dir: Path, budget_s: float, seed: int, root: Path,
@@ -227,7 +245,7 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     from graph.context import Settings
     from runtime.task_reader import read_task
     from runtime.submission_file import format_submission
-    from runtime.data import labelled, read_test, read_train
+    from runtime.data import labelled, read_table, read_test, read_train
 
     from runtime.fold_loop import encode_target
 
@@ -235,27 +253,59 @@ def run_peer(peer: Peer, name: str, task_dir: Path, budget_s: float, seed: int, 
     work = run_folder(root, name, split) / f"{peer.name}-seed{seed}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    # The peers get the tables as iml reads them (any format, encoding or separator), as plain CSV,
-    # and the target encoded as iml encodes it (class codes in iml's order; (n, t) for several).
-    train = labelled(read_train(task.model_dump()), task.target_columns)
-    test = read_test(task.model_dump())
-    if task.images:  # tabular peers read images as their raw pixels
-        train, test = (raw_pixels(frame, task) for frame in (train, test))
-    columns = [c for c in (task.id_column, *task.feature_columns) if c]
-    if task.images:
-        columns = [c for c in columns if c != task.images.column] + [c for c in train.columns if c.startswith("px_")]
-    train[columns + task.target_columns].to_csv(work / "train.csv", index=False)
-    test[columns].to_csv(work / "test.csv", index=False)
-    np.save(work / "y.npy", encode_target(train, task.model_dump()))
-    spec = {**task.model_dump(), "train": str(work / "train.csv"), "test": str(work / "test.csv"), "time_budget": budget_s,
-            "seed": seed}
+    train_path, test_path = as_written(task)
+    if train_path is not None:
+        # a plain CSV of just the columns a peer gets: handed over as it is (a 20M-row table is not
+        # read and written again here), with the target encoded as iml encodes it
+        labels = labelled(read_table(train_path, "train file", keys=task.key_columns, columns=task.target_columns),
+                          task.target_columns)
+        np.save(work / "y.npy", encode_target(labels, task.model_dump()))
+    else:
+        # The peers get the tables as iml reads them (any format, encoding or separator), as plain CSV,
+        # and the target encoded as iml encodes it (class codes in iml's order; (n, t) for several).
+        train = labelled(read_train(task.model_dump()), task.target_columns)
+        test = read_test(task.model_dump())
+        if task.images:  # tabular peers read images as their raw pixels
+            train, test = (raw_pixels(frame, task) for frame in (train, test))
+        columns = [c for c in (task.id_column, *task.feature_columns) if c]
+        if task.images:
+            columns = [c for c in columns if c != task.images.column] + [c for c in train.columns if c.startswith("px_")]
+        train_path, test_path = work / "train.csv", work / "test.csv"
+        train[columns + task.target_columns].to_csv(train_path, index=False)
+        test[columns].to_csv(test_path, index=False)
+        np.save(work / "y.npy", encode_target(train, task.model_dump()))
+    spec = {**task.model_dump(), "train": str(train_path), "test": str(test_path), "time_budget": budget_s, "seed": seed}
     (work / "spec.json").write_text(json.dumps(spec, indent=2))
     cmd = [str(venv_python(peer, root).resolve()), str(PEERS_DIR / f"run_{peer.name}.py"), str(work)]
-    code, wall, peak = run_measured(cmd, work / "log.txt", timeout_s=budget_s * 3 + 120, cwd=work)
+    # a peer reads a large table with plain pandas, beyond any budget: a second per MB more before it is killed
+    reading_s = Path(train_path).stat().st_size / 2 ** 20
+    code, wall, peak = run_measured(cmd, work / "log.txt", timeout_s=budget_s * 3 + 120 + reading_s, cwd=work)
     submission = work / "submission.csv"
     if code == 0 and (work / "pred.npy").exists():
         format_submission(task, np.load(work / "pred.npy")).to_csv(submission, index=False)
     return submission, code, wall, peak
+
+
+def as_written(task) -> tuple[Path | None, Path | None]:
+    """The task's train and test files when a peer can read them as they are: plain comma-separated
+    CSVs (UTF-8), no images, whose columns are the id, the features and the targets (train) and the
+    id and the features (test), nothing else. (None, None) otherwise."""
+    from runtime.data import SNIFF_BYTES, compression_of, read_header, sniff
+
+    if task.images or not task.train_file or not task.test_file:
+        return None, None
+    paths = [Path(task.task_dir) / task.train_file, Path(task.task_dir) / task.test_file]
+    for path in paths:
+        if path.suffix.lower() != ".csv" or compression_of(path):
+            return None, None
+        with path.open("rb") as f:
+            if sniff(f.read(SNIFF_BYTES)) != ("utf-8", ","):
+                return None, None
+    base = [c for c in (task.id_column, *task.feature_columns) if c]
+    if set(read_header(paths[0], "train file")) != set(base + task.target_columns) or \
+            set(read_header(paths[1], "test file")) != set(base):
+        return None, None
+    return paths[0], paths[1]
 
 
 RAW_PIXELS_MAX_SIDE = 64  # larger images go to the peers at this side: 64 x 64 x 3 columns at most
@@ -369,10 +419,15 @@ def run_bench(opts: BenchOptions, log: Callable[[str], None] = print, command: s
     from scripts.examples import EXAMPLES
     from scripts.shape_examples import SHAPE_EXAMPLES
 
-    known = [*EXAMPLES, *SHAPE_EXAMPLES]
-    unknown = [t for t in opts.tasks if t not in known] + [p for p in opts.peers if p not in PEERS]
+    from scripts.large_examples import LARGE_EXAMPLES
+
+    known = [*EXAMPLES, *SHAPE_EXAMPLES, *LARGE_EXAMPLES]
+    unknown = [t for t in opts.tasks if task_name(t)[0] not in known or (task_name(t)[1] is not None
+                                                                          and task_name(t)[0] not in LARGE_EXAMPLES)]
+    unknown += [p for p in opts.peers if p not in PEERS]
     if unknown:
-        raise ValueError(f"unknown task or peer: {', '.join(unknown)}; tasks: {', '.join(known)}; peers: {', '.join(PEERS)}")
+        shown = [*EXAMPLES, *SHAPE_EXAMPLES, *(f"{n}[:ROWS]" for n in LARGE_EXAMPLES)]
+        raise ValueError(f"unknown task or peer: {', '.join(unknown)}; tasks: {', '.join(shown)}; peers: {', '.join(PEERS)}")
     if opts.repeats < 1 or opts.seeds < 1:
         raise ValueError("--repeats and --seeds must be at least 1")
     for path in (opts.reuse_runs, opts.resume):

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most candidates refine tries per model family it searches (0: no refine; default: Settings')")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="test predictions from the fold models alone, without a fit of each attempt on all rows")
+    p.add_argument("--max-fit-rows", type=int, metavar="N",
+                   help="no fit sees more training rows than this (large tables: a seeded sample; default: what the time allows)")
+    p.add_argument("--memory-mb", type=float, metavar="MB",
+                   help="the memory the run may use (default: what the machine has available when it starts); a kernel "
+                        "past its share is stopped and reported out of memory")
     add_ray_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_llm_arguments(p)
@@ -109,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submission", type=Path)
 
     p = sub.add_parser("bench", help="iml against AutoGluon, FLAML and LightGBM on the example tasks")
-    p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`)")
+    p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`); an example of "
+                                   "any size with its rows: taxi_fares:5000000")
     p.add_argument("--peers", default="autogluon,flaml,lightgbm", help="comma-separated peers (default: all three)")
     p.add_argument("--time-budget", type=parse_duration, default=parse_duration("60s"), help="per system and task (default 60s)")
     p.add_argument("--repeats", type=int, default=1,
@@ -241,6 +247,11 @@ def cmd_run(args) -> int:
         raise TaskInputError("--max-llm-cost and --max-llm-tokens must not be negative")
     if args.folds < 2:
         raise TaskInputError("--folds must be at least 2")
+    if args.max_fit_rows is not None and args.max_fit_rows < 100:
+        raise TaskInputError("--max-fit-rows must be at least 100")
+    if args.memory_mb is not None and args.memory_mb <= 0:
+        raise TaskInputError("--memory-mb must be positive")
+    settings.max_fit_rows, settings.memory_mb = args.max_fit_rows, args.memory_mb
     ray_settings(args, settings)
     # The first track's kernel starts now: its ~3 s of imports overlap the framework's own.
     warm = warm_kernel(settings)
@@ -256,7 +267,9 @@ def _run(args, settings, warm) -> int:
     from graph.runner import run_task
     from runtime.task_reader import read_task
 
-    task = read_task(args.task_dir, settings)  # bad input fails here, in one line, before a run folder exists
+    # bad input fails here, in one line, before a run folder exists; the seconds it takes (a large
+    # table's target column) are the budget's, as the run's clock starts at the process's start
+    task = read_task(args.task_dir, settings)
     for warning in task.warnings:
         err_console.print(f"[yellow]warning:[/yellow] {warning}")
     llm_settings = run_llm_settings(args)
@@ -267,7 +280,7 @@ def _run(args, settings, warm) -> int:
     llm = start_llm(llm_settings, run_dir, settings, record=args.llm_record, replay=replay)
     started = time.time()
     with progress_display(args.quiet, settings.time_budget_s) as on_update:
-        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm,
+        final = run_task(args.task_dir, run_dir, settings, llm=llm, on_update=on_update, warm=warm, task=task,
                          started_at=process_started())
     say_recording(llm)
     return report_end(final, time.time() - started)

@@ -152,6 +152,8 @@ class Progress:
                 self._say(f"resuming: {_clock(self.used_before_s)} used before, {_clock(max(0, self.left_s()))} left")
             else:
                 self._say(f"started: budget {_clock(self.budget_s)}")
+        elif kind in ("cache", "measure", "rows") and e.get("what"):  # a large table: read once, measured, sampled
+            self._say(e["what"])
         elif kind == "task" and e.get("warnings"):
             for warning in e["warnings"]:
                 self._say(f"warning: {warning}")
@@ -254,11 +256,14 @@ class Progress:
             self.notes[stage] = f"{t.task_type}, target '{t.target}', metric {t.metric}, submission as {t.submission_format}"
         elif node == "profile" and "profile" in update:
             p = update["profile"]
-            self.notes[stage] = f"{p.n_train} train / {p.n_test} test rows, {len(p.columns)} features, {len(p.warnings)} warning(s)"
+            sampled = f" (profiled on a {p.sampled_rows:,}-row sample)" if p.sampled_rows else ""
+            self.notes[stage] = (f"{p.n_train:,} train / {p.n_test:,} test rows{sampled}, {len(p.columns)} features, "
+                                 f"{len(p.warnings)} warning(s)")
         elif node == "blueprint" and "blueprint" in update:
             b = update["blueprint"]
             names = ", ".join(t.track for t in b.tracks) or "none"
-            self.notes[stage] = f"tracks {names}; {b.validation.n_folds}-fold {b.validation.kind}"
+            rows = f" on {b.data.rows:,} of {b.data.n_rows:,} rows" if b.data is not None and b.data.rows < b.data.n_rows else ""
+            self.notes[stage] = f"tracks {names}; {b.validation.n_folds}-fold {b.validation.kind}{rows}"
             for plan in b.tracks:
                 self._track(plan.track)
             self.stages["tracks"] = "running" if b.tracks else "done"

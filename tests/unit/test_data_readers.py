@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -183,3 +184,20 @@ def test_a_parquet_schema_that_repeats_a_name_is_refused(tmp_path):
     with pytest.raises(TaskInputError, match="test file has 2 columns named 'a' in its header") as info:
         read_table(tmp_path / "twice.parquet", "test file")
     assert "\n" not in str(info.value)
+
+
+def test_a_few_columns_of_a_large_table_read_in_chunks_as_a_whole_read_gives_them(tmp_path, monkeypatch):
+    import runtime.data as data
+
+    n = 900
+    frame = pd.DataFrame({"code": [f"{i:05d}" for i in range(n)], "whole": np.arange(n), "real": np.linspace(0, 1, n),
+                          "late": np.arange(n).astype(object), "word": ["a", "NA", "b"] * (n // 3)})
+    frame.loc[850, "late"] = "see notes"  # numbers that turn to text after the first chunks
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    columns = ["code", "whole", "real", "late", "word"]
+    whole = read_table(tmp_path / "t.csv", "t", keys=["code"], columns=columns)
+    monkeypatch.setattr(data, "CHUNKED_BYTES", 0)
+    monkeypatch.setattr(data, "CHUNK_ROWS", 100)
+    chunked = read_table(tmp_path / "t.csv", "t", keys=["code"], columns=columns)
+    pd.testing.assert_frame_equal(chunked, whole, check_dtype=True)
+    assert chunked["code"].iloc[7] == "00007" and chunked["whole"].dtype == np.int64 and chunked["late"].iloc[850] == "see notes"
