@@ -31,6 +31,7 @@ from runtime.data import feature_columns, labelled, read_test, read_train, targe
 from runtime.fold_loop import (
     ConstantUnit,
     ContractError,
+    attempt_scheme,
     empty_prediction,
     encode_rows,
     encode_target,
@@ -193,6 +194,9 @@ class Harness:
         self.test_ids = test[id_col].to_numpy() if id_col and id_col in test.columns else np.arange(len(test))
         self.y = encode_target(train, self.task)
         self.fold_sets = make_fold_sets(self.scheme, self.y, train, self.task["task_type"])
+        # what another number of cuts needs of the rows (a group or time scheme's column): a bag's folds
+        self._fold_frame = train[[c for c in (self.scheme.get("group_column"), self.scheme.get("time_column")) if c]]
+        self._cut_sets: dict[int, np.ndarray] = {int(self.scheme.get("repeats", 1)): self.fold_sets}
         self.folds = self.fold_sets[0]  # the first repeat's: what the ensemble's fold-by-fold checks split by
         self.metric = get_metric(self.task["metric"])
         self.n_folds = int(self.folds.max()) + 1
@@ -202,8 +206,17 @@ class Harness:
         np.save(run_dir / "y.npy", self.y)
         np.save(run_dir / "folds.npy", self.folds)
 
-    def _cuts_note(self) -> str:
-        return f" ({len(self.fold_sets)} cuts of {self.n_folds})" if len(self.fold_sets) > 1 else ""
+    def _cuts_note(self, fold_sets: np.ndarray) -> str:
+        return f" ({len(fold_sets)} cuts of {self.n_folds})" if len(fold_sets) > 1 else ""
+
+    def fold_sets_for(self, params: dict[str, Any]) -> np.ndarray:
+        """The cuts of the folds an attempt fits: the run's, or a bag's own number of them
+        (`params["cuts"]`), whose first cuts are the run's (a group or time scheme has one cut)."""
+        repeats = int(attempt_scheme(self.scheme, params).get("repeats", 1))
+        if repeats not in self._cut_sets:
+            self._cut_sets[repeats] = make_fold_sets({**self.scheme, "repeats": repeats}, self.y, self._fold_frame,
+                                                     self.task["task_type"])
+        return self._cut_sets[repeats]
 
     @property
     def n_classes(self) -> int:
@@ -230,6 +243,10 @@ class Harness:
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
+        fold_sets = self.fold_sets_for(params)
+        n_fits = len(fold_sets) * self.n_folds
+        # a bag's test predictions are its many fold models' mean: no fit on all rows beside them
+        refit = bool(self.scheme.get("refit")) and not params.get("cuts")
         folds_started = time.time()
         # each cut predicts every row once; a cut counts when all its folds are done
         oof, test_pred = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
@@ -238,27 +255,27 @@ class Harness:
         fold_scores: list[float] = []
         unsaved: str | None = None
         resolved: dict[str, Any] = {}
-        full_fit_params: list[dict[str, Any]] | None = [] if self.scheme.get("refit") else None
+        full_fit_params: list[dict[str, Any]] | None = [] if refit else None
         full_fit_failed = ""
         at_once = min(folds_at_once(model_mod, self.task, self.profile, params, len(X) * (self.n_folds - 1) // self.n_folds),
-                      self.n_fits)
+                      n_fits)
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
-                                                           self.y, X_test, self.fold_sets, at_once):
+                                                           self.y, X_test, fold_sets, at_once):
             completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
             if deadline_s is not None and time.time() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
                     drop_folds(attempt_dir, range(cuts * self.n_folds, j))
                     fold_scores = fold_scores[:cuts * self.n_folds]
                     break
-                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved, at_once)
+                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved, at_once, n_fits)
             if deadline_s is not None and not cuts and j + 1 < self.n_folds:
                 # The first cut's end, projected from its folds so far: an attempt that cannot
                 # finish it stops now, and its measured speed lets debug plan a retry that fits.
                 # folds fitted side by side: those running beside this one are about as far along
-                per_fit = (time.time() - folds_started) / min(j + at_once, self.n_fits)
+                per_fit = (time.time() - folds_started) / min(j + at_once, n_fits)
                 if folds_started - started + per_fit * self.n_folds > TOO_SLOW * deadline_s:
                     return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved or resolved_params(fitted),
-                                          at_once)
+                                          at_once, n_fits)
             resolved = resolved or resolved_params(fitted)
             cut_oof[va] = pred_va
             cut_test += pred_test / self.n_folds
@@ -271,10 +288,10 @@ class Harness:
                     full_fit_failed = f"the fit on all rows failed: full_fit_params: {type(e).__name__}: {e}"[:300]
                 else:
                     full_fit_params = None if given is None else full_fit_params + given
-            if prune and j + 1 < self.n_fits and clearly_worse(self.metric, fold_scores, prune):
+            if prune and j + 1 < n_fits and clearly_worse(self.metric, fold_scores, prune):
                 result = {"status": "pruned", "fold_scores": fold_scores, "metric": self.metric.name,
                           "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
-                          "error": f"pruned after {j + 1} of {self.n_fits} folds{self._cuts_note()}: worse than the best on each"}
+                          "error": f"pruned after {j + 1} of {n_fits} folds{self._cuts_note(fold_sets)}: worse than the best on each"}
                 (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
                 return result
             if (j + 1) % self.n_folds == 0:
@@ -284,7 +301,7 @@ class Harness:
         oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
         full_fit = None
-        if self.scheme.get("refit"):
+        if refit:
             full_fit = ({"skipped": full_fit_failed} if full_fit_failed
                         else self._full_fit_plan(full_fit_params, score, fold_scores, started, deadline_s, prune))
             if "params" in full_fit:
@@ -317,11 +334,11 @@ class Harness:
         return result
 
     def _too_slow(self, attempt_dir: Path, started: float, folds_started: float, fits: int, deadline_s: float,
-                  resolved: dict[str, Any], at_once: int = 1) -> dict:
+                  resolved: dict[str, Any], at_once: int = 1, n_fits: int | None = None) -> dict:
         """The result of an attempt stopped before its first cut could end: status "timeout",
         with `fit_seconds`, what one fit took here (folds side by side: the wall time per fold)."""
         drop_folds(attempt_dir, range(fits))
-        per_fit = (time.time() - folds_started) / min(fits + at_once - 1, self.n_fits)
+        per_fit = (time.time() - folds_started) / min(fits + at_once - 1, n_fits or self.n_fits)
         needs = folds_started - started + per_fit * self.n_folds
         result = {"status": "timeout", "fold_scores": [], "metric": self.metric.name,
                   "duration_s": round(time.time() - started, 3), "resolved_params": resolved,
