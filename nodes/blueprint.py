@@ -16,7 +16,7 @@ from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
 from prompts import recipe_tracks
-from runtime.budget import final_reserve_s, refine_reserve_s, tracks_pool_s
+from runtime.budget import bag_plan, final_reserve_s, long_budget, refine_reserve_s, tracks_pool_s
 from runtime.costs import (
     MEMBER_CHECK_S,
     SAFETY,
@@ -99,9 +99,19 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     notes: list[str] = []
     final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
     refine_s = refine_reserve_s(budget_s, settings)
-    pool = tracks_pool_s(budget_s, final_s, refine_s)
+    bagging = bag_plan(budget_s)
+    bag_s = bagging.reserve_s if bagging is not None else 0.0
+    pool = tracks_pool_s(budget_s, final_s, refine_s, bag_s)
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
-                 f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+                 + (f"{bag_s:.0f} s for the bags, " if bag_s else "")
+                 + f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+    if bagging is not None:
+        notes.append(f"a long budget: refine's search stops with up to {bag_s:.0f} s left for the bags: the best attempt "
+                     f"of each of the {bagging.families} best model families fitted again with its folds cut "
+                     f"{bagging.cuts} times, a seed per cut, every fold model averaged for the test rows, each kept "
+                     "only when it beats the attempt it bags beyond fold noise; the ensemble then weighs a stacker over "
+                     "every family's out-of-fold predictions, on its own inner folds; members may run "
+                     "longer than their estimates")
 
     n_folds = settings.n_folds
     threads = kernel_threads(settings)  # the first track's kernel's: the traditional folds run side by side on them
@@ -191,7 +201,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
                      "fit's predictions, half the fold models' mean")
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
-    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes, bagging=bagging,
+                     stack=long_budget(budget_s))
 
 
 def _installed(module: str) -> bool:
@@ -394,4 +405,5 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
             "time_column": proposal.time_column if proposal.validation == "time" else None,
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
-    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes)
+    return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
+                     bagging=draft.bagging, stack=draft.stack)
