@@ -319,7 +319,9 @@ def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None)
     code = cand.code or read_modules(Path(cand_code_dir(state, cand)))
     return {"run_dir": state["run_dir"], "task": task, "profile": profile, "blueprint": blueprint, "plan": cand_plan,
             "code": code, "source": "bag" if cand.kind == "bag" else "refine", "attempt": cand.attempt, "attempts": [],
-            "last_error": None, "prune": prune}
+            "last_error": None, "prune": prune,
+            # a bag fits only the cuts beyond those of the attempt it bags, whose it takes over
+            "continues": cand_code_dir(state, cand) if cand.kind == "bag" else None}
 
 
 def prune_rule(state: RefineState) -> dict | None:

@@ -94,29 +94,35 @@ def bag_plan(budget_s: float) -> BaggingPlan | None:
     return BaggingPlan(reserve_s=round(bag_reserve_s(budget_s), 1), cuts=bag_cuts(budget_s), families=BAG_FAMILIES)
 
 
+def cuts_made(attempt: AttemptResult, n_folds: int) -> int:
+    """How many cuts of the folds an attempt made (a bag continues from them)."""
+    return max(1, len(attempt.fold_scores) // max(1, n_folds))
+
+
 def seconds_per_cut(attempt: AttemptResult, n_folds: int) -> float:
     """What one cut of an attempt's folds took: its folds' seconds (its fit on all rows left out)
     over the cuts it made."""
-    cuts = max(1, len(attempt.fold_scores) // max(1, n_folds))
-    return max(0.0, attempt.duration_s - attempt.refit_s) / cuts
+    return max(0.0, attempt.duration_s - attempt.refit_s) / cuts_made(attempt, n_folds)
 
 
 def bag_cuts_that_fit(attempt: AttemptResult, n_folds: int, planned_cuts: int, left_s: float) -> int:
-    """The cuts a bag of `attempt` can make in `left_s`: the plan's, fewer when time is short; 0
-    when fewer than two fit, or no more than the attempt made already (a bag would add nothing)."""
+    """The cuts a bag of `attempt` can make in `left_s`, the attempt's own cuts taken over (a bag
+    fits only the further ones): the plan's, fewer when time is short; 0 when that adds no cut."""
+    made = cuts_made(attempt, n_folds)
     per_cut = seconds_per_cut(attempt, n_folds) * BAG_MARGIN
-    fit = int(left_s // per_cut) if per_cut > 0 else planned_cuts
-    cuts = min(planned_cuts, fit)
-    made = max(1, len(attempt.fold_scores) // max(1, n_folds))
-    return cuts if cuts >= 2 and cuts > made else 0
+    more = int(left_s // per_cut) if per_cut > 0 else planned_cuts
+    cuts = min(planned_cuts, made + more)
+    return cuts if cuts > made else 0
 
 
 def bag_need_s(bases: Iterable[AttemptResult], n_folds: int, plan: BaggingPlan | None) -> float:
-    """What the planned bags of these attempts (each family's best, best first) need: what refine's
-    search leaves them, at most the plan's reserve; less when the models are fast."""
+    """What the planned bags of these attempts (each family's best, best first) need for their
+    further cuts: what refine's search leaves them, at most the plan's reserve; less when the
+    models are fast."""
     if plan is None:
         return 0.0
-    need = sum(seconds_per_cut(a, n_folds) * BAG_MARGIN * plan.cuts for a in list(bases)[:plan.families])
+    need = sum(seconds_per_cut(a, n_folds) * BAG_MARGIN * max(0, plan.cuts - cuts_made(a, n_folds))
+               for a in list(bases)[:plan.families])
     return min(plan.reserve_s, need)
 
 

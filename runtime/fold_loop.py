@@ -186,15 +186,18 @@ def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: 
 
 def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
               params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray,
-              at_once: int = 1):
+              at_once: int = 1, first_cut: int = 0):
     """Each fold's fit on the other folds (the held-out fold passed for early stopping), repeat
     after repeat (`folds`: one assignment, or one per repeat): (j, the held-out rows, the fitted
     Features and Model, validation predictions, test predictions), in order; j counts the fits.
 
     at_once > 1: that many folds fit side by side in threads (modules that declare it safe, see
     `folds_at_once`), each yielded as soon as it and those before it are done. A consumer that
-    stops early leaves at most at_once - 1 running folds to end in the background; none starts."""
-    cuts = [(assignment != k, assignment == k, r) for r, assignment in enumerate(np.atleast_2d(folds))
+    stops early leaves at most at_once - 1 running folds to end in the background; none starts.
+
+    first_cut: the number of the first cut in `folds` (a bag that continues the cuts another
+    attempt made fits from there on): a cut's seed is moved by its number (`cut_params`)."""
+    cuts = [(assignment != k, assignment == k, first_cut + r) for r, assignment in enumerate(np.atleast_2d(folds))
             for k in range(int(assignment.max()) + 1)]
 
     def fit(tr: np.ndarray, va: np.ndarray, r: int) -> tuple:

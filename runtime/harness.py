@@ -47,9 +47,10 @@ from runtime.fold_loop import (
 )
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
-from runtime.saved_models import drop_folds, save_fold, save_full
+from runtime.saved_models import drop_folds, save_fold, save_full, take_folds
 
 SAMPLE_ROWS = 300
+FOLDS_TEST = "test_folds.npy"  # beside test.npy when a fit on all rows was mixed into it: the fold models' mean alone
 # an attempt whose first cut is projected to end past this many times its deadline stops early:
 # folds vary, and past the deadline the cell's own timeout (1/0.9 of it) kills it with nothing kept
 TOO_SLOW = 1.0
@@ -225,19 +226,43 @@ class Harness:
     # -- attempts -------------------------------------------------------------------------
 
     def run_attempt(self, attempt_dir: str | Path, params: dict[str, Any], deadline_s: float | None = None,
-                    prune: dict[str, Any] | None = None) -> dict:
+                    prune: dict[str, Any] | None = None, continues: str | None = None) -> dict:
         """Cross-validate one attempt's modules; write result.json, oof.npy, test.npy.
 
         `prune` (refine's candidates): {"after": k, "best": the current best's fold scores,
         "margin": m}. From fold k on, an attempt worse than the best on every fold so far, by
-        more than m on average, stops there: result.json says "pruned" with its fold scores."""
+        more than m on average, stops there: result.json says "pruned" with its fold scores.
+
+        `continues` (a bag): the folder of the attempt it bags, whose cuts are the bag's first
+        ones (the same modules, params, folds and seeds): their predictions, scores and fitted
+        models are taken over, and only the further cuts are fitted."""
         try:
-            return self._run_attempt(Path(attempt_dir), params, deadline_s, prune)
+            return self._run_attempt(Path(attempt_dir), params, deadline_s, prune, continues)
         finally:
             release_memory()
 
+    def _continued(self, source: Path, attempt_dir: Path, fold_sets: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, list[float]]:
+        """What a bag takes over from the attempt it bags: (cuts, the sum of their out-of-fold
+        predictions, of their fold models' test predictions, their fold scores); no cut when that
+        attempt's cuts are not the bag's first ones, or its predictions or models are missing."""
+        nothing = (0, empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(self.X_test)), [])
+        try:
+            done = json.loads((source / "result.json").read_text())
+            oof = np.load(source / "oof.npy")
+            # its fold models' mean, before any fit on all rows was mixed in
+            test = np.load(source / (FOLDS_TEST if (source / FOLDS_TEST).exists() else "test.npy"))
+        except (OSError, ValueError):
+            return nothing
+        cuts = int(done.get("cuts") or 0)
+        mixed = "seconds" in (done.get("full_fit") or {}) and not (source / FOLDS_TEST).exists()
+        if done.get("status") != "ok" or not 0 < cuts < len(fold_sets) or mixed or len(done["fold_scores"]) != cuts * self.n_folds:
+            return nothing
+        if not take_folds(source, attempt_dir, range(cuts * self.n_folds)):
+            return nothing
+        return cuts, oof * cuts, test * cuts, list(done["fold_scores"])
+
     def _run_attempt(self, attempt_dir: Path, params: dict[str, Any], deadline_s: float | None,
-                     prune: dict[str, Any] | None) -> dict:
+                     prune: dict[str, Any] | None, continues: str | None = None) -> dict:
         started = time.time()
         reset_device_peak()
         features_mod = load_module("features", attempt_dir / "features.py")
@@ -253,6 +278,9 @@ class Harness:
         cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         cuts = 0
         fold_scores: list[float] = []
+        if continues:
+            cuts, oof, test_pred, fold_scores = self._continued(Path(continues), attempt_dir, fold_sets)
+        taken = cuts  # the cuts taken over: fits numbered from cuts * n_folds on
         unsaved: str | None = None
         resolved: dict[str, Any] = {}
         full_fit_params: list[dict[str, Any]] | None = [] if refit else None
@@ -260,7 +288,8 @@ class Harness:
         at_once = min(folds_at_once(model_mod, self.task, self.profile, params, len(X) * (self.n_folds - 1) // self.n_folds),
                       n_fits)
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
-                                                           self.y, X_test, fold_sets, at_once):
+                                                           self.y, X_test, fold_sets[taken:], at_once, first_cut=taken):
+            j += taken * self.n_folds
             completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
             if deadline_s is not None and time.time() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
@@ -312,6 +341,7 @@ class Harness:
                 except Exception as e:  # noqa: BLE001 - the folds' predictions stand without it
                     full_fit = {"skipped": f"the fit on all rows failed: {type(e).__name__}: {e}"[:300]}
                 else:
+                    np.save(attempt_dir / FOLDS_TEST, test_pred)  # what a bag of this attempt continues from
                     test_pred = with_full_fit(test_pred, full_test)
                     full_fit["seconds"] = round(time.time() - fit_started, 3)
                     unsaved = unsaved or save_full(attempt_dir, fitted)

@@ -91,8 +91,10 @@ def test_each_family_s_best_is_bagged_with_its_own_cuts_and_seeds(long_run):
     for bag in bags:
         base = by_number[judged[bag.attempt]["base"]]
         assert bag.params == {**base.params, "cuts": cuts, "seed_per_cut": True}
-        # its first cut is the run's folds with its base's own seed: its base's fold scores again
-        assert bag.fold_scores[:n_folds] == pytest.approx(base.fold_scores[:n_folds])
+        # its first cut is its base's, taken over (the same folds, params and seed): only the further cuts are fitted
+        assert bag.fold_scores[:n_folds] == base.fold_scores[:n_folds]
+        kept_models = run_dir.parent / "before_submit" / Path(bag.dir).relative_to(run_dir) / "models"  # before submit's clean-up
+        assert len(list(kept_models.glob("fold_*.pkl"))) == cuts * n_folds
     lgbm = next(a for a in bags if a.member is None)
     assert lgbm.fold_scores[n_folds:2 * n_folds] != pytest.approx(lgbm.fold_scores[:n_folds])  # another cut, another seed
     done = [e for e in events if e["event"] == "refine_done"][-1]

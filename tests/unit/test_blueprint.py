@@ -378,7 +378,8 @@ def test_long_budgets_keep_a_reserve_for_bags_that_grows_with_the_budget():
     assert five.tracks[0].time_share == pytest.approx(1 - reserves / 300.0, abs=0.01)
 
 
-def test_a_bag_makes_the_cuts_that_fit_and_never_fewer_than_two_or_than_its_base_made():
+def test_a_bag_makes_the_cuts_that_fit_beyond_those_its_base_made():
+    """A bag takes its base's cuts over and fits only the further ones: those are what it costs."""
     from runtime.budget import BAG_MARGIN, bag_cuts_that_fit, bag_need_s, bag_plan
     from runtime.records import AttemptResult
 
@@ -387,11 +388,14 @@ def test_a_bag_makes_the_cuts_that_fit_and_never_fewer_than_two_or_than_its_base
                              duration_s=seconds, refit_s=refit_s, fold_scores=[0.5] * (5 * cuts))
 
     ten = attempt(12.0, refit_s=2.0)  # 10 s per cut of its folds, its fit on all rows not counted
+    per_cut = 10 * BAG_MARGIN
     assert bag_cuts_that_fit(ten, 5, 3, left_s=100.0) == 3
-    assert bag_cuts_that_fit(ten, 5, 5, left_s=10 * BAG_MARGIN * 4) == 4
-    assert bag_cuts_that_fit(ten, 5, 3, left_s=15.0) == 0  # one cut is no bag
+    assert bag_cuts_that_fit(ten, 5, 5, left_s=per_cut * 3 + 0.01) == 4  # its own cut and three more
+    assert bag_cuts_that_fit(ten, 5, 3, left_s=per_cut + 0.01) == 2
+    assert bag_cuts_that_fit(ten, 5, 3, left_s=per_cut - 0.01) == 0  # no further cut fits: no bag
     assert bag_cuts_that_fit(attempt(30.0, cuts=3), 5, 3, left_s=1000.0) == 0  # small data cut thrice already
+    assert bag_cuts_that_fit(attempt(30.0, cuts=3), 5, 5, left_s=1000.0) == 5
     plan = bag_plan(300.0)
-    assert bag_need_s([ten, ten], 5, plan) == pytest.approx(2 * 10 * BAG_MARGIN * plan.cuts)
+    assert bag_need_s([ten, ten], 5, plan) == pytest.approx(2 * per_cut * (plan.cuts - 1))
     assert bag_need_s([attempt(500.0)] * 3, 5, plan) == plan.reserve_s  # never more than the plan keeps
     assert bag_need_s([ten], 5, None) == 0.0
