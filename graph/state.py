@@ -150,6 +150,7 @@ class RefineState(RefineInput, total=False):
     stopped: str
     # a long budget's bags, after the search: the families bagged (or passed over), how many ran, how many were kept
     bagged: list[str]
+    bags_done: bool
     bags: int
     bags_kept: int
     llm_usage: Annotated[list[LLMCall], operator.add]

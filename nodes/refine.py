@@ -103,15 +103,39 @@ def candidate_seconds(attempt: AttemptResult) -> float:
 
 def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The next candidate of the current chain, or the next chain's first, while the search's time
-    lasts; then, at a long budget, the next bag; None when nothing is left."""
+    lasts; then, at a long budget, the next bag; once the bags are done, the search again with what
+    they left; None when nothing is left."""
     ctx = runtime.context
-    chain, stopped = state["chain"], state.get("stopped", "time")
     left = run_left_s(state, ctx)
-    # the search leaves the bags what they need (none once they began, or below a long budget)
-    search_left = left - (0.0 if state.get("bagged") else bags_need_s(state))
+    bagging = bool(state.get("bagged")) and not state.get("bags_done")
+    update: dict = {"chain": state["chain"], "stopped": state.get("stopped", "time"), "llm_usage": []}
+    if not bagging:
+        # the search leaves the bags what they need (none once they are done, or below a long budget)
+        reserve = 0.0 if state.get("bags_done") else bags_need_s(state)
+        update = search_step(state, ctx, left, left - reserve)
+        if update.get("candidate") is not None or state.get("bags_done"):
+            return update
+    cand, bagged = next_bag(state, left)
+    if cand is not None:
+        cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
+        bag = {**update, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1, "bagged": bagged}
+        write_modules(attempt_dir(track_inputs({**state, **bag}, cand)), read_modules(Path(cand_code_dir(state, cand))))
+        return bag
+    done = {**update, "bagged": bagged, "bags_done": True}
+    if _bags_planned(state):  # the bags are done: the search goes on with the time they left
+        resumed = search_step({**state, **done}, ctx, left, left)
+        return {**resumed, "bagged": bagged, "bags_done": True, "llm_usage": update["llm_usage"] + resumed["llm_usage"]}
+    return {**done, "chain": None, "candidate": None}
+
+
+def search_step(state: RefineState, ctx: RunContext, left: float, search_left: float) -> dict:
+    """The search's next candidate, started only while `search_left` has time for it (and given
+    `left` as its timeout: one that overruns takes from the bags' cuts, where a stopped one would
+    be lost whole); or none, with the chain where it stopped and why."""
+    chain, stopped = state["chain"], state.get("stopped", "time")
     calls: list[LLMCall] = []
     given = state.get("refine_given")
-    while chain is not None and not state.get("bagged"):
+    while chain is not None:
         current, base = chain_attempt(state, chain.current), chain_attempt(state, chain.base)
         # durations swing with the machine's load: plan with the slower of the base and the
         # chain's best, so the last candidate does not overrun the budget. Their fits on all rows
@@ -119,8 +143,8 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
         # (a 10 s run on diamonds_mae left 2.4 s unused, its 2.6 s folds priced at 3.4 s).
         typical = max(MIN_CANDIDATE_S, candidate_seconds(current), candidate_seconds(base))
         if search_left < typical * 0.8:
-            chain, stopped = chain.model_copy(update={"stopped": "time"}), "time"
-            break
+            return {"chain": chain.model_copy(update={"stopped": "time"}), "candidate": None, "stopped": "time",
+                    "llm_usage": calls}
         cand = None
         if chain.tried >= ctx.settings.refine_max_candidates:
             chain = chain.model_copy(update={"stopped": "candidates"})
@@ -131,8 +155,6 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             cand, chain, asked = next_candidate(state, ctx, chain, typical, search_left)
             calls += asked
         if cand is not None:
-            # started only while the search has time for it, but not stopped there: one that overruns
-            # takes from the bags' cuts, where a stopped one would be lost whole
             cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
             update = {"chain": chain, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1,
                       "llm_usage": calls, **({"refine_given": given} if given is not None else {})}
@@ -141,14 +163,11 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             return update
         stopped = chain.stopped or "nothing left to try"
         chain = next_chain(state, chain, ctx)
-    cand, bagged = next_bag(state, left)
-    if cand is not None:
-        cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
-        update = {"chain": None, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1,
-                  "bagged": bagged, "llm_usage": calls, "stopped": stopped}
-        write_modules(attempt_dir(track_inputs({**state, **update}, cand)), read_modules(Path(cand_code_dir(state, cand))))
-        return update
-    return {"chain": None, "candidate": None, "stopped": stopped, "bagged": bagged, "llm_usage": calls}
+    return {"chain": None, "candidate": None, "stopped": stopped, "llm_usage": calls}
+
+
+def _bags_planned(state: RefineState) -> bool:
+    return run_inputs(state["run_dir"])[2].bagging is not None
 
 
 def check_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
@@ -495,6 +514,7 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
                 return cand, chain, calls
     space = space_for(state["track"], chain.member)
     fits = lambda c: max(MIN_CANDIDATE_S, typical * c.cost) * 1.25 <= left  # noqa: E731
+    too_slow: list[tuple[str, int]] = []  # kept for later: a long run's search resumes after its bags
     while chain.pending:
         name, step = chain.pending[0]
         chain = chain.model_copy(update={"pending": chain.pending[1:]})
@@ -504,9 +524,13 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
             continue
         cand = Candidate(params={**chain.params, name: value}, note=f"{name} {chain.params[name]} -> {value}", kind="move",
                          move=name, step=step, cost=p.relative_cost(value, chain.params[name]))
-        if _key(cand.params) in seen or not fits(cand):
-            continue  # too slow for the time left; a cheaper one may fit
-        return cand, chain, calls
+        if _key(cand.params) in seen:
+            continue
+        if not fits(cand):
+            too_slow.append((name, step))  # too slow for the time left; a cheaper one may fit
+            continue
+        return cand, chain.model_copy(update={"pending": chain.pending + too_slow}), calls
+    chain = chain.model_copy(update={"pending": too_slow})
     makers = (reseeded, sampled) if chain.turn % 2 == 0 else (sampled, reseeded)
     chain = chain.model_copy(update={"turn": chain.turn + 1})
     for make in makers:

@@ -397,5 +397,8 @@ def test_a_bag_makes_the_cuts_that_fit_beyond_those_its_base_made():
     assert bag_cuts_that_fit(attempt(30.0, cuts=3), 5, 5, left_s=1000.0) == 5
     plan = bag_plan(300.0)
     assert bag_need_s([ten, ten], 5, plan) == pytest.approx(2 * per_cut * (plan.cuts - 1))
-    assert bag_need_s([attempt(500.0)] * 3, 5, plan) == plan.reserve_s  # never more than the plan keeps
+    # whole cuts within the reserve: one 61 s cut of a 75 s reserve, not the reserve
+    slow = attempt(61.0 / BAG_MARGIN)
+    assert bag_need_s([slow, slow], 5, plan) == pytest.approx(61.0)
+    assert bag_need_s([attempt(500.0)] * 3, 5, plan) == 0.0  # no cut fits: the search keeps it all
     assert bag_need_s([ten], 5, None) == 0.0

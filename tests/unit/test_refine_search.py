@@ -250,3 +250,13 @@ def test_bags_go_to_the_families_a_blend_uses(tmp_path):
     used = blended_families(str(tmp_path), "rmse", tuple(folders.items()))
     assert used == {"own", "linear"}  # independent errors: their mean helps; noise does not
     assert blended_families(str(tmp_path), "rmse", (("knn", folders["knn"]),)) == {"knn"}
+
+
+def test_a_step_too_slow_now_stays_for_later(tmp_path):
+    """A long run's search resumes after its bags: a step passed over for time is still there."""
+    chain = _chain({"learning_rate": 0.05, "seed": 0}, names={"learning_rate"})
+    cand, chain = _next(_state(tmp_path), chain, left=6.0, typical=4.0)  # halving the rate costs 2x: 8 s > 6 s
+    assert cand.kind == "reseed"
+    assert ("learning_rate", 0) in chain.pending  # the halving, kept
+    later, _ = _next(_state(tmp_path), chain, left=100.0, typical=4.0)
+    assert later.note == "learning_rate 0.05 -> 0.025"
