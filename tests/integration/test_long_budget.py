@@ -120,7 +120,7 @@ def test_solution_py_and_iml_predict_reproduce_the_submission(long_run, tmp_path
     `iml predict` replays its saved fold models, to the submission's values."""
     from runtime.predict import load_run
 
-    state, task_dir, run_dir = long_run
+    _, task_dir, run_dir = long_run
     out = tmp_path / "out.csv"
     done = run_isolated(run_dir / "solution.py", task_dir, out, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -133,14 +133,14 @@ def test_solution_py_and_iml_predict_reproduce_the_submission(long_run, tmp_path
 def test_a_stacked_ensemble_is_reproduced_by_solution_py_and_iml_predict(long_run, tmp_path):
     """The stacker applied to the run's real members (bags included), written as the ensemble:
     solution.py and `iml predict` give the submission's values."""
+    from nodes.submit import write_manifest
+    from prompts.imports import library_modules
     from runtime.blend import family_members
     from runtime.predict import load_run
     from runtime.records import EnsembleResult
+    from runtime.solution import write_solution
     from runtime.stack import fit_stacker, stack_predict
     from runtime.submission_file import write_submission
-    from nodes.submit import write_manifest
-    from runtime.solution import write_solution
-    from prompts.imports import library_modules
 
     state, task_dir, run_dir = long_run
     copy = tmp_path / "run"

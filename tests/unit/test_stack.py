@@ -126,7 +126,7 @@ def _run(tmp_path: Path, n: int = 400) -> tuple[np.ndarray, np.random.RandomStat
 
 
 def test_the_ensemble_keeps_a_stacker_that_wins_and_predicts_the_test_rows_with_it(tmp_path):
-    folds, rng = _run(tmp_path)
+    _, rng = _run(tmp_path)
     a, b = rng.normal(size=400), rng.normal(size=400)
     y = a + b
     np.save(tmp_path / "y.npy", y)
@@ -146,7 +146,7 @@ def test_the_ensemble_keeps_a_stacker_that_wins_and_predicts_the_test_rows_with_
 
 
 def test_the_ensemble_records_a_stacker_that_does_not_win_and_leaves_the_result_alone(tmp_path):
-    folds, rng = _run(tmp_path)
+    _, rng = _run(tmp_path)
     signal = rng.normal(size=400)
     y = signal + rng.normal(scale=0.5, size=400)
     np.save(tmp_path / "y.npy", y)
@@ -162,7 +162,7 @@ def test_the_ensemble_records_a_stacker_that_does_not_win_and_leaves_the_result_
 
 
 def test_without_the_blueprint_s_plan_no_stacker_is_weighed(tmp_path):
-    folds, rng = _run(tmp_path)
+    _, rng = _run(tmp_path)
     a, b = rng.normal(size=400), rng.normal(size=400)
     y = a + b
     np.save(tmp_path / "y.npy", y)
