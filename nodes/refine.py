@@ -394,7 +394,8 @@ def bag_bases(state: RefineState) -> list[AttemptResult]:
     task, _, _ = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
     best: dict[str, AttemptResult] = {}
-    for a in metric.ranked([a for a in track_attempts(state) if stands(a) and a.source != "bag"], key=lambda a: a.score):
+    standing = [a for a in track_attempts(state) if stands(a) and a.source != "bag" and (Path(a.dir) / "oof.npy").exists()]
+    for a in metric.ranked(standing, key=lambda a: a.score):
         best.setdefault(family(a), a)
     used = blended_families(state["run_dir"], task.metric, tuple((name, a.dir) for name, a in best.items()))
     done = set(state.get("bagged") or [])
