@@ -36,8 +36,9 @@ class Candidate(BaseModel):
     note: str
     code: dict[str, str] | None = None
     cost: float = 1.0
-    kind: Literal["move", "tpe", "reseed", "llm", "given"] = "given"
+    kind: Literal["move", "tpe", "reseed", "llm", "given", "bag"] = "given"
     move: str | None = None  # the parameter a move changes
+    base: int | None = None  # a bag: the attempt it bags, whose modules it runs (runtime/budget.py's bags)
     step: int = 0
     trial: int | None = None  # the study's trial number (TPE)
     attempt: int = 0
@@ -147,4 +148,9 @@ class RefineState(RefineInput, total=False):
     tried: int
     kept: int
     stopped: str
+    # a long budget's bags, after the search: the families bagged (or passed over), how many ran, how many were kept
+    bagged: list[str]
+    bags_done: bool
+    bags: int
+    bags_kept: int
     llm_usage: Annotated[list[LLMCall], operator.add]

@@ -18,7 +18,15 @@ from graph.context import RunContext, Settings, kernel_threads
 from graph.llm import client_for
 from graph.state import IMLState
 from prompts import recipe_tracks, render_recipe
-from runtime.budget import attempt_floor_s, final_reserve_s, refine_reserve_s, tracks_part, tracks_pool_s
+from runtime.budget import (
+    attempt_floor_s,
+    bag_plan,
+    final_reserve_s,
+    long_budget,
+    refine_reserve_s,
+    tracks_part,
+    tracks_pool_s,
+)
 from runtime.columnar import cached_manifest
 from runtime.costs import (
     CHECK_S,
@@ -140,7 +148,11 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         notes.append(f"a large table: {large.data.summary()}")
     final_s = final_reserve_s(budget_s, settings, profile.n_train + profile.n_test)
     refine_s = refine_reserve_s(budget_s, settings)
-    pool = tracks_pool_s(budget_s, final_s, refine_s)
+    # a large table's traditional attempt takes refine's reserve for rows (a candidate there costs a
+    # whole attempt): a bag, several cuts of one, would cost more still
+    bagging = bag_plan(budget_s) if large is None else None
+    bag_s = bagging.reserve_s if bagging is not None else 0.0
+    pool = tracks_pool_s(budget_s, final_s, refine_s, bag_s)
     floor = attempt_floor_s(settings)
     clocked_pool = pool
     if pool < floor:
@@ -150,7 +162,15 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         notes.append(f"the clock leaves the tracks {pool:.1f} s: the plan is made for the {floor:.0f} s an attempt gets anyway")
         pool = floor
     notes.append(f"budget {budget_s:.0f} s: {final_s:.0f} s kept for ensemble + submit, {refine_s:.0f} s for refine, "
-                 f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+                 + (f"{bag_s:.0f} s for the bags, " if bag_s else "")
+                 + f"{pool:.0f} s for the tracks, which take turns on {settings.parallel_kernels} execution slot(s)")
+    if bagging is not None:
+        notes.append(f"a long budget: refine's search stops with up to {bag_s:.0f} s left for the bags: the best attempt "
+                     f"of each of the {bagging.families} best model families fitted again with its folds cut "
+                     f"{bagging.cuts} times, a seed per cut, every fold model averaged for the test rows, each kept "
+                     "only when it beats the attempt it bags beyond fold noise; the ensemble then weighs a stacker over "
+                     "every family's out-of-fold predictions, on its own inner folds; members may run "
+                     "longer than their estimates")
     if slowness > 1.0:
         notes.append(f"the machine computes {slowness:.1f}x slower than on two free cores (a probe before the plan): "
                      "every estimate below is in free-core seconds, and each share is its estimate times that")
@@ -275,7 +295,8 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
     validation = ValidationScheme(kind="kfold" if task.task_type in ("regression", "multitarget") else "stratified",
                                   n_folds=n_folds, seed=settings.seed, repeats=repeats, refit=settings.refit)
     return Blueprint(validation=validation, tracks=plans, skipped=skipped, budget_s=budget_s, notes=notes,
-                     slowness=slowness, data=large.data if large is not None else None)
+                     slowness=slowness, data=large.data if large is not None else None, bagging=bagging,
+                     stack=long_budget(budget_s))
 
 
 # -- large tables: the rows, measured --------------------------------------------------------------
@@ -643,4 +664,5 @@ def merge_llm_plan(proposal, draft: Blueprint) -> Blueprint:
         })
     notes = [*draft.notes, "LLM plan accepted" + (f": {proposal.notes.strip()[:300]}" if proposal.notes.strip() else "")]
     return Blueprint(validation=validation, tracks=tracks, skipped=skipped, budget_s=draft.budget_s, notes=notes,
-                     slowness=draft.slowness, data=draft.data)  # a large table's rows are the measure's, whatever the LLM plans
+                     slowness=draft.slowness, data=draft.data,  # a large table's rows are the measure's, whatever the LLM plans
+                     bagging=draft.bagging, stack=draft.stack)

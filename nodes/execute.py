@@ -45,9 +45,10 @@ def execute(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     (folder / EXECUTION).write_text(json.dumps({"sha256": fingerprint, "params": params}, indent=2, default=str))
     ctx.events.emit("cross_validate", track=state["plan"].track, attempt=state["attempt"], source=state["source"],
                     timeout_s=round(timeout, 1))
-    prune = state.get("prune")
+    prune, continues = state.get("prune"), state.get("continues")
     code = (f"H.run_attempt({str(folder)!r}, json.loads({json.dumps(params)!r}), deadline_s={harness_deadline_s(timeout):.1f}"
-            + (f", prune=json.loads({json.dumps(prune)!r}))" if prune else ")"))
+            + (f", prune=json.loads({json.dumps(prune)!r})" if prune else "")
+            + (f", continues={continues!r}" if continues else "") + ")")
     outcome = run_in_kernel(state, ctx, code, timeout=timeout)
     (folder / "log.txt").write_text(outcome.output + ("\n" + outcome.error if outcome.error else "") + "\n")
     base = dict(track=state["plan"].track, attempt=state["attempt"], source=state["source"], params=params, dir=str(folder),

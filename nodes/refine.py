@@ -18,6 +18,12 @@ which learns from every candidate told to the study (the base enqueued first), a
 with reseeds of the chain's best. A candidate worse than the best on each of its first folds
 is pruned there. When a chain runs dry, the best attempt of the track's next model family is
 searched. With an LLM, the first chain asks for targeted rewrites of one module first.
+
+At a long budget the blueprint plans bags (runtime/budget.py): the search stops with what they
+need left, and the best standing attempt of each of the best model families runs again with its
+folds cut several times, a seed per cut (source "bag"), through the same propose -> execute ->
+judge steps. judge keeps a bag only when its out-of-fold predictions, averaged over its cuts, beat
+the attempt it bags beyond fold noise on the same folds.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from nodes.track import (
     write_modules,
 )
 from runtime import budget
+from runtime.blend import hill_climb
 from runtime.costs import plan_data, planned_profile
 from runtime.metrics import Metric, get_metric
 from runtime.params import Param, Space, space_for
@@ -60,7 +67,7 @@ from runtime.records import (
     TrackPlan,
     TrackResult,
 )
-from runtime.verdict import best_standing, best_track, beyond_fold_noise
+from runtime.verdict import best_standing, best_track, beyond_fold_noise, predictions_beyond_fold_noise, stands
 
 MIN_CANDIDATE_S = 0.5  # what a candidate costs at least (a cell, a fit, writing files: ~0.1 s beyond its folds)
 PRUNE_AFTER_FOLDS = 2  # a candidate is judged on this many folds before it may be pruned
@@ -85,7 +92,7 @@ def start(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     number = max(a.attempt for a in best.attempts) + 1
     update = {"tracks": {}, "track": best.track, "own": [a.attempt for a in best.attempts], "bases": bases,
               "first_candidate": number, "next_attempt": number, "champion": best.best.attempt, "tried": 0, "kept": 0,
-              "stopped": "time"}
+              "stopped": "time", "bagged": [], "bags": 0, "bags_kept": 0}
     update["chain"] = new_chain({**state, **update}, find_attempt(state["run_dir"], best.track, bases[0]), ctx)
     return update
 
@@ -96,10 +103,37 @@ def candidate_seconds(attempt: AttemptResult) -> float:
 
 
 def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
-    """The next candidate of the current chain, or the next chain's first, while time lasts."""
+    """The next candidate of the current chain, or the next chain's first, while the search's time
+    lasts; then, at a long budget, the next bag; once the bags are done, the search again with what
+    they left; None when nothing is left."""
     ctx = runtime.context
-    chain, stopped = state["chain"], state.get("stopped", "time")
     left = run_left_s(state, ctx)
+    bagging = bool(state.get("bagged")) and not state.get("bags_done")
+    update: dict = {"chain": state["chain"], "stopped": state.get("stopped", "time"), "llm_usage": []}
+    if not bagging:
+        # the search leaves the bags what they need (none once they are done, or below a long budget)
+        reserve = 0.0 if state.get("bags_done") else bags_need_s(state)
+        update = search_step(state, ctx, left, left - reserve)
+        if update.get("candidate") is not None or state.get("bags_done"):
+            return update
+    cand, bagged = next_bag(state, left)
+    if cand is not None:
+        cand = cand.model_copy(update={"attempt": state["next_attempt"], "timeout_s": left})
+        bag = {**update, "candidate": cand, "result": None, "next_attempt": state["next_attempt"] + 1, "bagged": bagged}
+        write_modules(attempt_dir(track_inputs({**state, **bag}, cand)), read_modules(Path(cand_code_dir(state, cand))))
+        return bag
+    done = {**update, "bagged": bagged, "bags_done": True}
+    if _bags_planned(state):  # the bags are done: the search goes on with the time they left
+        resumed = search_step({**state, **done}, ctx, left, left)
+        return {**resumed, "bagged": bagged, "bags_done": True, "llm_usage": update["llm_usage"] + resumed["llm_usage"]}
+    return {**done, "chain": None, "candidate": None}
+
+
+def search_step(state: RefineState, ctx: RunContext, left: float, search_left: float) -> dict:
+    """The search's next candidate, started only while `search_left` has time for it (and given
+    `left` as its timeout: one that overruns takes from the bags' cuts, where a stopped one would
+    be lost whole); or none, with the chain where it stopped and why."""
+    chain, stopped = state["chain"], state.get("stopped", "time")
     calls: list[LLMCall] = []
     given = state.get("refine_given")
     while chain is not None:
@@ -109,7 +143,7 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
         # are not counted: a candidate gets one only when it wins and its deadline leaves room
         # (a 10 s run on diamonds_mae left 2.4 s unused, its 2.6 s folds priced at 3.4 s).
         typical = max(MIN_CANDIDATE_S, candidate_seconds(current), candidate_seconds(base))
-        if left < typical * 0.8:
+        if search_left < typical * 0.8:
             return {"chain": chain.model_copy(update={"stopped": "time"}), "candidate": None, "stopped": "time",
                     "llm_usage": calls}
         cand = None
@@ -119,7 +153,7 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             # an outside proposer's candidates are all the first chain tries
             cand, given = (given[0] if given else None), given[1:]
         else:
-            cand, chain, asked = next_candidate(state, ctx, chain, typical, left)
+            cand, chain, asked = next_candidate(state, ctx, chain, typical, search_left)
             calls += asked
         if cand is not None:
             # the time left now: an LLM's rewrite took seconds of it to write (a slow server, all of them)
@@ -136,6 +170,10 @@ def propose(state: RefineState, runtime: Runtime[RunContext]) -> dict:
         stopped = chain.stopped or "nothing left to try"
         chain = next_chain(state, chain, ctx)
     return {"chain": None, "candidate": None, "stopped": stopped, "llm_usage": calls}
+
+
+def _bags_planned(state: RefineState) -> bool:
+    return run_inputs(state["run_dir"])[2].bagging is not None
 
 
 def check_candidate(state: RefineState, runtime: Runtime[RunContext]) -> dict:
@@ -165,6 +203,8 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     task, _, blueprint = run_inputs(state["run_dir"])
     metric = get_metric(task.metric)
     cand, chain = state["candidate"], state["chain"]
+    if cand.kind == "bag":
+        return judge_bag(state, ctx, task, metric)
     current = chain_attempt(state, chain.current)
     result = state["result"]
     kept = result.status == "ok" and beyond_fold_noise(metric, result, current, blueprint.validation.n_folds)
@@ -182,6 +222,25 @@ def judge(state: RefineState, runtime: Runtime[RunContext]) -> dict:
             "tried": state["tried"] + 1, "kept": state["kept"] + int(kept)}
 
 
+def judge_bag(state: RefineState, ctx: RunContext, task: TaskSpec, metric: Metric) -> dict:
+    """A bag is kept when its out-of-fold predictions (averaged over its cuts) beat those of the
+    attempt it bags beyond fold noise, both scored on the run's folds (runtime/verdict.py); a kept
+    bag stands as a result of its family, and may be the track's best and the submission."""
+    cand, result = state["candidate"], state["result"]
+    base = chain_attempt(state, cand.base)
+    kept = result.status == "ok" and bag_beats(state["run_dir"], metric, result, base)
+    result = result.model_copy(update={"member": base.member, "kept": kept})
+    record_attempt(result)
+    best = best_standing(metric, [chain_attempt(state, state["champion"]), result])
+    ctx.events.emit("refine", track=state["track"], attempt=result.attempt, change=cand.note, status=result.status,
+                    score=result.score, kept=kept, against=base.score, duration_s=result.duration_s, base=base.attempt,
+                    within_noise=not kept and result.status == "ok" and metric.better(result.score, base.score),
+                    best=best.score, best_attempt=best.attempt, bag=True)
+    offer_submission(task, Path(state["run_dir"]), result, ctx.events)
+    return {"candidate": None, "result": None, "champion": best.attempt, "bags": state.get("bags", 0) + 1,
+            "bags_kept": state.get("bags_kept", 0) + int(kept)}
+
+
 def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     """The track's result with refine's candidates, and why refine stopped."""
     ctx = runtime.context
@@ -190,7 +249,7 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     if not name:
         return {}
     left = max(0.0, run_left_s(state, ctx))
-    if state.get("tried", 0) == 0:
+    if state.get("tried", 0) == 0 and not state.get("bags"):
         ctx.events.emit("refine", track=name, skipped=f"no candidate fits the {left:.0f} s left")
         return {}
     task, _, _ = run_inputs(state["run_dir"])
@@ -202,7 +261,7 @@ def finish(state: RefineState, runtime: Runtime[RunContext]) -> dict:
     before = summarize_track(name, own, metric)
     ctx.events.emit("refine_done", track=name, tried=state["tried"], kept=state["kept"], base_score=before.score,
                     best_score=result.score, stopped=state.get("stopped", "time") if left > MIN_CANDIDATE_S else "time",
-                    left_s=round(left, 1))
+                    left_s=round(left, 1), bags=state.get("bags", 0), bags_kept=state.get("bags_kept", 0))
     return {"tracks": {name: result}}
 
 
@@ -274,12 +333,20 @@ def chain_attempt(state: RefineState, number: int) -> AttemptResult:
     return find_attempt(state["run_dir"], state["track"], number)
 
 
+def cand_code_dir(state: RefineState, cand: Candidate) -> str:
+    """The folder whose modules a candidate with unchanged code runs: the attempt a bag bags, else its chain's."""
+    return chain_attempt(state, cand.base).dir if cand.kind == "bag" else state["chain"].code_dir
+
+
 def track_inputs(state: RefineState, cand: Candidate, prune: dict | None = None) -> dict[str, Any]:
     """What the track's check and execute nodes read, for one candidate: its share of the
     budget is the time refine had left when it was proposed, so execute's deadline is refine's."""
     inputs = candidate_inputs(state, cand.params, cand.timeout_s)
-    code = cand.code or read_modules(Path(state["chain"].code_dir))
-    return {**inputs, "code": code, "source": "refine", "attempt": cand.attempt, "last_error": None, "prune": prune}
+    code = cand.code or read_modules(Path(cand_code_dir(state, cand)))
+    return {**inputs, "code": code, "source": "bag" if cand.kind == "bag" else "refine", "attempt": cand.attempt,
+            "last_error": None, "prune": prune,
+            # a bag fits only the cuts beyond those of the attempt it bags, whose it takes over
+            "continues": cand_code_dir(state, cand) if cand.kind == "bag" else None}
 
 
 def candidate_inputs(state: RefineState, params: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -315,6 +382,80 @@ def refine_bases(track: TrackResult, metric: Metric) -> list[AttemptResult]:
 
 def read_modules(folder: Path) -> dict[str, str]:
     return {m: (folder / f"{m}.py").read_text() for m in ("features", "model")}
+
+
+# -- a long budget's bags -------------------------------------------------------------------------
+
+
+def track_attempts(state: RefineState) -> list[AttemptResult]:
+    """The track's attempts so far: its own, then refine's candidates and bags."""
+    numbers = [*state["own"], *range(state["first_candidate"], state["next_attempt"])]
+    return [a for a in (load_attempt(state["run_dir"], state["track"], n) for n in numbers) if a is not None]
+
+
+def family(attempt: AttemptResult) -> str:
+    """The model family an attempt belongs to: its member recipe, or the track's own ("own")."""
+    return attempt.member or "own"
+
+
+def bag_bases(state: RefineState) -> list[AttemptResult]:
+    """The best standing attempt of each model family the ensemble would use, best first, not
+    bagged yet (bags themselves left out): what the next bags would bag. The best family always;
+    another only when a blend of the families' best attempts gives it weight: a 5-minute run spent
+    a bag on extra-trees, 2.4 MAE behind LightGBM and in no blend, that its search lacked."""
+    task, _, _ = run_inputs(state["run_dir"])
+    metric = get_metric(task.metric)
+    best: dict[str, AttemptResult] = {}
+    standing = [a for a in track_attempts(state) if stands(a) and a.source != "bag" and (Path(a.dir) / "oof.npy").exists()]
+    for a in metric.ranked(standing, key=lambda a: a.score):
+        best.setdefault(family(a), a)
+    used = blended_families(state["run_dir"], task.metric, tuple((name, a.dir) for name, a in best.items()))
+    done = set(state.get("bagged") or [])
+    return [a for name, a in best.items() if name in used and name not in done]
+
+
+@lru_cache(maxsize=8)
+def blended_families(run_dir: str, metric_name: str, bests: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    """The families (name, folder of its best attempt; the best first) a blend of their out-of-fold
+    predictions gives weight (runtime/blend.py's hill climbing); the first always."""
+    if len(bests) < 2:
+        return frozenset(name for name, _ in bests)
+    y = np.load(Path(run_dir) / "y.npy")
+    oof = {name: np.load(Path(folder) / "oof.npy") for name, folder in bests}
+    return frozenset(hill_climb(oof, y, get_metric(metric_name), bests[0][0])) | {bests[0][0]}
+
+
+def bags_need_s(state: RefineState) -> float:
+    """What the planned bags need of the time left (runtime/budget.py); 0 without a plan for them."""
+    _, _, blueprint = run_inputs(state["run_dir"])
+    if blueprint.bagging is None:
+        return 0.0
+    return budget.bag_need_s(bag_bases(state), blueprint.validation.n_folds, blueprint.bagging)
+
+
+def next_bag(state: RefineState, left: float) -> tuple[Candidate | None, list[str]]:
+    """The next family's bag that fits the time left, best family first, at most the plan's number
+    of families; and the families bagged or passed over so far."""
+    _, _, blueprint = run_inputs(state["run_dir"])
+    plan, bagged = blueprint.bagging, list(state.get("bagged") or [])
+    if plan is None:
+        return None, bagged
+    for base in bag_bases(state)[:max(0, plan.families - len(bagged))]:
+        bagged.append(family(base))
+        cuts = budget.bag_cuts_that_fit(base, blueprint.validation.n_folds, plan.cuts, left)
+        if cuts:
+            params = {**base.params, "cuts": cuts, "seed_per_cut": True}
+            note = f"bag of attempt {base.attempt} ({family(base)}): its folds cut {cuts} times, a seed per cut"
+            return Candidate(params=params, note=note, kind="bag", base=base.attempt), bagged
+    return None, bagged
+
+
+def bag_beats(run_dir: str, metric: Metric, bag: AttemptResult, base: AttemptResult) -> bool:
+    """Whether the bag's out-of-fold predictions beat its base's beyond fold noise, on the run's folds."""
+    folder = Path(run_dir)
+    y, folds = np.load(folder / "y.npy"), np.load(folder / "folds.npy")
+    oof = [np.load(Path(a.dir) / "oof.npy") for a in (bag, base)]
+    return predictions_beyond_fold_noise(metric, y, folds, *oof)
 
 
 # -- the search of one chain ---------------------------------------------------------------------
@@ -387,6 +528,7 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
                 return cand, chain, calls
     space = space_for(state["track"], chain.member)
     fits = lambda c: max(MIN_CANDIDATE_S, typical * c.cost) * 1.25 <= left  # noqa: E731
+    too_slow: list[tuple[str, int]] = []  # kept for later: a long run's search resumes after its bags
     while chain.pending:
         name, step = chain.pending[0]
         chain = chain.model_copy(update={"pending": chain.pending[1:]})
@@ -396,9 +538,13 @@ def next_candidate(state: RefineState, ctx: RunContext, chain: Chain, typical: f
             continue
         cand = Candidate(params={**chain.params, name: value}, note=f"{name} {chain.params[name]} -> {value}", kind="move",
                          move=name, step=step, cost=p.relative_cost(value, chain.params[name]))
-        if _key(cand.params) in seen or not fits(cand):
-            continue  # too slow for the time left; a cheaper one may fit
-        return cand, chain, calls
+        if _key(cand.params) in seen:
+            continue
+        if not fits(cand):
+            too_slow.append((name, step))  # too slow for the time left; a cheaper one may fit
+            continue
+        return cand, chain.model_copy(update={"pending": chain.pending + too_slow}), calls
+    chain = chain.model_copy(update={"pending": too_slow})
     makers = (reseeded, sampled) if chain.turn % 2 == 0 else (sampled, reseeded)
     chain = chain.model_copy(update={"turn": chain.turn + 1})
     for make in makers:

@@ -22,6 +22,7 @@ from runtime.report import write_report
 from runtime.saved_models import MODELS_DIR
 from runtime.solution import write_solution
 from runtime.submission_file import SUBMISSION, record_submission, write_submission
+from runtime.verdict import JUDGED_SOURCES
 
 
 def submit(state: IMLState, runtime: Runtime[RunContext]) -> dict:
@@ -51,6 +52,7 @@ def write_manifest(state: IMLState, run_dir: Path) -> Path:
         "score": None if math.isnan(ensemble.score) else ensemble.score,
         "threshold": ensemble.threshold,
         "power": ensemble.power,
+        "stacker": ensemble.stacker,
         "members": [{"name": name, "weight": weights[name], "attempt": str(Path(a.dir).relative_to(run_dir)),
                      "params": a.params} for name, a in members.items()],
         "baseline": np.load(ensemble.test_path)[0].tolist() if ensemble.kind == "baseline" else None,
@@ -105,6 +107,9 @@ def write_companions(state: IMLState, run_dir: Path, ctx: RunContext) -> None:
 
 
 def leaderboard(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> list[dict]:
+    """Every attempt, then what the ensemble weighed (the blend, the stacker) and what it chose.
+    `kept`: for refine's candidates and the bags, whether they beat what they came from beyond fold
+    noise (runtime/verdict.py); for the ensemble's candidates, whether they were used."""
     rows = []
     for name, track in tracks.items():
         for a in track.attempts:
@@ -117,7 +122,11 @@ def leaderboard(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> lis
                 "fold_std": float(np.std(folds)) if folds else None,
                 "seconds": round(a.duration_s, 1),
                 "best_of_track": a.attempt == track.best_attempt,
+                "kept": a.kept if a.source in JUDGED_SOURCES else None,
             })
+    for c in ensemble.candidates:
+        rows.append({"entry": f"ensemble candidate: {c['entry']}", "source": "ensemble", "status": "ok", "score": c["score"],
+                     "fold_std": None, "seconds": None, "best_of_track": False, "kept": c["kept"]})
     rows.append({
         "entry": f"ensemble ({ensemble.kind})",
         "source": ", ".join(f"{k}={v:g}" for k, v in ensemble.weights.items()) or ensemble.reason,
@@ -126,5 +135,6 @@ def leaderboard(tracks: dict[str, TrackResult], ensemble: EnsembleResult) -> lis
         "fold_std": None,
         "seconds": None,
         "best_of_track": False,
+        "kept": None,
     })
     return rows

@@ -5,7 +5,10 @@ search left behind (different parameters, often different errors). Greedy hill c
 with replacement (Caruana et al. 2004): start from the run's best result, add whichever member
 most improves the out-of-fold score, stop when nothing does. The blend is kept only when it
 beats that best single result out of fold beyond fold noise (runtime/verdict.py: the best is
-never a refine candidate that refine did not keep). When no track produced a score,
+never a refine candidate that refine did not keep). At long budgets the blueprint plans a stacker
+too (runtime/stack.py): a second-level model over the best attempt of every model family, scored
+on its own inner folds, kept only when it beats the blend (or the single result) beyond fold
+noise. When no track produced a score,
 a constant baseline from the training target keeps the run's promise of a valid submission.
 
 It imports neither LangGraph nor the framework's context, so the run's last kernel, which has
@@ -26,7 +29,8 @@ from runtime.data import labelled, read_test, read_train
 from runtime.metrics import Metric, get_metric
 from runtime.records import AttemptResult, EnsembleResult, TaskSpec, TrackResult
 from runtime.submission import baseline_prediction, sharpened
-from runtime.verdict import FoldScores, best_track, beyond_fold_noise
+from runtime.stack import fit_stacker, loss_of, stack_predict, stacked_out_of_fold
+from runtime.verdict import FoldScores, best_track, beyond_fold_noise, fold_scores, predictions_beyond_fold_noise
 
 ENSEMBLE_JSON = "ensemble.json"
 
@@ -34,7 +38,9 @@ MAX_STEPS = 25
 MEMBERS_PER_TRACK = 6  # a track's best attempt and its next best (refine's candidates and reseeds)
 
 
-def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> EnsembleResult:
+def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path, stack: bool | None = None) -> EnsembleResult:
+    """The run's final predictions: its best single result, the blend when it beats that, and, where
+    the blueprint plans it (`stack`; None: as blueprint.json says), the stacker when it beats both."""
     metric = get_metric(task.metric)
     y = np.load(run_dir / "y.npy") if (run_dir / "y.npy").exists() else None
     members = ensemble_members(tracks, metric)
@@ -60,6 +66,18 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
         reason = f"{best_name} alone" + (f": no blend of the {len(members)} members beat it out of fold, fold by fold beyond noise" if len(members) > 1
                                          else ": the only scored attempt")
         oof_pred, test_pred = oof[best_name], test[best_name]
+    candidates = [{"entry": f"blend of {len(weights)} members", "score": blend_score, "kept": kind == "weighted"}] \
+        if len(weights) > 1 else []
+    stacked = None
+    if (stack_planned(run_dir) if stack is None else stack) and folds is not None:
+        stacked = stack_families(task, tracks, metric, y, folds, oof_pred)
+        if stacked is not None:
+            candidates.append(stacked["candidate"])
+            if stacked["candidate"]["kept"]:
+                kind, score, shares, reason = "stacked", stacked["candidate"]["score"], stacked["shares"], stacked["reason"]
+                oof_pred, test_pred = stacked["oof"], stacked["test"]
+            else:
+                reason += f"; {stacked['reason']}"
     threshold, power = 0.5, 1.0
     if folds is not None and wants_threshold(task, metric):
         threshold, note = decision_threshold(metric, y, oof_pred, folds)
@@ -75,7 +93,58 @@ def blend(task: TaskSpec, tracks: dict[str, TrackResult], run_dir: Path) -> Ense
     np.save(run_dir / "ensemble_oof.npy", oof_pred)
     np.save(run_dir / "ensemble_test.npy", test_pred)
     return EnsembleResult(kind=kind, weights=shares, score=float(score), oof_path=str(run_dir / "ensemble_oof.npy"),
-                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold, power=power)
+                          test_path=str(run_dir / "ensemble_test.npy"), reason=reason, threshold=threshold, power=power,
+                          stacker=stacked["stacker"] if kind == "stacked" else None, candidates=candidates)
+
+
+def stack_planned(run_dir: Path) -> bool:
+    """Whether the blueprint plans the stacker (long budgets): blueprint.json's `stack`."""
+    try:
+        return bool(json.loads((Path(run_dir) / "blueprint.json").read_text()).get("stack"))
+    except (OSError, ValueError):
+        return False
+
+
+def family_members(tracks: dict[str, TrackResult], metric: Metric) -> dict[str, AttemptResult]:
+    """The best scored attempt of each model family of every track (a track's own recipe and its
+    repairs, refine's candidates and bags of it are one family; each member recipe another), named
+    track/attempt_n: the stacker's inputs, one column each, so it weighs families, not near copies."""
+    best: dict[tuple[str, str | None], AttemptResult] = {}
+    for name, t in tracks.items():
+        if t.status != "ok":
+            continue
+        ok = [a for a in t.attempts if a.status == "ok" and a.score is not None and (Path(a.dir) / "oof.npy").exists()
+              and (Path(a.dir) / "test.npy").exists()]
+        for a in metric.ranked(ok, key=lambda a: a.score):
+            best.setdefault((name, a.member), a)
+    return {f"{track}/attempt_{a.attempt}": a for (track, _), a in best.items()}
+
+
+def stack_families(task: TaskSpec, tracks: dict[str, TrackResult], metric: Metric, y: np.ndarray, folds: np.ndarray,
+                   current: np.ndarray) -> dict | None:
+    """The stacker over every family's out-of-fold predictions, scored out of fold by its own inner
+    folds (each fold predicted by a stacker fitted on the others), and whether it beats `current` (the
+    blend or the single result) beyond fold noise. None with fewer than two families."""
+    members = family_members(tracks, metric)
+    if len(members) < 2:
+        return None
+    oof = {n: np.load(Path(a.dir) / "oof.npy") for n, a in members.items()}
+    loss = loss_of(task.task_type, metric.base or metric.name)
+    stacked_oof = stacked_out_of_fold(oof, y, folds, task.task_type, loss)
+    score = float(metric.score(y, stacked_oof))
+    kept = predictions_beyond_fold_noise(metric, y, folds, stacked_oof, current)
+    entry = {"entry": f"stacker over {len(members)} families", "score": score, "kept": kept}
+    if not kept:
+        return {"candidate": entry, "reason": f"a stacker over {len(members)} model families scored {score:.5g} on its own "
+                                              "inner folds, not beyond fold noise of that"}
+    stacker = fit_stacker(oof, y, task.task_type, loss)
+    test = stack_predict(stacker, {n: np.load(Path(members[n].dir) / "test.npy") for n in stacker["weights"]})
+    total = sum(stacker["weights"].values())
+    shares = {n: round(w / total, 4) for n, w in stacker["weights"].items()}
+    reason = (f"a stacker over {len(members)} model families ({loss.replace('_', ' ')} on "
+              f"{stacker['link'].replace('identity', 'the values')}, weights never negative), scored on its own inner "
+              "folds, beats the blend and every single member out of fold beyond fold noise")
+    return {"candidate": entry, "reason": reason, "oof": stacked_oof, "test": test, "stacker": stacker, "shares": shares}
 
 
 def best_single(tracks: dict[str, TrackResult], members: dict[str, AttemptResult], metric: Metric) -> str:
@@ -84,15 +153,6 @@ def best_single(tracks: dict[str, TrackResult], members: dict[str, AttemptResult
     track = best_track(metric, tracks)
     name = f"{track.track}/attempt_{track.best_attempt}" if track is not None else ""
     return name if name in members else metric.best(members, key=lambda n: members[n].score)
-
-
-def fold_scores(metric: Metric, y: np.ndarray, folds: np.ndarray | None, pred: np.ndarray) -> list[float]:
-    """The predictions' score on each fold (the first cut's), for judging a blend against a single
-    member fold by fold: on small data a blend tuned on the out-of-fold rows otherwise keeps
-    their noise. None: no folds known, so the score out of fold alone decides."""
-    if folds is None:
-        return []
-    return [float(metric.score(y[folds == k], pred[folds == k])) for k in np.unique(folds)]
 
 
 def wants_threshold(task: TaskSpec, metric: Metric) -> bool:
@@ -281,7 +341,10 @@ def member_attempts(tracks: dict[str, TrackResult], ensemble: EnsembleResult) ->
 
 def exact_weights(shares: dict[str, float], members: dict[str, AttemptResult], ensemble: EnsembleResult) -> dict[str, int | float]:
     """The ensemble's integer hill-climbing counts behind its shares (rounded to 4 places),
-    when they can be recovered and reproduce its test predictions exactly; else the shares."""
+    when they can be recovered and reproduce its test predictions exactly; else the shares (a
+    stacker's: its own weights are in `ensemble.stacker`)."""
+    if ensemble.kind == "stacked":
+        return dict(shares)
     if len(shares) == 1:
         return {name: 1 for name in shares}
     try:

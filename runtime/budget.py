@@ -1,7 +1,8 @@
 """The run's budget: every reserve, deadline and timeout of a run, computed in one place.
 
 The blueprint splits the budget: a final reserve for ensemble, submit and the outputs, a reserve
-for refine, and the tracks' shares. The track, debug and refine nodes ask here how long an
+for refine, and the tracks' shares; from LONG_BUDGET_S on also a reserve for the bags, refine's
+last step (the best models with their folds cut several times), and a stacker in the ensemble. The track, debug and refine nodes ask here how long an
 attempt, a member or a candidate may run. Plain values and records in, seconds out: the nodes pass
 what they read from the graph's state and context (the run's settings, the seconds it has left),
 so nothing here knows the graph. What things cost is runtime/costs.py's.
@@ -24,6 +25,7 @@ from runtime.costs import (
 from runtime.fit_time import FitCurve, full_fit_folds, predict
 from runtime.records import (
     AttemptResult,
+    BaggingPlan,
     Blueprint,
     DataProfile,
     TaskSpec,
@@ -67,6 +69,19 @@ LLM_SOURCES = ("llm", "debug", "refine")
 # runtime/fit_time.py), and an attempt near its limit is measured on its first fold anyway.
 CHECK_MARGIN = 1.5
 
+# Long budgets (minutes to hours): what more time buys beyond searching the same models' parameters.
+# AutoGluon's best_quality spends it on bagging every model (k folds, repeated while time lasts) and
+# stacking them; refine's search alone bought 0.4 of MAE from 10 s to 5 min where AutoGluon bought
+# 0.4-2.0 (issue 33). From this budget on a run keeps a reserve for the bags, the ensemble weighs a
+# stacker, and members may run longer than their estimates.
+LONG_BUDGET_S = 120.0
+BAG_SHARE = 0.25               # of a long budget, kept for the bags: refine's search stops where it begins
+BAG_FAMILIES = 3               # the best attempts of at most this many model families are bagged, best first
+BAG_CUTS = ((600.0, 3), (float("inf"), 5))  # cuts of the folds per bag: 3 below 10 minutes, 5 from 10 minutes
+BAG_MARGIN = 1.15              # a bag is planned on its base's seconds per cut times this (the machine's load swings)
+LONG_MEMBER_SHARE = 0.1        # at a long budget a member's cell may run this share of the budget, whatever its estimate
+LONG_MEMBER_CHECK_SHARE = 0.05  # ... and its check this share (a loaded machine failed healthy members' checks at 5 s)
+
 
 # -- the run's reserves ------------------------------------------------------------------------
 
@@ -82,9 +97,66 @@ def refine_reserve_s(budget_s: float, settings: BudgetSettings) -> float:
     return settings.refine_reserve_share * budget_s if budget_s >= REFINE_MIN_BUDGET_S else 0.0
 
 
-def tracks_pool_s(budget_s: float, final_s: float, refine_s: float) -> float:
+def tracks_pool_s(budget_s: float, final_s: float, refine_s: float, bag_s: float = 0.0) -> float:
     """What the reserves leave for the tracks' shares."""
-    return max(0.0, budget_s - final_s - refine_s)
+    return max(0.0, budget_s - final_s - refine_s - bag_s)
+
+
+def long_budget(budget_s: float) -> bool:
+    """Whether the budget is long enough for bags and a stacker (LONG_BUDGET_S)."""
+    return budget_s >= LONG_BUDGET_S
+
+
+def bag_reserve_s(budget_s: float) -> float:
+    """Kept for the bags at the end of refine: BAG_SHARE of a long budget, nothing below."""
+    return BAG_SHARE * budget_s if long_budget(budget_s) else 0.0
+
+
+def bag_cuts(budget_s: float) -> int:
+    """How many times a bag cuts its folds at this budget (BAG_CUTS)."""
+    return next(cuts for below, cuts in BAG_CUTS if budget_s < below)
+
+
+def bag_plan(budget_s: float) -> BaggingPlan | None:
+    """The blueprint's bags at this budget; None below LONG_BUDGET_S."""
+    if not long_budget(budget_s):
+        return None
+    return BaggingPlan(reserve_s=round(bag_reserve_s(budget_s), 1), cuts=bag_cuts(budget_s), families=BAG_FAMILIES)
+
+
+def cuts_made(attempt: AttemptResult, n_folds: int) -> int:
+    """How many cuts of the folds an attempt made (a bag continues from them)."""
+    return max(1, len(attempt.fold_scores) // max(1, n_folds))
+
+
+def seconds_per_cut(attempt: AttemptResult, n_folds: int) -> float:
+    """What one cut of an attempt's folds took: its folds' seconds (its fit on all rows left out)
+    over the cuts it made."""
+    return max(0.0, attempt.duration_s - attempt.refit_s) / cuts_made(attempt, n_folds)
+
+
+def bag_cuts_that_fit(attempt: AttemptResult, n_folds: int, planned_cuts: int, left_s: float) -> int:
+    """The cuts a bag of `attempt` can make in `left_s`, the attempt's own cuts taken over (a bag
+    fits only the further ones): the plan's, fewer when time is short; 0 when that adds no cut."""
+    made = cuts_made(attempt, n_folds)
+    per_cut = seconds_per_cut(attempt, n_folds) * BAG_MARGIN
+    more = int(left_s // per_cut) if per_cut > 0 else planned_cuts
+    cuts = min(planned_cuts, made + more)
+    return cuts if cuts > made else 0
+
+
+def bag_need_s(bases: Iterable[AttemptResult], n_folds: int, plan: BaggingPlan | None) -> float:
+    """What the planned bags of these attempts (each family's best, best first) need for their
+    further cuts, whole cuts only, within the plan's reserve: what refine's search leaves them (a
+    5-minute run kept 75 s for a bag whose cuts took 61 s each, and left 41 s unused)."""
+    if plan is None:
+        return 0.0
+    room, need = plan.reserve_s, 0.0
+    for a in list(bases)[:plan.families]:
+        per_cut = seconds_per_cut(a, n_folds) * BAG_MARGIN
+        more = min(max(0, plan.cuts - cuts_made(a, n_folds)), int(room // per_cut) if per_cut > 0 else 0)
+        need, room = need + more * per_cut, room - more * per_cut
+    return need
 
 
 def tracks_part(blueprint: Blueprint) -> float:
@@ -127,21 +199,28 @@ def share_left_s(plan: TrackPlan, blueprint: Blueprint, attempts: Iterable[Attem
 
 
 def member_deadline_s(task: TaskSpec, profile: DataProfile, validation: ValidationScheme, name: str,
-                      slowness: float = 1.0) -> float:
+                      budget_s: float = 0.0, *, slowness: float = 1.0) -> float:
     """The longest one of a member's cells (its check, its folds) may take: MEMBER_DEADLINE_FACTOR
-    times its estimate, every cut of the folds included, at the machine's measured `slowness`."""
+    times its estimate, every cut of the folds included, at the machine's measured `slowness`; at a
+    long budget at least LONG_MEMBER_SHARE of it, so members the estimates price low still run as
+    the budget grows (a 30-minute run: 3 minutes each). Not more at 5 minutes: on a loaded machine
+    a fifth of it let extra-trees take 48 s for a model 2.4 MAE behind LightGBM, in no blend, that
+    refine's search then lacked."""
     estimate = member_estimates(task, profile, validation.n_folds).get(name)
     if estimate is None:
         return float("inf")
-    return slowness * (MEMBER_DEADLINE_FACTOR * ((estimate - MEMBER_CHECK_S) * validation.repeats + MEMBER_CHECK_S)
-                       + MEMBER_DEADLINE_S)
+    deadline = slowness * (MEMBER_DEADLINE_FACTOR * ((estimate - MEMBER_CHECK_S) * validation.repeats + MEMBER_CHECK_S)
+                           + MEMBER_DEADLINE_S)
+    return max(deadline, LONG_MEMBER_SHARE * budget_s) if long_budget(budget_s) else deadline
 
 
 def member_check_deadline_s(blueprint: Blueprint) -> float:
     """The longest a member's check may take: MEMBER_CHECK_DEADLINE_S on a free machine, longer on
     a slow one (a fixed 5 s failed healthy members' checks under load: linear and knn on 751
-    columns, CatBoost on a categorical table)."""
-    return MEMBER_CHECK_DEADLINE_S * blueprint.slowness
+    columns, CatBoost on a categorical table), and at a long budget at least
+    LONG_MEMBER_CHECK_SHARE of it."""
+    floor = LONG_MEMBER_CHECK_SHARE * blueprint.budget_s if long_budget(blueprint.budget_s) else 0.0
+    return max(MEMBER_CHECK_DEADLINE_S * blueprint.slowness, floor)
 
 
 def member_may_start(run_left_s: float, need_s: float | None = None, share_left_s: float = float("inf")) -> bool:
@@ -173,7 +252,7 @@ def attempt_timeout_s(settings: BudgetSettings, remaining_s: float, task: TaskSp
     if member and (member != plan.lead or scored):
         caps = [share_left, run_left_s(remaining_s, blueprint, profile, settings),
                 member_deadline_s(task, planned_profile(profile, scored_rows(blueprint, profile)), blueprint.validation, member,
-                                  blueprint.slowness)]
+                                  blueprint.budget_s, slowness=blueprint.slowness)]
         caps += [member_check_deadline_s(blueprint)] if check else []
         return max(MEMBER_MIN_TIMEOUT_S, min(caps + most))
     timeout = min(share_left, remaining_s)

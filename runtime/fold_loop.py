@@ -80,6 +80,14 @@ def make_fold_sets(scheme: dict[str, Any], y: np.ndarray, frame: pd.DataFrame, t
     return np.stack([make_folds({**scheme, "seed": seed + 1000 * r}, y, frame, task_type) for r in range(repeats)])
 
 
+def attempt_scheme(scheme: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The validation scheme one attempt's folds follow: the run's, cut `params["cuts"]` times when
+    the attempt asks for its own number of cuts (a bag of the best models at a long budget). Its
+    first cuts are the run's, so its predictions compare with every other attempt's fold by fold."""
+    cuts = params.get("cuts")
+    return {**scheme, "repeats": int(cuts)} if cuts else scheme
+
+
 MULTI = ("multilabel", "multitarget")
 
 
@@ -178,35 +186,40 @@ def fit_fold(features_mod: types.ModuleType, model_mod: types.ModuleType, task: 
 
 def fold_fits(features_mod: types.ModuleType, model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any],
               params: dict[str, Any], X: pd.DataFrame, y: np.ndarray, X_test: pd.DataFrame, folds: np.ndarray,
-              at_once: int = 1):
+              at_once: int = 1, first_cut: int = 0):
     """Each fold's fit on the other folds (the held-out fold passed for early stopping), repeat
     after repeat (`folds`: one assignment, or one per repeat): (j, the held-out rows, the fitted
     Features and Model, validation predictions, test predictions), in order; j counts the fits.
 
     at_once > 1: that many folds fit side by side in threads (modules that declare it safe, see
     `folds_at_once`), each yielded as soon as it and those before it are done. A consumer that
-    stops early leaves at most at_once - 1 running folds to end in the background; none starts."""
-    cuts = [(assignment != k, assignment == k) for assignment in np.atleast_2d(folds) for k in range(int(assignment.max()) + 1)]
+    stops early leaves at most at_once - 1 running folds to end in the background; none starts.
 
-    def fit(tr: np.ndarray, va: np.ndarray) -> tuple:
-        rows = training_rows(tr, params)
-        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, params, X.iloc[rows], y[rows], X[va],
+    first_cut: the number of the first cut in `folds` (a bag that continues the cuts another
+    attempt made fits from there on): a cut's seed is moved by its number (`cut_params`)."""
+    cuts = [(assignment != k, assignment == k, first_cut + r) for r, assignment in enumerate(np.atleast_2d(folds))
+            for k in range(int(assignment.max()) + 1)]
+
+    def fit(tr: np.ndarray, va: np.ndarray, r: int) -> tuple:
+        cut = cut_params(params, r)
+        rows = training_rows(tr, cut)
+        fitted, (pred_va, pred_test) = fit_fold(features_mod, model_mod, task, profile, cut, X.iloc[rows], y[rows], X[va],
                                                 y[va], [X_test])
         return va, fitted, pred_va, pred_test
 
     if at_once <= 1:
-        for j, (tr, va) in enumerate(cuts):
-            yield (j, *fit(tr, va))
+        for j, (tr, va, r) in enumerate(cuts):
+            yield (j, *fit(tr, va, r))
         return
     pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="iml-fold")
     try:
         waiting = iter(enumerate(cuts))
-        running = deque((j, pool.submit(fit, tr, va)) for j, (tr, va) in itertools.islice(waiting, at_once))
+        running = deque((j, pool.submit(fit, tr, va, r)) for j, (tr, va, r) in itertools.islice(waiting, at_once))
         while running:
             j, future = running.popleft()
             done = future.result()
-            for k, (tr, va) in itertools.islice(waiting, 1):  # the next fold starts while this one is consumed
-                running.append((k, pool.submit(fit, tr, va)))
+            for k, (tr, va, r) in itertools.islice(waiting, 1):  # the next fold starts while this one is consumed
+                running.append((k, pool.submit(fit, tr, va, r)))
             yield (j, *done)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -222,6 +235,16 @@ def training_rows(mask: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         keep = np.sort(np.random.RandomState(int(params.get("seed", 0))).choice(len(positions), int(limit), replace=False))
         positions = positions[keep]
     return positions
+
+
+def cut_params(params: dict[str, Any], cut: int) -> dict[str, Any]:
+    """The params cut `cut` of the folds fits with: an attempt that asks for it (`seed_per_cut`, a
+    bag of several cuts) moves its integer seed by the cut, so its cuts differ by the model's own
+    randomness (bagging, column sampling) as well as by their rows; the first cut is the attempt's own."""
+    seed = params.get("seed")
+    if cut and params.get("seed_per_cut") and isinstance(seed, int) and not isinstance(seed, bool):
+        return {**params, "seed": seed + cut}
+    return params
 
 
 def folds_at_once(model_mod: types.ModuleType, task: dict[str, Any], profile: dict[str, Any], params: dict[str, Any],

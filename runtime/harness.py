@@ -35,6 +35,7 @@ from runtime.fit_time import extrapolate, fit_curve, full_fit_folds, predict
 from runtime.fold_loop import (
     ConstantUnit,
     ContractError,
+    attempt_scheme,
     empty_prediction,
     encode_rows,
     encode_target,
@@ -51,7 +52,7 @@ from runtime.fold_loop import (
 from runtime.memory import PeakMemory, release_memory, rss_mb
 from runtime.metrics import get_metric
 from runtime.params import REPAIR_PARAMS
-from runtime.saved_models import drop_folds, save_fold, save_full
+from runtime.saved_models import drop_folds, save_fold, save_full, take_folds
 
 SAMPLE_ROWS = 300
 # The check's timing of one fold's fit (`_fit_timing`): samples doubling from PROBE_START_ROWS to
@@ -62,6 +63,7 @@ PROBE_REPEAT_S = 0.25  # a fit shorter than this is timed twice, the faster coun
 # A model whose params cap its training (`max_seconds`) checks its clock once per epoch: it ends up
 # to an epoch past the cap, its features and predictions beside it.
 TIME_CAP_SLACK = 1.25
+FOLDS_TEST = "test_folds.npy"  # beside test.npy when a fit on all rows was mixed into it: the fold models' mean alone
 # an attempt whose first cut is projected to end past this many times its deadline stops early:
 # folds vary, and past the deadline the cell's own timeout (1/0.9 of it) kills it with nothing kept
 TOO_SLOW = 1.0
@@ -271,6 +273,9 @@ class Harness:
         self.test_ids = test[id_col].to_numpy() if id_col and id_col in test.columns else np.arange(len(test))
         self.y = encode_target(train, self.task)
         self.fold_sets = make_fold_sets(self.scheme, self.y, train, self.task["task_type"])
+        # what another number of cuts needs of the rows (a group or time scheme's column): a bag's folds
+        self._fold_frame = train[[c for c in (self.scheme.get("group_column"), self.scheme.get("time_column")) if c]]
+        self._cut_sets: dict[int, np.ndarray] = {int(self.scheme.get("repeats", 1)): self.fold_sets}
         self.folds = self.fold_sets[0]  # the first repeat's: what the ensemble's fold-by-fold checks split by
         self.n_folds = int(self.folds.max()) + 1
         self.n_fits = len(self.fold_sets) * self.n_folds
@@ -283,8 +288,17 @@ class Harness:
         if not self.loaded:
             self.load()
 
-    def _cuts_note(self) -> str:
-        return f" ({len(self.fold_sets)} cuts of {self.n_folds})" if len(self.fold_sets) > 1 else ""
+    def _cuts_note(self, fold_sets: np.ndarray) -> str:
+        return f" ({len(fold_sets)} cuts of {self.n_folds})" if len(fold_sets) > 1 else ""
+
+    def fold_sets_for(self, params: dict[str, Any]) -> np.ndarray:
+        """The cuts of the folds an attempt fits: the run's, or a bag's own number of them
+        (`params["cuts"]`), whose first cuts are the run's (a group or time scheme has one cut)."""
+        repeats = int(attempt_scheme(self.scheme, params).get("repeats", 1))
+        if repeats not in self._cut_sets:
+            self._cut_sets[repeats] = make_fold_sets({**self.scheme, "repeats": repeats}, self.y, self._fold_frame,
+                                                     self.task["task_type"])
+        return self._cut_sets[repeats]
 
     @property
     def n_classes(self) -> int:
@@ -293,56 +307,88 @@ class Harness:
     # -- attempts -------------------------------------------------------------------------
 
     def run_attempt(self, attempt_dir: str | Path, params: dict[str, Any], deadline_s: float | None = None,
-                    prune: dict[str, Any] | None = None) -> dict:
+                    prune: dict[str, Any] | None = None, continues: str | None = None) -> dict:
         """Cross-validate one attempt's modules; write result.json, oof.npy, test.npy.
 
         `prune` (refine's candidates): {"after": k, "best": the current best's fold scores,
         "margin": m}. From fold k on, an attempt worse than the best on every fold so far, by
-        more than m on average, stops there: result.json says "pruned" with its fold scores."""
+        more than m on average, stops there: result.json says "pruned" with its fold scores.
+
+        `continues` (a bag): the folder of the attempt it bags, whose cuts are the bag's first
+        ones (the same modules, params, folds and seeds): their predictions, scores and fitted
+        models are taken over, and only the further cuts are fitted."""
         self._ensure_loaded()
         try:
-            return self._run_attempt(Path(attempt_dir), params, deadline_s, prune)
+            return self._run_attempt(Path(attempt_dir), params, deadline_s, prune, continues)
         finally:
             release_memory()
 
+    def _continued(self, source: Path, attempt_dir: Path, fold_sets: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, list[float]]:
+        """What a bag takes over from the attempt it bags: (cuts, the sum of their out-of-fold
+        predictions, of their fold models' test predictions, their fold scores); no cut when that
+        attempt's cuts are not the bag's first ones, or its predictions or models are missing."""
+        nothing = (0, empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(self.X_test)), [])
+        try:
+            done = json.loads((source / "result.json").read_text())
+            oof = np.load(source / "oof.npy")
+            # its fold models' mean, before any fit on all rows was mixed in
+            test = np.load(source / (FOLDS_TEST if (source / FOLDS_TEST).exists() else "test.npy"))
+        except (OSError, ValueError):
+            return nothing
+        cuts = int(done.get("cuts") or 0)
+        mixed = "seconds" in (done.get("full_fit") or {}) and not (source / FOLDS_TEST).exists()
+        if done.get("status") != "ok" or not 0 < cuts < len(fold_sets) or mixed or len(done["fold_scores"]) != cuts * self.n_folds:
+            return nothing
+        if not take_folds(source, attempt_dir, range(cuts * self.n_folds)):
+            return nothing
+        return cuts, oof * cuts, test * cuts, list(done["fold_scores"])
+
     def _run_attempt(self, attempt_dir: Path, params: dict[str, Any], deadline_s: float | None,
-                     prune: dict[str, Any] | None) -> dict:
+                     prune: dict[str, Any] | None, continues: str | None = None) -> dict:
         started = clock()
         reset_device_peak()
         features_mod = load_module("features", attempt_dir / "features.py")
         model_mod = load_module("model", attempt_dir / "model.py")
         X, X_test = self._with_encoding(features_mod, params)
+        fold_sets = self.fold_sets_for(params)
+        n_fits = len(fold_sets) * self.n_folds
+        # a bag's test predictions are its many fold models' mean: no fit on all rows beside them
+        refit = bool(self.scheme.get("refit")) and not params.get("cuts")
         folds_started = clock()
         # each cut predicts every row once; a cut counts when all its folds are done
         oof, test_pred = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         cut_oof, cut_test = empty_prediction(self.task, len(self.y)), empty_prediction(self.task, len(X_test))
         cuts = 0
         fold_scores: list[float] = []
+        if continues:
+            cuts, oof, test_pred, fold_scores = self._continued(Path(continues), attempt_dir, fold_sets)
+        taken = cuts  # the cuts taken over: fits numbered from cuts * n_folds on
         unsaved: str | None = None
         resolved: dict[str, Any] = {}
-        full_fit_params: list[dict[str, Any]] | None = [] if self.scheme.get("refit") else None
+        full_fit_params: list[dict[str, Any]] | None = [] if refit else None
         full_fit_failed = ""
         at_once = min(folds_at_once(model_mod, self.task, self.profile, params, len(X) * (self.n_folds - 1) // self.n_folds),
-                      self.n_fits)
-        fits_done = 0
+                      n_fits)
+        fits_done = 0  # fitted here (a bag's cuts taken over are not)
         for j, va, fitted, pred_va, pred_test in fold_fits(features_mod, model_mod, self.task, self.profile, params, X,
-                                                           self.y, X_test, self.fold_sets, at_once):
-            fits_done = j + 1
+                                                           self.y, X_test, fold_sets[taken:], at_once, first_cut=taken):
+            fits_done += 1
+            j += taken * self.n_folds
             completes_cut = (j + 1) % self.n_folds == 0  # past the deadline, a cut this fold completes still counts
             if deadline_s is not None and clock() - started > deadline_s and j > 0 and not completes_cut:
                 if cuts:  # the cuts done are a whole out-of-fold prediction: score those, drop the rest
                     drop_folds(attempt_dir, range(cuts * self.n_folds, j))
                     fold_scores = fold_scores[:cuts * self.n_folds]
                     break
-                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved, at_once)
+                return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved, at_once, n_fits)
             if deadline_s is not None and not cuts and j + 1 < self.n_folds:
                 # The first cut's end, projected from its folds so far: an attempt that cannot
                 # finish it stops now, and its measured speed lets debug plan a retry that fits.
                 # folds fitted side by side: those running beside this one are about as far along
-                per_fit = (clock() - folds_started) / min(j + at_once, self.n_fits)
+                per_fit = (clock() - folds_started) / min(j + at_once, n_fits)
                 if folds_started - started + per_fit * self.n_folds > TOO_SLOW * deadline_s:
                     return self._too_slow(attempt_dir, started, folds_started, j + 1, deadline_s, resolved or resolved_params(fitted),
-                                          at_once)
+                                          at_once, n_fits)
             resolved = resolved or resolved_params(fitted)
             cut_oof[va] = pred_va
             cut_test += pred_test / self.n_folds
@@ -355,10 +401,10 @@ class Harness:
                     full_fit_failed = f"the fit on all rows failed: full_fit_params: {type(e).__name__}: {e}"[:300]
                 else:
                     full_fit_params = None if given is None else full_fit_params + given
-            if prune and j + 1 < self.n_fits and clearly_worse(self.metric, fold_scores, prune):
+            if prune and j + 1 < n_fits and clearly_worse(self.metric, fold_scores, prune):
                 result = {"status": "pruned", "fold_scores": fold_scores, "metric": self.metric.name,
                           "duration_s": round(clock() - started, 3), "resolved_params": resolved,
-                          "error": f"pruned after {j + 1} of {self.n_fits} folds{self._cuts_note()}: worse than the best on each"}
+                          "error": f"pruned after {j + 1} of {n_fits} folds{self._cuts_note(fold_sets)}: worse than the best on each"}
                 (attempt_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
                 return result
             if (j + 1) % self.n_folds == 0:
@@ -369,7 +415,7 @@ class Harness:
         oof, test_pred = oof / cuts, test_pred / cuts
         score = float(self.metric.score(self.y, oof))
         full_fit = None
-        if self.scheme.get("refit"):
+        if refit:
             full_fit = ({"skipped": full_fit_failed} if full_fit_failed
                         else self._full_fit_plan(full_fit_params, score, fold_scores, started, deadline_s, prune))
             if "params" in full_fit:
@@ -380,6 +426,7 @@ class Harness:
                 except Exception as e:  # noqa: BLE001 - the folds' predictions stand without it
                     full_fit = {"skipped": f"the fit on all rows failed: {type(e).__name__}: {e}"[:300]}
                 else:
+                    np.save(attempt_dir / FOLDS_TEST, test_pred)  # what a bag of this attempt continues from
                     test_pred = with_full_fit(test_pred, full_test)
                     full_fit["seconds"] = round(clock() - fit_started, 3)
                     unsaved = unsaved or save_full(attempt_dir, fitted)
@@ -403,11 +450,11 @@ class Harness:
         return result
 
     def _too_slow(self, attempt_dir: Path, started: float, folds_started: float, fits: int, deadline_s: float,
-                  resolved: dict[str, Any], at_once: int = 1) -> dict:
+                  resolved: dict[str, Any], at_once: int = 1, n_fits: int | None = None) -> dict:
         """The result of an attempt stopped before its first cut could end: status "timeout",
         with `fit_seconds`, what one fit took here (folds side by side: the wall time per fold)."""
         drop_folds(attempt_dir, range(fits))
-        per_fit = (clock() - folds_started) / min(fits + at_once - 1, self.n_fits)
+        per_fit = (clock() - folds_started) / min(fits + at_once - 1, n_fits or self.n_fits)
         needs = folds_started - started + per_fit * self.n_folds
         result = {"status": "timeout", "fold_scores": [], "metric": self.metric.name,
                   "duration_s": round(clock() - started, 3), "resolved_params": resolved,

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 # params the harness reads itself, whatever the modules: the offline debug's repairs of columns,
-# and a cap on the rows each fold's fit sees (small budgets: a sample rather than a stretched clock)
+# a cap on the rows each fold's fit sees (small budgets: a sample rather than a stretched clock),
+# and a bag's own number of cuts of the folds, each cut with its own seed (long budgets)
 REPAIR_PARAMS = ("drop_columns", "coerce_columns")
-HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows")
+BAG_PARAMS = ("cuts", "seed_per_cut")
+HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows", *BAG_PARAMS)
 
 WIDE = 200  # columns beyond which the data is wide (image features, pixels): sample columns, coarser bins
 

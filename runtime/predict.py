@@ -4,7 +4,8 @@ A run keeps every fold's fitted `Features` and `Model` of each attempt (the harn
 them into `tracks/<track>/attempt_<n>/models/`, runtime/saved_models.py), and submit writes `model.json`: the winning
 blend's members, their exact weights and params. Here each member's folds predict the new
 rows exactly as the harness predicted the test rows (their average, in fold order), the members
-are blended with the same weights, and the result is formatted like the submission. Where the
+are blended with the same weights (or stacked by the same stacker), and the result is formatted
+like the submission. Where the
 run also fitted a member on all rows (`models/full.pkl`), that fit is mixed in as the harness did.
 
     from runtime.predict import load_run
@@ -31,6 +32,7 @@ import pandas as pd
 from runtime.columnar import cached_manifest, compact_like
 from runtime.data import TaskInputError, feature_columns, key_columns, label_key, understand_values, with_image_paths
 from runtime.saved_models import MODELS_DIR, fold_models, full_model, load_models
+from runtime.stack import stack_predict
 from runtime.submission import submission_frame
 
 MANIFEST = "model.json"
@@ -59,6 +61,7 @@ class FittedRun:
         self.kind: str = manifest["kind"]
         self.threshold = float(manifest.get("threshold", 0.5))
         self.power = float(manifest.get("power", 1.0))
+        self.stacker = manifest.get("stacker")  # stacked: the second-level model over the members (runtime/stack.py)
         self.baseline = np.asarray(manifest.get("baseline")) if manifest.get("baseline") is not None else None
         self.members = [Member(m["name"], m["weight"], self.run_dir / m["attempt"], m["params"]) for m in manifest["members"]]
         for m in self.members:
@@ -76,6 +79,8 @@ class FittedRun:
         if self.kind == "baseline":
             return np.tile(self.baseline, (len(X), 1)) if self.baseline.ndim else np.full(len(X), float(self.baseline))
         preds = {m.name: self._member(m, X) for m in self.members}
+        if self.stacker is not None:
+            return stack_predict(self.stacker, preds)
         if len(self.members) == 1:
             return preds[self.members[0].name]
         total = sum(m.weight for m in self.members)

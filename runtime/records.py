@@ -204,6 +204,18 @@ class TrackPlan(BaseModel):
     lead: str | None = None
 
 
+class BaggingPlan(BaseModel):
+    """A long budget's last step before the ensemble: the best attempt of each of the best model
+    families of the refined track fitted again with its folds cut `cuts` times, each cut with its own
+    seed, every fold model averaged for the test rows (AutoGluon's repeated k-fold bagging). Refine's
+    search leaves it `reserve_s`; a bag is kept only when it beats the attempt it bags beyond fold
+    noise (runtime/verdict.py)."""
+
+    reserve_s: float
+    cuts: int
+    families: int
+
+
 class Blueprint(BaseModel):
     validation: ValidationScheme
     tracks: list[TrackPlan]
@@ -214,11 +226,14 @@ class Blueprint(BaseModel):
     # (runtime/costs.py: measure_slowness); the plan's estimates and the members' deadlines are scaled by it
     slowness: float = 1.0
     data: DataPlan | None = None  # a large table: which rows, read how, measured how; None: all rows, read whole
+    bagging: BaggingPlan | None = None  # long budgets: the bags after refine's search (runtime/budget.py)
+    stack: bool = False  # long budgets: the ensemble weighs a stacker over the model families too (runtime/stack.py)
 
 
 # repair: the offline debug's fix of the failing attempt (a column's kind changed, or the column left out)
 # member: another model family of the track's zoo (recipes/members/<name>), tried after its own recipe
-AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair", "member"]
+# bag: a long budget's last step, the best attempt of a model family with its folds cut several times
+AttemptSource = Literal["recipe", "fallback", "llm", "debug", "refine", "repair", "member", "bag"]
 # pruned: a refine candidate stopped after its first folds, clearly worse than the best
 AttemptStatus = Literal["ok", "check_failed", "error", "timeout", "died", "out_of_memory", "pruned"]
 
@@ -265,8 +280,9 @@ class TrackResult(BaseModel):
 
 
 class EnsembleResult(BaseModel):
-    kind: Literal["single", "weighted", "baseline"]
-    weights: dict[str, float]  # member name (track or track/attempt) -> weight
+    # stacked: a second-level model over each model family's out-of-fold predictions (runtime/stack.py)
+    kind: Literal["single", "weighted", "stacked", "baseline"]
+    weights: dict[str, float]  # member name (track or track/attempt) -> weight (stacked: its share of the stacker's weights)
     score: float
     oof_path: str
     test_path: str
@@ -275,6 +291,10 @@ class EnsembleResult(BaseModel):
     threshold: float = 0.5
     # log loss: the probabilities are raised to this power, renormalised (one over a temperature)
     power: float = 1.0
+    # stacked: the stacker the test predictions come from: {"link", "weights": member -> weight, "bias"}
+    stacker: dict[str, Any] | None = None
+    # what was weighed beside the result: the blend, the stacker; each with its score and whether it was kept
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
 
 
 LLMOutcome = Literal["ok", "parse_error", "http_error", "timeout", "unsupported", "error"]

@@ -36,6 +36,7 @@ from runtime.association import ASSOCIATION_BINS, feature_association, read_asso
 from runtime.blend import member_attempts
 from runtime.metrics import get_metric
 from runtime.records import DataProfile, TaskSpec, TrackResult
+from runtime.verdict import JUDGED_SOURCES
 
 MAX_COLUMNS_LISTED = 40
 MAX_ASSOCIATION_FEATURES = 20
@@ -459,6 +460,15 @@ def section_blueprint(r: ReportRun) -> None:
             doc.ul(data.reasons[1:] + ([f"measured: {', '.join(f'{r:,}' for r in data.measured.rows)} rows fitted in "
                                         f"{', '.join(f'{s:.1f} s' for s in data.measured.fit_s)} ({', '.join(map(str, data.measured.trees))} "
                                         "rounds)"] if data.measured else []))
+        if blueprint.bagging is not None or blueprint.stack:
+            b = blueprint.bagging
+            doc.p("A long budget: " + (f"refine's search stops with up to {_minutes(b.reserve_s)} left for the bags (the best "
+                                       f"attempt of each of the {b.families} best model families fitted again with its folds "
+                                       f"cut {b.cuts} times, a seed per cut, every fold model averaged for the test rows; "
+                                       "each kept only when it beats the attempt it bags beyond fold noise)"
+                                       if b is not None else "no bags")
+                  + ("; the ensemble weighs a stacker over every model family's out-of-fold predictions, scored on its "
+                     "own inner folds" if blueprint.stack else "") + ".")
         for plan in blueprint.tracks:
             doc.h(3, f"Track {plan.track}: {plan.model_family}")
             doc.p(f"Why: {plan.reason}. Time share: {plan.time_share:.0%}.")
@@ -480,13 +490,15 @@ def section_results(r: ReportRun) -> None:
     for name, t in tracks.items():
         for a in t.attempts:
             folds = [s for s in a.fold_scores if not math.isnan(s)]
-            board.append([f"{name}/attempt_{a.attempt}" + (" ★" if a.attempt == t.best_attempt else ""), a.source, a.status,
+            status = a.status + ((" (kept)" if a.kept else " (not kept)") if a.source in JUDGED_SOURCES and a.status == "ok" else "")
+            board.append([f"{name}/attempt_{a.attempt}" + (" ★" if a.attempt == t.best_attempt else ""), a.source, status,
                           a.score, " ".join(f"{s:.4g}" for s in a.fold_scores) or "-",
                           float(np.std(folds)) if folds else None, f"{a.duration_s:.1f}",
                           f"{a.peak_memory_mb:.0f}" if a.peak_memory_mb else "-"])
     if board:
         doc.p(f"Every attempt, scored by the harness on the out-of-fold predictions ({metric.name}, {direction}); "
-              "★ marks each track's best.")
+              "★ marks each track's best. A refine candidate or a bag (the folds cut several times) is kept only "
+              "when it beats what it came from beyond fold noise.")
         doc.table(["attempt", "source", "status", "score", "per-fold scores", "fold std", "seconds", "peak MB"], board,
                   align="lllrlrrr")
     else:
@@ -503,9 +515,21 @@ def section_results(r: ReportRun) -> None:
         doc.h(3, "Ensemble")
         if ensemble.weights:
             doc.p(f"{ensemble.kind.capitalize()}: {ensemble.reason}. Out-of-fold {metric.name}: **{_cell(ensemble.score)}**.")
-            doc.table(["member", "weight"], [[n, f"{w:.4g}"] for n, w in ensemble.weights.items()], align="lr")
+            if ensemble.stacker is not None:
+                doc.p(f"The stacker: {ensemble.stacker['link'].replace('identity', 'values')} space, bias "
+                      + ", ".join(f"{b:.4g}" for b in ensemble.stacker["bias"]) + "; the weights below are its own, and "
+                      "their shares of their sum.")
+                doc.table(["member", "stacker weight", "share"],
+                          [[n, f"{ensemble.stacker['weights'][n]:.4g}", f"{w:.4g}"] for n, w in ensemble.weights.items()],
+                          align="lrr")
+            else:
+                doc.table(["member", "weight"], [[n, f"{w:.4g}"] for n, w in ensemble.weights.items()], align="lr")
         else:
             doc.p(ensemble.reason)
+        if ensemble.candidates:
+            doc.p("Weighed against the best single result, each kept only beyond fold noise:")
+            doc.table(["candidate", metric.name, "kept"],
+                      [[c["entry"], c["score"], "yes" if c["kept"] else "no"] for c in ensemble.candidates], align="lrl")
         y_path, oof_path = run_dir / "y.npy", Path(ensemble.oof_path) if ensemble.oof_path else None
         if oof_path is not None and oof_path.exists() and y_path.exists() and task.task_type not in ("multilabel", "multitarget"):
             add_plot("oof.png", lambda: plot_oof(task, np.load(y_path), np.load(oof_path)))

@@ -22,6 +22,28 @@ def drop_folds(attempt_dir: Path, fits) -> None:
         (attempt_dir / MODELS_DIR / f"fold_{j}.pkl").unlink(missing_ok=True)
 
 
+def take_folds(source_dir: Path, attempt_dir: Path, fits) -> bool:
+    """Another attempt's kept fold models as this attempt's own (a bag continues the cuts of the
+    attempt it bags): hard links where the file system allows, so deleting the other attempt's
+    models leaves these. False, with none taken, when one of them is missing."""
+    import os
+    import shutil
+
+    sources = [source_dir / MODELS_DIR / f"fold_{j}.pkl" for j in fits]
+    if not all(p.exists() for p in sources):
+        return False
+    folder = attempt_dir / MODELS_DIR
+    folder.mkdir(exist_ok=True)
+    for path in sources:
+        target = folder / path.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+    return True
+
+
 def save_fold(attempt_dir: Path, k: int, fitted: list[tuple[Any, Any]]) -> str | None:
     """Keep a fold's fitted (Features, Model) units for `iml predict`; the reason when they cannot be."""
     return save_models(attempt_dir, f"fold_{k}.pkl", fitted)

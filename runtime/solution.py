@@ -24,9 +24,11 @@ from typing import Any
 from runtime.blend import exact_weights, member_attempts
 
 # The runtime modules solution.py holds, whole, in this order: the tables' reading (a large table's
-# through the same columnar cache, in a temporary folder), the submission's format, and the fold loop the harness runs (its folds, the target's encoding,
-# one fold's fit and the loop over folds).
-INLINED = ("runtime.errors", "runtime.data", "runtime.memory", "runtime.columnar", "runtime.submission", "runtime.fold_loop")
+# through the same columnar cache, in a temporary folder), the submission's format, the fold loop
+# the harness runs (its folds, the target's encoding, one fold's fit and the loop over folds), and
+# the stacker a long run may end with.
+INLINED = ("runtime.errors", "runtime.data", "runtime.memory", "runtime.columnar", "runtime.submission", "runtime.fold_loop",
+           "runtime.stack")
 
 
 def module_source(name: str) -> str:
@@ -120,10 +122,11 @@ def render_solution(state: Mapping[str, Any], run_dir: Path,
         f"DATA = {'None' if data is None else f'json.loads({literal(json.dumps(data))})'}\n"
         f"ENSEMBLE_KIND = {ensemble.kind!r}\n"
         f"THRESHOLD = {ensemble.threshold!r}  # binary labels: the positive class from this probability on\n"
-        f"POWER = {ensemble.power!r}  # log loss: the probabilities' calibration, fitted out of fold (1: none)\n",
-        "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py, runtime/columnar.py), the\n"
-        "# submission's format\n"
-        "# (runtime/submission.py) and the harness's loop over folds (runtime/fold_loop.py) " + "-" * 10 + "\n\n",
+        f"POWER = {ensemble.power!r}  # log loss: the probabilities' calibration, fitted out of fold (1: none)\n"
+        f"STACKER = {ensemble.stacker!r}  # stacked: the second-level model over the members' predictions (None: a blend)\n",
+        "\n# -- inlined from iML: reading the tables (runtime/errors.py, runtime/data.py, runtime/memory.py,\n"
+        "# runtime/columnar.py), the submission's format (runtime/submission.py), the harness's loop over\n"
+        "# folds (runtime/fold_loop.py) and the stacker (runtime/stack.py) " + "-" * 10 + "\n\n",
         "\n\n".join(inlined(name) for name in INLINED),
         BODY,
         runtime_part(json.loads(task_json), library(member_sources) if library is not None else {}),
@@ -255,10 +258,14 @@ def main(task_dir: Path, out: Path) -> None:
     if ENSEMBLE_KIND == "baseline":
         test_pred = baseline_prediction(train, TASK, len(test))
     else:
-        folds = make_fold_sets(VALIDATION, y, train, TASK["task_type"])
         total = sum(m["weight"] for m in MEMBERS)
-        preds = {m["name"]: cross_fit(m, X, y, X_test, folds) for m in MEMBERS}
-        if len(MEMBERS) == 1:
+        # each member's own cuts of the folds (a bag has more than the run's; its first are the run's)
+        preds = {m["name"]: cross_fit(m, X, y, X_test, make_fold_sets(attempt_scheme(VALIDATION, m["params"]), y, train,
+                                                                      TASK["task_type"]))
+                 for m in MEMBERS}
+        if STACKER is not None:
+            test_pred = stack_predict(STACKER, preds)
+        elif len(MEMBERS) == 1:
             test_pred = preds[MEMBERS[0]["name"]]
         else:
             test_pred = sum(preds[m["name"]] * (m["weight"] / total) for m in MEMBERS)

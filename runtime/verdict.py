@@ -4,7 +4,10 @@ A result stands once it is established. A track's planned attempts (its recipe o
 modules, their repairs and fallbacks, its members) stand as they score: a handful of different
 models, compared by their scores. A result found by searching stands only when it beats what it
 was searched from by more than fold noise (`beyond_fold_noise`): a refine candidate its chain's
-base, the ensemble's blend the best single result. Picking the highest of many noisy scores
+base, the ensemble's blend the best single result, a bag of the folds cut again (long budgets)
+the attempt it bags, the stacker the blend or single result it would replace. Predictions that
+are no attempt of the run's folds (a blend, a bag's average over its cuts, a stacker) are judged
+on the same folds as what they would replace (`predictions_beyond_fold_noise`). Picking the highest of many noisy scores
 otherwise picks the noise: a 60 s penguins run had refine try 70 candidates, a dozen of them
 within fold noise of its best, each with a "better" score.
 
@@ -63,10 +66,37 @@ def beyond_fold_noise(metric: Metric, candidate: Scored, base: Scored, folds_per
     return bool(gain.mean() > gain.std(ddof=1) * np.sqrt(share))
 
 
+def fold_scores(metric: Metric, y: np.ndarray, folds: np.ndarray | None, pred: np.ndarray) -> list[float]:
+    """The predictions' score on each fold (the first cut's), for judging predictions against
+    others fold by fold: on small data a blend tuned on the out-of-fold rows otherwise keeps their
+    noise. None: no folds known, so the score out of fold alone decides."""
+    if folds is None:
+        return []
+    return [float(metric.score(y[folds == k], pred[folds == k])) for k in np.unique(folds)]
+
+
+def scored_on_folds(metric: Metric, y: np.ndarray, folds: np.ndarray | None, pred: np.ndarray) -> FoldScores:
+    """Out-of-fold predictions as a result to judge: their score, and their score on each fold."""
+    return FoldScores(float(metric.score(y, pred)), fold_scores(metric, y, folds, pred))
+
+
+def predictions_beyond_fold_noise(metric: Metric, y: np.ndarray, folds: np.ndarray | None, candidate: np.ndarray,
+                                  base: np.ndarray) -> bool:
+    """`beyond_fold_noise` for two out-of-fold predictions of the same rows, both scored on the same
+    folds: a bag whose cuts are averaged against the attempt it bags, a stacker against the blend."""
+    return beyond_fold_noise(metric, scored_on_folds(metric, y, folds, candidate), scored_on_folds(metric, y, folds, base))
+
+
+# sources whose attempts are found by searching (refine's candidates) or re-fit at the end (bags): they
+# stand only once kept, beyond fold noise
+JUDGED_SOURCES = ("refine", "bag")
+
+
 def stands(attempt: AttemptResult) -> bool:
     """Whether the attempt's score stands as a result: a planned attempt's once it scored; a
-    refine candidate's only once refine kept it (it beat its chain's base beyond fold noise)."""
-    return attempt.status == "ok" and attempt.score is not None and (attempt.source != "refine" or attempt.kept)
+    refine candidate's (or a bag's) only once refine kept it: it beat what it came from beyond fold
+    noise."""
+    return attempt.status == "ok" and attempt.score is not None and (attempt.source not in JUDGED_SOURCES or attempt.kept)
 
 
 def best_standing(metric: Metric, attempts: Iterable[AttemptResult]) -> AttemptResult | None:

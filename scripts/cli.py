@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="iml against AutoGluon, FLAML and LightGBM on the example tasks")
     p.add_argument("--tasks", help="comma-separated example names (default: all; see `iml example --list`); an example of "
                                    "any size with its rows: taxi_fares:5000000")
-    p.add_argument("--peers", default="autogluon,flaml,lightgbm", help="comma-separated peers (default: all three)")
+    p.add_argument("--peers", default="autogluon,flaml,lightgbm",
+                   help="comma-separated peers (default: autogluon,flaml,lightgbm); autogluon_best: AutoGluon at best_quality")
     p.add_argument("--time-budget", type=parse_duration, default=parse_duration("60s"), help="per system and task (default 60s)")
     p.add_argument("--repeats", type=int, default=1,
                    help="train/test splits per example, split seeds 0..K-1, every system on the same splits; tables give "

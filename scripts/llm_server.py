@@ -100,8 +100,11 @@ class HandServer:
             self.httpd.shutdown()
         self.httpd.server_close()
 
-    def _stop_waiting(self, grace_s: float = 2.0) -> None:
-        """Requests still waiting are answered 503 (each notices within a poll), before the server closes."""
+    def _stop_waiting(self, grace_s: float = 15.0) -> None:
+        """Requests still waiting are answered 503 (each notices within a poll), before the server
+        closes. The grace only bounds a handler that never notices: each ends within a poll, but on
+        a busy machine its thread may get the CPU seconds later (2 s let the process exit first,
+        and the client heard a dropped connection instead of the 503)."""
         self.stopping.set()
         with self._lock:
             self._lock.wait_for(lambda: self._in_flight == 0, timeout=grace_s)

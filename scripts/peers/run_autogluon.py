@@ -1,4 +1,5 @@
-"""Peer: AutoGluon TabularPredictor, presets medium_quality, at the bench's time budget."""
+"""Peer: AutoGluon TabularPredictor at the bench's time budget, presets medium_quality, or the
+spec's `presets` (the bench's autogluon_best peer: best_quality)."""
 
 import numpy as np
 
@@ -27,7 +28,8 @@ def main() -> None:
     train[LABEL] = np.log1p(np.clip(y, 0, None)) if log_target else y
     predictor = TabularPredictor(label=LABEL, problem_type=kind, eval_metric=ag_metric, path=str(work / "ag_models"),
                                  verbosity=0)
-    predictor.fit(train, time_limit=spec["time_budget"], presets="medium_quality")
+    presets = spec.get("presets", "medium_quality")
+    predictor.fit(train, time_limit=spec["time_budget"], presets=presets)
     if kind == "regression":
         values = np.asarray(predictor.predict(X_test), dtype=float)
         pred = to_contract(spec, values=np.expm1(values) if log_target else values)
@@ -35,7 +37,7 @@ def main() -> None:
         proba = predictor.predict_proba(X_test)
         proba = proba_in_order(proba.to_numpy(), list(proba.columns), len(spec["classes"]))
         pred = to_contract(spec, proba=proba, labels=np.asarray(predictor.predict(X_test)).astype(int))
-    save(work, pred, {"peer": "autogluon", "version": autogluon.tabular.__version__, "metric": ag_metric,
+    save(work, pred, {"peer": "autogluon", "version": autogluon.tabular.__version__, "metric": ag_metric, "presets": presets,
                       "best_model": predictor.model_best})
 
 

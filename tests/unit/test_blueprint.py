@@ -8,7 +8,7 @@ import pytest
 from graph.context import Settings
 from nodes.blueprint import make_blueprint, recipe_params
 from prompts import recipe_tracks
-from runtime.budget import final_reserve_s, refine_reserve_s
+from runtime.budget import bag_reserve_s, final_reserve_s, refine_reserve_s
 from runtime.costs import MEMBER_CHECK_S, member_estimates, shrink_for_speed, traditional_estimate
 from runtime.params import SPACES
 from runtime.records import ColumnProfile, DataProfile, TargetProfile, TaskSpec
@@ -50,7 +50,7 @@ def _shares_ok(bp) -> None:
     assert 0 < total <= 1.0 + 1e-9
     # what the tracks get leaves the reserve for ensemble and submit, and refine's unless a
     # later track was given part of it (which the notes say)
-    reserve = final_reserve_s(bp.budget_s, Settings())
+    reserve = final_reserve_s(bp.budget_s, Settings()) + bag_reserve_s(bp.budget_s)
     if not any("refine's reserve" in n for n in bp.notes):
         reserve += refine_reserve_s(bp.budget_s, Settings())
     assert total <= 1.0 - reserve / bp.budget_s + 0.01
@@ -128,7 +128,8 @@ def test_only_tracks_with_a_recipe_and_asked_for_are_planned():
     assert bp.skipped["neural"] == "no recipe for this track is installed"
     bp = _plan(_profile(3000, numeric=20), budget=600, tracks=("traditional",))
     assert "--tracks" in bp.skipped["neural"]
-    assert abs(bp.tracks[0].time_share - (1 - (final_reserve_s(600, Settings()) + refine_reserve_s(600, Settings())) / 600)) < 0.01
+    reserves = final_reserve_s(600, Settings()) + refine_reserve_s(600, Settings()) + bag_reserve_s(600)
+    assert abs(bp.tracks[0].time_share - (1 - reserves / 600)) < 0.01
 
 
 def test_the_installed_recipes_are_what_is_planned_by_default():
@@ -258,13 +259,14 @@ def test_members_the_plan_had_no_room_for_run_when_the_track_has_time_left():
 
 def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s_whole_share():
     from graph.context import RunContext
+    from runtime.budget import LONG_BUDGET_S, MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from runtime.records import AttemptResult
-    from runtime.budget import MEMBER_CHECK_DEADLINE_S, member_deadline_s
     from nodes.track import attempt_timeout
 
+    budget = LONG_BUDGET_S - 10  # below a long budget, whose members may run longer (the next test)
     task, profile = _task(), _profile(2_000, numeric=10, categorical=40)
-    bp = _plan(profile, 600.0, task=task, available={"traditional"})
-    ctx = RunContext(settings=Settings(time_budget_s=600.0))
+    bp = _plan(profile, budget, task=task, available={"traditional"})
+    ctx = RunContext(settings=Settings(time_budget_s=budget))
     state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": []}
     own = attempt_timeout(state, ctx)
     deadline = member_deadline_s(task, profile, bp.validation, "catboost")
@@ -277,9 +279,32 @@ def test_a_member_attempt_is_stopped_at_a_few_times_its_estimate_not_the_track_s
     assert deadline < 2.5 * member_estimates(task, profile, bp.validation.n_folds)["catboost"]
     assert attempt_timeout(member, ctx, check=True) == MEMBER_CHECK_DEADLINE_S  # its check: 300 rows
     # and never past the run's final reserve, where the track's own attempt still gets its floor
-    late = RunContext(settings=Settings(time_budget_s=600.0))
-    late.started_at -= 596.0
+    late = RunContext(settings=Settings(time_budget_s=budget))
+    late.started_at -= budget - 4.0
     assert attempt_timeout(member, late) == 1.0 and attempt_timeout(state, late) >= 5.0
+
+
+def test_at_a_long_budget_a_member_may_run_a_share_of_it_whatever_its_estimate():
+    """A 5-minute run on a loaded machine stopped CatBoost at twice its estimate (14 s) and spent
+    the rest on LightGBM's parameters: at a long budget a member's cells may take a share of it."""
+    from graph.context import RunContext
+    from nodes.track import attempt_timeout
+    from runtime.budget import LONG_MEMBER_CHECK_SHARE, LONG_MEMBER_SHARE, MEMBER_CHECK_DEADLINE_S, member_deadline_s
+    from runtime.records import AttemptResult
+
+    task, profile = _task(), _profile(2_000, numeric=10, categorical=40)
+    short = member_deadline_s(task, profile, _plan(profile, 60.0, task=task).validation, "catboost", 60.0)
+    bp = _plan(profile, 600.0, task=task, available={"traditional"})
+    ctx = RunContext(settings=Settings(time_budget_s=600.0))
+    # a member beside the track's scored attempt (on these 40 categoricals CatBoost is the plan's
+    # lead, which before anything scored is timed as the track's first attempt)
+    scored = AttemptResult(track="traditional", attempt=1, source="recipe", status="ok", score=0.8, duration_s=1.0,
+                           dir="/nowhere")
+    state = {"task": task, "profile": profile, "blueprint": bp, "plan": bp.tracks[0], "attempts": [scored],
+             "member": "catboost"}
+    assert member_deadline_s(task, profile, bp.validation, "catboost", 600.0) == LONG_MEMBER_SHARE * 600.0 > short
+    assert attempt_timeout(state, ctx) == LONG_MEMBER_SHARE * 600.0
+    assert attempt_timeout(state, ctx, check=True) == LONG_MEMBER_CHECK_SHARE * 600.0 > MEMBER_CHECK_DEADLINE_S
 
 
 def test_a_retry_of_a_too_slow_attempt_shrinks_by_the_speed_measured():
@@ -338,3 +363,55 @@ def test_folds_fitted_side_by_side_make_a_plain_table_cheaper_and_text_not():
     one, two = (_plan(_profile(40_000, numeric=9), 10.0, available={"traditional"}, kernel_threads=t, parallel_kernels=1)
                 for t in (1, 2))
     assert two.validation.n_folds >= one.validation.n_folds
+
+
+# -- long budgets: bags and a stacker -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [10.0, 60.0])
+def test_short_budgets_plan_no_bags_and_no_stacker_and_keep_their_split(budget):
+    bp = _plan(_profile(3000, numeric=20), budget, tracks=("traditional",))
+    assert bp.bagging is None and bp.stack is False
+    assert not any("bags" in n for n in bp.notes)
+    _shares_ok(bp)  # the reserves are the ensemble's and refine's alone
+
+
+def test_long_budgets_keep_a_reserve_for_bags_that_grows_with_the_budget():
+    from runtime.budget import BAG_FAMILIES
+
+    five = _plan(_profile(6000, numeric=8), 300.0, tracks=("traditional",))
+    thirty = _plan(_profile(6000, numeric=8), 1800.0, tracks=("traditional",))
+    assert five.stack and thirty.stack
+    assert five.bagging.reserve_s == pytest.approx(bag_reserve_s(300.0)) and five.bagging.cuts == 3
+    assert thirty.bagging.reserve_s == pytest.approx(bag_reserve_s(1800.0)) and thirty.bagging.cuts == 5
+    assert five.bagging.families == thirty.bagging.families == BAG_FAMILIES
+    assert any("bags" in n for n in five.notes)
+    # the tracks get what the reserves leave
+    reserves = final_reserve_s(300.0, Settings()) + refine_reserve_s(300.0, Settings()) + bag_reserve_s(300.0)
+    assert five.tracks[0].time_share == pytest.approx(1 - reserves / 300.0, abs=0.01)
+
+
+def test_a_bag_makes_the_cuts_that_fit_beyond_those_its_base_made():
+    """A bag takes its base's cuts over and fits only the further ones: those are what it costs."""
+    from runtime.budget import BAG_MARGIN, bag_cuts_that_fit, bag_need_s, bag_plan
+    from runtime.records import AttemptResult
+
+    def attempt(seconds: float, cuts: int = 1, refit_s: float = 0.0) -> AttemptResult:
+        return AttemptResult(track="traditional", attempt=1, source="recipe", status="ok", score=0.5, dir="/nowhere",
+                             duration_s=seconds, refit_s=refit_s, fold_scores=[0.5] * (5 * cuts))
+
+    ten = attempt(12.0, refit_s=2.0)  # 10 s per cut of its folds, its fit on all rows not counted
+    per_cut = 10 * BAG_MARGIN
+    assert bag_cuts_that_fit(ten, 5, 3, left_s=100.0) == 3
+    assert bag_cuts_that_fit(ten, 5, 5, left_s=per_cut * 3 + 0.01) == 4  # its own cut and three more
+    assert bag_cuts_that_fit(ten, 5, 3, left_s=per_cut + 0.01) == 2
+    assert bag_cuts_that_fit(ten, 5, 3, left_s=per_cut - 0.01) == 0  # no further cut fits: no bag
+    assert bag_cuts_that_fit(attempt(30.0, cuts=3), 5, 3, left_s=1000.0) == 0  # small data cut thrice already
+    assert bag_cuts_that_fit(attempt(30.0, cuts=3), 5, 5, left_s=1000.0) == 5
+    plan = bag_plan(300.0)
+    assert bag_need_s([ten, ten], 5, plan) == pytest.approx(2 * per_cut * (plan.cuts - 1))
+    # whole cuts within the reserve: one 61 s cut of a 75 s reserve, not the reserve
+    slow = attempt(61.0 / BAG_MARGIN)
+    assert bag_need_s([slow, slow], 5, plan) == pytest.approx(61.0)
+    assert bag_need_s([attempt(500.0)] * 3, 5, plan) == 0.0  # no cut fits: the search keeps it all
+    assert bag_need_s([ten], 5, None) == 0.0

@@ -17,7 +17,6 @@ def test_bad_durations_say_what_to_write(text):
 
 
 def test_the_end_of_run_leaderboard_keeps_the_best_refine_rows():
-    from scripts.cli import shown_rows
 
     board = [{"entry": "traditional/attempt_1", "source": "recipe", "score": 0.80}]
     board += [{"entry": f"traditional/attempt_{i}", "source": "refine", "score": s}

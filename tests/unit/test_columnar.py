@@ -13,7 +13,6 @@ import runtime.columnar as columnar
 from runtime.columnar import (
     build_cache,
     cached_manifest,
-    compact_like,
     compact_number_dtype,
     plan_frames,
     read_cached,

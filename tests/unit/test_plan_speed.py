@@ -8,7 +8,14 @@ import time
 
 from graph.context import RunContext, Settings, kernel_threads
 from nodes.blueprint import make_blueprint
-from runtime.budget import MEMBER_CHECK_DEADLINE_S, member_deadline_s, tracks_pool_s, final_reserve_s, refine_reserve_s
+from runtime.budget import (
+    LONG_BUDGET_S,
+    MEMBER_CHECK_DEADLINE_S,
+    final_reserve_s,
+    member_deadline_s,
+    refine_reserve_s,
+    tracks_pool_s,
+)
 from runtime.costs import PROBE_S, SAFETY, SLOWNESS_MAX, measure_slowness, traditional_estimate
 from runtime.records import ColumnProfile, DataProfile, TargetProfile, TaskSpec
 
@@ -71,14 +78,15 @@ def test_a_slow_machine_s_members_need_more_of_the_share_and_get_longer_deadline
     for name, seconds in quiet.tracks[0].members_if_time.items():
         assert abs(slow.tracks[0].members_if_time[name] - 2.0 * seconds) < 0.02
     task, profile = _task(), _profile()
-    slow = _plan(2.0, budget=600.0)
+    budget = 0.9 * LONG_BUDGET_S  # not long: a long budget's members get a share of it instead
+    slow = _plan(2.0, budget=budget)
     from nodes.track import attempt_timeout
 
     state = {"task": task, "profile": profile, "blueprint": slow, "plan": slow.tracks[0], "attempts": [],
              "member": "catboost"}
-    ctx = RunContext(settings=Settings(time_budget_s=600.0))
+    ctx = RunContext(settings=Settings(time_budget_s=budget))
     assert attempt_timeout(state, ctx, check=True) == 2.0 * MEMBER_CHECK_DEADLINE_S
-    assert member_deadline_s(task, profile, slow.validation, "catboost", 2.0) == \
+    assert member_deadline_s(task, profile, slow.validation, "catboost", slowness=2.0) == \
         2.0 * member_deadline_s(task, profile, slow.validation, "catboost")
 
 

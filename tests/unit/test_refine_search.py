@@ -3,6 +3,8 @@ candidate moves it, and the Optuna study it keeps in the run folder."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from graph.context import RunContext, Settings
 from nodes.refine import (
     Candidate,
@@ -227,3 +229,34 @@ def test_a_chain_searches_only_what_its_modules_read(tmp_path):
     chain = new_chain(state, base, RunContext(settings=Settings()))
     assert {name for name, _ in chain.pending} == {"num_leaves"}
     assert "learning_rate" not in chain.params and chain.params["num_leaves"] == 15  # the declared default here
+
+
+def test_bags_go_to_the_families_a_blend_uses(tmp_path):
+    """The best family is always bagged; another only when a blend of the families' best attempts
+    gives it weight (a family no blend uses would spend a bag's time for nothing)."""
+    from nodes.refine import blended_families
+
+    rng = np.random.RandomState(0)
+    a, b = rng.normal(size=400), rng.normal(size=400)
+    y = a + b
+    np.save(tmp_path / "y.npy", y)
+    folders = {}
+    for name, oof in (("own", a + b + rng.normal(scale=0.8, size=400)), ("linear", a + b + rng.normal(scale=0.8, size=400)),
+                      ("knn", rng.normal(scale=3.0, size=400))):
+        folder = tmp_path / name
+        folder.mkdir()
+        np.save(folder / "oof.npy", oof)
+        folders[name] = str(folder)
+    used = blended_families(str(tmp_path), "rmse", tuple(folders.items()))
+    assert used == {"own", "linear"}  # independent errors: their mean helps; noise does not
+    assert blended_families(str(tmp_path), "rmse", (("knn", folders["knn"]),)) == {"knn"}
+
+
+def test_a_step_too_slow_now_stays_for_later(tmp_path):
+    """A long run's search resumes after its bags: a step passed over for time is still there."""
+    chain = _chain({"learning_rate": 0.05, "seed": 0}, names={"learning_rate"})
+    cand, chain = _next(_state(tmp_path), chain, left=6.0, typical=4.0)  # halving the rate costs 2x: 8 s > 6 s
+    assert cand.kind == "reseed"
+    assert ("learning_rate", 0) in chain.pending  # the halving, kept
+    later, _ = _next(_state(tmp_path), chain, left=100.0, typical=4.0)
+    assert later.note == "learning_rate 0.05 -> 0.025"

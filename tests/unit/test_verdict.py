@@ -86,3 +86,50 @@ def test_the_progress_says_what_refine_decided_in_the_words_the_submission_uses(
     assert "0.0396, kept, the best so far" in lines[2]
     assert "0.041, kept as its chain's base; the best stays 0.0396" in lines[3]
     assert "traditional/attempt_14 scored 0.0396, the best so far" in lines[4]
+
+
+# -- long budgets: bags, and predictions judged on the run's folds ---------------------------------
+
+
+def test_a_bag_stands_only_once_refine_kept_it():
+    auc = get_metric("auc")
+    recipe = _attempt(1, "recipe", 0.80)
+    bag_within_noise, bag_kept = _attempt(2, "bag", 0.805), _attempt(3, "bag", 0.803, kept=True)
+    assert not stands(bag_within_noise) and stands(bag_kept)
+    assert best_standing(auc, [recipe, bag_within_noise]) == recipe
+    assert best_standing(auc, [recipe, bag_within_noise, bag_kept]) == bag_kept
+
+
+def _cut(y: np.ndarray, rng: np.random.RandomState, scale: float) -> np.ndarray:
+    return y + rng.normal(scale=scale, size=len(y))
+
+
+def test_a_bag_that_averages_its_cuts_beats_one_cut_beyond_fold_noise():
+    """Each cut's predictions carry their own noise: the average of five beats one cut on every fold."""
+    from runtime.verdict import predictions_beyond_fold_noise
+
+    rng = np.random.RandomState(0)
+    y = rng.normal(size=1000)
+    folds = rng.permutation(np.arange(1000) % 5)
+    one = _cut(y, rng, 0.6)
+    bag = np.mean([one, *[_cut(y, rng, 0.6) for _ in range(4)]], axis=0)
+    rmse = get_metric("rmse")
+    assert predictions_beyond_fold_noise(rmse, y, folds, bag, one)
+    assert not predictions_beyond_fold_noise(rmse, y, folds, one, bag)
+
+
+def test_predictions_better_only_within_fold_noise_are_not_kept():
+    """A candidate a hair better overall and on three folds of five, worse on the others: the gain
+    is noise, and it is not kept."""
+    from runtime.verdict import predictions_beyond_fold_noise, scored_on_folds
+
+    rng = np.random.RandomState(1)
+    y = rng.normal(size=500)
+    folds = rng.permutation(np.arange(500) % 5)
+    base = _cut(y, rng, 0.5)
+    candidate = base + rng.normal(scale=0.05, size=500)  # the same model's predictions, jittered
+    rmse = get_metric("rmse")
+    ours, theirs = scored_on_folds(rmse, y, folds, candidate), scored_on_folds(rmse, y, folds, base)
+    assert rmse.better(ours.score, theirs.score)
+    assert sum(rmse.better(c, b) for c, b in zip(ours.fold_scores, theirs.fold_scores)) == 3
+    assert not predictions_beyond_fold_noise(rmse, y, folds, candidate, base)
