@@ -61,27 +61,22 @@ def sampled_task(name: str, seed: int, rows: int, test_rows: int, out: Path) -> 
 
 
 def plan_run(task_dir: Path, run_dir: Path, budget_s: float, folds: int) -> dict:
-    """analyze, profile and blueprint on the task (all tracks); the validation cut once."""
-    from langgraph.runtime import Runtime
-
-    from graph.context import RunContext, Settings
-    from nodes.analyze import analyze
-    from nodes.blueprint import blueprint
-    from nodes.profile import profile
+    """The task read, profiled and planned by the blueprint's rules (all tracks) into a run
+    folder, as scripts/bench_kernel.py does; the validation cut once."""
+    from graph.context import Settings
+    from nodes.blueprint import make_blueprint
+    from runtime.data_profile import profile_data
+    from runtime.task_reader import read_task
 
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
-    ctx = RunContext(settings=Settings(time_budget_s=budget_s, n_folds=folds))
-    state = {"task_dir": str(task_dir), "run_dir": str(run_dir)}
-    try:
-        for node in (analyze, profile, blueprint):
-            state.update(node(state, Runtime(context=ctx)))
-    finally:
-        ctx.close()
-    plan = json.loads((run_dir / "blueprint.json").read_text())
-    plan["validation"]["repeats"] = 1  # both modes on one cut of the same folds
-    (run_dir / "blueprint.json").write_text(json.dumps(plan, indent=2))
-    return state
+    task = read_task(task_dir, Settings())
+    profile = profile_data(task)
+    plan = make_blueprint(task, profile, Settings(time_budget_s=budget_s, n_folds=folds), budget_s=budget_s)
+    plan.validation.repeats = 1  # both modes on one cut of the same folds
+    for name, model in (("task", task), ("profile", profile), ("blueprint", plan)):
+        (run_dir / f"{name}.json").write_text(model.model_dump_json(indent=2))
+    return {"task": task, "profile": profile, "blueprint": plan}
 
 
 def modes(state: dict, budget_s: float, folds: int) -> tuple[dict, dict, str, float | None]:

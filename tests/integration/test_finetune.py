@@ -131,8 +131,9 @@ def _inputs(h: Harness, params: dict, rows: np.ndarray):
 
 
 def test_fine_tuning_stops_early_and_keeps_the_best_epoch(harnesses):
-    """Validation labels that contradict the training labels: the validation loss rises from the
-    first epoch on, so training stops after `patience` worse epochs and keeps the first."""
+    """Validation labels that contradict the training labels: every epoch of training makes the
+    validation loss worse than the linear probe's the network starts from (epoch 0), so training
+    stops after `patience` worse epochs and keeps the probe."""
     h = harnesses["binary"]
     params = {**TINY, "epochs": 6, "patience": 1}
     F_in, F_out, inside = _inputs(h, params, np.arange(32))
@@ -140,7 +141,7 @@ def test_fine_tuning_stops_early_and_keeps_the_best_epoch(harnesses):
     model = model_mod.Model(h.task, params).fit(F_in, h.y[inside], F_out, 1 - h.y[~inside])
     tuned = model.tuned
     assert tuned.stopped == "early stopping" and tuned.epochs_run < 6
-    assert tuned.best_epoch == tuned.epochs_run - 1 == 1
+    assert tuned.best_epoch == tuned.epochs_run - 1 == 0
     pred = model.predict(F_out)
     assert pred.shape == (len(F_out),) and ((pred >= 0) & (pred <= 1)).all()
 

@@ -4,11 +4,15 @@ When the plan sets `finetune`, the pretrained Model hands its fit to `FineTuned`
 the pretrained encoders (all-MiniLM-L6-v2 for each text column, mean-pooled over its tokens;
 EfficientNet-Lite0 for each image column, its last feature map averaged over space) whose
 outputs, beside the table's standardised numbers and one-hot levels, feed one new linear layer.
-Everything trains with AdamW (`encoder_lr` for the encoders, `head_lr` for the new layer, a
+That layer starts as a linear probe: the frozen recipe's head (its C chosen over inner folds)
+fitted on the pretrained encoders' outputs for the fold's training rows, so fine-tuning starts
+from the frozen recipe's kind of model and moves the pretrained features less than from a random
+head would (LP-FT: Kumar et al., 2022). Everything then trains with AdamW (`encoder_lr` for the encoders, `head_lr` for the new layer, a
 linear warm-up over the first tenth of the steps, then a linear decay), for at most `epochs`
 passes, `max_steps` steps or `tune_seconds` per fold. After each epoch the loss on the fold's
-validation part (10% of the training rows when there is none) decides: the best epoch's
-weights are kept, and training stops after `patience` epochs without a better one. Losses are
+validation part (10% of the training rows when there is none) decides, the probe counting as
+epoch 0: the best epoch's weights are kept (the probe's, when no epoch beats it), and training
+stops after `patience` epochs without a better one. Losses are
 the neural recipe's (task_loss); regression learns the standardised target (log1p first where
 runtime.recipe_steps.log_target says so).
 
@@ -63,6 +67,10 @@ class TunedNet(nn.Module):
     def forward(self, texts: list, images: list, table: torch.Tensor) -> torch.Tensor:
         """texts: (ids, mask) per text column; images: (n, 3, s, s) normalised pixels per image
         column; table: (n, t). Returns (n, out_dim) raw outputs."""
+        return self.head(self.features(texts, images, table))
+
+    def features(self, texts: list, images: list, table: torch.Tensor) -> torch.Tensor:
+        """What the new layer reads: each text's mean-pooled tokens, each image's pooled map, the table."""
         parts = []
         for ids, mask in texts:
             hidden = self.text(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -70,7 +78,7 @@ class TunedNet(nn.Module):
             parts.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
         parts += [self.image(x) for x in images]
         parts.append(table)
-        return self.head(torch.cat([p.float() for p in parts], dim=1))
+        return torch.cat([p.float() for p in parts], dim=1)
 
     def train(self, mode: bool = True):
         """Train mode, but batch norm layers keep their pretrained statistics."""
@@ -113,6 +121,7 @@ class FineTuned(TaskModel):
         target = target_tensor(self.kind, self.target.forward(y) if self.target else y, "cpu")
         valid_target = target_tensor(self.kind, self.target.forward(y_valid) if self.target else y_valid, self.device)
         self.net = self.network(train["table"].shape[1]).to(self.device)
+        self.probe(train, y)
         self.epochs_run, self.best_epoch, self.stopped = self.train_net(train, target, valid, valid_target)
         self.net.cpu()  # fitted: predictions move it where they run; pickles stay loadable anywhere
         return self
@@ -129,8 +138,9 @@ class FineTuned(TaskModel):
             optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (planned - s) / max(1, planned - warmup)))
         scaler = torch.amp.GradScaler("cuda", enabled=self.device == "cuda" and not self.bf16())
         generator = torch.Generator().manual_seed(p["seed"])
-        started, steps, best, best_state, best_epoch, waited, stopped = time.time(), 0, math.inf, None, 0, 0, "epochs"
-        epoch = 0
+        started, steps, waited, stopped, epoch = time.time(), 0, 0, "epochs", 0
+        best, best_epoch = task_loss(self.task, self.outputs(valid), valid_target).item(), 0  # the probe
+        best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
         for epoch in range(1, p["epochs"] + 1):
             self.net.train()
             for idx in torch.randperm(n, generator=generator).split(batch):
@@ -161,9 +171,42 @@ class FineTuned(TaskModel):
             if waited >= p["patience"]:
                 stopped = "early stopping"
                 break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
+        self.net.load_state_dict(best_state)
         return epoch, best_epoch, stopped
+
+    def probe(self, train: dict, y: np.ndarray) -> None:
+        """Set the new layer to the frozen recipe's linear head (C over inner folds) fitted on the
+        pretrained encoders' outputs for these rows; left as initialised when that head cannot
+        be fitted (one class among the rows)."""
+        from threadpoolctl import threadpool_limits
+
+        from prompts.recipes.pretrained.model import Model as FrozenModel
+
+        if self.kind != "regression" and len(np.unique(y)) < 2:
+            return
+        self.net.eval()
+        n, parts = len(y), []
+        with torch.no_grad(), self.precision():
+            for start in range(0, n, PREDICT_BATCH):
+                parts.append(self.net.features(*self.batch(train, np.arange(start, min(n, start + PREDICT_BATCH)))))
+        pooled = torch.cat(parts).float().cpu().numpy().astype(np.float64)
+        frozen = FrozenModel(self.task, {**self.params, "finetune": False})
+        frozen.target = self.target
+        with threadpool_limits(limits=1):  # many small solver steps: threads only add hand-offs
+            frozen._fit_head(pooled, y)
+        head = frozen.head
+        weight, bias = np.atleast_2d(head.coef_).astype(np.float32), np.atleast_1d(head.intercept_).astype(np.float32)
+        if self.kind == "multiclass":  # the classes this fold has, at their codes; the others unlikely
+            present = np.asarray(head.classes_).astype(int)
+            if len(present) == 2:  # two classes: one logit, the second's against the first's
+                weight, bias = np.vstack([np.zeros_like(weight), weight]), np.array([0.0, bias[0]], np.float32)
+            full_weight, full_bias = np.zeros((self.k, weight.shape[1]), np.float32), np.full(self.k, -10.0, np.float32)
+            full_weight[present], full_bias[present] = weight, bias
+            weight, bias = full_weight, full_bias
+        layer = self.net.head[-1]
+        with torch.no_grad():
+            layer.weight.copy_(torch.from_numpy(weight))
+            layer.bias.copy_(torch.from_numpy(bias))
 
     def network(self, n_table: int) -> TunedNet:
         """The pretrained encoders the inputs need, and a new linear layer for the task."""
