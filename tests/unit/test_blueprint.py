@@ -161,6 +161,20 @@ def test_images_fine_tune_at_the_largest_side_that_fits():
     assert not _pretrained(_plan(profile, budget=300)).params.get("finetune")
 
 
+def test_the_fine_tuning_estimate_grows_with_rows_tokens_and_epochs_and_shrinks_on_a_gpu():
+    from runtime.costs import finetune_estimate
+
+    def seconds(n=1000, length=400, epochs=3, max_length=128, gpu=False):
+        profile = _profile(n, numeric=0, text=1, text_length=length)
+        return finetune_estimate(_task(), profile, 5, gpu=gpu, max_length=max_length, epochs=epochs).seconds
+
+    base = seconds()
+    assert seconds(n=2000) - seconds(n=10) > 1.8 * (base - seconds(n=10)) and seconds(epochs=2) < base  # rows, epochs
+    assert seconds(max_length=64) < base and seconds(length=100) < base  # truncation, and short texts
+    assert seconds(length=4000) == seconds(length=8000)  # past max_length a text costs no more
+    assert seconds(gpu=True) < base / 5
+
+
 def test_large_data_is_downsized_with_the_reason_recorded():
     bp = _plan(_profile(200_000, numeric=60), budget=60, task=_task("regression", "rmse"))
     assert bp.validation.n_folds < 5

@@ -1,20 +1,20 @@
 """Pretrained track, fine-tuning: the text and image encoders trained end to end on one fold.
 
 When the plan sets `finetune`, the pretrained Model hands its fit to `FineTuned`: a network of
-the pretrained encoders (all-MiniLM-L6-v2 for each text column, mean-pooled over its tokens;
-EfficientNet-Lite0 for each image column, its last feature map averaged over space) whose
-outputs, beside the table's standardised numbers and one-hot levels, feed one new linear layer.
-That layer starts as a linear probe: the frozen recipe's head (its C chosen over inner folds)
-fitted on the pretrained encoders' outputs for the fold's training rows, so fine-tuning starts
-from the frozen recipe's kind of model and moves the pretrained features less than from a random
-head would (LP-FT: Kumar et al., 2022). Everything then trains with AdamW (`encoder_lr` for the encoders, `head_lr` for the new layer, a
-linear warm-up over the first tenth of the steps, then a linear decay), for at most `epochs`
-passes, `max_steps` steps or `tune_seconds` per fold. After each epoch the loss on the fold's
-validation part (10% of the training rows when there is none) decides, the probe counting as
-epoch 0: the best epoch's weights are kept (the probe's, when no epoch beats it), and training
-stops after `patience` epochs without a better one. Losses are
-the neural recipe's (task_loss); regression learns the standardised target (log1p first where
-runtime.recipe_steps.log_target says so).
+the pretrained encoders (all-MiniLM-L6-v2 for each text column, mean-pooled over its tokens and
+L2-normalised; EfficientNet-Lite0 for each image column, its last feature map averaged over
+space) whose outputs, beside the table's standardised numbers and one-hot levels, feed one new
+linear layer. That layer starts as a linear probe: the frozen recipe's head (its C chosen over
+inner folds) fitted on the pretrained encoders' outputs for the fold's training rows, so
+fine-tuning starts from the frozen recipe's kind of model and moves the pretrained features less
+than from a random head would (LP-FT: Kumar et al., 2022). Everything then trains with AdamW
+(`encoder_lr` for the encoders, `head_lr` for the new layer, a linear warm-up over the first
+tenth of the steps, then a linear decay), for at most `epochs` passes, `max_steps` steps or
+`tune_seconds` per fold. After each epoch the loss on the fold's validation part (10% of the
+training rows when there is none) decides, the probe counting as epoch 0: the best epoch's
+weights are kept (the probe's, when no epoch beats it), and training stops after `patience`
+epochs without a better one. Losses are the neural recipe's (task_loss); regression learns the
+standardised target (log1p first where runtime.recipe_steps.log_target says so).
 
 Its inputs come from the pretrained Features in fine-tune mode: `tok__<column>__<i>` token ids
 (tokenised once for the run by `encode`, -1 past each text's end; each batch is cut to its
@@ -70,12 +70,14 @@ class TunedNet(nn.Module):
         return self.head(self.features(texts, images, table))
 
     def features(self, texts: list, images: list, table: torch.Tensor) -> torch.Tensor:
-        """What the new layer reads: each text's mean-pooled tokens, each image's pooled map, the table."""
+        """What the new layer reads: each text's mean-pooled tokens (L2-normalised, as the frozen
+        recipe embeds them), each image's pooled map, the table."""
         parts = []
         for ids, mask in texts:
             hidden = self.text(input_ids=ids, attention_mask=mask).last_hidden_state
             weights = mask.unsqueeze(-1).to(hidden.dtype)
-            parts.append((hidden * weights).sum(1) / weights.sum(1).clamp(min=1))
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            parts.append(nn.functional.normalize(pooled.float(), dim=1))  # as the frozen embeddings are
         parts += [self.image(x) for x in images]
         parts.append(table)
         return torch.cat([p.float() for p in parts], dim=1)
