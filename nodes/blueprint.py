@@ -238,7 +238,7 @@ def make_blueprint(task: TaskSpec, profile: DataProfile, settings: Settings, bud
         known = recipe_params(name)
         params = {k: v for k, v in {**est.params, "seed": settings.seed}.items() if k in known}
         need = min(room, max(est.seconds * safety(name) * slowness, 10.0))
-        plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile),
+        plans.append(TrackPlan(track=name, reason=_reason(name, task, profile, est), model_family=_family(name, profile, est.params),
                                feature_steps=est.steps, params=params, time_share=need))
         works[name] = ((est.seconds - est.fixed_s) * slowness, est.fixed_s * slowness)
         notes += [f"{name}: {n}" for n in est.notes]
@@ -434,16 +434,20 @@ def _reason(name: str, task: TaskSpec, profile: DataProfile, est: Estimate) -> s
                    if images else
                    f"{n} rows of mostly numeric data: a network with scaled inputs adds a model unlike trees to the ensemble"),
     }[name]
+    if name == "pretrained":
+        base += ("; the encoder is fine-tuned on each fold, its time allowing" if est.params.get("finetune")
+                 else "; the encoder stays frozen (fine-tuning does not fit the time, see the notes)")
     return f"{base}; estimated {est.seconds:.0f} s"
 
 
-def _family(name: str, profile: DataProfile | None = None) -> str:
+def _family(name: str, profile: DataProfile | None = None, params: dict | None = None) -> str:
     images = profile is not None and bool(profile.columns_of("image"))
+    encoder = "EfficientNet-Lite0" if images else "all-MiniLM-L6-v2"
+    pretrained = (f"{encoder} fine-tuned per fold + a linear head" if (params or {}).get("finetune")
+                  else f"{encoder} embeddings + a linear head")
     if images:
-        return {"traditional": "LightGBM on image features", "pretrained": "EfficientNet-Lite0 embeddings + a linear head",
-                "neural": "torch CNN"}[name]
-    return {"traditional": "LightGBM", "pretrained": "all-MiniLM-L6-v2 embeddings + a linear head",
-            "neural": "torch MLP"}[name]
+        return {"traditional": "LightGBM on image features", "pretrained": pretrained, "neural": "torch CNN"}[name]
+    return {"traditional": "LightGBM", "pretrained": pretrained, "neural": "torch MLP"}[name]
 
 
 # -- images -------------------------------------------------------------------------------------

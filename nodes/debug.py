@@ -26,7 +26,7 @@ from nodes.track import attempt_params, attempt_time, attempt_timeout
 from prompts import FALLBACK, render_recipe
 from prompts.render import debug_messages
 from runtime import budget
-from runtime.costs import MIN_SAMPLE_ROWS, planned_profile, rows_for_speed, shrink_for_speed
+from runtime.costs import MIN_SAMPLE_ROWS, Estimate, planned_profile, pretrained_estimate, rows_for_speed, shrink_for_speed
 
 
 def debug(state: TrackState, runtime: Runtime[RunContext]) -> dict:
@@ -82,12 +82,14 @@ def params_for_speed(state: TrackState, ctx: RunContext) -> tuple[dict, float] |
     already, or no cheaper step left."""
     attempts = state["attempts"]
     shrinks = sum(a.status == "timeout" and a.source in ("recipe", "repair") for a in attempts)  # not the members'
+    params = attempt_params(state)
+    if state["plan"].track == "pretrained" and params.get("finetune"):
+        return frozen_retreat(state, params, ctx.gpu_available(state["run_dir"]))
     if state["plan"].track != "traditional" or shrinks > MAX_SHRINKS:
         return None
     last = attempts[-1]
     # killed by the cell's timeout inside one fold: a fit took at least that long
     fit_seconds = last.fit_seconds or last.duration_s
-    params = attempt_params(state)
     blueprint = state["blueprint"]
     room_s = budget.retry_room_s(attempt_timeout(state, ctx))
     if blueprint.data is not None:
@@ -124,6 +126,16 @@ def params_for_memory(state: TrackState) -> dict | None:
     current = attempt_params(state).get("max_train_rows") or int(rows * (folds - 1) / folds)
     half = int(current) // 2
     return {"max_train_rows": half} if half >= MIN_SAMPLE_ROWS else None
+
+
+def frozen_retreat(state: TrackState, params: dict, gpu: bool) -> tuple[dict, float]:
+    """The pretrained track's retry when fine-tuning could not end in its time: its frozen path
+    (embeddings once, a linear head), the plan's other choice, at the same text and image sizes;
+    with the seconds runtime/costs.py estimates for it. Better than the bare fallback recipe."""
+    frozen = pretrained_estimate(state["task"], state["profile"], state["blueprint"].validation.n_folds, lambda _: True,
+                                 max_length=int(params.get("max_length") or 128), gpu=gpu,
+                                 image_size=int(params.get("image_size") or 224))
+    return {"finetune": False}, budget.retry_needs_s(frozen.seconds if isinstance(frozen, Estimate) else 0.0)
 
 
 # what a failing step's traceback says about the kind of column it handles

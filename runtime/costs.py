@@ -62,6 +62,20 @@ IMAGE_HEAD_S = 9e-7       # the linear head on image embeddings: seconds per row
 CNN_IMAGE_EPOCH_S = 1.0e-3  # the CNN (width 16, 32 px): seconds per image per epoch on 2 cores
 CNN_EPOCHS = 25           # epochs until early stopping, typically
 CNN_MIN_SECONDS = 8.0     # training time per fold below which a CNN learns too little
+# fine-tuning the pretrained encoders, per fold. Measured (Feb 2027, in one process on 2 cores at a
+# load of 10-16) as ratios to inference in the same process, applied to the inference constants
+# above: a training pass (forward + backward) costs ~4x inference per MiniLM token and ~5x per
+# EfficientNet-Lite0 image; an AdamW step over MiniLM's 22M weights ~0.1 s on a quiet core, over
+# Lite0's 4.6M a fifth of it. On a GPU all of it is GPU_SPEEDUP faster (unmeasured there).
+TUNE_TOKEN_S = 4 * ENCODER_TOKEN_S
+TUNE_IMAGE_224_S = 5 * ENCODER_IMAGE_224_S
+TUNE_TEXT_STEP_S = 0.1
+TUNE_IMAGE_STEP_S = 0.02
+TUNE_TOKENISE_ROW_S = 2e-4   # tokenising one text once for the run (a fast tokenizer)
+TUNE_MIN_ROWS = 200  # below this a head on frozen embeddings is the safer use of few labels (a judgement)
+# the settings tried, richest first, until one fits the time: (max_length or image side, epochs)
+TUNE_TEXT_STEPS = ((128, 3), (96, 3), (64, 3), (64, 2))
+TUNE_IMAGE_STEPS = ((224, 3), (160, 3), (128, 3), (96, 3), (64, 3), (64, 2))
 
 
 # -- the machine's speed -------------------------------------------------------------------------
@@ -390,6 +404,62 @@ def pretrained_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, inst
     return Estimate(seconds=seconds, params=params, steps=steps)
 
 
+def finetune_estimate(task: TaskSpec, profile: DataProfile, n_folds: int, gpu: bool = False, max_length: int = 128,
+                      image_size: int = 224, epochs: int = 3) -> Estimate:
+    """The pretrained track with its encoders fine-tuned per fold (prompts/recipes/pretrained/
+    finetune.py): each fold trains on its rows for `epochs` passes, scores its validation part
+    after each, and predicts the test rows. Its params cap each fold's training at its estimate
+    times SAFETY (`tune_seconds`), so a slower machine trains less rather than overruns."""
+    n_texts, n_images = len(profile.columns_of("text")), len(profile.columns_of("image"))
+    tokens = sum(min(max_length, (c.mean_length or 0) / CHARS_PER_TOKEN + 2) for c in profile.columns if c.kind == "text")
+    pixels = (image_size / 224) ** 2 * n_images
+    speed = GPU_SPEEDUP if gpu else 1.0
+    train_row = (TUNE_TOKEN_S * tokens + TUNE_IMAGE_224_S * pixels) / speed
+    infer_row = (ENCODER_ROW_S * n_texts + ENCODER_TOKEN_S * tokens + ENCODER_IMAGE_224_S * pixels) / speed
+    step = ((TUNE_TEXT_STEP_S if n_texts else 0.0) + (TUNE_IMAGE_STEP_S if n_images else 0.0)) / speed
+    batch = SPACES["pretrained"]["tune_batch_size"].default_for(Data(n=profile.n_train, gpu=gpu))
+    rows, valid = profile.n_train * (n_folds - 1) / n_folds, profile.n_train / n_folds
+    training = epochs * (rows * train_row + -(-rows // batch) * step + valid * infer_row)
+    per_fold = ENCODER_LOAD_S + training + profile.n_test * infer_row
+    # the check: two fits of two steps on a 225-row sample, each predicting its 75 + 100 held-out rows
+    check = CHECK_S + ENCODER_LOAD_S + 2 * (2 * (batch * train_row + step) + 175 * infer_row)
+    fixed = KERNEL_S + check + TUNE_TOKENISE_ROW_S * (profile.n_train + profile.n_test) * n_texts \
+        + images_to_decode(profile) * IMAGE_DECODE_S
+    params: dict[str, Any] = {"finetune": True, "epochs": epochs, "tune_seconds": round(training * SAFETY, 1)}
+    steps = []
+    on = " on the GPU in mixed precision" if gpu else " on the CPU"
+    if n_texts:
+        params["max_length"] = max_length
+        steps.append(f"{n_texts} text column(s) tokenised once (max_length {max_length}), cached across folds and attempts")
+    if n_images:
+        params["image_size"] = image_size
+        steps.append(f"{n_images} image column(s) decoded once per kernel at {image_size} px")
+    encoders = " and ".join(name for name, used in (("all-MiniLM-L6-v2", n_texts), ("EfficientNet-Lite0", n_images)) if used)
+    steps.append(f"{encoders} fine-tuned per fold{on} with a linear head over the pooled outputs and the table's numbers, "
+                 f"at most {epochs} epochs, early stopping on the fold's validation loss")
+    return Estimate(seconds=fixed + n_folds * per_fold * target_units(task), params=params, steps=steps, fixed_s=fixed)
+
+
+def finetune_plan(task: TaskSpec, profile: DataProfile, n_folds: int, room_s: float, gpu: bool = False) -> Estimate | str:
+    """The richest fine-tuning settings (TUNE_TEXT_STEPS or TUNE_IMAGE_STEPS) whose estimate fits
+    room_s, or why the encoders stay frozen."""
+    if profile.n_train < TUNE_MIN_ROWS:
+        return f"{profile.n_train} training rows: fine-tuning wants {TUNE_MIN_ROWS}+, a head on frozen embeddings is safer"
+    images = bool(profile.columns_of("image"))
+    tried = TUNE_IMAGE_STEPS if images else TUNE_TEXT_STEPS
+    est = None
+    for side, epochs in tried:
+        est = finetune_estimate(task, profile, n_folds, gpu, **({"image_size": side} if images else {"max_length": side}),
+                                epochs=epochs)
+        if est.seconds <= room_s:
+            est.notes.append(f"fine-tuned: ~{est.seconds:.0f} s ({'image_size' if images else 'max_length'} {side}, at most "
+                             f"{epochs} epochs{', on the GPU' if gpu else ', on the CPU'}) fits the {room_s:.0f} s the track has")
+            return est
+    side, epochs = tried[-1]
+    return (f"fine-tuning needs ~{est.seconds:.0f} s even at {'image_size' if images else 'max_length'} {side} and {epochs} "
+            f"epochs{' on the CPU' if not gpu else ''}; the track has {room_s:.0f} s")
+
+
 # -- neural -------------------------------------------------------------------------------------
 
 
@@ -451,27 +521,16 @@ def fit_secondary(name: str, task: TaskSpec, profile: DataProfile, n_folds: int,
     not. Its kernel starts while the earlier tracks compute, so that part of its estimate is
     free. The first planned track (e.g. `--tracks neural`) always runs, at its smallest."""
     room = left_s / safety(name) + (0.0 if first else KERNEL_S)
+    if name == "pretrained":  # fine-tuned when that fits, else frozen (downsized as needed)
+        tuned = finetune_plan(task, profile, n_folds, room, gpu)
+        if isinstance(tuned, Estimate):
+            return tuned
+        frozen = _fit_frozen(task, profile, n_folds, est, left_s, room, installed, gpu, first)
+        if isinstance(frozen, Estimate):
+            frozen.notes.insert(0, f"frozen encoders + a linear head: {tuned}")
+        return frozen
     if est.seconds <= room:
         return est
-    if name == "pretrained" and profile.columns_of("image"):
-        for size, head in PRETRAINED_IMAGE_STEPS:
-            smaller = pretrained_estimate(task, profile, n_folds, installed, gpu=gpu, image_size=size, head=head,
-                                          max_length=64 if profile.columns_of("text") else 128)
-            if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and size == 64)):
-                smaller.notes.append(f"images at {size} px{' with a lighter head search' if head else ''}: at 224 px the "
-                                     f"encoder and head need ~{est.seconds:.0f} s")
-                return smaller
-        return (f"the image encoder needs ~{smaller.seconds:.0f} s even at 64 px ({images_to_decode(profile)} images); "  # type: ignore[union-attr]
-                f"{left_s:.0f} s are left for it")
-    if name == "pretrained":
-        for max_length in (64, 32):
-            smaller = pretrained_estimate(task, profile, n_folds, installed, max_length=max_length, gpu=gpu)
-            if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and max_length == 32)):
-                smaller.notes.append(f"max_length {max_length}: at 128 tokens the encoder needs ~{est.seconds:.0f} s")
-                return smaller
-        least = pretrained_estimate(task, profile, n_folds, installed, max_length=32, gpu=gpu)
-        return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
-                f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")
     if name == "neural":
         # a network cut off before MLP_MIN_EPOCHS epochs learns too little to add to the trees (at
         # 60 s on 43k rows it got 4.4 s per fold, 6 epochs: 604 RMSE against LightGBM's 536, and
@@ -638,3 +697,29 @@ def planned_profile(profile: DataProfile, rows: int | None) -> DataProfile:
     if rows is None or rows >= profile.n_train:
         return profile
     return profile.model_copy(update={"n_train": int(rows)})
+
+
+def _fit_frozen(task: TaskSpec, profile: DataProfile, n_folds: int, est: Estimate, left_s: float, room: float,
+                installed: Callable[[str], bool], gpu: bool, first: bool) -> Estimate | str:
+    """The frozen pretrained track downsized until it fits room: smaller images, a lighter head
+    search, shorter texts; or why it does not fit."""
+    if est.seconds <= room:
+        return est
+    if profile.columns_of("image"):
+        for size, head in PRETRAINED_IMAGE_STEPS:
+            smaller = pretrained_estimate(task, profile, n_folds, installed, gpu=gpu, image_size=size, head=head,
+                                          max_length=64 if profile.columns_of("text") else 128)
+            if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and size == 64)):
+                smaller.notes.append(f"images at {size} px{' with a lighter head search' if head else ''}: at 224 px the "
+                                     f"encoder and head need ~{est.seconds:.0f} s")
+                return smaller
+        return (f"the image encoder needs ~{smaller.seconds:.0f} s even at 64 px ({images_to_decode(profile)} images); "  # type: ignore[union-attr]
+                f"{left_s:.0f} s are left for it")
+    for max_length in (64, 32):
+        smaller = pretrained_estimate(task, profile, n_folds, installed, max_length=max_length, gpu=gpu)
+        if isinstance(smaller, Estimate) and (smaller.seconds <= room or (first and max_length == 32)):
+            smaller.notes.append(f"max_length {max_length}: at 128 tokens the encoder needs ~{est.seconds:.0f} s")
+            return smaller
+    least = pretrained_estimate(task, profile, n_folds, installed, max_length=32, gpu=gpu)
+    return (f"the encoder needs ~{least.seconds:.0f} s even at max_length 32 "  # type: ignore[union-attr]
+            f"({profile.n_train + profile.n_test} rows of text); {left_s:.0f} s are left for it")

@@ -310,8 +310,20 @@ PRETRAINED = Space(
           "200_000 on CPU (~1 min on 2 cores), unlimited on GPU"),
     Param("batch_size", int, lambda d: 256 if d.gpu else 64, "64 on CPU, 256 on GPU"),
     Param("image_model", object, None, "efficientnet-lite0   or a local weights file (a torch module, a Lite0 state dict)"),
-    Param("image_size", int, None, "224 on GPU; on CPU the largest that fits image_seconds"),
+    Param("image_size", int, None, "224 on GPU; on CPU the largest that fits image_seconds (fine-tuning: 96)"),
     Param("image_seconds", float, 60.0, "60   CPU seconds the image encoder may take for all rows (sets image_size)"),
+    # fine-tuning: the encoders trained per fold inside Model.fit (prompts/recipes/pretrained/finetune.py)
+    Param("finetune", bool, False, "false   true: fine-tune the encoders per fold, early stopping on its validation "
+          "part (the blueprint sets it when its estimate fits the time); false: frozen embeddings + the linear head"),
+    Param("epochs", int, 3, "3   most passes over a fold's training rows when fine-tuning", check=1),
+    Param("patience", int, 1, "1   epochs without a lower validation loss before fine-tuning stops (best epoch kept)"),
+    Param("encoder_lr", float, lambda d: 1e-4 if d.images else 5e-5,
+          "5e-5 (text), 1e-4 (images)   AdamW learning rate of the encoders when fine-tuning"),
+    Param("head_lr", float, 1e-3, "1e-3   AdamW learning rate of the new head when fine-tuning"),
+    Param("tune_batch_size", int, lambda d: 32 if d.gpu else 16, "16 on CPU, 32 on GPU   rows per fine-tuning step"),
+    Param("max_steps", int, None, "none   most optimizer steps per fold when fine-tuning (the check takes 2)", check=2),
+    Param("tune_seconds", float, None, "none   time cap per fold's fine-tuning: it stops after the step past it, "
+          "keeping the best epoch (a capped fit depends on the machine's speed)"),
     _log_target(),
     _seed(),
 )

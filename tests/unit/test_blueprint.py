@@ -106,6 +106,75 @@ def test_pretrained_downsized_then_skipped_as_the_budget_shrinks():
     assert "encoder needs" in reason and "s are left" in reason
 
 
+def _pretrained(bp):
+    return next((t for t in bp.tracks if t.track == "pretrained"), None)
+
+
+def test_pretrained_fine_tunes_when_the_time_allows_and_says_why():
+    bp = _plan(_profile(400, numeric=1, text=1, text_length=200, n_test=100), budget=900)
+    plan = _pretrained(bp)
+    assert plan is not None and plan.params["finetune"] is True
+    assert plan.params["epochs"] >= 2 and plan.params["max_length"] >= 64 and plan.params["tune_seconds"] > 0
+    assert "fine-tuned" in plan.model_family and "fine-tuned" in plan.reason
+    assert any(n.startswith("pretrained: fine-tuned:") and "fits" in n for n in bp.notes), bp.notes
+    assert any("early stopping" in s for s in plan.feature_steps)
+    _shares_ok(bp)
+
+
+def test_pretrained_stays_frozen_when_time_is_short_and_says_why():
+    profile = _profile(400, numeric=1, text=1, text_length=200, n_test=100)
+    bp = _plan(profile, budget=120)
+    plan = _pretrained(bp)
+    assert plan is not None and not plan.params.get("finetune")
+    assert "embeddings" in plan.model_family and "frozen" in plan.reason
+    note = next(n for n in bp.notes if n.startswith("pretrained: frozen encoders"))
+    assert "fine-tuning needs" in note and "the track has" in note
+    # between the two, the choice moves with the budget alone
+    assert _pretrained(_plan(profile, budget=900)).params.get("finetune") is True
+
+
+def test_few_rows_keep_the_encoder_frozen_whatever_the_time():
+    bp = _plan(_profile(150, numeric=1, text=1, text_length=200), budget=3600)
+    plan = _pretrained(bp)
+    assert plan is not None and not plan.params.get("finetune")
+    assert any("150 training rows" in n for n in bp.notes)
+
+
+def test_a_gpu_lets_the_plan_fine_tune_where_the_cpu_cannot():
+    profile = _profile(3000, numeric=0, text=1, text_length=600, n_test=500)
+    on_cpu = make_blueprint(_task(), profile, Settings(), 900, available=ALL, installed=_everything_installed, gpu=False)
+    on_gpu = make_blueprint(_task(), profile, Settings(), 900, available=ALL, installed=_everything_installed, gpu=True)
+    assert not _pretrained(on_cpu).params.get("finetune")
+    assert _pretrained(on_gpu).params.get("finetune") is True
+    assert any("on the GPU" in n for n in on_gpu.notes)
+
+
+def test_images_fine_tune_at_the_largest_side_that_fits():
+    cols = [ColumnProfile(name="image", kind="image", dtype="object", missing_share=0.0, cardinality=1000, examples=[])]
+    profile = DataProfile(n_train=1000, n_test=200, columns=cols,
+                          target=TargetProfile(kind="classes", class_counts={"no": 500, "yes": 500}))
+    roomy = _pretrained(_plan(profile, budget=3600))
+    assert roomy.params["finetune"] is True and roomy.params["image_size"] in (224, 160, 128, 96, 64)
+    assert "EfficientNet-Lite0 fine-tuned" in roomy.model_family
+    bigger = _pretrained(_plan(profile, budget=7200))
+    assert bigger.params["image_size"] > roomy.params["image_size"]  # more time, larger images
+    assert not _pretrained(_plan(profile, budget=300)).params.get("finetune")
+
+
+def test_the_fine_tuning_estimate_grows_with_rows_tokens_and_epochs_and_shrinks_on_a_gpu():
+    from runtime.costs import finetune_estimate
+
+    def seconds(n=1000, length=400, epochs=3, max_length=128, gpu=False):
+        profile = _profile(n, numeric=0, text=1, text_length=length)
+        return finetune_estimate(_task(), profile, 5, gpu=gpu, max_length=max_length, epochs=epochs).seconds
+
+    base = seconds()
+    assert seconds(n=2000) - seconds(n=10) > 1.8 * (base - seconds(n=10)) and seconds(epochs=2) < base  # rows, epochs
+    assert seconds(max_length=64) < base and seconds(length=100) < base  # truncation, and short texts
+    assert seconds(length=4000) == seconds(length=8000)  # past max_length a text costs no more
+    assert seconds(gpu=True) < base / 5
+
+
 def test_large_data_is_downsized_with_the_reason_recorded():
     bp = _plan(_profile(200_000, numeric=60), budget=60, task=_task("regression", "rmse"))
     assert bp.validation.n_folds < 5

@@ -56,3 +56,22 @@ def test_the_harness_applies_repairs_to_frames_and_profile():
     fixed, (out,) = repaired(profile, {"coerce_columns": {"a": "categorical"}, "drop_columns": ["b"]}, [frame])
     assert fixed["columns"] == [{"name": "a", "kind": "categorical"}] and list(out.columns) == ["a"]
     assert repaired(profile, {}, [frame]) == (profile, [frame])
+
+
+def test_a_too_slow_fine_tuning_retries_with_the_frozen_encoder(tmp_path):
+    """Fine-tuning that could not end in its time retreats to the pretrained track's frozen path
+    (not the bare fallback), with the time the frozen path's estimate needs."""
+    from nodes.debug import frozen_retreat
+    from runtime.costs import pretrained_estimate
+    from runtime.records import Blueprint, TaskSpec, ValidationScheme
+
+    task = TaskSpec(task_dir=str(tmp_path), task_type="binary", target="y", id_column="id", metric="auc",
+                    greater_is_better=True, submission_format="proba", submission_columns=["id", "y"], classes=["0", "1"])
+    profile = DataProfile(n_train=2000, n_test=500, target=TargetProfile(kind="classes"), columns=[
+        ColumnProfile(name="note", kind="text", dtype="object", missing_share=0, cardinality=2000, examples=[], mean_length=600)])
+    bp = Blueprint(validation=ValidationScheme(kind="stratified", n_folds=5), tracks=[], budget_s=600)
+    change, needs = frozen_retreat({"task": task, "profile": profile, "blueprint": bp}, {"finetune": True, "max_length": 64},
+                                   gpu=False)
+    assert change == {"finetune": False}
+    frozen = pretrained_estimate(task, profile, 5, lambda _: True, max_length=64)
+    assert needs > frozen.seconds  # the harness's margin on top of the frozen path's estimate

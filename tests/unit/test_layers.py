@@ -19,8 +19,9 @@ ABOVE = {
 ASSEMBLY = {"graph/builder.py"}
 # The command line and the bench reach the nodes only through the graph (graph.runner): the
 # services they use (reading a task, writing and validating submissions, the report) live below.
-# The one exception plans a run folder by hand with the blueprint's rules, to time a kernel.
-SCRIPTS_USING_NODES = {"scripts/bench_kernel.py": {"nodes.blueprint"}}
+# The exceptions plan a run folder by hand with the blueprint's rules: to time a kernel, and to
+# compare the pretrained track frozen and fine-tuned under the plan the rules make.
+SCRIPTS_USING_NODES = {"scripts/bench_kernel.py": {"nodes.blueprint"}, "scripts/bench_finetune.py": {"nodes.blueprint"}}
 
 
 def imported_modules(path: Path) -> set[str]:

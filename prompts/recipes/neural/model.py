@@ -36,6 +36,26 @@ from runtime.params import SPACES, Data
 from runtime.recipe_steps import TargetScale, TaskModel
 
 
+def task_loss(task: dict, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A network's training loss for the task: cross-entropy (multiclass), binary cross-entropy
+    on one logit, L1 for absolute errors (the median's loss, not the mean's), else MSE; `out` is
+    (n, k) or (n, 1), `target` class codes, 0/1 floats or standardised values."""
+    kind = task["task_type"]
+    if kind == "multiclass":
+        return nn.functional.cross_entropy(out, target)
+    if kind == "binary":
+        return nn.functional.binary_cross_entropy_with_logits(out[:, 0], target)
+    if task.get("metric") in ("mae", "medae"):
+        return nn.functional.l1_loss(out[:, 0], target)
+    return nn.functional.mse_loss(out[:, 0], target)
+
+
+def target_tensor(kind: str, values, device) -> torch.Tensor:
+    """Targets as task_loss reads them: class codes (multiclass), else floats (0/1, or values
+    already on the learnt scale)."""
+    return torch.tensor(np.asarray(values), dtype=torch.int64 if kind == "multiclass" else torch.float32, device=device)
+
+
 class ConvBranch(nn.Module):
     """(n, 3, s, s) images -> (n, 4 * width) features: three blocks of two 3x3 convolutions
     (batch norm, SiLU), max pooling after each, then global average pooling."""
@@ -220,20 +240,12 @@ class Model(TaskModel):
         if self.kind == "regression":
             if fit:
                 self.target = TargetScale.fitted(self.task, self.resolved["log_target"], y, standardise=True, absolute=False)
-            return torch.tensor(self.target.forward(y), dtype=torch.float32, device=self.device)
-        if self.kind == "binary":
-            return torch.tensor(y, dtype=torch.float32, device=self.device)
-        return torch.tensor(y, dtype=torch.int64, device=self.device)
+            y = self.target.forward(y)
+        return target_tensor(self.kind, y, self.device)
 
     def _loss(self, out, target):
-        """Cross-entropy (multiclass), binary cross-entropy, L1 for absolute errors, else MSE."""
-        if self.kind == "multiclass":
-            return nn.functional.cross_entropy(out, target)
-        if self.kind == "binary":
-            return nn.functional.binary_cross_entropy_with_logits(out[:, 0], target)
-        if self.task.get("metric") in ("mae", "medae"):  # absolute errors: the median's loss, not the mean's
-            return nn.functional.l1_loss(out[:, 0], target)
-        return nn.functional.mse_loss(out[:, 0], target)
+        """The task's training loss (task_loss)."""
+        return task_loss(self.task, out, target)
 
     def _outputs(self, num, cat, img, batch: int = 1024):
         """The network's outputs in evaluation mode, in batches, as float32."""

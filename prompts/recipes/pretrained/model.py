@@ -8,6 +8,11 @@ noisy there as on new rows) with them, with early stopping on the fold's validat
 with nothing else, the head's prediction is the answer. Without embedding columns (no text)
 LightGBM reads the table alone.
 
+Fine-tuning (`finetune`, set by the blueprint when its estimate fits the time): the fit is
+prompts/recipes/pretrained/finetune.py's FineTuned instead, the encoders trained on the fold's
+rows with early stopping on its validation part; the Features then hand over token ids, image
+files and the table as numbers rather than embeddings.
+
 Params: runtime/params.py declares them (SPACES["pretrained"]); `resolved` records the C the
 inner folds chose, so refine moves it from there.
 """
@@ -32,16 +37,26 @@ TREE_KEYS = ("n_estimators", "learning_rate", "num_leaves", "min_child_samples",
 
 
 class Model(TaskModel):
-    """A linear head on the embeddings (enc_*), then LightGBM on its prediction beside the table."""
+    """A linear head on the embeddings (enc_*), then LightGBM on its prediction beside the table;
+    or, with `finetune`, the encoders fine-tuned on the fold (FineTuned)."""
 
     def __init__(self, task: dict, params: dict):
         super().__init__(task, params)
         self.resolved = SPACES["pretrained"].resolve(params, Data(n=0))
         self.seed = self.resolved["seed"]
+        self.tuned = None
 
     def fit(self, X, y, X_valid=None, y_valid=None) -> "Model":
         """Fit the head (C chosen over inner folds), then the trees on its out-of-fold
-        prediction and the other columns, early stopping on the validation part."""
+        prediction and the other columns, early stopping on the validation part; or, with
+        `finetune`, the fine-tuned encoders (FineTuned)."""
+        self.tuned = None
+        if self.resolved["finetune"]:
+            from prompts.recipes.pretrained.finetune import FineTuned
+
+            self.tuned = FineTuned(self.task, self.params).fit(X, y, X_valid, y_valid)
+            self.resolved = self.tuned.resolved
+            return self
         y = np.asarray(y)
         self.enc = [c for c in X.columns if str(c).startswith("enc_")]
         self.rest = [c for c in X.columns if c not in self.enc]
@@ -66,6 +81,8 @@ class Model(TaskModel):
 
     def predict(self, X) -> np.ndarray:
         """Regression: values on the target's scale; classification: probabilities in the task's order."""
+        if self.tuned is not None:
+            return self.tuned.predict(X)
         head = self._head_predict(X[self.enc].to_numpy(dtype=np.float64)) if self.enc else None
         if self.trees is None:
             if self.kind == "regression":
