@@ -4,7 +4,7 @@ range refine searches, its scale and what a value costs.
 The recipes read their settings through `SPACES[recipe].resolve(params, data)` in the kernel
 (solution.py inlines this module, as it does runtime.images); the blueprint estimates a plan's
 cost from the same defaults evaluated on the profile; refine searches the declared ranges;
-the LLM prompts and the README show `table()`. A plan's params hold only what differs from
+the LLM prompts and docs/recipe-parameters.md show `table()`. A plan's params hold only what differs from
 these defaults, so a recipe's data-aware default is never overridden by a copy.
 
 Light on purpose: no imports beyond the standard library, since the framework's process reads
@@ -385,7 +385,7 @@ SPACES: dict[str, Space] = {s.recipe: s for s in (TRADITIONAL, NEURAL, PRETRAINE
 
 
 def params_markdown() -> str:
-    """Every recipe's parameters as the README shows them (`iml params` prints the same)."""
+    """Every recipe's parameters as docs/recipe-parameters.md shows them (`iml params` prints the same)."""
     parts = []
     for space in SPACES.values():
         if space.recipe == "fallback":

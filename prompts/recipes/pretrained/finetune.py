@@ -94,8 +94,11 @@ class TunedNet(nn.Module):
 class FineTuned(TaskModel):
     """The encoders fine-tuned on one fold's rows, early stopping on its validation part."""
 
-    def __init__(self, task: dict, params: dict):
+    def __init__(self, task: dict, params: dict, frozen: type):
+        """frozen: the frozen recipe's Model class, whose linear head is the probe fine-tuning
+        starts from (passed in by that Model: this module does not import it back)."""
         super().__init__(task, params)
+        self.frozen = frozen
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.target = None
 
@@ -182,8 +185,6 @@ class FineTuned(TaskModel):
         be fitted (one class among the rows)."""
         from threadpoolctl import threadpool_limits
 
-        from prompts.recipes.pretrained.model import Model as FrozenModel
-
         if self.kind != "regression" and len(np.unique(y)) < 2:
             return
         self.net.eval()
@@ -192,7 +193,7 @@ class FineTuned(TaskModel):
             for start in range(0, n, PREDICT_BATCH):
                 parts.append(self.net.features(*self.batch(train, np.arange(start, min(n, start + PREDICT_BATCH)))))
         pooled = torch.cat(parts).float().cpu().numpy().astype(np.float64)
-        frozen = FrozenModel(self.task, {**self.params, "finetune": False})
+        frozen = self.frozen(self.task, {**self.params, "finetune": False})
         frozen.target = self.target
         with threadpool_limits(limits=1):  # many small solver steps: threads only add hand-offs
             frozen._fit_head(pooled, y)

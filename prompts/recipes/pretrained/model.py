@@ -54,7 +54,7 @@ class Model(TaskModel):
         if self.resolved["finetune"]:
             from prompts.recipes.pretrained.finetune import FineTuned
 
-            self.tuned = FineTuned(self.task, self.params).fit(X, y, X_valid, y_valid)
+            self.tuned = FineTuned(self.task, self.params, frozen=Model).fit(X, y, X_valid, y_valid)
             self.resolved = self.tuned.resolved
             return self
         y = np.asarray(y)
