@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from stub_openai import DemoAnswers, Script, ScriptedChatModel, StubOpenAIServer, broken_syntax
+from machine_speed import scaled_duration
 
 from graph.context import Settings
 from graph.runner import run_task
@@ -163,7 +164,8 @@ def test_a_capped_run_stops_asking_at_the_cap_and_still_ends_valid(make_task, tm
     with StubOpenAIServer(Script(default=DemoAnswers())) as server:
         # one request (analyze's) uses more than 50 tokens: every later role finds the cap reached
         code = main(["run", str(task_dir), "--model", "stub-model", "--base-url", server.url, "--out", str(out),
-                     "--time-budget", "20s", "--folds", "3", "--refine-candidates", "1", "--max-llm-tokens", "50"])
+                     "--time-budget", scaled_duration(20), "--folds", "3", "--refine-candidates", "1",
+                     "--max-llm-tokens", "50"])
         asked = len(server.requests)
     printed = capsys.readouterr().out
     assert code == 0, printed

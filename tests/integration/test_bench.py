@@ -48,9 +48,11 @@ def test_repeats_run_every_system_on_the_same_splits_and_resume(bench_root: Path
         here = bench_root / "runs" / "iris" / f"split{split}"
         # iml read this split's folder; the peer got its training rows and its test rows, no others
         assert Path(json.loads((here / "iml-seed0" / "task.json").read_text())["task_dir"]) == task.resolve()
-        assert _ids(here / "lightgbm-seed0" / "train.csv") == _ids(task / "train.csv")
-        assert _ids(here / "lightgbm-seed0" / "test.csv") == _ids(task / "test.csv")
-        assert "species" not in pd.read_csv(here / "lightgbm-seed0" / "test.csv").columns
+        # the files the peer was told to read (a plain CSV split is handed over as it is, not copied)
+        spec = json.loads((here / "lightgbm-seed0" / "spec.json").read_text())
+        assert _ids(Path(spec["train"])) == _ids(task / "train.csv")
+        assert _ids(Path(spec["test"])) == _ids(task / "test.csv")
+        assert "species" not in pd.read_csv(spec["test"]).columns
         tests.append(_ids(task / "test.csv"))
     assert tests[0] != tests[1]
 

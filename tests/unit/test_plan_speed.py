@@ -106,6 +106,22 @@ def test_the_run_clock_counts_the_command_s_start_up(tmp_path):
         clock.stop("finished")
 
 
+def test_a_command_run_in_a_long_lived_process_starts_its_clock_when_main_is_entered(monkeypatch):
+    """A process started for the command counts its own start; one that calls main() minutes
+    after it started (a notebook, this test session) must not charge those minutes to the run:
+    every in-process `iml run` of the suite's end-to-end tests found its budget spent and asked
+    its LLM nothing."""
+    from scripts import cli
+
+    now = time.time()
+    monkeypatch.setattr(cli, "process_started", lambda: now - 5.0)
+    monkeypatch.setattr(cli, "_COMMAND_ENTERED", now)
+    assert cli.command_started() == now - 5.0  # the process was started for the command
+    monkeypatch.setattr(cli, "process_started", lambda: now - 20 * 60.0)
+    assert cli.command_started() == now  # a process twenty minutes old: the command started in main()
+    assert cli.main(["example", "--list"]) == 0 and now <= cli._COMMAND_ENTERED <= time.time()
+
+
 def test_a_clock_spent_on_start_up_leaves_the_plan_the_floor_an_attempt_gets_anyway():
     """A 10 s run whose start-up took 9 s of a loaded machine: its first attempt gets the 5 s
     floor whatever the clock says, so the plan is made for that, not for the smallest sample."""
