@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import threading
 
 from langgraph.runtime import Runtime
 
@@ -27,6 +26,7 @@ from nodes.track import (
 from prompts.imports import import_problem, module_path
 from runtime import budget
 from runtime.params import SPACES
+from runtime.python_source import parse
 from runtime.records import AttemptResult
 
 CONTRACT = {
@@ -101,14 +101,8 @@ def check(state: TrackState, runtime: Runtime[RunContext]) -> dict:
     return {"last_error": message, "attempts": [result]}
 
 
-# ast.parse from two threads at once (two tracks' checks) can fail in CPython 3.11 with
-# "SystemError: AST constructor recursion depth mismatch": its recursion count is shared
-_PARSE_LOCK = threading.Lock()
-
-
 def parse_module(source: str, module: str) -> ast.Module:
-    with _PARSE_LOCK:
-        return ast.parse(source, filename=f"{module}.py")
+    return parse(source, filename=f"{module}.py")
 
 
 def static_problems(code: dict[str, str]) -> list[str]:

@@ -18,6 +18,7 @@ from functools import cache, lru_cache
 from pathlib import Path
 
 from prompts import PROMPTS_DIR
+from runtime.python_source import parse
 
 # import name -> what the prompt says of it
 LIBRARIES = {
@@ -108,7 +109,7 @@ def imported_modules(source: str) -> tuple[str, ...]:
     """The iML modules for generated code that a source imports, by name, in order (`from runtime
     import images` names runtime.images)."""
     names = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         if isinstance(node, ast.Import):
             names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

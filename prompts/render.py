@@ -29,6 +29,7 @@ from prompts import FALLBACK, MODULES, PROMPTS_DIR, RECIPES_DIR, recipe_tracks
 from prompts.imports import imported_modules, imports_text, module_path, recipe_modules
 from prompts.surface import first_sentence, parsed, surface, whole
 from runtime.budget import AttemptTime, tracks_part
+from runtime.python_source import parse
 from runtime.records import AttemptResult, Blueprint, DataProfile, TaskSpec, TrackPlan
 
 # Size limits in characters (about 4 characters a token).
@@ -292,7 +293,7 @@ def other_recipes(recipe: str) -> str:
     for name in recipe_modules():
         if name.startswith(import_name(recipe, "")) or name.split(".")[2] == FALLBACK:
             continue
-        lines.append(f"- {name}: {first_sentence(ast.get_docstring(ast.parse(module_path(name).read_text())) or '')}")
+        lines.append(f"- {name}: {first_sentence(ast.get_docstring(parse(module_path(name).read_text())) or '')}")
     return "\n".join(lines)
 
 
@@ -389,7 +390,7 @@ def traceback_code(error: str, limit: int = RECIPE_CODE_CHARS) -> str:
         if name is None:
             continue
         source = module_path(name).read_text()
-        for node in ast.walk(ast.parse(source)):
+        for node in ast.walk(parse(source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.lineno <= int(line) <= node.end_lineno:
                 code = ast.get_source_segment(source, node, padded=True) or ""
                 code = textwrap.dedent(code)

@@ -16,13 +16,15 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from runtime.python_source import parse
+
 CONSTANT_CHARS = 240  # a module-level constant longer than this is shown by name only
 
 
 @lru_cache(maxsize=64)
 def parsed(source: str) -> ast.Module:
     """The source's syntax tree (read, never changed: shared by the views of one source)."""
-    return ast.parse(source)
+    return parse(source)
 
 
 @lru_cache(maxsize=64)
@@ -203,7 +205,7 @@ def _names(elided: dict[int, tuple[str, ast.AST, int]]) -> list[str]:
 
 def _statements_up_to(text: str, limit: int, left_out: list[str]) -> Shown:
     """Whole top-level statements from the start while they fit; the rest named."""
-    tree = ast.parse(text)
+    tree = parse(text)
     lines = text.splitlines()
     kept_end, dropped = 0, []
     for node in tree.body:

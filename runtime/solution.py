@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.blend import exact_weights, member_attempts
+from runtime.python_source import parse
 
 # The runtime modules solution.py holds, whole, in this order: the tables' reading (a large table's
 # through the same columnar cache, in a temporary folder), the submission's format, the fold loop
@@ -41,7 +42,7 @@ def inlined(name: str) -> str:
     """A module's source (by its dotted name) without its docstring and its imports of iML:
     solution.py holds the very functions the framework runs, so the two cannot drift apart."""
     source = module_source(name)
-    tree = ast.parse(source)
+    tree = parse(source)
     lines = source.splitlines()
     drop: set[int] = set()
     for node in tree.body:
