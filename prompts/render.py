@@ -316,7 +316,7 @@ def params_text(recipe: str, given: dict[str, Any], whose: str = "the plan's", o
             lines.append(f"  {p.name.ljust(width)}{value}{rng}")
     for key, value in given.items():
         if space is None or key not in space:
-            where = "read by the harness" if key in HARNESS_PARAMS else "not declared by the recipe: nothing reads it"
+            where = HARNESS_PARAMS.get(key, "not declared by the recipe: nothing reads it")
             lines.append(f"  {key}  {whose}: {bounded(json.dumps(value, default=str), 300)}   ({where})")
     return (f"`params` (passed to Features and Model) holds only the values labelled {whose}; every other one "
             f"is the recipe's default, computed from the data at fit time "

@@ -23,7 +23,21 @@ from typing import Any
 # and a bag's own number of cuts of the folds, each cut with its own seed (long budgets)
 REPAIR_PARAMS = ("drop_columns", "coerce_columns")
 BAG_PARAMS = ("cuts", "seed_per_cut")
-HARNESS_PARAMS = (*REPAIR_PARAMS, "max_train_rows", *BAG_PARAMS)
+# what the harness does with each, before or around the modules: the coder's prompt says it, so
+# that generated code does not do it again (a real model dropped a plan's drop_columns itself,
+# told only that the harness "reads" them)
+HARNESS_PARAMS = {
+    "drop_columns": "done by the harness: these columns are gone from X and from profile['columns'] before "
+                    "Features sees them; no code needed",
+    "coerce_columns": "done by the harness: profile['columns'] gives these columns this kind before Features "
+                      "sees them; no code needed",
+    "max_train_rows": "done by the harness: each fold's fit sees a seeded sample of this many training rows; "
+                      "every row is still predicted; no code needed",
+    "cuts": "done by the harness: the folds are cut this many times, each cut's folds fitted and predicted; "
+            "no code needed",
+    "seed_per_cut": "done by the harness: each cut of the folds fits with its own seed (params['seed'] differs "
+                    "per cut); no code needed",
+}
 
 WIDE = 200  # columns beyond which the data is wide (image features, pixels): sample columns, coarser bins
 

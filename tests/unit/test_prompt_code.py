@@ -149,7 +149,8 @@ def test_every_recipe_hook_says_what_it_does_and_the_surface_shows_it():
 def test_the_coder_sees_each_recipe_whole_as_a_library_with_its_params_labelled(grounded):
     _, task, profile, blueprint = grounded
     for track in ("traditional", "pretrained", "neural"):
-        plan = blueprint.tracks[0].model_copy(update={"track": track, "params": {"seed": 3, "max_train_rows": 500}})
+        plan = blueprint.tracks[0].model_copy(update={"track": track, "params": {
+            "seed": 3, "max_train_rows": 500, "drop_columns": ["a"], "coerce_columns": {"b": "categorical"}}})
         body = text(generate_messages(task, profile, plan))
         for module in MODULES:
             assert f"### prompts.recipes.{track}.{module}" in body
@@ -157,7 +158,11 @@ def test_the_coder_sees_each_recipe_whole_as_a_library_with_its_params_labelled(
         for param in SPACES[track]:
             assert param.name in lines, (track, param.name)
         assert "the plan's: 3" in lines["seed"] and "the plan's: 500" in lines["max_train_rows"]
-        assert "read by the harness" in lines["max_train_rows"]
+        # what the harness does with its params is said, so that the code does not do it again
+        # (told only that the harness "reads" drop_columns, a real model dropped them itself)
+        assert "no code needed" in lines["max_train_rows"] and "sample" in lines["max_train_rows"]
+        assert "gone from X and from profile['columns']" in lines["drop_columns"]
+        assert "no code needed" in lines["drop_columns"] and "no code needed" in lines["coerce_columns"]
         unset = next(p.name for p in SPACES[track] if p.name != "seed")
         assert "default:" in lines[unset] and "the plan's" not in lines[unset], lines[unset]
         assert "prompts.recipes.members.linear.model" in body  # the other recipes, by import name
