@@ -187,10 +187,10 @@ def build_digits_images(out: Path, seed: int, split_seed: int, rows: int | None 
     frame = pd.DataFrame({"id": ids, "digit": [DIGIT_NAMES[bunch.target[i]] for i in order], "_row": order})
     frame = frame.iloc[: fewer_rows("digits_images", len(frame), rows)]
     train, test = _split(frame, split_seed, stratify="digit")
-    for part, rows in (("train", train), ("test", test)):
+    for part, part_rows in (("train", train), ("test", test)):
         folder = out / part
         folder.mkdir(exist_ok=True)
-        for image_id, row in zip(rows["id"], rows["_row"]):
+        for image_id, row in zip(part_rows["id"], part_rows["_row"]):
             pixels = (bunch.images[row] * (255 / 16)).astype(np.uint8)
             Image.fromarray(pixels, mode="L").resize((DIGIT_IMAGE_SIZE, DIGIT_IMAGE_SIZE), Image.BILINEAR).save(
                 folder / f"{image_id}.png")
