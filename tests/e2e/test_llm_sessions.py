@@ -80,6 +80,22 @@ def rebuild(session: dict, folder: Path) -> Path:
     return make_example(session["example"], folder, seed=session["seed"], rows=session["rows"])
 
 
+def with_scaled_budget(args: list[str]) -> list[str]:
+    """The session's arguments with its --time-budget stretched by the machine's measured slowness:
+    the plan divides its rooms by the slowness it measures, so on a busy machine the same plan
+    (the same tracks, the same requests) needs the budget stretched alike (a 3-minute replay beside
+    two busy processes planned no pretrained track and left its recorded answer unasked)."""
+    from machine_speed import scaled_duration
+
+    from scripts.cli import parse_duration
+
+    args = list(args)
+    if "--time-budget" in args:
+        at = args.index("--time-budget") + 1
+        args[at] = scaled_duration(parse_duration(args[at]))
+    return args
+
+
 def replay(session: dict, recording: Path, folder: Path) -> tuple[Path, Path, str]:
     """(task, run folder, what the run printed) of `iml run --llm-replay` on the rebuilt task."""
     import contextlib
@@ -91,7 +107,8 @@ def replay(session: dict, recording: Path, folder: Path) -> tuple[Path, Path, st
     run = folder / "replayed"
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = main(["run", str(task), "--llm-replay", str(recording), "--out", str(run), "--quiet", *session["args"]])
+        code = main(["run", str(task), "--llm-replay", str(recording), "--out", str(run), "--quiet",
+                     *with_scaled_budget(session["args"])])
     assert code == 0, printed.getvalue()
     return task, run, printed.getvalue()
 
