@@ -57,21 +57,24 @@ def events(run: Path) -> list[dict]:
 
 
 def scores(run: Path) -> dict[tuple, float]:
-    """Each attempt's CV score, keyed by what it ran: its modules' hash and its params (not its
-    number: which members fit the budget, and so their numbers, may differ between two runs)."""
+    """Each attempt's CV score, keyed by what it ran: its modules' hash, its params and the cuts of
+    the folds it finished (not its number: which members fit the budget, and so their numbers, may
+    differ between two runs; nor a candidate that ran out of its time after fewer cuts in one)."""
     out = {}
     for folder in sorted((run / "tracks" / "traditional").glob("attempt_*")):
         result = json.loads((folder / "result.json").read_text())
         execution = json.loads((folder / "execution.json").read_text())
         if result.get("status") == "ok":
-            out[(execution["sha256"], json.dumps(execution["params"], sort_keys=True))] = result["score"]
+            out[(execution["sha256"], json.dumps(execution["params"], sort_keys=True), result.get("cuts"))] = result["score"]
     return out
 
 
 def first_attempt(run: Path) -> tuple:
     """The key (`scores`) of the track's first attempt, the recipe's."""
-    execution = json.loads((run / "tracks" / "traditional" / "attempt_1" / "execution.json").read_text())
-    return execution["sha256"], json.dumps(execution["params"], sort_keys=True)
+    folder = run / "tracks" / "traditional" / "attempt_1"
+    execution = json.loads((folder / "execution.json").read_text())
+    cuts = json.loads((folder / "result.json").read_text()).get("cuts")
+    return execution["sha256"], json.dumps(execution["params"], sort_keys=True), cuts
 
 
 def test_tracks_in_actors_score_as_local_kernels_even_without_shared_files(cluster, tmp_path, monkeypatch):
