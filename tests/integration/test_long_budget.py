@@ -118,16 +118,9 @@ def test_bags_and_the_stacker_are_on_the_leaderboard(long_run):
 def test_solution_py_and_iml_predict_reproduce_the_submission(long_run, tmp_path):
     """Whatever the ensemble chose (a bag's many cuts, a stacker), solution.py refits it and
     `iml predict` replays its saved fold models, to the submission's values."""
-    from runtime.predict import load_run
 
     _, task_dir, run_dir = long_run
-    out = tmp_path / "out.csv"
-    done = run_isolated(run_dir / "solution.py", task_dir, out, tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert_same_submission(run_dir / "submission.csv", out)
-    predicted = load_run(run_dir).predict(pd.read_csv(task_dir / "test.csv"))
-    predicted.to_csv(tmp_path / "predicted.csv", index=False)
-    assert_same_submission(run_dir / "submission.csv", tmp_path / "predicted.csv")
+    assert_script_and_predict_reproduce(run_dir, task_dir, tmp_path)
 
 
 def test_a_stacked_ensemble_is_reproduced_by_solution_py_and_iml_predict(long_run, tmp_path):
@@ -136,7 +129,6 @@ def test_a_stacked_ensemble_is_reproduced_by_solution_py_and_iml_predict(long_ru
     from nodes.submit import write_manifest
     from prompts.imports import library_modules
     from runtime.blend import family_members
-    from runtime.predict import load_run
     from runtime.records import EnsembleResult
     from runtime.solution import write_solution
     from runtime.stack import fit_stacker, stack_predict
@@ -159,10 +151,17 @@ def test_a_stacked_ensemble_is_reproduced_by_solution_py_and_iml_predict(long_ru
     write_submission(state["task"], test, copy / "submission.csv")
     write_manifest(copied, copy)
     write_solution(copied, copy, library_modules)
+    assert_script_and_predict_reproduce(copy, task_dir, tmp_path)
+
+
+def assert_script_and_predict_reproduce(run_dir, task_dir, tmp_path) -> None:
+    """solution.py, run alone, and `iml predict` (the saved models) both give the run's submission."""
+    from runtime.predict import load_run
+
     out = tmp_path / "out.csv"
-    done = run_isolated(copy / "solution.py", task_dir, out, tmp_path)
+    done = run_isolated(run_dir / "solution.py", task_dir, out, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert_same_submission(copy / "submission.csv", out)
-    predicted = load_run(copy).predict(pd.read_csv(task_dir / "test.csv"))
+    assert_same_submission(run_dir / "submission.csv", out)
+    predicted = load_run(run_dir).predict(pd.read_csv(task_dir / "test.csv"))
     predicted.to_csv(tmp_path / "predicted.csv", index=False)
-    assert_same_submission(copy / "submission.csv", tmp_path / "predicted.csv")
+    assert_same_submission(run_dir / "submission.csv", tmp_path / "predicted.csv")
